@@ -1,0 +1,183 @@
+//! The broker abstraction. A backend crate implements [`Broker`] (one connection to a broker),
+//! which hands out [`Publisher`]s and [`Subscriber`]s for a mode and a room.
+//!
+//! Contract, checked by the conformance suite in `charla-testkit` for every backend:
+//! - `publish` returns only once the broker has the message (for durable modes, durably as far
+//!   as the broker is configured to be);
+//! - queue: each message goes to one consumer; a message that is received and not acked (the
+//!   consumer nacked it, closed, or died) is delivered again, with `redelivered` set where the
+//!   backend can know; a message that keeps failing goes to the dead letters;
+//! - broadcast / routing: every subscriber online at publish time gets the message;
+//! - stream: every subscriber gets every message from its start point; a group shares them
+//!   and resumes where it acked;
+//! - a payload that is not a chat message never reaches the caller: it is dead-lettered (in
+//!   durable modes) or dropped with a warning (in broadcast modes), and receiving goes on.
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::message::Message;
+use crate::mode::{Capabilities, Mode};
+
+/// What `charla check` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerInfo {
+    /// Product name as the broker reports it (`redis`, `valkey`, `charla`, `RabbitMQ`, …).
+    pub product: String,
+    /// Version string as the broker reports it.
+    pub version: String,
+    /// Redacted address or URL.
+    pub address: String,
+}
+
+/// Where a stream subscription starts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StartFrom {
+    /// Only messages published from now on (a group that already exists resumes instead).
+    #[default]
+    Latest,
+    /// Everything the broker still keeps.
+    Beginning,
+    /// After (not including) the given backend offset, as printed in `Delivery::offset`.
+    After(String),
+}
+
+/// What to subscribe to.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub mode: Mode,
+    /// Room name; in routing mode a pattern (`room.*`, `app.error.#`).
+    pub room: String,
+    /// Consumer group (stream mode): members share the messages and resume where acked.
+    pub group: Option<String>,
+    /// Stream start point.
+    pub start: StartFrom,
+    /// How many unacknowledged messages this consumer may hold at once (queue and stream).
+    pub prefetch: usize,
+    /// Consumer name inside a group; generated when absent.
+    pub consumer: Option<String>,
+}
+
+impl Subscription {
+    pub fn new(mode: Mode, room: impl Into<String>) -> Self {
+        Subscription {
+            mode,
+            room: room.into(),
+            group: None,
+            start: StartFrom::Latest,
+            prefetch: DEFAULT_PREFETCH,
+            consumer: None,
+        }
+    }
+
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+
+    pub fn start(mut self, start: StartFrom) -> Self {
+        self.start = start;
+        self
+    }
+
+    pub fn prefetch(mut self, prefetch: usize) -> Self {
+        self.prefetch = prefetch.max(1);
+        self
+    }
+
+    pub fn consumer(mut self, name: impl Into<String>) -> Self {
+        self.consumer = Some(name.into());
+        self
+    }
+}
+
+/// Default number of unacknowledged messages a consumer holds. 100 amortises round trips
+/// (one fetch moves up to 100 messages) while keeping the work a dead consumer leaves small.
+pub const DEFAULT_PREFETCH: usize = 100;
+
+/// Identifies one delivery to its subscriber for ack/nack. Opaque to callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AckTag(pub u64);
+
+/// One received message.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub message: Message,
+    /// Delivered before to some consumer that did not ack it (where the backend knows).
+    pub redelivered: bool,
+    /// Backend position (stream id, offset) where the mode has one; usable with
+    /// [`StartFrom::After`].
+    pub offset: Option<String>,
+    /// Pass to [`Subscriber::ack`] / [`Subscriber::nack`].
+    pub tag: AckTag,
+}
+
+/// A message that could not be processed, kept for an operator to look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The payload exactly as it was on the broker.
+    pub payload: Vec<u8>,
+}
+
+/// A connection to one broker.
+#[async_trait]
+pub trait Broker: Send + Sync {
+    /// Backend name (`redis`, `memory`, …).
+    fn backend(&self) -> &'static str;
+
+    /// What this backend can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Round trip to the broker and what it says it is.
+    async fn info(&self) -> Result<BrokerInfo>;
+
+    /// A producer for `room` in `mode`. Fails at once when the mode is unsupported.
+    async fn publisher(&self, mode: Mode, room: &str) -> Result<Box<dyn Publisher>>;
+
+    /// A consumer. Fails at once when the mode (or group/replay) is unsupported.
+    async fn subscribe(&self, subscription: Subscription) -> Result<Box<dyn Subscriber>>;
+
+    /// Poison messages of a room, oldest first, at most `limit`.
+    async fn dead_letters(&self, room: &str, limit: usize) -> Result<Vec<DeadLetter>>;
+
+    /// Remove a room's messages and bookkeeping (tests and `charla` housekeeping).
+    async fn purge(&self, mode: Mode, room: &str) -> Result<()>;
+}
+
+/// Sends messages to one room.
+#[async_trait]
+pub trait Publisher: Send {
+    /// Send one message; returns once the broker has it.
+    async fn publish(&mut self, message: &Message) -> Result<()>;
+
+    /// Send several in order, in as few round trips as the backend allows.
+    async fn publish_batch(&mut self, messages: &[Message]) -> Result<()> {
+        for m in messages {
+            self.publish(m).await?;
+        }
+        Ok(())
+    }
+
+    /// Send a payload exactly as given (interop tests, forwarding, dead-letter replays).
+    async fn publish_raw(&mut self, payload: &[u8]) -> Result<()>;
+}
+
+/// Receives messages from one subscription.
+#[async_trait]
+pub trait Subscriber: Send {
+    /// The next message, waiting as long as it takes. Cancel-safe: a message fetched from the
+    /// broker but not yet returned stays owned by this consumer and is given back on
+    /// [`close`](Subscriber::close) (or recovered from it if the process dies).
+    async fn recv(&mut self) -> Result<Delivery>;
+
+    /// The message was processed: the broker may forget it. Backends may hold acks briefly to
+    /// batch them with the next fetch; [`close`](Subscriber::close) sends any held ones.
+    async fn ack(&mut self, tag: AckTag) -> Result<()>;
+
+    /// The message was not processed. `requeue` gives it to a consumer again (up to the
+    /// backend's delivery limit, after which it is dead-lettered); otherwise it is dead-lettered.
+    async fn nack(&mut self, tag: AckTag, requeue: bool) -> Result<()>;
+
+    /// Send held acks, give unacked messages back, and leave.
+    async fn close(self: Box<Self>) -> Result<()>;
+}

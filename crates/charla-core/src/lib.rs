@@ -1,0 +1,24 @@
+//! charla-core: everything every backend and front end agrees on, and nothing that does I/O.
+//!
+//! - [`Message`]: the wire format, a JSON object that keeps the workshop seed's fields
+//!   (`usuario`, `mensaje`, `hora`) and adds `id`, `room` and `ts_us`.
+//! - [`Mode`]: the four delivery modes of the brief (queue, broadcast, stream, routing).
+//! - [`Broker`], [`Publisher`], [`Subscriber`]: the abstraction each backend crate implements.
+//! - [`BrokerUrl`]: how a URL picks a backend.
+//! - [`topic`]: the routing-pattern language (`room.*`, `app.error.#`), the same on every backend.
+
+pub mod broker;
+pub mod error;
+pub mod message;
+pub mod mode;
+pub mod topic;
+pub mod url;
+
+pub use broker::{
+    AckTag, Broker, BrokerInfo, DeadLetter, Delivery, Publisher, StartFrom, Subscriber,
+    Subscription,
+};
+pub use error::{BrokerError, Result};
+pub use message::{DecodeError, Message, MAX_MESSAGE_BYTES};
+pub use mode::{Capabilities, Mode};
+pub use url::{BackendKind, BrokerUrl};

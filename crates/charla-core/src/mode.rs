@@ -1,0 +1,88 @@
+//! Delivery modes and the capability flags with which a backend declares which it can do.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// How a message travels from producers to consumers. The guarantees are the brief's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Each message to exactly one consumer, at-least-once, acknowledged.
+    Queue,
+    /// Every online subscriber gets every message; nothing is kept.
+    Broadcast,
+    /// Every subscriber gets every message; durable, replayable, consumer groups to scale.
+    Stream,
+    /// Subscribe by pattern (`room.*`, `app.error.#`); publishing is by exact topic.
+    Routing,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 4] = [Mode::Queue, Mode::Broadcast, Mode::Stream, Mode::Routing];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Queue => "queue",
+            Mode::Broadcast => "broadcast",
+            Mode::Stream => "stream",
+            Mode::Routing => "routing",
+        }
+    }
+
+    /// Whether the mode keeps messages for consumers that are not connected yet.
+    pub fn is_durable(self) -> bool {
+        matches!(self, Mode::Queue | Mode::Stream)
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "queue" | "cola" => Ok(Mode::Queue),
+            "broadcast" | "pubsub" | "fanout" => Ok(Mode::Broadcast),
+            "stream" => Ok(Mode::Stream),
+            "routing" | "topic" => Ok(Mode::Routing),
+            other => Err(format!(
+                "unknown mode '{other}': expected queue, broadcast, stream or routing"
+            )),
+        }
+    }
+}
+
+/// What a backend can do, declared up front so that an unsupported request fails at connect
+/// time with a clear reason instead of misbehaving later. The conformance suite reads these
+/// flags to decide which cases apply to a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    pub queue: bool,
+    pub broadcast: bool,
+    pub stream: bool,
+    pub routing: bool,
+    /// Stream mode supports named consumer groups that share the work and resume.
+    pub stream_groups: bool,
+    /// Stream mode can start from the beginning or from a given offset.
+    pub replay: bool,
+    /// Deliveries say whether they were delivered before (`Delivery::redelivered`).
+    pub redelivered_flag: bool,
+    /// Poison messages are kept somewhere readable (`Broker::dead_letters`).
+    pub dead_letters: bool,
+    /// Messages survive the broker process restarting (given the broker's own persistence).
+    pub survives_restart: bool,
+}
+
+impl Capabilities {
+    pub fn supports(&self, mode: Mode) -> bool {
+        match mode {
+            Mode::Queue => self.queue,
+            Mode::Broadcast => self.broadcast,
+            Mode::Stream => self.stream,
+            Mode::Routing => self.routing,
+        }
+    }
+}

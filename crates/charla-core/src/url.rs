@@ -1,0 +1,197 @@
+//! Picking a backend by URL: `redis://`, `rediss://`, `amqp://`, `amqps://`, `kafka://`,
+//! `memory://`. Options common to every backend ride in the query string.
+
+use crate::error::BrokerError;
+use std::fmt;
+
+/// Which backend a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Memory,
+    Redis,
+    Amqp,
+    Kafka,
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Memory => "memory",
+            BackendKind::Redis => "redis",
+            BackendKind::Amqp => "amqp",
+            BackendKind::Kafka => "kafka",
+        }
+    }
+}
+
+/// A parsed broker URL. Keeps the original text for the backend's own client library and
+/// offers a redacted form (no password) for messages and logs.
+#[derive(Clone)]
+pub struct BrokerUrl {
+    url: url::Url,
+    kind: BackendKind,
+}
+
+const SCHEMES: &str = "redis://, rediss://, amqp://, amqps://, kafka://, memory://";
+
+impl BrokerUrl {
+    pub fn parse(text: &str) -> Result<Self, BrokerError> {
+        let invalid = |reason: String| BrokerError::InvalidUrl {
+            url: text.to_owned(),
+            reason,
+        };
+        let url = url::Url::parse(text).map_err(|e| {
+            invalid(format!(
+                "{e}; a broker URL looks like redis://127.0.0.1:6380 (schemes: {SCHEMES})"
+            ))
+        })?;
+        let kind = match url.scheme() {
+            "memory" => BackendKind::Memory,
+            "redis" | "rediss" | "valkey" | "valkeys" => BackendKind::Redis,
+            "amqp" | "amqps" => BackendKind::Amqp,
+            "kafka" => BackendKind::Kafka,
+            other => {
+                return Err(invalid(format!(
+                    "unknown scheme '{other}://' (known: {SCHEMES})"
+                )))
+            }
+        };
+        if kind != BackendKind::Memory && url.host_str().unwrap_or("").is_empty() {
+            return Err(invalid("the URL has no host".into()));
+        }
+        Ok(BrokerUrl { url, kind })
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        self.kind
+    }
+
+    pub fn url(&self) -> &url::Url {
+        &self.url
+    }
+
+    /// `host:port` (with the scheme's default port), for messages.
+    pub fn address(&self) -> String {
+        let host = self.url.host_str().unwrap_or("");
+        match self.url.port_or_known_default().or(self.default_port()) {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        }
+    }
+
+    fn default_port(&self) -> Option<u16> {
+        match self.url.scheme() {
+            "redis" | "rediss" | "valkey" | "valkeys" => Some(6379),
+            "amqp" => Some(5672),
+            "amqps" => Some(5671),
+            "kafka" => Some(9092),
+            _ => None,
+        }
+    }
+
+    /// A query option, e.g. `?max_message_bytes=65536`.
+    pub fn option(&self, key: &str) -> Option<String> {
+        self.url
+            .query_pairs()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// A numeric query option, with a clear error when it is not a number.
+    pub fn option_num<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, BrokerError> {
+        match self.option(key) {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| BrokerError::InvalidUrl {
+                url: self.to_string(),
+                reason: format!("option {key}={v} is not a valid number"),
+            }),
+        }
+    }
+
+    /// The maximum encoded message size for this connection (`?max_message_bytes=`).
+    pub fn max_message_bytes(&self) -> Result<usize, BrokerError> {
+        Ok(self
+            .option_num("max_message_bytes")?
+            .unwrap_or(crate::MAX_MESSAGE_BYTES))
+    }
+
+    /// The URL without the charla-only query options, for client libraries that reject
+    /// unknown ones.
+    pub fn without_options(&self, charla_options: &[&str]) -> url::Url {
+        let mut url = self.url.clone();
+        let kept: Vec<(String, String)> = self
+            .url
+            .query_pairs()
+            .filter(|(k, _)| !charla_options.contains(&k.as_ref()) && k != "max_message_bytes")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        if kept.is_empty() {
+            url.set_query(None);
+        } else {
+            url.query_pairs_mut().clear().extend_pairs(kept);
+        }
+        url
+    }
+}
+
+/// Displays with the password replaced by `***`, so URLs can be logged.
+impl fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.url.clone();
+        if shown.password().is_some() {
+            let _ = shown.set_password(Some("***"));
+        }
+        f.write_str(shown.as_str())
+    }
+}
+
+impl fmt::Debug for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BrokerUrl({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_pick_backends() {
+        let cases = [
+            ("redis://127.0.0.1:6380", BackendKind::Redis),
+            ("rediss://:pw@example.com/2", BackendKind::Redis),
+            ("amqp://guest:guest@127.0.0.1:5672/%2f", BackendKind::Amqp),
+            ("kafka://127.0.0.1:9092", BackendKind::Kafka),
+            ("memory://", BackendKind::Memory),
+        ];
+        for (text, kind) in cases {
+            assert_eq!(BrokerUrl::parse(text).unwrap().kind(), kind, "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_urls_say_why() {
+        let err = BrokerUrl::parse("http://x").unwrap_err().to_string();
+        assert!(err.contains("unknown scheme 'http://'"), "{err}");
+        let err = BrokerUrl::parse("127.0.0.1:6380").unwrap_err().to_string();
+        assert!(err.contains("invalid broker URL"), "{err}");
+        let err = BrokerUrl::parse("redis://h?max_message_bytes=lots")
+            .unwrap()
+            .max_message_bytes()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a valid number"), "{err}");
+    }
+
+    #[test]
+    fn password_is_redacted_and_address_has_default_port() {
+        let u = BrokerUrl::parse("redis://:secret@localhost/1").unwrap();
+        assert!(!u.to_string().contains("secret"));
+        assert_eq!(u.address(), "localhost:6379");
+        let u = BrokerUrl::parse("redis://h:1/?consumer_ttl_ms=5&db=2").unwrap();
+        assert_eq!(
+            u.without_options(&["consumer_ttl_ms"]).as_str(),
+            "redis://h:1/?db=2"
+        );
+    }
+}

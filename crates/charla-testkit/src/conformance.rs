@@ -1,0 +1,810 @@
+//! The universal broker suite: one set of behaviours, written once against the `Broker`
+//! trait, run for every backend (`memory://`, real Redis, `charla serve`, RabbitMQ, Kafka).
+//!
+//! A backend's test file provides a [`Target`] and writes
+//! `charla_testkit::conformance_suite!(setup())` where `setup()` returns
+//! `Option<Box<dyn Target>>` (`None`: the service is missing and this is not CI). Each case
+//! reads the backend's [`Capabilities`] and returns early, saying so, when it does not apply.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use charla_core::{
+    Broker, BrokerError, Capabilities, Delivery, Message, Mode, StartFrom, Subscriber, Subscription,
+};
+
+use crate::unique_name;
+
+/// A backend under test: how to open connections to it.
+#[async_trait]
+pub trait Target: Send + Sync {
+    /// A new, independent connection.
+    async fn connect(&self) -> Box<dyn Broker>;
+
+    /// The longest a backend takes to give a dead consumer's unacked messages to another
+    /// consumer (heartbeat expiry, session timeout, …).
+    fn recovery_time(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+}
+
+/// Instantiates every conformance case as a `#[tokio::test]` in the calling module.
+/// `$setup` is an expression evaluating to a future of `Option<Box<dyn Target>>`.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($setup:expr) => {
+        $crate::__conformance_cases!($setup;
+            queue_keeps_order_per_room,
+            queue_competing_consumers_share_without_duplicates,
+            queue_nack_redelivers_then_ack_settles,
+            queue_acked_message_is_not_redelivered,
+            queue_killed_consumer_loses_nothing,
+            queue_endless_nack_goes_to_dead_letters,
+            queue_poison_message_is_dead_lettered,
+            queue_ten_thousand_without_loss,
+            broadcast_fans_out_to_every_subscriber,
+            broadcast_keeps_no_history,
+            stream_replays_from_beginning_and_offset,
+            stream_latest_skips_history,
+            stream_group_shares_and_resumes,
+            stream_group_killed_consumer_loses_nothing,
+            stream_ten_thousand_without_loss,
+            routing_patterns_match_topics,
+            large_and_unicode_payloads_round_trip,
+            oversized_message_is_refused,
+            unsupported_modes_fail_at_subscribe
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases {
+    ($setup:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(target) = $setup.await else { return };
+                $crate::conformance::$case(&*target).await;
+            }
+        )*
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+const QUIET: Duration = Duration::from_millis(700);
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn applies(caps: &Capabilities, needs: &[(&str, bool)]) -> bool {
+    for (what, has) in needs {
+        if !has {
+            eprintln!("not applicable: the backend declares no {what}");
+            return false;
+        }
+    }
+    let _ = caps;
+    true
+}
+
+fn msg(room: &str, i: usize) -> Message {
+    Message::new("tester", format!("message {i}"), room)
+}
+
+/// The next delivery, or `None` after `wait`.
+pub async fn recv_within(sub: &mut dyn Subscriber, wait: Duration) -> Option<Delivery> {
+    match tokio::time::timeout(wait, sub.recv()).await {
+        Ok(Ok(d)) => Some(d),
+        Ok(Err(e)) => panic!("recv failed: {e}"),
+        Err(_) => None,
+    }
+}
+
+async fn must_recv(sub: &mut dyn Subscriber) -> Delivery {
+    recv_within(sub, PATIENCE)
+        .await
+        .expect("no message arrived within the patience window")
+}
+
+async fn publish_n(broker: &dyn Broker, mode: Mode, room: &str, n: usize) -> Vec<Message> {
+    let mut p = broker.publisher(mode, room).await.expect("publisher");
+    let messages: Vec<Message> = (0..n).map(|i| msg(room, i)).collect();
+    for m in &messages {
+        p.publish(m).await.expect("publish");
+    }
+    messages
+}
+
+async fn subscribe(broker: &dyn Broker, sub: Subscription) -> Box<dyn Subscriber> {
+    broker.subscribe(sub).await.expect("subscribe")
+}
+
+// ---------------------------------------------------------------------------------------------
+// queue
+
+pub async fn queue_keeps_order_per_room(t: &dyn Target) {
+    let b = t.connect().await;
+    if !applies(&b.capabilities(), &[("queue", b.capabilities().queue)]) {
+        return;
+    }
+    let (room_a, room_b) = (unique_name("q-order-a-"), unique_name("q-order-b-"));
+    let sent_a = publish_n(&*b, Mode::Queue, &room_a, 50).await;
+    let sent_b = publish_n(&*b, Mode::Queue, &room_b, 50).await;
+    for (room, sent) in [(&room_a, sent_a), (&room_b, sent_b)] {
+        let mut sub = subscribe(&*b, Subscription::new(Mode::Queue, room.as_str())).await;
+        for expected in &sent {
+            let d = must_recv(&mut *sub).await;
+            assert_eq!(d.message.id, expected.id, "order within room {room}");
+            assert_eq!(d.message.room, *room);
+            assert!(!d.redelivered);
+            sub.ack(d.tag).await.expect("ack");
+        }
+        assert!(
+            recv_within(&mut *sub, QUIET).await.is_none(),
+            "nothing extra"
+        );
+        sub.close().await.expect("close");
+        b.purge(Mode::Queue, room).await.expect("purge");
+    }
+}
+
+pub async fn queue_competing_consumers_share_without_duplicates(t: &dyn Target) {
+    let b = t.connect().await;
+    if !applies(&b.capabilities(), &[("queue", b.capabilities().queue)]) {
+        return;
+    }
+    let room = unique_name("q-compete-");
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        let conn = t.connect().await;
+        let sub = subscribe(
+            &*conn,
+            Subscription::new(Mode::Queue, room.as_str()).prefetch(1),
+        )
+        .await;
+        workers.push((conn, sub));
+    }
+    let sent = publish_n(&*b, Mode::Queue, &room, 150).await;
+    let total = sent.len();
+    let seen = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::<String>::new()));
+    let mut handles = Vec::new();
+    for (i, (conn, mut sub)) in workers.into_iter().enumerate() {
+        let seen = seen.clone();
+        handles.push(tokio::spawn(async move {
+            let mut mine = 0usize;
+            loop {
+                if seen.lock().await.len() >= total {
+                    break;
+                }
+                let Some(d) = recv_within(&mut *sub, Duration::from_millis(1500)).await else {
+                    continue;
+                };
+                // Simulated work, so that one fast worker cannot take everything.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                sub.ack(d.tag).await.expect("ack");
+                seen.lock().await.push(d.message.id);
+                mine += 1;
+            }
+            sub.close().await.expect("close");
+            drop(conn);
+            (i, mine)
+        }));
+    }
+    let mut per_worker = Vec::new();
+    for h in handles {
+        per_worker.push(
+            tokio::time::timeout(PATIENCE * 2, h)
+                .await
+                .expect("workers finished")
+                .expect("join"),
+        );
+    }
+    let seen = seen.lock().await;
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(
+        seen.len(),
+        total,
+        "each message exactly once: {per_worker:?}"
+    );
+    assert_eq!(unique.len(), total);
+    assert!(
+        per_worker.iter().filter(|(_, n)| *n > 0).count() >= 2,
+        "the work is shared: {per_worker:?}"
+    );
+    b.purge(Mode::Queue, &room).await.expect("purge");
+}
+
+pub async fn queue_nack_redelivers_then_ack_settles(t: &dyn Target) {
+    let b = t.connect().await;
+    let caps = b.capabilities();
+    if !applies(&caps, &[("queue", caps.queue)]) {
+        return;
+    }
+    let room = unique_name("q-nack-");
+    let sent = publish_n(&*b, Mode::Queue, &room, 2).await;
+    let mut sub = subscribe(
+        &*b,
+        Subscription::new(Mode::Queue, room.as_str()).prefetch(1),
+    )
+    .await;
+    let first = must_recv(&mut *sub).await;
+    assert_eq!(first.message.id, sent[0].id);
+    sub.nack(first.tag, true).await.expect("nack");
+    let mut got = HashMap::new();
+    for _ in 0..2 {
+        let d = must_recv(&mut *sub).await;
+        sub.ack(d.tag).await.expect("ack");
+        got.insert(d.message.id.clone(), d);
+    }
+    let again = &got[&sent[0].id];
+    if caps.redelivered_flag {
+        assert!(
+            again.redelivered,
+            "a nacked message comes back marked redelivered"
+        );
+        assert!(again.message.deliveries >= 1);
+    }
+    assert!(!got[&sent[1].id].redelivered);
+    assert!(
+        recv_within(&mut *sub, QUIET).await.is_none(),
+        "acked messages stay settled"
+    );
+    sub.close().await.expect("close");
+    b.purge(Mode::Queue, &room).await.expect("purge");
+}
+
+pub async fn queue_acked_message_is_not_redelivered(t: &dyn Target) {
+    let b = t.connect().await;
+    if !applies(&b.capabilities(), &[("queue", b.capabilities().queue)]) {
+        return;
+    }
+    let room = unique_name("q-acked-");
+    publish_n(&*b, Mode::Queue, &room, 3).await;
+    let mut sub = subscribe(&*b, Subscription::new(Mode::Queue, room.as_str())).await;
+    for _ in 0..3 {
+        let d = must_recv(&mut *sub).await;
+        sub.ack(d.tag).await.expect("ack");
+    }
+    sub.close().await.expect("close");
+    let mut again = subscribe(&*b, Subscription::new(Mode::Queue, room.as_str())).await;
+    assert!(recv_within(&mut *again, QUIET).await.is_none());
+    again.close().await.expect("close");
+    b.purge(Mode::Queue, &room).await.expect("purge");
+}
+
+pub async fn queue_killed_consumer_loses_nothing(t: &dyn Target) {
+    let b = t.connect().await;
+    let caps = b.capabilities();
+    if !applies(&caps, &[("queue", caps.queue)]) {
+        return;
+    }
+    let room = unique_name("q-killed-");
+    let sent = publish_n(&*b, Mode::Queue, &room, 5).await;
+    {
+        // The victim takes three, acks one, and dies without closing.
+        let conn = t.connect().await;
+        let mut victim = subscribe(
+            &*conn,
+            Subscription::new(Mode::Queue, room.as_str()).prefetch(3),
+        )
+        .await;
+        let first = must_recv(&mut *victim).await;
+        victim.ack(first.tag).await.expect("ack");
+        let _ = must_recv(&mut *victim).await;
+        let _ = must_recv(&mut *victim).await;
+        drop(victim);
+        drop(conn);
+    }
+    let mut survivor = subscribe(&*b, Subscription::new(Mode::Queue, room.as_str())).await;
+    let mut ids = HashSet::new();
+    let mut redelivered = 0;
+    while ids.len() < 4 {
+        let d = recv_within(&mut *survivor, t.recovery_time() + PATIENCE)
+            .await
+            .expect("the dead consumer's messages come back");
+        redelivered += usize::from(d.redelivered);
+        survivor.ack(d.tag).await.expect("ack");
+        ids.insert(d.message.id);
+    }
+    for m in &sent[1..] {
+        assert!(ids.contains(&m.id), "message {} was lost", m.mensaje);
+    }
+    if caps.redelivered_flag {
+        assert!(
+            redelivered >= 2,
+            "the two unacked ones are marked redelivered"
+        );
+    }
+    survivor.close().await.expect("close");
+    b.purge(Mode::Queue, &room).await.expect("purge");
+}
+
+pub async fn queue_endless_nack_goes_to_dead_letters(t: &dyn Target) {
+    let b = t.connect().await;
+    let caps = b.capabilities();
+    if !applies(
+        &caps,
+        &[("queue", caps.queue), ("dead letters", caps.dead_letters)],
+    ) {
+        return;
+    }
+    let room = unique_name("q-loop-");
+    let sent = publish_n(&*b, Mode::Queue, &room, 1).await;
+    let mut sub = subscribe(&*b, Subscription::new(Mode::Queue, room.as_str())).await;
+    let mut attempts = 0;
+    while let Some(d) = recv_within(&mut *sub, QUIET * 2).await {
+        attempts += 1;
+        assert!(
+            attempts <= 20,
+            "a message that always fails must stop coming back"
+        );
+        sub.nack(d.tag, true).await.expect("nack");
+    }
+    assert!(attempts >= 2, "it was retried before giving up");
+    let dead = b.dead_letters(&room, 10).await.expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    let m = Message::decode(&dead[0].payload, &room, usize::MAX)
+        .expect("the dead letter is the message");
+    assert_eq!(m.id, sent[0].id);
+    sub.close().await.expect("close");
+    b.purge(Mode::Queue, &room).await.expect("purge");
+}
+
+pub async fn queue_poison_message_is_dead_lettered(t: &dyn Target) {
+    let b = t.connect().await;
+    let caps = b.capabilities();
+    if !applies(&caps, &[("queue", caps.queue)]) {
+        return;
+    }
+    let room = unique_name("q-poison-");
+    let mut p = b.publisher(Mode::Queue, &room).await.expect("publisher");
+    p.publish_raw(b"{this is not json")
+        .await
+        .expect("raw publish");
+    let good = msg(&room, 1);
+    p.publish(&good).await.expect("publish");
+    let mut sub = subscribe(&*b, Subscription::new(Mode::Queue, room.as_str())).await;
+    let d = must_recv(&mut *sub).await;
+    assert_eq!(
+        d.message.id, good.id,
+        "the poison message is skipped, the next one arrives"
+    );
+    sub.ack(d.tag).await.expect("ack");
+    if caps.dead_letters {
+        let dead = b.dead_letters(&room, 10).await.expect("dead letters");
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].payload, b"{this is not json");
+    }
+    assert!(
+        recv_within(&mut *sub, QUIET).await.is_none(),
+        "the poison does not loop"
+    );
+    sub.close().await.expect("close");
+    b.purge(Mode::Queue, &room).await.expect("purge");
+}
+
+pub async fn queue_ten_thousand_without_loss(t: &dyn Target) {
+    let b = t.connect().await;
+    if !applies(&b.capabilities(), &[("queue", b.capabilities().queue)]) {
+        return;
+    }
+    many_without_loss(
+        t,
+        &*b,
+        Subscription::new(Mode::Queue, unique_name("q-10k-")),
+    )
+    .await;
+}
+
+/// 10 000 messages published in batches, two consumers, every message arrives exactly once.
+async fn many_without_loss(t: &dyn Target, b: &dyn Broker, sub: Subscription) {
+    const N: usize = 10_000;
+    let room = sub.room.clone();
+    let mode = sub.mode;
+    let mut subs = Vec::new();
+    for _ in 0..2 {
+        let conn = t.connect().await;
+        let s = subscribe(&*conn, sub.clone()).await;
+        subs.push((conn, s));
+    }
+    let mut p = b.publisher(mode, &room).await.expect("publisher");
+    let all: Vec<Message> = (0..N).map(|i| msg(&room, i)).collect();
+    for chunk in all.chunks(500) {
+        p.publish_batch(chunk).await.expect("publish batch");
+    }
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for (conn, mut s) in subs {
+        let counter = counter.clone();
+        handles.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            while counter.load(std::sync::atomic::Ordering::SeqCst) < N {
+                if let Some(d) = recv_within(&mut *s, Duration::from_millis(300)).await {
+                    s.ack(d.tag).await.expect("ack");
+                    ids.push(d.message.id);
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+            s.close().await.expect("close");
+            drop(conn);
+            ids
+        }));
+    }
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for h in handles {
+        let ids = tokio::time::timeout(Duration::from_secs(120), h)
+            .await
+            .expect("consumers finished in time")
+            .expect("join");
+        total += ids.len();
+        seen.extend(ids);
+    }
+    assert_eq!(seen.len(), N, "every message arrived");
+    assert_eq!(total, N, "no message arrived twice");
+    b.purge(mode, &room).await.expect("purge");
+}
+
+// ---------------------------------------------------------------------------------------------
+// broadcast
+
+pub async fn broadcast_fans_out_to_every_subscriber(t: &dyn Target) {
+    let b = t.connect().await;
+    if !applies(
+        &b.capabilities(),
+        &[("broadcast", b.capabilities().broadcast)],
+    ) {
+        return;
+    }
+    let room = unique_name("b-fan-");
+    let mut subs = Vec::new();
+    for _ in 0..3 {
+        let conn = t.connect().await;
+        let s = subscribe(&*conn, Subscription::new(Mode::Broadcast, room.as_str())).await;
+        subs.push((conn, s));
+    }
+    let sent = publish_n(&*b, Mode::Broadcast, &room, 30).await;
+    for (_conn, s) in subs.iter_mut() {
+        for expected in &sent {
+            let d = must_recv(&mut **s).await;
+            assert_eq!(
+                d.message.id, expected.id,
+                "every subscriber, every message, in order"
+            );
+        }
+    }
+    for (_conn, s) in subs {
+        s.close().await.expect("close");
+    }
+}
+
+pub async fn broadcast_keeps_no_history(t: &dyn Target) {
+    let b = t.connect().await;
+    if !applies(
+        &b.capabilities(),
+        &[("broadcast", b.capabilities().broadcast)],
+    ) {
+        return;
+    }
+    let room = unique_name("b-hist-");
+    publish_n(&*b, Mode::Broadcast, &room, 1).await;
+    let mut s = subscribe(&*b, Subscription::new(Mode::Broadcast, room.as_str())).await;
+    let later = publish_n(&*b, Mode::Broadcast, &room, 1).await;
+    let d = must_recv(&mut *s).await;
+    assert_eq!(
+        d.message.id, later[0].id,
+        "only what was published while subscribed"
+    );
+    s.close().await.expect("close");
+}
+
+// ---------------------------------------------------------------------------------------------
+// stream
+
+pub async fn stream_replays_from_beginning_and_offset(t: &dyn Target) {
+    let b = t.connect().await;
+    let caps = b.capabilities();
+    if !applies(&caps, &[("stream", caps.stream), ("replay", caps.replay)]) {
+        return;
+    }
+    let room = unique_name("s-replay-");
+    let sent = publish_n(&*b, Mode::Stream, &room, 20).await;
+    let mut s = subscribe(
+        &*b,
+        Subscription::new(Mode::Stream, room.as_str()).start(StartFrom::Beginning),
+    )
+    .await;
+    let mut offsets = Vec::new();
+    for expected in &sent {
+        let d = must_recv(&mut *s).await;
+        assert_eq!(d.message.id, expected.id);
+        offsets.push(d.offset.clone().expect("stream deliveries carry an offset"));
+        s.ack(d.tag).await.expect("ack");
+    }
+    s.close().await.expect("close");
+    let mut from = subscribe(
+        &*b,
+        Subscription::new(Mode::Stream, room.as_str()).start(StartFrom::After(offsets[9].clone())),
+    )
+    .await;
+    for expected in &sent[10..] {
+        let d = must_recv(&mut *from).await;
+        assert_eq!(d.message.id, expected.id, "replay after an offset");
+    }
+    from.close().await.expect("close");
+    b.purge(Mode::Stream, &room).await.expect("purge");
+}
+
+pub async fn stream_latest_skips_history(t: &dyn Target) {
+    let b = t.connect().await;
+    if !applies(&b.capabilities(), &[("stream", b.capabilities().stream)]) {
+        return;
+    }
+    let room = unique_name("s-latest-");
+    publish_n(&*b, Mode::Stream, &room, 5).await;
+    let mut s = subscribe(&*b, Subscription::new(Mode::Stream, room.as_str())).await;
+    let later = publish_n(&*b, Mode::Stream, &room, 3).await;
+    for expected in &later {
+        let d = must_recv(&mut *s).await;
+        assert_eq!(d.message.id, expected.id);
+    }
+    assert!(recv_within(&mut *s, QUIET).await.is_none());
+    s.close().await.expect("close");
+    b.purge(Mode::Stream, &room).await.expect("purge");
+}
+
+pub async fn stream_group_shares_and_resumes(t: &dyn Target) {
+    let b = t.connect().await;
+    let caps = b.capabilities();
+    if !applies(
+        &caps,
+        &[
+            ("stream", caps.stream),
+            ("stream groups", caps.stream_groups),
+        ],
+    ) {
+        return;
+    }
+    let room = unique_name("s-group-");
+    let group = unique_name("g-");
+    let sub = || {
+        Subscription::new(Mode::Stream, room.as_str())
+            .group(group.as_str())
+            .start(StartFrom::Beginning)
+            .prefetch(5)
+    };
+    let sent = publish_n(&*b, Mode::Stream, &room, 20).await;
+    // First member reads ten and leaves cleanly.
+    let mut first = subscribe(&*b, sub().consumer("first")).await;
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        let d = must_recv(&mut *first).await;
+        first.ack(d.tag).await.expect("ack");
+        got.push(d.message.id);
+    }
+    first.close().await.expect("close");
+    assert_eq!(
+        got,
+        sent[..10].iter().map(|m| m.id.clone()).collect::<Vec<_>>()
+    );
+    // Two more members resume after what the group acked and share the rest.
+    let c2 = t.connect().await;
+    let mut second = subscribe(&*b, sub().consumer("second")).await;
+    let mut third = subscribe(&*c2, sub().consumer("third")).await;
+    let mut rest = HashSet::new();
+    let mut count = 0;
+    while count < 10 {
+        tokio::select! {
+            d = second.recv() => { let d = d.expect("recv"); second.ack(d.tag).await.expect("ack"); rest.insert(d.message.id); }
+            d = third.recv() => { let d = d.expect("recv"); third.ack(d.tag).await.expect("ack"); rest.insert(d.message.id); }
+            _ = tokio::time::sleep(PATIENCE) => panic!("the group stopped delivering after {count}"),
+        }
+        count += 1;
+    }
+    let expected: HashSet<String> = sent[10..].iter().map(|m| m.id.clone()).collect();
+    assert_eq!(
+        rest, expected,
+        "the group resumes where it acked, without duplicates"
+    );
+    assert!(recv_within(&mut *second, QUIET).await.is_none());
+    second.close().await.expect("close");
+    third.close().await.expect("close");
+    b.purge(Mode::Stream, &room).await.expect("purge");
+}
+
+pub async fn stream_group_killed_consumer_loses_nothing(t: &dyn Target) {
+    let b = t.connect().await;
+    let caps = b.capabilities();
+    if !applies(
+        &caps,
+        &[
+            ("stream", caps.stream),
+            ("stream groups", caps.stream_groups),
+        ],
+    ) {
+        return;
+    }
+    let room = unique_name("s-killed-");
+    let group = unique_name("g-");
+    let sub = |name: &str| {
+        Subscription::new(Mode::Stream, room.as_str())
+            .group(group.as_str())
+            .start(StartFrom::Beginning)
+            .prefetch(2)
+            .consumer(name)
+    };
+    let sent = publish_n(&*b, Mode::Stream, &room, 4).await;
+    {
+        let conn = t.connect().await;
+        let mut victim = subscribe(&*conn, sub("victim")).await;
+        let d = must_recv(&mut *victim).await;
+        victim.ack(d.tag).await.expect("ack");
+        let _unacked = must_recv(&mut *victim).await;
+        drop(victim);
+        drop(conn);
+    }
+    let mut survivor = subscribe(&*b, sub("survivor")).await;
+    let mut ids = HashSet::new();
+    while ids.len() < 3 {
+        let d = recv_within(&mut *survivor, t.recovery_time() + PATIENCE)
+            .await
+            .expect("the dead member's pending message comes back");
+        survivor.ack(d.tag).await.expect("ack");
+        ids.insert(d.message.id);
+    }
+    for m in &sent[1..] {
+        assert!(ids.contains(&m.id), "message {} was lost", m.mensaje);
+    }
+    survivor.close().await.expect("close");
+    b.purge(Mode::Stream, &room).await.expect("purge");
+}
+
+pub async fn stream_ten_thousand_without_loss(t: &dyn Target) {
+    let b = t.connect().await;
+    let caps = b.capabilities();
+    if !applies(
+        &caps,
+        &[
+            ("stream", caps.stream),
+            ("stream groups", caps.stream_groups),
+        ],
+    ) {
+        return;
+    }
+    let sub = Subscription::new(Mode::Stream, unique_name("s-10k-"))
+        .group(unique_name("g-"))
+        .start(StartFrom::Beginning);
+    many_without_loss(t, &*b, sub).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// routing
+
+pub async fn routing_patterns_match_topics(t: &dyn Target) {
+    let b = t.connect().await;
+    if !applies(&b.capabilities(), &[("routing", b.capabilities().routing)]) {
+        return;
+    }
+    let ns = unique_name("r");
+    let mut rooms = subscribe(
+        &*b,
+        Subscription::new(Mode::Routing, format!("{ns}.room.*")),
+    )
+    .await;
+    let mut errors = subscribe(
+        &*b,
+        Subscription::new(Mode::Routing, format!("{ns}.app.error.#")),
+    )
+    .await;
+    let topics = [
+        "room.general",
+        "room.general.extra",
+        "app.error",
+        "app.error.database",
+        "app.info",
+        "other",
+    ];
+    let mut ids = HashMap::new();
+    for topic in topics {
+        let full = format!("{ns}.{topic}");
+        let sent = publish_n(&*b, Mode::Routing, &full, 1).await;
+        ids.insert(sent[0].id.clone(), topic);
+    }
+    let d = must_recv(&mut *rooms).await;
+    assert_eq!(ids[&d.message.id], "room.general");
+    assert_eq!(
+        d.message.room,
+        format!("{ns}.room.general"),
+        "the delivery names its topic"
+    );
+    assert!(
+        recv_within(&mut *rooms, QUIET).await.is_none(),
+        "`*` is exactly one word"
+    );
+    let mut got = Vec::new();
+    while let Some(d) = recv_within(&mut *errors, QUIET).await {
+        got.push(ids[&d.message.id]);
+    }
+    assert_eq!(
+        got,
+        ["app.error", "app.error.database"],
+        "`#` is zero or more words"
+    );
+    rooms.close().await.expect("close");
+    errors.close().await.expect("close");
+}
+
+// ---------------------------------------------------------------------------------------------
+// payloads and limits
+
+pub async fn large_and_unicode_payloads_round_trip(t: &dyn Target) {
+    let b = t.connect().await;
+    let caps = b.capabilities();
+    let modes: Vec<Mode> = Mode::ALL
+        .into_iter()
+        .filter(|m| caps.supports(*m) && *m != Mode::Routing)
+        .collect();
+    for mode in modes {
+        let room = unique_name("p-");
+        let mut s = subscribe(&*b, Subscription::new(mode, room.as_str())).await;
+        let mut p = b.publisher(mode, &room).await.expect("publisher");
+        let texts = [
+            "¡Hola María! ¿Qué tal? ñandú 你好 مرحبا 👋🏽 \u{0} \"quoted\" \\ back\nslash".to_owned(),
+            "x".repeat(512 * 1024),
+        ];
+        for text in &texts {
+            let m = Message::new("Zoë 🦀", text.clone(), room.as_str());
+            p.publish(&m).await.expect("publish");
+            let d = must_recv(&mut *s).await;
+            assert_eq!(d.message.mensaje, *text, "{mode}: payload intact");
+            assert_eq!(d.message.usuario, "Zoë 🦀");
+            s.ack(d.tag).await.expect("ack");
+        }
+        s.close().await.expect("close");
+        b.purge(mode, &room).await.expect("purge");
+    }
+}
+
+pub async fn oversized_message_is_refused(t: &dyn Target) {
+    let b = t.connect().await;
+    let caps = b.capabilities();
+    for mode in Mode::ALL.into_iter().filter(|m| caps.supports(*m)) {
+        let room = unique_name("big-");
+        let mut p = b.publisher(mode, &room).await.expect("publisher");
+        let huge = Message::new(
+            "x",
+            "y".repeat(charla_core::MAX_MESSAGE_BYTES + 1),
+            room.as_str(),
+        );
+        match p.publish(&huge).await {
+            Err(BrokerError::TooLarge { .. }) => {}
+            other => panic!("{mode}: expected TooLarge, got {other:?}"),
+        }
+        b.purge(mode, &room).await.expect("purge");
+    }
+}
+
+pub async fn unsupported_modes_fail_at_subscribe(t: &dyn Target) {
+    let b = t.connect().await;
+    let caps = b.capabilities();
+    for mode in Mode::ALL {
+        let result = b
+            .subscribe(Subscription::new(mode, unique_name("u-")))
+            .await;
+        if caps.supports(mode) {
+            if let Ok(s) = result {
+                s.close().await.expect("close");
+            } else if let Err(e) = result {
+                panic!("{mode} is declared but subscribing failed: {e}");
+            }
+        } else {
+            match result {
+                Err(BrokerError::Unsupported { .. }) => {}
+                Err(e) => panic!("{mode}: expected an Unsupported error, got {e}"),
+                Ok(_) => panic!("{mode} is not declared but subscribing succeeded"),
+            }
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! A real `redis-server` for one test, in the style of redis-rs's test support.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port that was free a moment ago (bound to port 0, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("cannot bind a local port")
+}
+
+/// A `redis-server` child process. Dropping it kills the server; if the test is failing (the
+/// thread is panicking) the server's log is printed first so the failure can be understood.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    extra_args: Vec<String>,
+}
+
+impl RedisServer {
+    /// Start with default settings, or `None` (after [`crate::service_missing`]) when
+    /// `redis-server` is not installed.
+    pub fn start() -> Option<RedisServer> {
+        Self::start_with(&[])
+    }
+
+    /// Start with extra command-line settings such as `["--requirepass", "pw"]`.
+    pub fn start_with(args: &[&str]) -> Option<RedisServer> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_err()
+        {
+            crate::service_missing("redis-server");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("charla-redis-")
+            .tempdir()
+            .expect("cannot create a temp dir");
+        let mut server = RedisServer {
+            child: None,
+            port: 0,
+            dir,
+            extra_args: args.iter().map(|s| s.to_string()).collect(),
+        };
+        // The free port can be taken between probing and binding; try a few.
+        for _ in 0..5 {
+            server.port = free_port();
+            if server.spawn() {
+                return Some(server);
+            }
+        }
+        server.print_log();
+        panic!("redis-server did not start");
+    }
+
+    fn spawn(&mut self) -> bool {
+        let log = self.log_path();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(&log)
+            .args(&self.extra_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot run redis-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.answers() {
+                return true;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return false; // exited: port taken or bad arguments
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        false
+    }
+
+    /// True once the server replies to PING (an auth error also proves it is up).
+    fn answers(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        if s.write_all(b"PING\r\n").is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 64];
+        matches!(s.read(&mut buf), Ok(n) if n > 0 && (buf.starts_with(b"+PONG") || buf.starts_with(b"-NOAUTH")))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    /// SIGKILL the server (a crash), keeping its directory so it can be started again.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start again on the same port and directory (after [`kill`](Self::kill)).
+    pub fn restart(&mut self) {
+        self.kill();
+        assert!(
+            self.spawn(),
+            "redis-server did not restart on port {}",
+            self.port
+        );
+    }
+
+    fn print_log(&self) {
+        match std::fs::read_to_string(self.log_path()) {
+            Ok(log) => eprintln!("---- redis-server log (port {}) ----\n{log}----", self.port),
+            Err(e) => eprintln!("(no redis-server log: {e})"),
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.print_log();
+        }
+        self.kill();
+    }
+}
