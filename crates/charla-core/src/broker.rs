@@ -170,9 +170,24 @@ pub trait Subscriber: Send {
     /// [`close`](Subscriber::close) (or recovered from it if the process dies).
     async fn recv(&mut self) -> Result<Delivery>;
 
-    /// The message was processed: the broker may forget it. Backends may hold acks briefly to
-    /// batch them with the next fetch; [`close`](Subscriber::close) sends any held ones.
+    /// Up to `max` messages: waits for the first, then takes what has already arrived without
+    /// waiting more. With [`ack_many`](Subscriber::ack_many) this is the high-throughput path:
+    /// one round trip per batch instead of per message.
+    async fn recv_batch(&mut self, max: usize) -> Result<Vec<Delivery>> {
+        let _ = max;
+        Ok(vec![self.recv().await?])
+    }
+
+    /// The message was processed: the broker may forget it. Settled when this returns.
     async fn ack(&mut self, tag: AckTag) -> Result<()>;
+
+    /// Acknowledge several deliveries, in as few round trips as the backend allows.
+    async fn ack_many(&mut self, tags: &[AckTag]) -> Result<()> {
+        for tag in tags {
+            self.ack(*tag).await?;
+        }
+        Ok(())
+    }
 
     /// The message was not processed. `requeue` gives it to a consumer again (up to the
     /// backend's delivery limit, after which it is dead-lettered); otherwise it is dead-lettered.

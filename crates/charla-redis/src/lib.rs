@@ -1,1 +1,376 @@
+//! `redis://` / `rediss://`: charla over Redis, Valkey or `charla serve`.
+//!
+//! | mode | Redis structure (room `R`) |
+//! |---|---|
+//! | queue | list `R` — `LPUSH` by producers (the seed's `enviar_mensaje`), taken with `LMOVE`/`BLMOVE` into a per-consumer processing list, removed from it on ack ([`queue`]) |
+//! | broadcast | channel `R` — `PUBLISH` / `SUBSCRIBE` ([`pubsub`]) |
+//! | routing | channel per topic — `PUBLISH` / `PSUBSCRIBE`, filtered to AMQP topic semantics ([`pubsub`]) |
+//! | stream | stream `R` — `XADD MAXLEN ~`, `XREAD` or `XREADGROUP`/`XACK`/`XAUTOCLAIM` ([`stream`]) |
+//!
+//! charla's own bookkeeping keys live under `charla:{R}:…`; the braces are a Redis Cluster
+//! hash tag, so they hash to the same slot as `R` itself and transactions over both work on a
+//! cluster too.
+//!
+//! URL options (query string): `max_message_bytes`, `consumer_ttl_ms` (how long a silent
+//! consumer is considered alive; default 10 000), `max_deliveries` (default 5),
+//! `stream_maxlen` (default 100 000); anything else is passed to the redis crate (`protocol=resp3`).
 
+mod keys;
+mod pubsub;
+mod queue;
+mod stream;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use charla_core::{
+    Broker, BrokerError, BrokerInfo, BrokerUrl, Capabilities, DeadLetter, Message, Mode, Publisher,
+    Result, Subscriber, Subscription,
+};
+use redis::aio::MultiplexedConnection;
+use redis::AsyncConnectionConfig;
+
+pub(crate) const BACKEND: &str = "redis";
+
+const CAPABILITIES: Capabilities = Capabilities {
+    queue: true,
+    broadcast: true,
+    stream: true,
+    routing: true,
+    stream_groups: true,
+    replay: true,
+    redelivered_flag: true,
+    dead_letters: true,
+    survives_restart: true,
+};
+
+const CHARLA_OPTIONS: &[&str] = &["consumer_ttl_ms", "max_deliveries", "stream_maxlen"];
+
+/// Settings read from the URL, shared by the publishers and subscribers of one broker.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub max_message_bytes: usize,
+    /// A consumer that has not refreshed its heartbeat (queue) or touched its pending entries
+    /// (stream) for this long is dead: others take over its unacknowledged messages.
+    pub consumer_ttl: Duration,
+    /// Deliveries after which a message is dead-lettered instead of handed out again.
+    pub max_deliveries: u32,
+    /// Approximate cap on stream length (`XADD MAXLEN ~`).
+    pub stream_maxlen: usize,
+    pub address: String,
+}
+
+/// A connection to a Redis-protocol server.
+pub struct RedisBroker {
+    client: redis::Client,
+    conn: MultiplexedConnection,
+    opts: Options,
+}
+
+impl RedisBroker {
+    /// Connect and authenticate; fails with one clear error when the server is unreachable,
+    /// refuses the password, or the URL is wrong.
+    pub async fn connect(url: &BrokerUrl) -> Result<Self> {
+        let opts = Options {
+            max_message_bytes: url.max_message_bytes()?,
+            consumer_ttl: Duration::from_millis(
+                url.option_num("consumer_ttl_ms")?
+                    .unwrap_or(10_000u64)
+                    .max(100),
+            ),
+            max_deliveries: url.option_num("max_deliveries")?.unwrap_or(5u32).max(1),
+            stream_maxlen: url.option_num("stream_maxlen")?.unwrap_or(100_000usize),
+            address: url.address(),
+        };
+        let client =
+            redis::Client::open(url.without_options(CHARLA_OPTIONS).as_str()).map_err(|e| {
+                BrokerError::InvalidUrl {
+                    url: url.to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
+        let broker = RedisBroker {
+            conn: open(&client, &opts, Some(Duration::from_secs(30))).await?,
+            client,
+            opts,
+        };
+        Ok(broker)
+    }
+
+    /// A new connection of its own, without a response timeout: it will carry blocking
+    /// commands (BLMOVE, XREAD BLOCK) whose replies legitimately take long.
+    pub(crate) async fn blocking_connection(&self) -> Result<MultiplexedConnection> {
+        open(&self.client, &self.opts, None).await
+    }
+}
+
+pub(crate) async fn open(
+    client: &redis::Client,
+    opts: &Options,
+    response_timeout: Option<Duration>,
+) -> Result<MultiplexedConnection> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(response_timeout);
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|e| map_err(e, &opts.address))?;
+    // The handshake may be lazy about AUTH errors on some servers: make sure now.
+    redis::cmd("PING")
+        .query_async::<()>(&mut conn)
+        .await
+        .map_err(|e| map_err(e, &opts.address))?;
+    Ok(conn)
+}
+
+/// One clear error per cause: unreachable, authentication, wrong key type, other.
+pub(crate) fn map_err(e: redis::RedisError, address: &str) -> BrokerError {
+    let code = e.code().unwrap_or("");
+    if e.kind() == redis::ErrorKind::AuthenticationFailed || matches!(code, "NOAUTH" | "WRONGPASS")
+    {
+        return BrokerError::Auth {
+            address: address.to_owned(),
+            reason: e.detail().unwrap_or(&e.to_string()).to_owned(),
+        };
+    }
+    if code == "WRONGTYPE" {
+        return BrokerError::WrongType {
+            name: "a key of this room".into(),
+            detail: "it holds another kind of value; use another --room for this mode".into(),
+        };
+    }
+    if e.is_connection_refusal() || e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+        return BrokerError::Unreachable {
+            address: address.to_owned(),
+            reason: e.to_string(),
+        };
+    }
+    BrokerError::backend(BACKEND, e)
+}
+
+#[async_trait]
+impl Broker for RedisBroker {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        CAPABILITIES
+    }
+
+    async fn info(&self) -> Result<BrokerInfo> {
+        let mut conn = self.conn.clone();
+        let text: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| map_err(e, &self.opts.address))?;
+        Ok(parse_info(&text, &self.opts.address))
+    }
+
+    async fn publisher(&self, mode: Mode, room: &str) -> Result<Box<dyn Publisher>> {
+        keys::check_room(room)?;
+        Ok(Box::new(RedisPublisher {
+            conn: self.conn.clone(),
+            mode,
+            room: room.to_owned(),
+            opts: self.opts.clone(),
+        }))
+    }
+
+    async fn subscribe(&self, sub: Subscription) -> Result<Box<dyn Subscriber>> {
+        keys::check_room(&sub.room)?;
+        match sub.mode {
+            Mode::Queue => Ok(Box::new(queue::QueueSubscriber::start(self, sub).await?)),
+            Mode::Stream => Ok(Box::new(stream::StreamSubscriber::start(self, sub).await?)),
+            Mode::Broadcast | Mode::Routing => Ok(Box::new(
+                pubsub::PubSubSubscriber::start(&self.client, &self.opts, sub).await?,
+            )),
+        }
+    }
+
+    async fn dead_letters(&self, room: &str, limit: usize) -> Result<Vec<DeadLetter>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let payloads: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(keys::dead(room))
+            .arg(0)
+            .arg(limit.saturating_sub(1).min(i64::MAX as usize) as i64)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| map_err(e, &self.opts.address))?;
+        Ok(payloads
+            .into_iter()
+            .map(|payload| DeadLetter { payload })
+            .collect())
+    }
+
+    async fn purge(&self, mode: Mode, room: &str) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let mut doomed = vec![keys::dead(room)];
+        if mode.is_durable() {
+            doomed.push(room.to_owned());
+        }
+        doomed
+            .extend(keys::scan(&mut conn, &keys::all_bookkeeping(room), &self.opts.address).await?);
+        redis::cmd("DEL")
+            .arg(&doomed)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| map_err(e, &self.opts.address))
+    }
+}
+
+/// Product and version from `INFO server`: Valkey and `charla serve` identify themselves,
+/// everything else is Redis.
+fn parse_info(text: &str, address: &str) -> BrokerInfo {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(|v| v.trim().to_owned())
+    };
+    let (product, version) = if let Some(v) = field("charla_version") {
+        ("charla serve".to_owned(), v)
+    } else if let Some(v) = field("valkey_version") {
+        ("valkey".to_owned(), v)
+    } else {
+        (
+            "redis".to_owned(),
+            field("redis_version").unwrap_or_else(|| "unknown".into()),
+        )
+    };
+    BrokerInfo {
+        product,
+        version,
+        address: address.to_owned(),
+    }
+}
+
+struct RedisPublisher {
+    conn: MultiplexedConnection,
+    mode: Mode,
+    room: String,
+    opts: Options,
+}
+
+impl RedisPublisher {
+    fn check(&self, payload: &[u8]) -> Result<()> {
+        if payload.len() > self.opts.max_message_bytes {
+            return Err(BrokerError::TooLarge {
+                size: payload.len(),
+                limit: self.opts.max_message_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Send encoded payloads: one LPUSH for a queue batch (the list keeps their order for
+    /// right-hand consumers), a pipeline of PUBLISH or XADD otherwise.
+    async fn send(&mut self, payloads: &[Vec<u8>]) -> Result<()> {
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        match self.mode {
+            Mode::Queue => {
+                pipe.cmd("LPUSH").arg(&self.room).arg(payloads).ignore();
+            }
+            Mode::Broadcast | Mode::Routing => {
+                for p in payloads {
+                    pipe.cmd("PUBLISH").arg(&self.room).arg(p).ignore();
+                }
+            }
+            Mode::Stream => {
+                for p in payloads {
+                    pipe.cmd("XADD")
+                        .arg(&self.room)
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(self.opts.stream_maxlen)
+                        .arg("*")
+                        .arg(stream::PAYLOAD_FIELD)
+                        .arg(p)
+                        .ignore();
+                }
+            }
+        }
+        pipe.query_async::<()>(&mut self.conn)
+            .await
+            .map_err(|e| map_err(e, &self.opts.address))
+    }
+}
+
+#[async_trait]
+impl Publisher for RedisPublisher {
+    async fn publish(&mut self, message: &Message) -> Result<()> {
+        let payload = message.encode_checked(self.opts.max_message_bytes)?;
+        self.send(&[payload]).await
+    }
+
+    async fn publish_batch(&mut self, messages: &[Message]) -> Result<()> {
+        let payloads = messages
+            .iter()
+            .map(|m| m.encode_checked(self.opts.max_message_bytes))
+            .collect::<Result<Vec<_>>>()?;
+        self.send(&payloads).await
+    }
+
+    async fn publish_raw(&mut self, payload: &[u8]) -> Result<()> {
+        self.check(payload)?;
+        self.send(&[payload.to_vec()]).await
+    }
+}
+
+/// Add one to the `deliveries` field of a JSON message, keeping every other field and their
+/// order. Returns the new payload and count, or `None` when the payload is not a JSON object.
+pub(crate) fn bump_deliveries(payload: &[u8]) -> Option<(Vec<u8>, u32)> {
+    let mut value: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let obj = value.as_object_mut()?;
+    let n = obj.get("deliveries").and_then(|v| v.as_u64()).unwrap_or(0) as u32 + 1;
+    obj.insert("deliveries".into(), n.into());
+    Some((serde_json::to_vec(&value).ok()?, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_identifies_the_product() {
+        let i = parse_info(
+            "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n",
+            "h:1",
+        );
+        assert_eq!(
+            (i.product.as_str(), i.version.as_str()),
+            ("redis", "7.0.15")
+        );
+        let i = parse_info(
+            "redis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:8.0.1\r\n",
+            "h:1",
+        );
+        assert_eq!(
+            (i.product.as_str(), i.version.as_str()),
+            ("valkey", "8.0.1")
+        );
+        let i = parse_info("redis_version:7.2.0\r\ncharla_version:0.1.0\r\n", "h:1");
+        assert_eq!(i.product, "charla serve");
+    }
+
+    #[test]
+    fn bumping_keeps_fields_in_order() {
+        let (p, n) = bump_deliveries(br#"{"usuario":"a","mensaje":"b","hora":"c"}"#).unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(
+            p,
+            br#"{"usuario":"a","mensaje":"b","hora":"c","deliveries":1}"#
+        );
+        let (_, n) = bump_deliveries(&p).unwrap();
+        assert_eq!(n, 2);
+        assert!(bump_deliveries(b"nope").is_none());
+        assert!(bump_deliveries(b"[1]").is_none());
+    }
+}

@@ -420,12 +420,18 @@ async fn many_without_loss(t: &dyn Target, b: &dyn Broker, sub: Subscription) {
         let counter = counter.clone();
         handles.push(tokio::spawn(async move {
             let mut ids = Vec::new();
+            // The batch path (recv_batch + ack_many) is what high-volume consumers use.
             while counter.load(std::sync::atomic::Ordering::SeqCst) < N {
-                if let Some(d) = recv_within(&mut *s, Duration::from_millis(300)).await {
-                    s.ack(d.tag).await.expect("ack");
-                    ids.push(d.message.id);
-                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                }
+                let Ok(batch) =
+                    tokio::time::timeout(Duration::from_millis(300), s.recv_batch(100)).await
+                else {
+                    continue;
+                };
+                let batch = batch.expect("recv_batch");
+                let tags: Vec<_> = batch.iter().map(|d| d.tag).collect();
+                s.ack_many(&tags).await.expect("ack_many");
+                counter.fetch_add(batch.len(), std::sync::atomic::Ordering::SeqCst);
+                ids.extend(batch.into_iter().map(|d| d.message.id));
             }
             s.close().await.expect("close");
             drop(conn);
