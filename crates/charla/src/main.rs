@@ -1,1 +1,69 @@
-fn main() {}
+//! `charla`: the one binary. Parses the command line, sets up logging, runs a command, and
+//! turns errors into one clear line and an exit code (0 ok, 1 failure, 2 usage).
+
+mod cli;
+mod cmd;
+mod config;
+mod connect;
+mod i18n;
+mod signal;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::config::Settings;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose);
+    let settings = match Settings::resolve(&cli.global) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("❌ {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("❌ cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Check(args) => cmd::check::run(&settings, args).await,
+            Command::Send(args) => cmd::send::run(&settings, args).await,
+            Command::Listen(args) => cmd::listen::run(&settings, args).await,
+            Command::Bench(args) => cmd::bench::run(&settings, args).await,
+        }
+    });
+    // Blocking stdin readers may still be parked on a read: do not wait for them.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{}", settings.lang.error_line(&format!("{e:#}")));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Warnings (poison messages, reconnects) always reach stderr; `-v` adds more, RUST_LOG rules.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,84 @@
+//! `charla check`: the seed's `python broker.py` — connect, ping, say what answers.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Result;
+use charla_core::Mode;
+
+use crate::cli::CheckArgs;
+use crate::config::Settings;
+
+pub async fn run(settings: &Settings, args: CheckArgs) -> Result<ExitCode> {
+    let lang = settings.lang;
+    let started = Instant::now();
+    let broker = match super::connect(settings).await {
+        Ok(b) => b,
+        Err(e) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "broker": redacted(&settings.broker), "error": e.to_string()})
+                );
+            } else {
+                eprintln!("{}", lang.connect_error(&e.to_string()));
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let info = match broker.info().await {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("{}", lang.connect_error(&super::explain(settings, &e)));
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let elapsed = started.elapsed();
+    let caps = broker.capabilities();
+    let modes: Vec<&str> = Mode::ALL
+        .iter()
+        .filter(|m| caps.supports(**m))
+        .map(|m| m.as_str())
+        .collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "ok": true,
+                "broker": redacted(&settings.broker),
+                "backend": broker.backend(),
+                "product": info.product,
+                "version": info.version,
+                "address": info.address,
+                "connect_ms": elapsed.as_secs_f64() * 1000.0,
+                "modes": modes,
+            })
+        );
+    } else {
+        println!(
+            "{}",
+            lang.connected(&info.product, &info.version, &info.address)
+        );
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        if lang.es() {
+            println!(
+                "   conexión y ping en {ms:.1} ms; modos: {}",
+                modes.join(", ")
+            );
+            println!("✅ Broker funcionando correctamente");
+        } else {
+            println!(
+                "   connected and pinged in {ms:.1} ms; modes: {}",
+                modes.join(", ")
+            );
+            println!("✅ The broker works");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn redacted(url: &str) -> String {
+    charla_core::BrokerUrl::parse(url)
+        .map(|u| u.to_string())
+        .unwrap_or_else(|_| url.to_owned())
+}

@@ -1,0 +1,231 @@
+//! `charla listen`: the seed's `receptor.py`, reliable.
+//!
+//! Messages are printed first and acknowledged after, so a listener killed mid-batch loses
+//! nothing (the broker redelivers). Redelivered duplicates are recognised by id and dropped.
+//! When the broker goes away the listener reconnects with backoff and carries on.
+
+use std::collections::{HashSet, VecDeque};
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use charla_core::{Delivery, Mode, StartFrom, Subscriber, Subscription};
+use serde::Serialize;
+
+use crate::cli::ListenArgs;
+use crate::config::Settings;
+use crate::i18n::{RULE_DOUBLE, RULE_SINGLE};
+
+/// How many recent ids are remembered to drop redelivered duplicates.
+const DEDUPE_WINDOW: usize = 10_000;
+
+pub async fn run(settings: &Settings, args: ListenArgs) -> Result<ExitCode> {
+    let lang = settings.lang;
+    let mode = settings.mode(&args.route)?;
+    let room = settings.room(&args.route, mode, true);
+    let group = args.group.clone().or_else(|| settings.file.group.clone());
+    let prefetch = args
+        .prefetch
+        .or(settings.file.prefetch)
+        .unwrap_or(charla_core::broker::DEFAULT_PREFETCH);
+    let start = if args.from_beginning {
+        StartFrom::Beginning
+    } else if let Some(id) = &args.from {
+        StartFrom::After(id.clone())
+    } else {
+        StartFrom::Latest
+    };
+    if mode != Mode::Stream && (group.is_some() || start != StartFrom::Latest) {
+        anyhow::bail!("--group, --from-beginning and --from apply to --mode stream only (this is {mode} mode)");
+    }
+    let mut subscription = Subscription::new(mode, room.as_str())
+        .start(start)
+        .prefetch(prefetch);
+    if let Some(g) = &group {
+        subscription = subscription.group(g.as_str());
+    }
+
+    eprintln!("{}", lang.listener_banner());
+    eprintln!("{RULE_DOUBLE}");
+    let broker = super::connect(settings).await?;
+    let info = broker
+        .info()
+        .await
+        .map_err(|e| anyhow::anyhow!(super::explain(settings, &e)))?;
+    eprintln!(
+        "{}",
+        lang.connected(&info.product, &info.version, &info.address)
+    );
+    let mut sub = broker
+        .subscribe(subscription.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!(super::explain(settings, &e)))?;
+    eprintln!("{}", lang.listening(&room, mode.as_str()));
+    eprintln!("{RULE_SINGLE}");
+
+    let mut state = Printer {
+        json: args.json,
+        lang,
+        received: 0,
+        limit: args.count,
+        seen: HashSet::new(),
+        order: VecDeque::new(),
+        keep_duplicates: args.keep_duplicates,
+    };
+    let mut broker = broker;
+    let shutdown = crate::signal::shutdown();
+    tokio::pin!(shutdown);
+    let outcome = loop {
+        if state.done() {
+            break Ok(());
+        }
+        let max = state
+            .limit
+            .map_or(prefetch, |l| ((l - state.received) as usize).min(prefetch))
+            .max(1);
+        let batch = tokio::select! {
+            b = sub.recv_batch(max) => b,
+            _ = &mut shutdown => break Ok(()),
+        };
+        match batch {
+            Ok(batch) => {
+                let tags: Vec<_> = batch.iter().map(|d| d.tag).collect();
+                match state.print(&batch) {
+                    Ok(()) => {}
+                    // The reader went away (`| head`): stop; unacked messages go back.
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break Ok(()),
+                    Err(e) => break Err(e.into()),
+                }
+                if let Err(e) = sub.ack_many(&tags).await {
+                    tracing::warn!(
+                        "acknowledging failed (the messages will be delivered again): {e}"
+                    );
+                }
+            }
+            Err(e) if e.is_transient() => {
+                let report = |e: &charla_core::BrokerError, d: Duration| {
+                    eprintln!("{}", lang.reconnecting(&e.to_string(), d.as_secs_f64()))
+                };
+                report(&e, Duration::from_millis(200));
+                let reconnected = tokio::select! {
+                    r = reconnect(&settings.broker, &subscription, report) => r,
+                    _ = &mut shutdown => break Ok(()),
+                };
+                match reconnected {
+                    Ok((b, s)) => {
+                        broker = b;
+                        sub = s;
+                    }
+                    Err(e) => break Err(anyhow::anyhow!(super::explain(settings, &e))),
+                }
+            }
+            Err(e) => break Err(anyhow::anyhow!(super::explain(settings, &e))),
+        }
+    };
+    if let Err(e) = sub.close().await {
+        tracing::warn!("closing the subscription: {e}");
+    }
+    drop(broker);
+    let bye = lang.exiting(state.received);
+    if args.json {
+        eprintln!("{bye}");
+    } else {
+        println!("\n{bye}");
+    }
+    outcome.map(|()| ExitCode::SUCCESS)
+}
+
+async fn reconnect(
+    url: &str,
+    subscription: &Subscription,
+    report: impl Fn(&charla_core::BrokerError, Duration),
+) -> Result<(Box<dyn charla_core::Broker>, Box<dyn Subscriber>), charla_core::BrokerError> {
+    loop {
+        let broker = crate::connect::connect_with_retry(url, u32::MAX, &report).await?;
+        match broker.subscribe(subscription.clone()).await {
+            Ok(sub) => return Ok((broker, sub)),
+            Err(e) if e.is_transient() => {
+                report(&e, Duration::from_secs(1));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+struct Printer {
+    json: bool,
+    lang: crate::i18n::Lang,
+    received: u64,
+    limit: Option<u64>,
+    seen: HashSet<String>,
+    order: VecDeque<String>,
+    keep_duplicates: bool,
+}
+
+/// One NDJSON line: the message's own fields plus delivery facts.
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    #[serde(flatten)]
+    message: &'a charla_core::Message,
+    redelivered: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<&'a str>,
+}
+
+impl Printer {
+    fn done(&self) -> bool {
+        self.limit.is_some_and(|l| self.received >= l)
+    }
+
+    /// True the first time an id is seen within the window.
+    fn first_time(&mut self, id: &str) -> bool {
+        if self.keep_duplicates {
+            return true;
+        }
+        if self.seen.contains(id) {
+            return false;
+        }
+        self.seen.insert(id.to_owned());
+        self.order.push_back(id.to_owned());
+        if self.order.len() > DEDUPE_WINDOW {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
+    }
+
+    fn print(&mut self, batch: &[Delivery]) -> std::io::Result<()> {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        for d in batch {
+            if self.done() {
+                break;
+            }
+            if !self.first_time(&d.message.id) {
+                tracing::info!(id = %d.message.id, "dropped a duplicate delivery");
+                continue;
+            }
+            let m = &d.message;
+            if self.json {
+                let line = JsonLine {
+                    message: m,
+                    redelivered: d.redelivered,
+                    offset: d.offset.as_deref(),
+                };
+                serde_json::to_writer(&mut out, &line)?;
+                out.write_all(b"\n")?;
+            } else {
+                writeln!(
+                    out,
+                    "{}",
+                    self.lang.received(&m.usuario, &m.mensaje, &m.hora)
+                )?;
+            }
+            self.received += 1;
+        }
+        out.flush()
+    }
+}

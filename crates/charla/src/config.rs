@@ -1,0 +1,139 @@
+//! Settings resolved from flags, environment, config file and defaults, in that order.
+//!
+//! clap already merges flags with their `CHARLA_*` variables; this module fills what is still
+//! unset from the TOML config file and then from the defaults.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use charla_core::Mode;
+use serde::Deserialize;
+
+use crate::cli::{GlobalArgs, Route};
+use crate::i18n::Lang;
+
+/// The workshop's broker address: `charla serve` and the seed's Redis both listen here.
+pub const DEFAULT_BROKER: &str = "redis://127.0.0.1:6380";
+
+/// Keys accepted in the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub broker: Option<String>,
+    pub name: Option<String>,
+    pub room: Option<String>,
+    pub mode: Option<String>,
+    pub lang: Option<String>,
+    pub group: Option<String>,
+    pub prefetch: Option<usize>,
+}
+
+impl FileConfig {
+    /// The file named by `--config` (must exist), else the first of `./charla.toml` and
+    /// `~/.config/charla/config.toml` that exists, else nothing.
+    pub fn load(explicit: Option<&Path>) -> Result<FileConfig> {
+        let path = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => default_locations().into_iter().find(|p| p.is_file()),
+        };
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read the config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))
+    }
+}
+
+fn default_locations() -> Vec<PathBuf> {
+    let mut v = vec![PathBuf::from("charla.toml")];
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+    if let Some(base) = base {
+        v.push(base.join("charla").join("config.toml"));
+    }
+    v
+}
+
+/// What every command needs to know, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub broker: String,
+    /// False when the broker is the built-in default (nothing named one).
+    pub broker_explicit: bool,
+    pub lang: Lang,
+    pub file: std::sync::Arc<FileConfig>,
+}
+
+impl Settings {
+    pub fn resolve(global: &GlobalArgs) -> Result<Settings> {
+        let file = FileConfig::load(global.config.as_deref())?;
+        let (broker, broker_explicit) = match global.broker.clone().or_else(|| file.broker.clone())
+        {
+            Some(b) => (b, true),
+            None => (DEFAULT_BROKER.to_owned(), false),
+        };
+        let lang = match (global.lang, &file.lang) {
+            (Some(l), _) => l,
+            (None, Some(l)) => l
+                .parse()
+                .map_err(anyhow::Error::msg)
+                .context("config file key 'lang'")?,
+            (None, None) => Lang::from_locale(),
+        };
+        Ok(Settings {
+            broker,
+            broker_explicit,
+            lang,
+            file: std::sync::Arc::new(file),
+        })
+    }
+
+    pub fn mode(&self, route: &Route) -> Result<Mode> {
+        match (route.mode, &self.file.mode) {
+            (Some(m), _) => Ok(m),
+            (None, Some(m)) => m
+                .parse()
+                .map_err(anyhow::Error::msg)
+                .context("config file key 'mode'"),
+            (None, None) => Ok(Mode::Queue),
+        }
+    }
+
+    /// The room for this mode; `listening` picks the routing default pattern.
+    pub fn room(&self, route: &Route, mode: Mode, listening: bool) -> String {
+        route
+            .room
+            .clone()
+            .or_else(|| self.file.room.clone())
+            .unwrap_or_else(|| default_room(mode, listening).to_owned())
+    }
+}
+
+/// Default room per mode. Queue and broadcast use the seed's `chat_cola`; a stream gets its
+/// own name because on Redis (and RabbitMQ) a stream cannot share a name with the seed's list
+/// (queue); routing sends to a topic and listens to the whole `chat.` tree.
+pub fn default_room(mode: Mode, listening: bool) -> &'static str {
+    match mode {
+        Mode::Queue | Mode::Broadcast => "chat_cola",
+        Mode::Stream => "chat_stream",
+        Mode::Routing if listening => "chat.#",
+        Mode::Routing => "chat.general",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_rejects_unknown_keys() {
+        let err = toml::from_str::<FileConfig>("brokr = 'x'")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("brokr"), "{err}");
+        let ok: FileConfig = toml::from_str("broker = 'redis://h:1'\nprefetch = 5").unwrap();
+        assert_eq!(ok.prefetch, Some(5));
+    }
+}
