@@ -1,0 +1,290 @@
+//! Key commands: DEL, UNLINK, EXISTS, TYPE, KEYS, SCAN, EXPIRE family, TTL family, PERSIST,
+//! RENAME, RANDOMKEY.
+
+use super::{is, own, parse_i64, Ctx, Res, NOT_INT, SYNTAX};
+use crate::db::{glob_match, now_ms, Db};
+
+pub fn del(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let ks = &mut db.dbs[ctx.client.db];
+    let now = now_ms();
+    let mut n = 0;
+    for k in &ctx.args[1..] {
+        if ks.get(k, now).is_some() {
+            ks.remove(k);
+            n += 1;
+        }
+    }
+    ctx.dirty = n > 0;
+    ctx.out.int(n);
+    Res::Ok
+}
+
+pub fn exists(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let ks = &mut db.dbs[ctx.client.db];
+    let now = now_ms();
+    let n = ctx.args[1..].iter().filter(|k| ks.contains(k, now)).count();
+    ctx.out.int(n as i64);
+    Res::Ok
+}
+
+pub fn type_(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let ks = &mut db.dbs[ctx.client.db];
+    let t = ks
+        .get(&ctx.args[1], now_ms())
+        .map_or("none", |e| e.value.type_name());
+    ctx.out.simple(t);
+    Res::Ok
+}
+
+pub fn keys(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let ks = &mut db.dbs[ctx.client.db];
+    let now = now_ms();
+    let pat = &ctx.args[1];
+    let found: Vec<_> = ks
+        .map
+        .iter()
+        .filter(|(k, e)| (e.expire_at == 0 || e.expire_at > now) && glob_match(pat, k))
+        .map(|(k, _)| k.clone())
+        .collect();
+    ctx.out.array(found.len());
+    for k in found {
+        ctx.out.bulk(&k);
+    }
+    Res::Ok
+}
+
+/// SCAN with a cursor over a sorted snapshot of key names: stable across calls as long as the
+/// keyspace does not change much, and a full iteration always ends (cursor = position).
+pub fn scan(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let Some(cursor) = std::str::from_utf8(&ctx.args[1])
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
+        ctx.out.err("ERR invalid cursor");
+        return Res::Ok;
+    };
+    let mut pat = None;
+    let mut count = 10usize;
+    let mut ty = None;
+    let mut i = 2;
+    while i < ctx.args.len() {
+        let a = &ctx.args[i];
+        if i + 1 >= ctx.args.len() {
+            ctx.out.err(SYNTAX);
+            return Res::Ok;
+        }
+        if is(a, "MATCH") {
+            pat = Some(ctx.args[i + 1].clone());
+        } else if is(a, "COUNT") {
+            match parse_i64(&ctx.args[i + 1]) {
+                Some(c) if c >= 1 => count = c as usize,
+                Some(_) => {
+                    ctx.out.err(SYNTAX);
+                    return Res::Ok;
+                }
+                None => {
+                    ctx.out.err(NOT_INT);
+                    return Res::Ok;
+                }
+            }
+        } else if is(a, "TYPE") {
+            ty = Some(String::from_utf8_lossy(&ctx.args[i + 1]).to_ascii_lowercase());
+        } else {
+            ctx.out.err(SYNTAX);
+            return Res::Ok;
+        }
+        i += 2;
+    }
+    let ks = &mut db.dbs[ctx.client.db];
+    let now = now_ms();
+    let mut names: Vec<&bytes::Bytes> = ks
+        .map
+        .iter()
+        .filter(|(_, e)| e.expire_at == 0 || e.expire_at > now)
+        .map(|(k, _)| k)
+        .collect();
+    names.sort_unstable();
+    let start = (cursor as usize).min(names.len());
+    let end = (start + count).min(names.len());
+    let next = if end >= names.len() { 0 } else { end };
+    let mut found = Vec::new();
+    for k in &names[start..end] {
+        if pat.as_ref().is_some_and(|p| !glob_match(p, k)) {
+            continue;
+        }
+        if let Some(t) = &ty {
+            if ks.map.get(*k).map(|e| e.value.type_name()) != Some(t.as_str()) {
+                continue;
+            }
+        }
+        found.push((*k).clone());
+    }
+    ctx.out.array(2);
+    ctx.out.bulk(next.to_string().as_bytes());
+    ctx.out.array(found.len());
+    for k in found {
+        ctx.out.bulk(&k);
+    }
+    Res::Ok
+}
+
+pub fn expire(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let name = ctx.args[0].to_ascii_uppercase();
+    let Some(v) = ctx.int_arg(2) else {
+        return Res::Ok;
+    };
+    let now = now_ms();
+    let at: i128 = match name.as_slice() {
+        b"EXPIRE" => now as i128 + v as i128 * 1000,
+        b"PEXPIRE" => now as i128 + v as i128,
+        b"EXPIREAT" => v as i128 * 1000,
+        _ => v as i128,
+    };
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for a in &ctx.args[3..] {
+        if is(a, "NX") {
+            nx = true
+        } else if is(a, "XX") {
+            xx = true
+        } else if is(a, "GT") {
+            gt = true
+        } else if is(a, "LT") {
+            lt = true
+        } else {
+            ctx.out.err(&format!(
+                "ERR Unsupported option {}",
+                String::from_utf8_lossy(a)
+            ));
+            return Res::Ok;
+        }
+    }
+    if nx && (xx || gt || lt) {
+        ctx.out
+            .err("ERR NX and XX, GT or LT options at the same time are not compatible");
+        return Res::Ok;
+    }
+    if gt && lt {
+        ctx.out
+            .err("ERR GT and LT options at the same time are not compatible");
+        return Res::Ok;
+    }
+    if at > i64::MAX as i128 || at < i64::MIN as i128 {
+        let n = ctx.name_lower();
+        ctx.out
+            .err(&format!("ERR invalid expire time in '{n}' command"));
+        return Res::Ok;
+    }
+    let key = ctx.args[1].clone();
+    let ks = &mut db.dbs[ctx.client.db];
+    let Some(e) = ks.get(&key, now) else {
+        ctx.out.int(0);
+        return Res::Ok;
+    };
+    let cur = e.expire_at;
+    let ok = if nx {
+        cur == 0
+    } else if xx {
+        cur != 0
+    } else {
+        true
+    } && (!gt || (cur != 0 && at > cur as i128))
+        && (!lt || cur == 0 || at < cur as i128);
+    if !ok {
+        ctx.out.int(0);
+        return Res::Ok;
+    }
+    if at <= now as i128 {
+        ks.remove(&key);
+        db.propagate(ctx.client.db, &[b"DEL".as_slice(), &key]);
+    } else {
+        ks.set_expire(&key, at as u64);
+        let ats = at.to_string();
+        db.propagate(
+            ctx.client.db,
+            &[b"PEXPIREAT".as_slice(), &key, ats.as_bytes()],
+        );
+    }
+    ctx.dirty = true;
+    ctx.propagated = true;
+    ctx.out.int(1);
+    Res::Ok
+}
+
+pub fn ttl(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let name = ctx.args[0].to_ascii_uppercase();
+    let now = now_ms();
+    let ks = &mut db.dbs[ctx.client.db];
+    let Some(e) = ks.get(&ctx.args[1], now) else {
+        ctx.out.int(-2);
+        return Res::Ok;
+    };
+    if e.expire_at == 0 {
+        ctx.out.int(-1);
+        return Res::Ok;
+    }
+    let left = e.expire_at.saturating_sub(now) as i64;
+    let v = match name.as_slice() {
+        b"TTL" => (left + 500) / 1000,
+        b"PTTL" => left,
+        b"EXPIRETIME" => (e.expire_at / 1000) as i64,
+        _ => e.expire_at as i64,
+    };
+    ctx.out.int(v);
+    Res::Ok
+}
+
+pub fn persist(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let now = now_ms();
+    let ks = &mut db.dbs[ctx.client.db];
+    let had = ks.get(&ctx.args[1], now).is_some_and(|e| e.expire_at != 0);
+    if had {
+        ks.set_expire(&ctx.args[1], 0);
+        ctx.dirty = true;
+    }
+    ctx.out.int(i64::from(had));
+    Res::Ok
+}
+
+pub fn rename(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let nx = is(&ctx.args[0], "RENAMENX");
+    let now = now_ms();
+    let ks = &mut db.dbs[ctx.client.db];
+    let (src, dst) = (ctx.args[1].clone(), ctx.args[2].clone());
+    if ks.get(&src, now).is_none() {
+        ctx.out.err("ERR no such key");
+        return Res::Ok;
+    }
+    if nx && ks.contains(&dst, now) {
+        ctx.out.int(0);
+        return Res::Ok;
+    }
+    if src != dst {
+        if let Some(e) = ks.remove(&src) {
+            let dk = own(&dst);
+            ks.insert(dk.clone(), e.value);
+            if e.expire_at != 0 {
+                ks.set_expire(&dk, e.expire_at);
+            }
+            db.signal(ctx.client.db, &dk);
+        }
+    }
+    ctx.dirty = true;
+    if nx {
+        ctx.out.int(1);
+    } else {
+        ctx.out.ok();
+    }
+    Res::Ok
+}
+
+pub fn randomkey(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let ks = &mut db.dbs[ctx.client.db];
+    match ks.map.keys().next() {
+        Some(k) => {
+            let k = k.clone();
+            ctx.out.bulk(&k)
+        }
+        None => ctx.out.null(),
+    }
+    Res::Ok
+}

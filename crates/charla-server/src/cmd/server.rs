@@ -1,0 +1,318 @@
+//! Server commands: COMMAND (COUNT / DOCS / INFO / LIST, enough for redis-cli), INFO, DBSIZE,
+//! FLUSHDB, FLUSHALL, SWAPDB, TIME, CONFIG GET/SET/RESETSTAT, BGREWRITEAOF.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use super::{is, lookup, table, Ctx, Res, Spec, BLOCKING, WRITE};
+use crate::db::{glob_match, Db, NUM_DBS};
+
+fn write_spec(ctx: &mut Ctx, s: &Spec) {
+    let o = &mut *ctx.out;
+    o.array(10);
+    o.bulk(s.name.to_ascii_lowercase().as_bytes());
+    o.int(i64::from(s.arity));
+    let mut flags = Vec::new();
+    if s.flags & WRITE != 0 {
+        flags.push("write");
+    } else {
+        flags.push("readonly");
+    }
+    if s.flags & BLOCKING != 0 {
+        flags.push("blocking");
+    }
+    o.set(flags.len());
+    for f in flags {
+        o.simple(f);
+    }
+    o.int(i64::from(s.first_key));
+    o.int(i64::from(s.last_key));
+    o.int(i64::from(s.step));
+    o.set(0);
+    o.set(0);
+    o.set(0);
+    o.array(0);
+}
+
+pub fn command(ctx: &mut Ctx) -> Res {
+    let Some(sub) = ctx.args.get(1).cloned() else {
+        let t = table();
+        ctx.out.array(t.len());
+        for s in t {
+            write_spec(ctx, s);
+        }
+        return Res::Ok;
+    };
+    if is(&sub, "COUNT") {
+        ctx.out.int(table().len() as i64);
+    } else if is(&sub, "DOCS") {
+        // redis-cli asks for docs to show hints; an empty map makes it fall back quietly.
+        ctx.out.map(0);
+    } else if is(&sub, "INFO") {
+        let names = ctx.args[2..].to_vec();
+        if names.is_empty() {
+            let t = table();
+            ctx.out.array(t.len());
+            for s in t {
+                write_spec(ctx, s);
+            }
+        } else {
+            ctx.out.array(names.len());
+            for n in names {
+                match lookup(&n) {
+                    Some(s) => write_spec(ctx, s),
+                    None => ctx.out.null_array(),
+                }
+            }
+        }
+    } else if is(&sub, "LIST") {
+        let t = table();
+        ctx.out.array(t.len());
+        for s in t {
+            ctx.out.bulk(s.name.to_ascii_lowercase().as_bytes());
+        }
+    } else if is(&sub, "GETKEYS") && ctx.args.len() > 2 {
+        ctx.out.err("ERR Invalid arguments specified for command");
+    } else {
+        ctx.out.err(&format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try COMMAND HELP.",
+            String::from_utf8_lossy(&sub)
+        ));
+    }
+    Res::Ok
+}
+
+pub fn info(ctx: &mut Ctx) -> Res {
+    let sections: Vec<String> = ctx.args[1..]
+        .iter()
+        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+        .collect();
+    let want = |s: &str| {
+        sections.is_empty()
+            || sections
+                .iter()
+                .any(|x| x == s || x == "all" || x == "everything" || x == "default")
+    };
+    let sh = ctx.shared;
+    let st = &sh.stats;
+    let mut s = String::new();
+    if want("server") {
+        let up = sh.started.elapsed().as_secs();
+        let _ = write!(
+            s,
+            "# Server\r\nredis_version:{}\r\ncharla_version:{}\r\nserver_name:charla\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:64\r\nmultiplexing_api:tokio\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nexecutable:charla\r\n\r\n",
+            crate::REDIS_VERSION,
+            crate::VERSION,
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            std::process::id(),
+            sh.run_id,
+            sh.config.port,
+            up,
+            up / 86400,
+        );
+    }
+    if want("clients") {
+        let blocked = st.blocked.load(Ordering::Relaxed);
+        let _ = write!(
+            s,
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\npubsub_clients:{}\r\n\r\n",
+            st.connected.load(Ordering::Relaxed),
+            sh.config.maxclients,
+            blocked,
+            st.pubsub_clients.load(Ordering::Relaxed),
+        );
+    }
+    let (mem, keyspace) = {
+        let db = sh.lock_db();
+        let mem = if want("memory") { db.approx_memory() } else { 0 };
+        let ks: Vec<(usize, usize, usize)> = db
+            .dbs
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| !k.is_empty())
+            .map(|(i, k)| (i, k.len(), k.volatile_len()))
+            .collect();
+        (mem, ks)
+    };
+    if want("memory") {
+        let _ = write!(
+            s,
+            "# Memory\r\nused_memory:{mem}\r\nused_memory_human:{:.2}M\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\n\r\n",
+            mem as f64 / (1024.0 * 1024.0)
+        );
+    }
+    if want("persistence") {
+        let _ = write!(
+            s,
+            "# Persistence\r\nloading:0\r\naof_enabled:{}\r\naof_rewrite_in_progress:0\r\naof_rewrites:{}\r\naof_current_size:{}\r\nrdb_changes_since_last_save:0\r\n\r\n",
+            u8::from(sh.config.appendonly),
+            st.aof_rewrites.load(Ordering::Relaxed),
+            st.aof_size.load(Ordering::Relaxed),
+        );
+    }
+    if want("stats") {
+        let _ = write!(
+            s,
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\n\r\n",
+            st.total_connections.load(Ordering::Relaxed),
+            st.commands.load(Ordering::Relaxed) + ctx.client.commands,
+            st.rejected.load(Ordering::Relaxed),
+            st.expired.load(Ordering::Relaxed),
+            sh.lock_pubsub().channels(None).len(),
+            sh.lock_pubsub().numpat(),
+        );
+    }
+    if want("replication") {
+        s.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
+    }
+    if want("keyspace") {
+        s.push_str("# Keyspace\r\n");
+        for (i, n, v) in keyspace {
+            let _ = write!(s, "db{i}:keys={n},expires={v},avg_ttl=0\r\n");
+        }
+        s.push_str("\r\n");
+    }
+    while s.ends_with("\r\n\r\n") {
+        s.truncate(s.len() - 2);
+    }
+    ctx.out.verbatim(&s);
+    Res::Ok
+}
+
+pub fn dbsize(ctx: &mut Ctx, db: &mut Db) -> Res {
+    ctx.out.int(db.dbs[ctx.client.db].len() as i64);
+    Res::Ok
+}
+
+fn flush_args_ok(ctx: &mut Ctx) -> bool {
+    match ctx.args.len() {
+        1 => true,
+        2 if is(&ctx.args[1], "ASYNC") || is(&ctx.args[1], "SYNC") => true,
+        _ => {
+            ctx.out.err(super::SYNTAX);
+            false
+        }
+    }
+}
+
+pub fn flushdb(ctx: &mut Ctx, db: &mut Db) -> Res {
+    if flush_args_ok(ctx) {
+        db.dbs[ctx.client.db].clear();
+        ctx.dirty = true;
+        ctx.out.ok();
+    }
+    Res::Ok
+}
+
+pub fn flushall(ctx: &mut Ctx, db: &mut Db) -> Res {
+    if flush_args_ok(ctx) {
+        for k in &mut db.dbs {
+            k.clear();
+        }
+        ctx.dirty = true;
+        ctx.out.ok();
+    }
+    Res::Ok
+}
+
+pub fn swapdb(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let (Some(a), Some(b)) = (
+        super::parse_i64(&ctx.args[1]),
+        super::parse_i64(&ctx.args[2]),
+    ) else {
+        ctx.out.err("ERR invalid first DB index");
+        return Res::Ok;
+    };
+    if !(0..NUM_DBS as i64).contains(&a) || !(0..NUM_DBS as i64).contains(&b) {
+        ctx.out.err("ERR DB index is out of range");
+        return Res::Ok;
+    }
+    db.dbs.swap(a as usize, b as usize);
+    ctx.dirty = true;
+    ctx.out.ok();
+    Res::Ok
+}
+
+pub fn time(ctx: &mut Ctx) -> Res {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    ctx.out.array(2);
+    ctx.out.bulk(now.as_secs().to_string().as_bytes());
+    ctx.out.bulk(now.subsec_micros().to_string().as_bytes());
+    Res::Ok
+}
+
+pub fn config(ctx: &mut Ctx) -> Res {
+    let sub = ctx.args[1].clone();
+    let c = &ctx.shared.config;
+    if is(&sub, "GET") && ctx.args.len() >= 3 {
+        let params: Vec<(&str, String)> = vec![
+            ("save", String::new()),
+            ("appendonly", if c.appendonly { "yes" } else { "no" }.into()),
+            ("appendfsync", c.appendfsync.as_str().into()),
+            ("appendfilename", c.appendfilename.clone()),
+            ("port", c.port.to_string()),
+            ("bind", c.bind.clone()),
+            ("dir", c.dir.display().to_string()),
+            ("maxclients", c.maxclients.to_string()),
+            ("databases", NUM_DBS.to_string()),
+            ("protected-mode", if c.protected_mode { "yes" } else { "no" }.into()),
+            ("requirepass", c.requirepass.clone().unwrap_or_default()),
+            ("proto-max-bulk-len", c.max_bulk_len.to_string()),
+            ("maxmemory", "0".into()),
+            ("maxmemory-policy", "noeviction".into()),
+            ("timeout", "0".into()),
+            ("tcp-keepalive", "300".into()),
+            ("notify-keyspace-events", String::new()),
+            ("cluster-enabled", "no".into()),
+        ];
+        let pats = ctx.args[2..].to_vec();
+        let found: Vec<_> = params
+            .iter()
+            .filter(|(k, _)| {
+                pats.iter()
+                    .any(|p| glob_match(&p.to_ascii_lowercase(), k.as_bytes()))
+            })
+            .collect();
+        ctx.out.map(found.len());
+        for (k, v) in found {
+            ctx.out.bulk(k.as_bytes());
+            ctx.out.bulk(v.as_bytes());
+        }
+    } else if is(&sub, "SET") && ctx.args.len() >= 4 && ctx.args.len() % 2 == 0 {
+        // Runtime reconfiguration is not supported; accept harmless client tweaks.
+        let name = String::from_utf8_lossy(&ctx.args[2]).to_ascii_lowercase();
+        if matches!(
+            name.as_str(),
+            "save" | "notify-keyspace-events" | "timeout" | "tcp-keepalive" | "maxmemory-policy"
+        ) {
+            ctx.out.ok();
+        } else {
+            ctx.out.err(&format!(
+                "ERR CONFIG SET failed (possibly related to argument '{name}') - not supported by charla serve, use the command-line flag"
+            ));
+        }
+    } else if is(&sub, "RESETSTAT") && ctx.args.len() == 2 {
+        ctx.out.ok();
+    } else {
+        ctx.out.err(&format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try CONFIG HELP.",
+            String::from_utf8_lossy(&sub)
+        ));
+    }
+    Res::Ok
+}
+
+pub fn bgrewriteaof(ctx: &mut Ctx) -> Res {
+    match &ctx.shared.aof {
+        Some(a) => {
+            a.request_rewrite();
+            ctx.out
+                .simple("Background append only file rewriting started");
+        }
+        None => ctx.out.err("ERR append only file is not enabled (start with --appendonly)"),
+    }
+    Res::Ok
+}

@@ -1,0 +1,381 @@
+//! String commands: GET, SET (EX/PX/EXAT/PXAT/NX/XX/GET/KEEPTTL), SETEX, PSETEX, SETNX, MGET,
+//! MSET, MSETNX, INCR/DECR/INCRBY/DECRBY, INCRBYFLOAT, APPEND, STRLEN, GETDEL, GETSET,
+//! GETRANGE.
+
+use bytes::Bytes;
+
+use super::{is, own, parse_f64, parse_i64, Ctx, Res, NOT_INT, SYNTAX, WRONGTYPE};
+use crate::db::{now_ms, Db, Value};
+
+pub fn get(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let ks = &mut db.dbs[ctx.client.db];
+    match ks.get(&ctx.args[1], now_ms()) {
+        None => ctx.out.null(),
+        Some(e) => match &e.value {
+            Value::Str(s) => ctx.out.bulk(s),
+            _ => ctx.out.err(WRONGTYPE),
+        },
+    }
+    Res::Ok
+}
+
+pub fn set(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let now = now_ms();
+    let (mut nx, mut xx, mut get, mut keepttl) = (false, false, false, false);
+    let mut expire: Option<i128> = None;
+    let mut i = 3;
+    while i < ctx.args.len() {
+        let a = &ctx.args[i];
+        let unit = if is(a, "EX") {
+            Some(0)
+        } else if is(a, "PX") {
+            Some(1)
+        } else if is(a, "EXAT") {
+            Some(2)
+        } else if is(a, "PXAT") {
+            Some(3)
+        } else {
+            None
+        };
+        if let Some(u) = unit {
+            if expire.is_some() || keepttl || i + 1 >= ctx.args.len() {
+                ctx.out.err(SYNTAX);
+                return Res::Ok;
+            }
+            let Some(v) = parse_i64(&ctx.args[i + 1]) else {
+                ctx.out.err(NOT_INT);
+                return Res::Ok;
+            };
+            if v <= 0 {
+                ctx.out.err("ERR invalid expire time in 'set' command");
+                return Res::Ok;
+            }
+            let v = v as i128;
+            expire = Some(match u {
+                0 => now as i128 + v * 1000,
+                1 => now as i128 + v,
+                2 => v * 1000,
+                _ => v,
+            });
+            i += 2;
+            continue;
+        }
+        if is(a, "NX") && !xx {
+            nx = true;
+        } else if is(a, "XX") && !nx {
+            xx = true;
+        } else if is(a, "GET") {
+            get = true;
+        } else if is(a, "KEEPTTL") && expire.is_none() {
+            keepttl = true;
+        } else {
+            ctx.out.err(SYNTAX);
+            return Res::Ok;
+        }
+        i += 1;
+    }
+    if expire.is_some_and(|e| e > i64::MAX as i128) {
+        ctx.out.err("ERR invalid expire time in 'set' command");
+        return Res::Ok;
+    }
+    let ks = &mut db.dbs[ctx.client.db];
+    let key = &ctx.args[1];
+    let old = ks.get(key, now);
+    let exists = old.is_some();
+    if get {
+        match old.map(|e| &e.value) {
+            None => ctx.out.null(),
+            Some(Value::Str(s)) => ctx.out.bulk(s),
+            Some(_) => {
+                ctx.out.err(WRONGTYPE);
+                return Res::Ok;
+            }
+        }
+    }
+    if (nx && exists) || (xx && !exists) {
+        if !get {
+            ctx.out.null();
+        }
+        return Res::Ok;
+    }
+    let k = own(key);
+    let v = Value::Str(own(&ctx.args[2]));
+    if keepttl {
+        ks.insert_keep_ttl(k, v);
+    } else {
+        ks.insert(k, v);
+    }
+    if let Some(at) = expire {
+        ks.set_expire(key, at as u64);
+        let ats = at.to_string();
+        let (key, val) = (ctx.args[1].clone(), ctx.args[2].clone());
+        db.propagate(
+            ctx.client.db,
+            &[b"SET".as_slice(), &key, &val, b"PXAT", ats.as_bytes()],
+        );
+        ctx.propagated = true;
+    }
+    ctx.dirty = true;
+    if !get {
+        ctx.out.ok();
+    }
+    Res::Ok
+}
+
+pub fn setex(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let ms = is(&ctx.args[0], "PSETEX");
+    let Some(v) = ctx.int_arg(2) else {
+        return Res::Ok;
+    };
+    if v <= 0 {
+        let n = ctx.name_lower();
+        ctx.out
+            .err(&format!("ERR invalid expire time in '{n}' command"));
+        return Res::Ok;
+    }
+    let at = now_ms() as i128 + if ms { v as i128 } else { v as i128 * 1000 };
+    if at > i64::MAX as i128 {
+        let n = ctx.name_lower();
+        ctx.out
+            .err(&format!("ERR invalid expire time in '{n}' command"));
+        return Res::Ok;
+    }
+    let ks = &mut db.dbs[ctx.client.db];
+    let k = own(&ctx.args[1]);
+    ks.insert(k.clone(), Value::Str(own(&ctx.args[3])));
+    ks.set_expire(&k, at as u64);
+    let ats = at.to_string();
+    db.propagate(
+        ctx.client.db,
+        &[b"SET".as_slice(), &k, &ctx.args[3], b"PXAT", ats.as_bytes()],
+    );
+    ctx.dirty = true;
+    ctx.propagated = true;
+    ctx.out.ok();
+    Res::Ok
+}
+
+pub fn setnx(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let ks = &mut db.dbs[ctx.client.db];
+    if ks.contains(&ctx.args[1], now_ms()) {
+        ctx.out.int(0);
+    } else {
+        ks.insert(own(&ctx.args[1]), Value::Str(own(&ctx.args[2])));
+        ctx.dirty = true;
+        ctx.out.int(1);
+    }
+    Res::Ok
+}
+
+pub fn mget(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let ks = &mut db.dbs[ctx.client.db];
+    let now = now_ms();
+    ctx.out.array(ctx.args.len() - 1);
+    for k in &ctx.args[1..] {
+        match ks.get(k, now).map(|e| &e.value) {
+            Some(Value::Str(s)) => ctx.out.bulk(s),
+            _ => ctx.out.null(),
+        }
+    }
+    Res::Ok
+}
+
+pub fn mset(ctx: &mut Ctx, db: &mut Db) -> Res {
+    if ctx.args.len() % 2 == 0 {
+        ctx.err_arity();
+        return Res::Ok;
+    }
+    let nx = is(&ctx.args[0], "MSETNX");
+    let ks = &mut db.dbs[ctx.client.db];
+    let now = now_ms();
+    if nx && ctx.args[1..].chunks(2).any(|p| ks.contains(&p[0], now)) {
+        ctx.out.int(0);
+        return Res::Ok;
+    }
+    for p in ctx.args[1..].chunks(2) {
+        ks.insert(own(&p[0]), Value::Str(own(&p[1])));
+    }
+    ctx.dirty = true;
+    if nx {
+        ctx.out.int(1);
+    } else {
+        ctx.out.ok();
+    }
+    Res::Ok
+}
+
+pub fn incr(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let name = &ctx.args[0];
+    let by = if is(name, "INCR") {
+        1
+    } else if is(name, "DECR") {
+        -1
+    } else {
+        let Some(v) = parse_i64(&ctx.args[2]) else {
+            ctx.out.err(NOT_INT);
+            return Res::Ok;
+        };
+        if is(name, "DECRBY") {
+            match v.checked_neg() {
+                Some(n) => n,
+                None => {
+                    ctx.out.err("ERR decrement would overflow");
+                    return Res::Ok;
+                }
+            }
+        } else {
+            v
+        }
+    };
+    let ks = &mut db.dbs[ctx.client.db];
+    let key = &ctx.args[1];
+    let cur = match ks.get_mut(key, now_ms()) {
+        None => 0,
+        Some(e) => match &e.value {
+            Value::Str(s) => match parse_i64(s) {
+                Some(v) => v,
+                None => {
+                    ctx.out.err(NOT_INT);
+                    return Res::Ok;
+                }
+            },
+            _ => {
+                ctx.out.err(WRONGTYPE);
+                return Res::Ok;
+            }
+        },
+    };
+    let Some(n) = cur.checked_add(by) else {
+        ctx.out.err("ERR increment or decrement would overflow");
+        return Res::Ok;
+    };
+    let mut b = itoa::Buffer::new();
+    let v = Bytes::copy_from_slice(b.format(n).as_bytes());
+    match ks.get_mut(key, now_ms()) {
+        Some(e) => e.value = Value::Str(v),
+        None => ks.insert(own(key), Value::Str(v)),
+    }
+    ctx.dirty = true;
+    ctx.out.int(n);
+    Res::Ok
+}
+
+pub fn incrbyfloat(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let Some(by) = parse_f64(&ctx.args[2]) else {
+        ctx.out.err(super::NOT_FLOAT);
+        return Res::Ok;
+    };
+    let ks = &mut db.dbs[ctx.client.db];
+    let key = ctx.args[1].clone();
+    let cur = match ks.get(&key, now_ms()).map(|e| &e.value) {
+        None => 0.0,
+        Some(Value::Str(s)) => match parse_f64(s) {
+            Some(v) => v,
+            None => {
+                ctx.out.err(super::NOT_FLOAT);
+                return Res::Ok;
+            }
+        },
+        Some(_) => {
+            ctx.out.err(WRONGTYPE);
+            return Res::Ok;
+        }
+    };
+    let n = cur + by;
+    if !n.is_finite() {
+        ctx.out.err("ERR increment would produce NaN or Infinity");
+        return Res::Ok;
+    }
+    let s = Bytes::from(crate::frame::format_double(n));
+    ks.insert_keep_ttl(own(&key), Value::Str(s.clone()));
+    db.propagate(ctx.client.db, &[b"SET".as_slice(), &key, &s, b"KEEPTTL"]);
+    ctx.propagated = true;
+    ctx.dirty = true;
+    ctx.out.bulk(&s);
+    Res::Ok
+}
+
+pub fn append(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let ks = &mut db.dbs[ctx.client.db];
+    let key = &ctx.args[1];
+    let add = &ctx.args[2];
+    let len = match ks.get_mut(key, now_ms()) {
+        None => {
+            ks.insert(own(key), Value::Str(own(add)));
+            add.len()
+        }
+        Some(e) => match &mut e.value {
+            Value::Str(s) => {
+                let mut v = Vec::with_capacity(s.len() + add.len());
+                v.extend_from_slice(s);
+                v.extend_from_slice(add);
+                let l = v.len();
+                *s = Bytes::from(v);
+                l
+            }
+            _ => {
+                ctx.out.err(WRONGTYPE);
+                return Res::Ok;
+            }
+        },
+    };
+    ctx.dirty = true;
+    ctx.out.int(len as i64);
+    Res::Ok
+}
+
+pub fn strlen(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let ks = &mut db.dbs[ctx.client.db];
+    match ks.get(&ctx.args[1], now_ms()).map(|e| &e.value) {
+        None => ctx.out.int(0),
+        Some(Value::Str(s)) => ctx.out.int(s.len() as i64),
+        Some(_) => ctx.out.err(WRONGTYPE),
+    }
+    Res::Ok
+}
+
+pub fn getdel(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let ks = &mut db.dbs[ctx.client.db];
+    match ks.get(&ctx.args[1], now_ms()).map(|e| &e.value) {
+        None => ctx.out.null(),
+        Some(Value::Str(s)) => {
+            ctx.out.bulk(s);
+            ks.remove(&ctx.args[1]);
+            ctx.dirty = true;
+        }
+        Some(_) => ctx.out.err(WRONGTYPE),
+    }
+    Res::Ok
+}
+
+pub fn getset(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let ks = &mut db.dbs[ctx.client.db];
+    match ks.get(&ctx.args[1], now_ms()).map(|e| &e.value) {
+        None => ctx.out.null(),
+        Some(Value::Str(s)) => ctx.out.bulk(s),
+        Some(_) => {
+            ctx.out.err(WRONGTYPE);
+            return Res::Ok;
+        }
+    }
+    ks.insert(own(&ctx.args[1]), Value::Str(own(&ctx.args[2])));
+    ctx.dirty = true;
+    Res::Ok
+}
+
+pub fn getrange(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let (Some(s), Some(e)) = (parse_i64(&ctx.args[2]), parse_i64(&ctx.args[3])) else {
+        ctx.out.err(NOT_INT);
+        return Res::Ok;
+    };
+    let ks = &mut db.dbs[ctx.client.db];
+    match ks.get(&ctx.args[1], now_ms()).map(|e| &e.value) {
+        None => ctx.out.bulk(b""),
+        Some(Value::Str(v)) => match super::norm_range(s, e, v.len()) {
+            Some((a, b)) if !(s < 0 && e < 0 && s > e) => ctx.out.bulk(&v[a..=b]),
+            _ => ctx.out.bulk(b""),
+        },
+        Some(_) => ctx.out.err(WRONGTYPE),
+    }
+    Res::Ok
+}

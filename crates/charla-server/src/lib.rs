@@ -1,0 +1,68 @@
+//! `charla serve`: an embedded broker that speaks the Redis protocol.
+//!
+//! Every Redis client works with it unchanged (redis-cli, redis-benchmark, redis-py, the
+//! `redis` crate, node-redis), so the workshop's scripts and charla's own `redis://` backend
+//! need no broker install. It implements the commands those clients and charla's delivery
+//! modes use — strings, hashes, lists with blocking pops and moves, pub/sub, streams with
+//! consumer groups, transactions — with Redis's replies and error texts, in RESP2 and RESP3.
+//!
+//! Layout, in the style of tokio-rs/mini-redis:
+//! - [`frame`]: sans-io RESP request parser and reply writer;
+//! - [`connection`]: one client: read, run a pipeline, one write;
+//! - [`cmd`]: the command table and one file per command family;
+//! - [`db`] and [`stream`]: the keyspace and the stream type;
+//! - [`blocking`], [`pubsub`]: wakeups and subscriptions;
+//! - [`aof`]: append-only persistence; [`server`]: accept loop and shared state.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), charla_server::ServerError> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:6380").await?;
+//! charla_server::serve(listener, charla_server::ServerConfig::default(), async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await
+//! # }
+//! ```
+
+pub mod aof;
+pub mod blocking;
+pub mod cmd;
+pub mod config;
+pub mod connection;
+pub mod db;
+pub mod frame;
+pub mod pubsub;
+pub mod server;
+pub mod stream;
+
+use std::path::PathBuf;
+
+pub use config::{AppendFsync, ServerConfig};
+pub use server::serve;
+
+/// The Redis version reported to clients (`INFO`, `HELLO`): clients enable features by it, and
+/// charla implements the Redis 7.2 behaviour of the commands it has.
+pub const REDIS_VERSION: &str = "7.2.0";
+/// charla's own version (`INFO server` → `charla_version`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the append-only file {path} is corrupt at byte {offset}; move it away or repair it")]
+    AofCorrupt { path: PathBuf, offset: u64 },
+}
+
+impl From<std::io::Error> for ServerError {
+    fn from(e: std::io::Error) -> Self {
+        ServerError::Io {
+            what: "network".into(),
+            source: e,
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! The accept loop and the state all connections share: keyspace, pub/sub registry, client
+//! registry, counters, and the append-only file. Also the background expiry task and graceful
+//! shutdown.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::aof::Aof;
+use crate::config::ServerConfig;
+use crate::connection::{ClientMeta, Connection};
+use crate::db::{now_ms, Db};
+use crate::frame::Limits;
+use crate::pubsub::PubSub;
+use crate::ServerError;
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub connected: AtomicUsize,
+    pub total_connections: AtomicU64,
+    pub commands: AtomicU64,
+    pub rejected: AtomicU64,
+    pub expired: AtomicU64,
+    pub blocked: AtomicUsize,
+    pub pubsub_clients: AtomicUsize,
+    pub aof_rewrites: AtomicU64,
+    pub aof_size: AtomicU64,
+}
+
+pub struct Shared {
+    db: Mutex<Db>,
+    pubsub: Mutex<PubSub>,
+    pub config: ServerConfig,
+    pub limits: Limits,
+    clients: Mutex<HashMap<u64, Arc<ClientMeta>>>,
+    next_id: AtomicU64,
+    pub stats: Stats,
+    pub aof: Option<Aof>,
+    pub started: Instant,
+    pub run_id: String,
+}
+
+impl Shared {
+    pub fn new(config: ServerConfig) -> Shared {
+        let limits = Limits {
+            max_bulk_len: config.max_bulk_len,
+            max_multibulk_len: config.max_multibulk_len,
+            max_inline_len: config.max_inline_len,
+        };
+        let seed = now_ms() ^ u64::from(std::process::id()).rotate_left(32);
+        Shared {
+            db: Mutex::new(Db::new()),
+            pubsub: Mutex::new(PubSub::default()),
+            config,
+            limits,
+            clients: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            stats: Stats::default(),
+            aof: None,
+            started: Instant::now(),
+            run_id: format!("{seed:016x}{:024x}", seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+        }
+    }
+
+    /// The keyspace lock. A panic while holding it cannot leave a torn value behind (commands
+    /// validate before mutating), so a poisoned lock is simply taken over.
+    #[inline]
+    pub fn lock_db(&self) -> MutexGuard<'_, Db> {
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    #[inline]
+    pub fn lock_pubsub(&self) -> MutexGuard<'_, PubSub> {
+        self.pubsub.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn next_client_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn register_client(&self, meta: Arc<ClientMeta>) {
+        self.clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(meta.id, meta);
+    }
+
+    pub fn unregister_client(&self, id: u64) {
+        self.clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    /// CLIENT LIST / CLIENT INFO text.
+    pub fn client_list(&self, only: Option<u64>) -> String {
+        let clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ids: Vec<_> = clients.keys().copied().collect();
+        ids.sort_unstable();
+        let mut s = String::new();
+        for id in ids {
+            if only.is_some_and(|o| o != id) {
+                continue;
+            }
+            let Some(m) = clients.get(&id) else { continue };
+            let info = m.info.lock().unwrap_or_else(|e| e.into_inner());
+            let name = info
+                .name
+                .as_ref()
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "id={} addr={} laddr= fd=0 name={} age={} idle=0 flags=N db={} sub=0 psub=0 multi=-1 qbuf=0 obl=0 oll=0 omem=0 events=r cmd=client lib-name={} lib-ver={}",
+                m.id,
+                m.addr.map(|a| a.to_string()).unwrap_or_default(),
+                name,
+                m.created.elapsed().as_secs(),
+                m.db.load(Ordering::Relaxed),
+                info.lib_name,
+                info.lib_ver,
+            );
+        }
+        s
+    }
+}
+
+/// Redis's protected-mode refusal, pointing at charla's own flags.
+pub const DENIED: &str = "-DENIED charla serve is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers, you may adopt one of the following solutions: 1) Restart the server with a password: 'charla serve --requirepass <password>' (or CHARLA_REQUIREPASS), and connect with that password. 2) Alternatively, if this network is trusted, restart it with '--protected-mode no'. 3) Bind only to the addresses you mean to serve with '--bind'. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+
+/// Run the server on `listener` until `shutdown` completes. Replays the append-only file first
+/// when persistence is on; on shutdown, stops accepting, closes connections, and flushes and
+/// fsyncs the file.
+pub async fn serve(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let mut shared = Shared::new(config);
+    if shared.config.appendonly {
+        let aof = Aof::open(&shared)?;
+        shared.aof = Some(aof);
+    }
+    let shared = Arc::new(shared);
+    if let Some(aof) = &shared.aof {
+        aof.start(shared.clone())?;
+    }
+    let local = listener.local_addr().ok();
+    tracing::info!(addr = ?local, appendonly = shared.config.appendonly, "charla serve ready to accept connections");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let expirer = tokio::spawn(expire_loop(shared.clone(), stop_rx.clone()));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => {
+                let (mut sock, addr) = match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let st = &shared.stats;
+                st.total_connections.fetch_add(1, Ordering::Relaxed);
+                if shared.config.protected_mode
+                    && shared.config.requirepass.is_none()
+                    && !addr.ip().is_loopback()
+                    && !addr.ip().to_canonical().is_loopback()
+                {
+                    st.rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%addr, "refused by protected mode");
+                    tokio::spawn(async move {
+                        let _ = sock.write_all(DENIED.as_bytes()).await;
+                        let _ = sock.shutdown().await;
+                    });
+                    continue;
+                }
+                if st.connected.load(Ordering::Relaxed) >= shared.config.maxclients {
+                    st.rejected.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(async move {
+                        let _ = sock.write_all(b"-ERR max number of clients reached\r\n").await;
+                        let _ = sock.shutdown().await;
+                    });
+                    continue;
+                }
+                let _ = sock.set_nodelay(true);
+                st.connected.fetch_add(1, Ordering::Relaxed);
+                let conn = Connection::new(sock, addr, shared.clone(), stop_rx.clone());
+                let sh = shared.clone();
+                tokio::spawn(async move {
+                    conn.run().await;
+                    sh.stats.connected.fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+        }
+    }
+    tracing::info!("shutting down: closing connections");
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while shared.stats.connected.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = expirer.await;
+    if let Some(aof) = &shared.aof {
+        aof.stop();
+    }
+    tracing::info!("charla serve stopped");
+    Ok(())
+}
+
+/// Remove expired keys in the background so keys nobody reads again do not pile up.
+async fn expire_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = now_ms();
+        let mut db = shared.lock_db();
+        let mut n = 0;
+        for ks in &mut db.dbs {
+            n += ks.expire_due(now, 10_000);
+        }
+        drop(db);
+        if n > 0 {
+            shared.stats.expired.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+}
