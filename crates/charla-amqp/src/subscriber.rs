@@ -1,0 +1,510 @@
+//! Consuming: one channel and one consumer per subscriber, opened again (with the topology
+//! declared again) when the connection drops.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use charla_core::{
+    AckTag, BrokerError, Delivery, Message, Mode, Result, StartFrom, Subscriber, Subscription,
+};
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Confirmation, Consumer};
+
+use crate::link::{map_error, short, Link, BACKEND};
+use crate::topology::{
+    dead_letter_queue, declare_fanout, declare_private_queue, declare_queue, declare_stream,
+    declare_topic, QueueKind, DEAD_REASON_HEADER, DELIVERIES_HEADER, DELIVERY_LIMIT,
+};
+
+/// Bits of an [`AckTag`] that hold the AMQP delivery tag; the bits above hold the channel's
+/// epoch, so that a tag from before a reconnect is recognised (its message is redelivered).
+const TAG_BITS: u32 = 40;
+const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
+/// Consecutive consumer failures (cancelled, channel closed) before `recv` gives up.
+const MAX_FAILURES: u32 = 20;
+
+/// A queue-mode delivery the caller has not settled yet.
+struct Pending {
+    payload: Vec<u8>,
+    properties: BasicProperties,
+    /// Times it was nacked with requeue before this delivery.
+    nacks: u64,
+}
+
+struct Active {
+    channel: Channel,
+    consumer: Consumer,
+}
+
+pub(crate) struct AmqpSubscriber {
+    link: Arc<Link>,
+    sub: Subscription,
+    topic_exchange: String,
+    max_bytes: usize,
+    active: Option<Active>,
+    epoch: u64,
+    kind: QueueKind,
+    /// Queue mode: deliveries not settled yet on the current channel, with what it takes
+    /// to publish them again (requeue with a count, or dead-letter).
+    unacked: HashMap<u64, Pending>,
+    /// Stream mode: offset of the next message wanted (where to resume after a reconnect).
+    next_offset: Option<u64>,
+    /// Stream mode: deliveries below this offset are skipped (RabbitMQ starts at the
+    /// beginning of the chunk that holds the requested offset).
+    skip_below: Option<u64>,
+    /// Requeueing and dead-lettering: a confirm-mode channel.
+    side_channel: Option<Channel>,
+    failures: u32,
+    consumer_tag: String,
+}
+
+impl AmqpSubscriber {
+    pub(crate) async fn open_new(
+        link: Arc<Link>,
+        sub: Subscription,
+        topic_exchange: &str,
+        max_bytes: usize,
+    ) -> Result<Self> {
+        let name = sub
+            .consumer
+            .clone()
+            .unwrap_or_else(|| "consumer".to_owned());
+        let mut s = AmqpSubscriber {
+            link,
+            consumer_tag: format!(
+                "charla-{}-{}",
+                name.chars().take(100).collect::<String>(),
+                ulid::Ulid::new()
+            ),
+            sub,
+            topic_exchange: topic_exchange.to_owned(),
+            max_bytes,
+            active: None,
+            epoch: 0,
+            kind: QueueKind::Managed,
+            unacked: HashMap::new(),
+            next_offset: None,
+            skip_below: None,
+            side_channel: None,
+            failures: 0,
+        };
+        // Validate the start point before talking to the broker.
+        if s.sub.mode == Mode::Stream {
+            stream_start(&s.sub.start)?;
+        }
+        s.open().await?;
+        Ok(s)
+    }
+
+    async fn open(&mut self) -> Result<()> {
+        self.drop_active();
+        let conn = self.link.connection().await?;
+        let address = self.link.address.clone();
+        let map = |e: lapin::Error| map_error(&address, &e);
+        let ch = conn.create_channel().await.map_err(map)?;
+        let prefetch = self.sub.prefetch.clamp(1, u16::MAX as usize) as u16;
+        let room = self.sub.room.clone();
+        let mut args = FieldTable::default();
+        let (ch, queue, no_ack) = match self.sub.mode {
+            Mode::Queue => {
+                let (ch, kind) = declare_queue(&conn, ch, &room, &address).await?;
+                self.kind = kind;
+                ch.basic_qos(prefetch, BasicQosOptions::default())
+                    .await
+                    .map_err(map)?;
+                (ch, room, false)
+            }
+            Mode::Stream => {
+                declare_stream(&ch, &room, &address).await?;
+                ch.basic_qos(prefetch, BasicQosOptions::default())
+                    .await
+                    .map_err(map)?;
+                let (value, skip) = match self.next_offset {
+                    // Resuming after a reconnect: exactly where we stopped.
+                    Some(next) => (AMQPValue::LongLongInt(next as i64), Some(next)),
+                    None => stream_start(&self.sub.start)?,
+                };
+                self.skip_below = skip;
+                args.insert("x-stream-offset".into(), value);
+                (ch, room, false)
+            }
+            Mode::Broadcast => {
+                declare_fanout(&ch, &room, &address).await?;
+                let q = declare_private_queue(&ch, &room, "", &address).await?;
+                (ch, q, true)
+            }
+            Mode::Routing => {
+                declare_topic(&ch, &self.topic_exchange, &address).await?;
+                let q = declare_private_queue(&ch, &self.topic_exchange, &room, &address).await?;
+                (ch, q, true)
+            }
+        };
+        let consumer = ch
+            .basic_consume(
+                short(&queue)?,
+                short(&self.consumer_tag)?,
+                BasicConsumeOptions {
+                    no_ack,
+                    ..BasicConsumeOptions::default()
+                },
+                args,
+            )
+            .await
+            .map_err(map)?;
+        self.epoch += 1;
+        self.active = Some(Active {
+            channel: ch,
+            consumer,
+        });
+        Ok(())
+    }
+
+    fn drop_active(&mut self) {
+        self.active = None;
+        self.unacked.clear();
+        self.side_channel = None;
+    }
+
+    /// Turns an AMQP delivery into a charla one, or settles it and returns `None` (poison,
+    /// or a stream message before the requested offset).
+    async fn accept(&mut self, d: lapin::message::Delivery) -> Result<Option<Delivery>> {
+        let Some(active) = self.active.as_ref() else {
+            return Ok(None);
+        };
+        let ch = active.channel.clone();
+        let tag = d.delivery_tag;
+        let mode = self.sub.mode;
+        let offset = header_u64(&d.properties, "x-stream-offset");
+        if mode == Mode::Stream {
+            // Stream acks carry no state over AMQP 0.9.1, only credit: give it back as soon
+            // as the message is taken, so the prefetch bounds what waits here.
+            if let Err(e) = ch.basic_ack(tag, BasicAckOptions::default()).await {
+                tracing::debug!("stream credit ack failed: {e}");
+            }
+            if let (Some(o), Some(min)) = (offset, self.skip_below) {
+                if o < min {
+                    return Ok(None);
+                }
+            }
+            if let Some(o) = offset {
+                self.next_offset = Some(o + 1);
+            }
+        }
+        let room = if mode == Mode::Routing {
+            d.routing_key.to_string()
+        } else {
+            self.sub.room.clone()
+        };
+        let mut message = match Message::decode(&d.data, &room, self.max_bytes) {
+            Ok(m) => m,
+            Err(why) => {
+                match mode {
+                    Mode::Queue => {
+                        tracing::warn!(room = %room, "dead-lettering a message that is not a chat message: {why}");
+                        let pending = Pending {
+                            payload: d.data,
+                            properties: d.properties,
+                            nacks: 0,
+                        };
+                        self.dead_letter(&ch, tag, pending, &why.to_string())
+                            .await?;
+                    }
+                    _ => tracing::warn!(room = %room, "dropping a message that is not a chat message: {why}"),
+                }
+                return Ok(None);
+            }
+        };
+        if mode == Mode::Routing {
+            message.room = room;
+        }
+        let nacks = header_u64(&d.properties, DELIVERIES_HEADER).unwrap_or(0);
+        let redelivered = d.redelivered || nacks > 0;
+        message.deliveries = message
+            .deliveries
+            .max(u32::try_from(nacks).unwrap_or(u32::MAX))
+            .max(u32::from(redelivered));
+        if mode == Mode::Queue {
+            self.unacked.insert(
+                tag,
+                Pending {
+                    payload: d.data,
+                    properties: d.properties,
+                    nacks,
+                },
+            );
+        }
+        Ok(Some(Delivery {
+            message,
+            redelivered,
+            offset: offset.map(|o| o.to_string()),
+            tag: AckTag((self.epoch << TAG_BITS) | (tag & TAG_MASK)),
+        }))
+    }
+
+    /// Dead-letters one delivery: publishes it to `<room>.dead` (confirmed) with the reason
+    /// in a header, then acks the original. Done by charla rather than by a nack to the
+    /// dead-letter exchange so that it is confirmed (RabbitMQ's own dead-lettering is
+    /// asynchronous) and works on queues declared without charla's arguments.
+    async fn dead_letter(
+        &mut self,
+        ch: &Channel,
+        tag: u64,
+        pending: Pending,
+        reason: &str,
+    ) -> Result<()> {
+        let mut headers = pending.properties.headers().clone().unwrap_or_default();
+        headers.insert(
+            DEAD_REASON_HEADER.into(),
+            AMQPValue::LongString(LongString::from(reason.as_bytes().to_vec())),
+        );
+        let properties = pending
+            .properties
+            .clone()
+            .with_headers(headers)
+            .with_delivery_mode(2);
+        let target = dead_letter_queue(&self.sub.room);
+        self.republish(&target, &pending.payload, properties).await?;
+        ch.basic_ack(tag, BasicAckOptions::default())
+            .await
+            .map_err(|e| map_error(&self.link.address, &e))
+    }
+
+    /// Gives a delivery back for another try, counting the tries: publishes it again to the
+    /// room's queue with the count raised (confirmed), then acks the original; past
+    /// [`DELIVERY_LIMIT`] it is dead-lettered instead.
+    async fn requeue(&mut self, ch: &Channel, tag: u64, pending: Pending) -> Result<()> {
+        let nacks = pending.nacks + 1;
+        if nacks > DELIVERY_LIMIT {
+            tracing::warn!(room = %self.sub.room, "dead-lettering a message nacked {nacks} times");
+            let reason = format!("nacked with requeue {nacks} times (limit {DELIVERY_LIMIT})");
+            return self.dead_letter(ch, tag, pending, &reason).await;
+        }
+        let mut headers = pending.properties.headers().clone().unwrap_or_default();
+        headers.insert(
+            DELIVERIES_HEADER.into(),
+            AMQPValue::LongLongInt(i64::try_from(nacks).unwrap_or(i64::MAX)),
+        );
+        let properties = pending
+            .properties
+            .clone()
+            .with_headers(headers)
+            .with_delivery_mode(2);
+        let room = self.sub.room.clone();
+        self.republish(&room, &pending.payload, properties).await?;
+        ch.basic_ack(tag, BasicAckOptions::default())
+            .await
+            .map_err(|e| map_error(&self.link.address, &e))
+    }
+
+    /// Publishes to a queue by name through the default exchange and waits for the confirm.
+    async fn republish(
+        &mut self,
+        queue: &str,
+        payload: &[u8],
+        properties: BasicProperties,
+    ) -> Result<()> {
+        let side = self.side_channel().await?;
+        let address = self.link.address.clone();
+        let map = |e: lapin::Error| map_error(&address, &e);
+        let confirm = side
+            .basic_publish(
+                "".into(),
+                short(queue)?,
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                payload,
+                properties,
+            )
+            .await
+            .map_err(map)?
+            .await
+            .map_err(map)?;
+        match confirm {
+            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+            _ => Err(BrokerError::backend(
+                BACKEND,
+                format!(
+                    "RabbitMQ did not take the message for queue '{queue}'; \
+                     the original stays unacked and comes back"
+                ),
+            )),
+        }
+    }
+
+    async fn side_channel(&mut self) -> Result<Channel> {
+        if let Some(ch) = &self.side_channel {
+            if ch.status().connected() {
+                return Ok(ch.clone());
+            }
+        }
+        let conn = self.link.connection().await?;
+        let map = |e: lapin::Error| map_error(&self.link.address, &e);
+        let ch = conn.create_channel().await.map_err(map)?;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(map)?;
+        self.side_channel = Some(ch.clone());
+        Ok(ch)
+    }
+
+    /// The current channel and the AMQP delivery tag for `tag`, or `None` when the tag
+    /// belongs to a channel that is gone (RabbitMQ has given the message back already).
+    fn settle_target(&mut self, tag: AckTag) -> Result<Option<(Channel, u64, Pending)>> {
+        if self.sub.mode != Mode::Queue {
+            return Ok(None);
+        }
+        let (epoch, dtag) = (tag.0 >> TAG_BITS, tag.0 & TAG_MASK);
+        let Some(active) = self.active.as_ref() else {
+            return Ok(None);
+        };
+        if epoch != self.epoch {
+            tracing::debug!(
+                "settling a delivery of a previous connection: RabbitMQ delivers it again"
+            );
+            return Ok(None);
+        }
+        match self.unacked.remove(&dtag) {
+            Some(pending) => Ok(Some((active.channel.clone(), dtag, pending))),
+            None => Err(BrokerError::InvalidArgument(format!(
+                "ack tag {} is unknown or already settled",
+                tag.0
+            ))),
+        }
+    }
+}
+
+/// `x-stream-offset` for a start point, and the first offset to deliver.
+fn stream_start(start: &StartFrom) -> Result<(AMQPValue, Option<u64>)> {
+    let text = |s: &str| AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()));
+    Ok(match start {
+        StartFrom::Latest => (text("next"), None),
+        StartFrom::Beginning => (text("first"), None),
+        StartFrom::After(s) => {
+            let s = s.trim();
+            if let Some(secs) = s.strip_prefix('@').or_else(|| s.strip_prefix("time:")) {
+                let secs: u64 = secs.parse().map_err(|_| {
+                    BrokerError::InvalidArgument(format!(
+                        "stream start '{s}': a time is @<seconds since 1970-01-01 UTC>"
+                    ))
+                })?;
+                (AMQPValue::Timestamp(secs), None)
+            } else {
+                let offset: u64 = s.parse().map_err(|_| {
+                    BrokerError::InvalidArgument(format!(
+                        "stream start '{s}': RabbitMQ stream offsets are whole numbers \
+                         (as printed with each message), or @<unix seconds> for a time"
+                    ))
+                })?;
+                let first = offset.saturating_add(1);
+                (AMQPValue::LongLongInt(first as i64), Some(first))
+            }
+        }
+    })
+}
+
+fn header_u64(props: &BasicProperties, key: &str) -> Option<u64> {
+    let headers = props.headers().as_ref()?;
+    match headers.inner().get(key)? {
+        AMQPValue::LongLongInt(v) => u64::try_from(*v).ok(),
+        AMQPValue::LongInt(v) => u64::try_from(*v).ok(),
+        AMQPValue::LongUInt(v) => Some(u64::from(*v)),
+        AMQPValue::ShortInt(v) => u64::try_from(*v).ok(),
+        AMQPValue::ShortUInt(v) => Some(u64::from(*v)),
+        AMQPValue::ShortShortInt(v) => u64::try_from(*v).ok(),
+        AMQPValue::ShortShortUInt(v) => Some(u64::from(*v)),
+        AMQPValue::Timestamp(v) => Some(*v),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl Subscriber for AmqpSubscriber {
+    async fn recv(&mut self) -> Result<Delivery> {
+        loop {
+            if self.active.is_none() {
+                self.open().await?;
+            }
+            let Some(active) = self.active.as_mut() else {
+                continue;
+            };
+            match active.consumer.next().await {
+                Some(Ok(d)) => {
+                    self.failures = 0;
+                    if let Some(delivery) = self.accept(d).await? {
+                        return Ok(delivery);
+                    }
+                }
+                other => {
+                    let why = match other {
+                        Some(Err(e)) => map_error(&self.link.address, &e),
+                        _ => BrokerError::Unreachable {
+                            address: self.link.address.clone(),
+                            reason: "RabbitMQ cancelled the consumer (queue deleted or node restarting)".into(),
+                        },
+                    };
+                    self.drop_active();
+                    if !why.is_transient() {
+                        return Err(why);
+                    }
+                    self.failures += 1;
+                    if self.failures > MAX_FAILURES {
+                        return Err(why);
+                    }
+                    tracing::warn!(room = %self.sub.room, "{why}; subscribing again");
+                    tokio::time::sleep(Link::backoff(self.failures - 1)).await;
+                }
+            }
+        }
+    }
+
+    async fn ack(&mut self, tag: AckTag) -> Result<()> {
+        let Some((ch, dtag, _)) = self.settle_target(tag)? else {
+            return Ok(());
+        };
+        if let Err(e) = ch.basic_ack(dtag, BasicAckOptions::default()).await {
+            // The channel is gone, and with it the delivery: RabbitMQ gives it out again.
+            tracing::warn!("ack not delivered ({e}); the message will be delivered again");
+            self.drop_active();
+        }
+        Ok(())
+    }
+
+    async fn nack(&mut self, tag: AckTag, requeue: bool) -> Result<()> {
+        let Some((ch, dtag, pending)) = self.settle_target(tag)? else {
+            return Ok(());
+        };
+        let result = if requeue {
+            self.requeue(&ch, dtag, pending).await
+        } else {
+            self.dead_letter(&ch, dtag, pending, "rejected by the consumer (nack without requeue)")
+                .await
+        };
+        match result {
+            Err(e) if e.is_transient() => {
+                tracing::warn!("nack not delivered ({e}); the message will be delivered again");
+                self.drop_active();
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    async fn close(mut self: Box<Self>) -> Result<()> {
+        if let Some(active) = self.active.take() {
+            // Closing the channel cancels the consumer and gives unacked messages back.
+            let _ = active.channel.close(200, "closing".into()).await;
+        }
+        if let Some(dead) = self.side_channel.take() {
+            let _ = dead.close(200, "closing".into()).await;
+        }
+        Ok(())
+    }
+}
