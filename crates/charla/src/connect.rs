@@ -9,7 +9,8 @@ pub async fn connect(url: &str) -> Result<Box<dyn Broker>, BrokerError> {
     match url.kind() {
         BackendKind::Memory => Ok(Box::new(charla_memory::MemoryBroker::connect(&url)?)),
         BackendKind::Redis => Ok(Box::new(charla_redis::RedisBroker::connect(&url).await?)),
-        BackendKind::Amqp | BackendKind::Kafka => Err(BrokerError::InvalidUrl {
+        BackendKind::Amqp => Ok(Box::new(charla_amqp::AmqpBroker::connect(&url).await?)),
+        BackendKind::Kafka => Err(BrokerError::InvalidUrl {
             url: url.to_string(),
             reason: format!(
                 "the {} backend is not built into this charla yet",
