@@ -110,7 +110,9 @@ impl AmqpBroker {
 
     fn check_room(room: &str) -> Result<()> {
         if room.is_empty() {
-            return Err(BrokerError::InvalidArgument("the room name is empty".into()));
+            return Err(BrokerError::InvalidArgument(
+                "the room name is empty".into(),
+            ));
         }
         // Room names become queue names, and `<room>.dead` must fit in 255 bytes too.
         if room.len() > 250 {

@@ -215,7 +215,9 @@ impl AmqpSubscriber {
                         self.dead_letter(&ch, tag, pending, &why.to_string())
                             .await?;
                     }
-                    _ => tracing::warn!(room = %room, "dropping a message that is not a chat message: {why}"),
+                    _ => {
+                        tracing::warn!(room = %room, "dropping a message that is not a chat message: {why}")
+                    }
                 }
                 return Ok(None);
             }
@@ -269,7 +271,8 @@ impl AmqpSubscriber {
             .with_headers(headers)
             .with_delivery_mode(2);
         let target = dead_letter_queue(&self.sub.room);
-        self.republish(&target, &pending.payload, properties).await?;
+        self.republish(&target, &pending.payload, properties)
+            .await?;
         ch.basic_ack(tag, BasicAckOptions::default())
             .await
             .map_err(|e| map_error(&self.link.address, &e))
@@ -447,7 +450,9 @@ impl Subscriber for AmqpSubscriber {
                         Some(Err(e)) => map_error(&self.link.address, &e),
                         _ => BrokerError::Unreachable {
                             address: self.link.address.clone(),
-                            reason: "RabbitMQ cancelled the consumer (queue deleted or node restarting)".into(),
+                            reason:
+                                "RabbitMQ cancelled the consumer (queue deleted or node restarting)"
+                                    .into(),
                         },
                     };
                     self.drop_active();
@@ -484,8 +489,13 @@ impl Subscriber for AmqpSubscriber {
         let result = if requeue {
             self.requeue(&ch, dtag, pending).await
         } else {
-            self.dead_letter(&ch, dtag, pending, "rejected by the consumer (nack without requeue)")
-                .await
+            self.dead_letter(
+                &ch,
+                dtag,
+                pending,
+                "rejected by the consumer (nack without requeue)",
+            )
+            .await
         };
         match result {
             Err(e) if e.is_transient() => {

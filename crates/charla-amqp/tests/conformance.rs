@@ -15,7 +15,11 @@ struct RabbitMq {
 #[async_trait]
 impl Target for RabbitMq {
     async fn connect(&self) -> Box<dyn Broker> {
-        Box::new(AmqpBroker::connect(&self.url).await.expect("connect to RabbitMQ"))
+        Box::new(
+            AmqpBroker::connect(&self.url)
+                .await
+                .expect("connect to RabbitMQ"),
+        )
     }
 }
 

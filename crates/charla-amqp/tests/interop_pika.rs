@@ -117,7 +117,10 @@ async fn pika_reads_charla_and_charla_reads_pika() {
         assert_eq!(r["usuario"], "Zoë");
         assert_eq!(r["mensaje"], m.mensaje.as_str());
         assert_eq!(r["hora"], m.hora.as_str());
-        assert_eq!(r["persistent"], true, "charla publishes persistent messages");
+        assert_eq!(
+            r["persistent"], true,
+            "charla publishes persistent messages"
+        );
     }
 
     // pika → charla
@@ -139,7 +142,11 @@ async fn pika_reads_charla_and_charla_reads_pika() {
     assert_eq!(d.message.mensaje, "¡Hola desde pika!");
     assert_eq!(d.message.hora, "14:30:25");
     assert_eq!(d.message.room, room);
-    assert_eq!(d.message.id.len(), 26, "an id is assigned to a seed message");
+    assert_eq!(
+        d.message.id.len(),
+        26,
+        "an id is assigned to a seed message"
+    );
     sub.ack(d.tag).await.unwrap();
     sub.close().await.unwrap();
     b.purge(Mode::Queue, &room).await.unwrap();

@@ -68,7 +68,11 @@ async fn every_confirmed_message_survives_a_restart() {
     let url = BrokerUrl::parse(&format!(
         "{}{}recovery_timeout_ms=90000",
         common::url_text(),
-        if common::url_text().contains('?') { "&" } else { "?" }
+        if common::url_text().contains('?') {
+            "&"
+        } else {
+            "?"
+        }
     ))
     .unwrap();
     let queue_room = charla_testkit::unique_name("restart-q-");
