@@ -203,3 +203,42 @@ fn extract_name(text: &str) -> Option<String> {
     let end = text[start..].find('\'')? + start;
     Some(text[start..end].to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_in_rabbitmq_errors() {
+        let text = "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'chat_cola' in vhost '/': received none but current is the value 'stream'";
+        assert_eq!(extract_name(text).as_deref(), Some("chat_cola"));
+        assert_eq!(
+            extract_name("NOT_FOUND - no exchange 'x' in vhost '/'").as_deref(),
+            Some("x")
+        );
+        assert_eq!(extract_name("PRECONDITION_FAILED - ok").as_deref(), None);
+        assert_eq!(
+            extract_name(
+                "PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'room' in vhost '/'"
+            )
+            .as_deref(),
+            Some("room")
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_to_five_seconds() {
+        assert_eq!(Link::backoff(0), Duration::from_millis(100));
+        assert_eq!(Link::backoff(1), Duration::from_millis(200));
+        assert_eq!(Link::backoff(5), Duration::from_millis(3200));
+        assert_eq!(Link::backoff(6), Duration::from_secs(5));
+        assert_eq!(Link::backoff(60), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn long_names_are_refused_not_panics() {
+        assert!(short(&"x".repeat(255)).is_ok());
+        let err = short(&"x".repeat(256)).unwrap_err().to_string();
+        assert!(err.contains("at most 255"), "{err}");
+    }
+}

@@ -518,3 +518,54 @@ impl Subscriber for AmqpSubscriber {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(v: &AMQPValue) -> String {
+        match v {
+            AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn start_points_map_to_stream_offsets() {
+        let (v, skip) = stream_start(&StartFrom::Latest).unwrap();
+        assert_eq!((text(&v), skip), ("next".to_owned(), None));
+        let (v, skip) = stream_start(&StartFrom::Beginning).unwrap();
+        assert_eq!((text(&v), skip), ("first".to_owned(), None));
+        let (v, skip) = stream_start(&StartFrom::After("41".into())).unwrap();
+        assert_eq!(v, AMQPValue::LongLongInt(42));
+        assert_eq!(skip, Some(42));
+        let (v, skip) = stream_start(&StartFrom::After("@1700000000".into())).unwrap();
+        assert_eq!(v, AMQPValue::Timestamp(1_700_000_000));
+        assert_eq!(skip, None);
+        let err = stream_start(&StartFrom::After("1-0".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("whole numbers"), "{err}");
+    }
+
+    #[test]
+    fn headers_read_as_numbers() {
+        let mut h = FieldTable::default();
+        h.insert("a".into(), AMQPValue::LongLongInt(7));
+        h.insert("b".into(), AMQPValue::LongInt(-1));
+        h.insert("c".into(), AMQPValue::ShortUInt(3));
+        let p = BasicProperties::default().with_headers(h);
+        assert_eq!(header_u64(&p, "a"), Some(7));
+        assert_eq!(header_u64(&p, "b"), None);
+        assert_eq!(header_u64(&p, "c"), Some(3));
+        assert_eq!(header_u64(&p, "missing"), None);
+        assert_eq!(header_u64(&BasicProperties::default(), "a"), None);
+    }
+
+    #[test]
+    fn ack_tags_carry_the_epoch() {
+        let tag = (3u64 << TAG_BITS) | 12345;
+        assert_eq!(tag >> TAG_BITS, 3);
+        assert_eq!(tag & TAG_MASK, 12345);
+    }
+}

@@ -1,0 +1,219 @@
+//! RabbitMQ-specific behaviour beyond the universal suite: errors at connect, version in
+//! `info`, stream start by time, the stream-group refusal, wrong-type rooms, and the
+//! `?exchange=` option of routing mode.
+
+mod common;
+
+use std::time::Duration;
+
+use charla_amqp::AmqpBroker;
+use charla_core::{Broker, BrokerError, BrokerUrl, Message, Mode, StartFrom, Subscription};
+
+async fn broker(url: &BrokerUrl) -> AmqpBroker {
+    AmqpBroker::connect(url).await.expect("connect")
+}
+
+fn with_url(edit: impl Fn(&mut url::Url)) -> BrokerUrl {
+    let mut u = common::url().url().clone();
+    edit(&mut u);
+    BrokerUrl::parse(u.as_str()).unwrap()
+}
+
+#[tokio::test]
+async fn connect_errors_are_one_clear_line() {
+    if !common::rabbitmq_available().await {
+        return;
+    }
+    let bad_password = with_url(|u| {
+        u.set_password(Some("definitely-wrong")).unwrap();
+    });
+    match AmqpBroker::connect(&bad_password).await {
+        Err(e @ BrokerError::Auth { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("user name or password"), "{text}");
+            assert!(
+                !text.contains("definitely-wrong"),
+                "no password in errors: {text}"
+            );
+        }
+        Err(e) => panic!("expected Auth, got {e}"),
+        Ok(_) => panic!("a wrong password was accepted"),
+    }
+    let no_vhost = with_url(|u| u.set_path("/no-such-vhost"));
+    assert!(matches!(
+        AmqpBroker::connect(&no_vhost).await,
+        Err(BrokerError::Auth { .. })
+    ));
+    let port = charla_testkit::free_port();
+    let nothing = with_url(|u| u.set_port(Some(port)).unwrap());
+    match AmqpBroker::connect(&nothing).await {
+        Err(e @ BrokerError::Unreachable { .. }) => {
+            assert!(e.to_string().contains("connection refused"), "{e}");
+            assert!(e.is_transient());
+        }
+        Err(e) => panic!("expected Unreachable, got {e}"),
+        Ok(_) => panic!("connected to a closed port"),
+    }
+}
+
+#[tokio::test]
+async fn info_reports_rabbitmq_and_its_version() {
+    if !common::rabbitmq_available().await {
+        return;
+    }
+    let info = broker(&common::url()).await.info().await.unwrap();
+    assert_eq!(info.product, "RabbitMQ");
+    assert!(
+        info.version
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit()),
+        "{info:?}"
+    );
+    assert!(
+        !info.address.contains(":guest@"),
+        "password redacted: {info:?}"
+    );
+}
+
+#[tokio::test]
+async fn stream_groups_are_refused_with_the_alternative() {
+    if !common::rabbitmq_available().await {
+        return;
+    }
+    let b = broker(&common::url()).await;
+    assert!(!b.capabilities().stream_groups);
+    let sub = Subscription::new(Mode::Stream, charla_testkit::unique_name("s-g-")).group("g");
+    match b.subscribe(sub).await {
+        Err(e @ BrokerError::Unsupported { .. }) => {
+            assert!(e.to_string().contains("queue mode"), "{e}");
+        }
+        Err(e) => panic!("expected Unsupported, got {e}"),
+        Ok(_) => panic!("a stream group was accepted"),
+    }
+}
+
+#[tokio::test]
+async fn stream_replays_from_a_time() {
+    if !common::rabbitmq_available().await {
+        return;
+    }
+    let b = broker(&common::url()).await;
+    let room = charla_testkit::unique_name("s-time-");
+    let mut p = b.publisher(Mode::Stream, &room).await.unwrap();
+    for i in 0..3 {
+        p.publish(&Message::new("t", format!("before {i}"), room.as_str()))
+            .await
+            .unwrap();
+    }
+    // Stream time offsets have one-second resolution.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut after = Vec::new();
+    for i in 0..3 {
+        let m = Message::new("t", format!("after {i}"), room.as_str());
+        p.publish(&m).await.unwrap();
+        after.push(m.id);
+    }
+    let mut s = b
+        .subscribe(
+            Subscription::new(Mode::Stream, room.as_str())
+                .start(StartFrom::After(format!("@{since}"))),
+        )
+        .await
+        .unwrap();
+    for id in &after {
+        let d = tokio::time::timeout(Duration::from_secs(10), s.recv())
+            .await
+            .expect("arrives")
+            .unwrap();
+        assert_eq!(&d.message.id, id, "only what was published after the time");
+        assert!(d.offset.is_some());
+    }
+    s.close().await.unwrap();
+    b.purge(Mode::Stream, &room).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_room_of_another_type_is_a_clear_error() {
+    if !common::rabbitmq_available().await {
+        return;
+    }
+    let b = broker(&common::url()).await;
+    let room = charla_testkit::unique_name("wt-");
+    b.publisher(Mode::Stream, &room).await.unwrap();
+    match b.publisher(Mode::Queue, &room).await {
+        Err(e @ BrokerError::WrongType { .. }) => {
+            assert!(e.to_string().contains(&room), "{e}");
+        }
+        Err(e) => panic!("expected WrongType, got {e}"),
+        Ok(_) => panic!("a stream was used as a work queue"),
+    }
+    match b
+        .subscribe(Subscription::new(Mode::Queue, room.as_str()))
+        .await
+    {
+        Err(BrokerError::WrongType { .. }) => {}
+        Err(e) => panic!("expected WrongType, got {e}"),
+        Ok(_) => panic!("a stream was consumed as a work queue"),
+    }
+    b.purge(Mode::Stream, &room).await.unwrap();
+    b.purge(Mode::Queue, &room).await.unwrap();
+}
+
+#[tokio::test]
+async fn routing_exchange_can_be_chosen_in_the_url() {
+    if !common::rabbitmq_available().await {
+        return;
+    }
+    let exchange = charla_testkit::unique_name("test.topic.");
+    let url = with_url(|u| {
+        u.query_pairs_mut().append_pair("exchange", &exchange);
+    });
+    let b = broker(&url).await;
+    assert_eq!(b.topic_exchange(), exchange);
+    let default = broker(&common::url()).await;
+    let ns = charla_testkit::unique_name("rx");
+    let mut mine = b
+        .subscribe(Subscription::new(Mode::Routing, format!("{ns}.#")))
+        .await
+        .unwrap();
+    let mut other = default
+        .subscribe(Subscription::new(Mode::Routing, format!("{ns}.#")))
+        .await
+        .unwrap();
+    let topic = format!("{ns}.app.error");
+    let m = Message::new("t", "on my exchange", topic.as_str());
+    b.publisher(Mode::Routing, &topic)
+        .await
+        .unwrap()
+        .publish(&m)
+        .await
+        .unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(10), mine.recv())
+        .await
+        .expect("arrives")
+        .unwrap();
+    assert_eq!(d.message.id, m.id);
+    assert_eq!(d.message.room, topic);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), other.recv())
+            .await
+            .is_err(),
+        "the default exchange does not see it"
+    );
+    mine.close().await.unwrap();
+    other.close().await.unwrap();
+    // The test's own exchange goes away.
+    let conn = lapin::Connection::connect(&common::url_text(), Default::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.exchange_delete(exchange.as_str().into(), Default::default())
+        .await
+        .unwrap();
+}
