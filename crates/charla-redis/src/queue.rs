@@ -45,6 +45,8 @@ pub struct QueueSubscriber {
     acked: Vec<Vec<u8>>,
     next_tag: u64,
     last_recovery: Instant,
+    /// The last fetch filled up completely: the queue likely has more waiting.
+    backlog: bool,
     _heartbeat: AbortOnDrop,
 }
 
@@ -93,8 +95,13 @@ impl QueueSubscriber {
             acked: Vec::new(),
             next_tag: 0,
             last_recovery: Instant::now(),
+            backlog: false,
             _heartbeat: AbortOnDrop(heartbeat),
         };
+        // A consumer restarted under the same name finds its earlier life's messages in its
+        // processing list: give them back first, so the list holds only what this life fetched.
+        let own = me.processing.clone();
+        me.requeue_list(&own, true).await?;
         me.recover_dead_consumers().await?;
         Ok(me)
     }
@@ -104,9 +111,18 @@ impl QueueSubscriber {
     }
 
     /// One pipeline: the held acks, then up to `prefetch` non-blocking moves.
-    async fn fetch_batch(&mut self) -> Result<()> {
+    /// `trim`: acked messages to drop from the tail of the processing list first (see
+    /// `ack_many`), in the same round trip.
+    async fn fetch_batch(&mut self, trim: usize) -> Result<()> {
         let want = self.prefetch.saturating_sub(self.inflight.len()).max(1);
         let mut pipe = redis::pipe();
+        if trim > 0 {
+            pipe.cmd("LTRIM")
+                .arg(&self.processing)
+                .arg(0)
+                .arg(-(trim as i64) - 1)
+                .ignore();
+        }
         for payload in &self.acked {
             pipe.cmd("LREM")
                 .arg(&self.processing)
@@ -126,7 +142,9 @@ impl QueueSubscriber {
             .await
             .map_err(|e| self.err(e))?;
         self.acked.clear();
+        let before = self.fetched.len();
         self.fetched.extend(moved.into_iter().flatten());
+        self.backlog = self.fetched.len() - before == want;
         Ok(())
     }
 
@@ -246,27 +264,39 @@ impl QueueSubscriber {
             if alive {
                 continue;
             }
-            let mut recovered = 0usize;
-            // Claim one at a time into our own list (atomic), then requeue from there: a crash
-            // in between leaves the message in our list, recoverable in turn.
-            loop {
-                let claimed: Option<Vec<u8>> = redis::cmd("LMOVE")
-                    .arg(&list)
-                    .arg(&self.processing)
-                    .arg("RIGHT")
-                    .arg("LEFT")
-                    .query_async(&mut self.conn)
-                    .await
-                    .map_err(|e| self.err(e))?;
-                let Some(payload) = claimed else { break };
-                self.requeue(&payload).await?;
-                recovered += 1;
-            }
+            let recovered = self.requeue_list(&list, false).await?;
             if recovered > 0 {
                 tracing::info!(room = %self.room, dead_consumer = owner, recovered, "requeued unacknowledged messages of a dead consumer");
             }
         }
         Ok(())
+    }
+
+    /// Requeue every message of `list` (another consumer's processing list, or our own with
+    /// `own`), counting a delivery for each. Returns how many were moved.
+    async fn requeue_list(&mut self, list: &str, own: bool) -> Result<usize> {
+        let mut moved = 0usize;
+        loop {
+            let cmd = if own {
+                let mut c = redis::cmd("LINDEX");
+                c.arg(list).arg(-1);
+                c
+            } else {
+                // Claim one at a time into our own list (atomic), then requeue from there: a
+                // crash in between leaves the message in our list, recoverable in turn.
+                let mut c = redis::cmd("LMOVE");
+                c.arg(list).arg(&self.processing).arg("RIGHT").arg("LEFT");
+                c
+            };
+            let payload: Option<Vec<u8>> = cmd
+                .query_async(&mut self.conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            let Some(payload) = payload else { break };
+            self.requeue(&payload).await?;
+            moved += 1;
+        }
+        Ok(moved)
     }
 
     /// Hand back everything we hold: fetched-but-unreturned messages unchanged (they were never
@@ -301,7 +331,7 @@ impl Subscriber for QueueSubscriber {
             if let Some(d) = self.next_fetched().await? {
                 return Ok(d);
             }
-            self.fetch_batch().await?;
+            self.fetch_batch(0).await?;
             if self.fetched.is_empty() {
                 if self.last_recovery.elapsed() >= self.opts.consumer_ttl / 2 {
                     self.recover_dead_consumers().await?;
@@ -333,6 +363,27 @@ impl Subscriber for QueueSubscriber {
                 .remove(&tag.0)
                 .ok_or_else(|| unknown_tag(*tag))?;
             self.acked.push(payload);
+        }
+        // The processing list holds, from its tail, the in-flight messages oldest first and
+        // then the fetched ones. When the acked messages are exactly the oldest in flight
+        // (the usual case: a batch acked in order), one LTRIM drops them all from the tail
+        // instead of one LREM each.
+        let oldest_left = self.inflight.keys().min().copied().unwrap_or(u64::MAX);
+        let in_order = !tags.is_empty() && tags.iter().all(|t| t.0 < oldest_left);
+        if in_order && self.acked.len() == tags.len() {
+            let trim = self.acked.len();
+            self.acked.clear();
+            if self.backlog && self.fetched.is_empty() && self.inflight.is_empty() {
+                // More is waiting: fetch the next batch in the same round trip as the ack.
+                return self.fetch_batch(trim).await;
+            }
+            return redis::cmd("LTRIM")
+                .arg(&self.processing)
+                .arg(0)
+                .arg(-(trim as i64) - 1)
+                .query_async::<()>(&mut self.conn)
+                .await
+                .map_err(|e| self.err(e));
         }
         self.flush_acks().await
     }

@@ -190,12 +190,12 @@ pub struct BenchArgs {
     #[arg(long, short = 'c', default_value_t = 1, value_name = "C")]
     pub consumers: usize,
 
-    /// Messages per publish call (1 = one round trip per message)
-    #[arg(long, default_value_t = 100, value_name = "N")]
+    /// Messages per publish call (1 = one round trip per message, like the seed's emisor)
+    #[arg(long, default_value_t = 500, value_name = "N")]
     pub batch: usize,
 
-    /// Unacknowledged messages a consumer holds (queue and stream)
-    #[arg(long, default_value_t = 100, value_name = "N")]
+    /// Unacknowledged messages a consumer holds (queue and stream); also the receive batch
+    #[arg(long, default_value_t = 500, value_name = "N")]
     pub prefetch: usize,
 
     /// Room to use [default: a fresh random name, removed afterwards]
