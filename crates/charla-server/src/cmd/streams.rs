@@ -563,7 +563,11 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
         ctx.out.null_array();
         return Res::Ok;
     }
-    ctx.out.map(results.len());
+    if ctx.out.proto >= 3 {
+        ctx.out.map(results.len());
+    } else {
+        ctx.out.array(results.len());
+    }
     for (k, items) in results {
         if ctx.out.proto < 3 {
             ctx.out.array(2);
