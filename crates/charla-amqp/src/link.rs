@@ -169,6 +169,11 @@ pub(crate) fn map_error(address: &str, e: &lapin::Error) -> BrokerError {
                     address: address.to_owned(),
                     reason: format!("access refused: {text}"),
                 },
+                // A durable queue whose node is still starting (after a restart).
+                (_, 404) if text.contains("down or inaccessible") => BrokerError::Unreachable {
+                    address: address.to_owned(),
+                    reason: format!("RabbitMQ is still starting: {text}"),
+                },
                 // The broker is shutting down or closed the connection on purpose.
                 (AMQPErrorKind::Hard(_), 320) => BrokerError::Unreachable {
                     address: address.to_owned(),

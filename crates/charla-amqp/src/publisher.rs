@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use tokio::time::Instant;
+
 use async_trait::async_trait;
 use charla_core::{BrokerError, Message, Mode, Publisher, Result};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -14,8 +16,8 @@ use lapin::{BasicProperties, Channel, Confirmation};
 use crate::link::{map_error, reply_code, short, Link, BACKEND};
 use crate::topology::{declare_fanout, declare_queue, declare_stream, declare_topic};
 
-/// Attempts per publish before an error that is not "broker away" is returned. While the
-/// broker is away, the link's recovery timeout bounds the wait instead.
+/// Attempts per publish when RabbitMQ returns a message as unroutable. While the broker is
+/// away, the link's recovery timeout bounds the retries instead.
 const MAX_ATTEMPTS: u32 = 8;
 
 pub(crate) struct AmqpPublisher {
@@ -111,22 +113,28 @@ impl AmqpPublisher {
     async fn send_all(&mut self, items: &[(Vec<u8>, BasicProperties)]) -> Result<()> {
         let mut done = 0;
         let mut attempt = 0u32;
+        // From the first failure on, transient errors are retried until this deadline.
+        let mut deadline: Option<Instant> = None;
         while done < items.len() {
-            // Waits for the broker while it is away, up to the link's recovery timeout; an
-            // error here means it did not come back (or refuses us): report it.
-            let ch = self.channel().await?;
-            let err = match self.try_send(&ch, &items[done..]).await {
-                Ok(()) => return Ok(()),
-                Err((confirmed, e)) => {
-                    done += confirmed;
-                    e
-                }
+            // `channel` waits for the broker while it is away (up to the link's recovery
+            // timeout) and declares the room again.
+            let err = match self.channel().await {
+                Ok(ch) => match self.try_send(&ch, &items[done..]).await {
+                    Ok(()) => return Ok(()),
+                    Err((confirmed, e)) => {
+                        done += confirmed;
+                        e
+                    }
+                },
+                Err(e) => Retry::Fatal(e),
             };
             attempt += 1;
             self.channel = None;
+            let deadline =
+                *deadline.get_or_insert_with(|| Instant::now() + self.link.recovery_timeout);
             let retry = match &err {
                 Retry::Again => attempt < MAX_ATTEMPTS,
-                e => e.is_transient() && attempt < MAX_ATTEMPTS * 4,
+                e => e.is_transient() && Instant::now() < deadline,
             };
             if !retry {
                 return Err(err.into());

@@ -3,6 +3,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use charla_core::{
@@ -26,8 +29,9 @@ use crate::topology::{
 /// epoch, so that a tag from before a reconnect is recognised (its message is redelivered).
 const TAG_BITS: u32 = 40;
 const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
-/// Consecutive consumer failures (cancelled, channel closed) before `recv` gives up.
-const MAX_FAILURES: u32 = 20;
+/// A consumer that lived this long counts as healthy: a failure after it starts a new
+/// recovery period.
+const HEALTHY: Duration = Duration::from_secs(30);
 
 /// A queue-mode delivery the caller has not settled yet.
 struct Pending {
@@ -60,7 +64,12 @@ pub(crate) struct AmqpSubscriber {
     skip_below: Option<u64>,
     /// Requeueing and dead-lettering: a confirm-mode channel.
     side_channel: Option<Channel>,
+    /// Queue mode: poison deliveries waiting to be dead-lettered on the current channel.
+    poison: Vec<(u64, Pending, String)>,
+    /// Consecutive failures, and when the first of them happened.
     failures: u32,
+    failing_since: Option<Instant>,
+    opened_at: Instant,
     consumer_tag: String,
 }
 
@@ -92,7 +101,10 @@ impl AmqpSubscriber {
             next_offset: None,
             skip_below: None,
             side_channel: None,
+            poison: Vec::new(),
             failures: 0,
+            failing_since: None,
+            opened_at: Instant::now(),
         };
         // Validate the start point before talking to the broker.
         if s.sub.mode == Mode::Stream {
@@ -158,6 +170,7 @@ impl AmqpSubscriber {
             .await
             .map_err(map)?;
         self.epoch += 1;
+        self.opened_at = Instant::now();
         self.active = Some(Active {
             channel: ch,
             consumer,
@@ -168,12 +181,13 @@ impl AmqpSubscriber {
     fn drop_active(&mut self) {
         self.active = None;
         self.unacked.clear();
+        self.poison.clear();
         self.side_channel = None;
     }
 
-    /// Turns an AMQP delivery into a charla one, or settles it and returns `None` (poison,
+    /// Turns an AMQP delivery into a charla one, or sets it aside and returns `None` (poison,
     /// or a stream message before the requested offset).
-    async fn accept(&mut self, d: lapin::message::Delivery) -> Result<Option<Delivery>> {
+    fn accept(&mut self, d: lapin::message::Delivery) -> Result<Option<Delivery>> {
         let Some(active) = self.active.as_ref() else {
             return Ok(None);
         };
@@ -184,7 +198,9 @@ impl AmqpSubscriber {
         if mode == Mode::Stream {
             // Stream acks carry no state over AMQP 0.9.1, only credit: give it back as soon
             // as the message is taken, so the prefetch bounds what waits here.
-            if let Err(e) = ch.basic_ack(tag, BasicAckOptions::default()).await {
+            // Not awaited past queueing the frame: `recv` must stay cancel-safe once a
+            // delivery is taken off the consumer.
+            if let Some(Err(e)) = ch.basic_ack(tag, BasicAckOptions::default()).now_or_never() {
                 tracing::debug!("stream credit ack failed: {e}");
             }
             if let (Some(o), Some(min)) = (offset, self.skip_below) {
@@ -206,14 +222,17 @@ impl AmqpSubscriber {
             Err(why) => {
                 match mode {
                     Mode::Queue => {
-                        tracing::warn!(room = %room, "dead-lettering a message that is not a chat message: {why}");
-                        let pending = Pending {
-                            payload: d.data,
-                            properties: d.properties,
-                            nacks: 0,
-                        };
-                        self.dead_letter(&ch, tag, pending, &why.to_string())
-                            .await?;
+                        // Kept until dead-lettered (by `recv`, before it waits for more), so
+                        // that a cancelled `recv` cannot lose it.
+                        self.poison.push((
+                            tag,
+                            Pending {
+                                payload: d.data,
+                                properties: d.properties,
+                                nacks: 0,
+                            },
+                            why.to_string(),
+                        ));
                     }
                     _ => {
                         tracing::warn!(room = %room, "dropping a message that is not a chat message: {why}")
@@ -358,6 +377,47 @@ impl AmqpSubscriber {
         Ok(ch)
     }
 
+    /// Dead-letters the poison deliveries taken so far; each leaves the list only once done.
+    async fn dead_letter_poison(&mut self) -> Result<()> {
+        while let Some((tag, pending, why)) = self.poison.first() {
+            let Some(active) = self.active.as_ref() else {
+                self.poison.clear();
+                return Ok(());
+            };
+            let ch = active.channel.clone();
+            let (tag, why) = (*tag, why.clone());
+            let pending = Pending {
+                payload: pending.payload.clone(),
+                properties: pending.properties.clone(),
+                nacks: pending.nacks,
+            };
+            tracing::warn!(room = %self.sub.room, "dead-lettering a message that is not a chat message: {why}");
+            self.dead_letter(&ch, tag, pending, &why).await?;
+            self.poison.remove(0);
+        }
+        Ok(())
+    }
+
+    /// After a failure: errors that a retry cannot fix are returned; transient ones (the
+    /// broker away or still starting) are retried with backoff for up to the link's
+    /// recovery timeout, counted from the first failure in a row.
+    async fn retry_or_fail(&mut self, why: BrokerError) -> Result<()> {
+        if !why.is_transient() {
+            return Err(why);
+        }
+        if self.opened_at.elapsed() > HEALTHY && self.failures == 0 {
+            self.failing_since = None;
+        }
+        let since = *self.failing_since.get_or_insert_with(Instant::now);
+        if since.elapsed() > self.link.recovery_timeout {
+            return Err(why);
+        }
+        self.failures += 1;
+        tracing::warn!(room = %self.sub.room, "{why}; subscribing again");
+        tokio::time::sleep(Link::backoff(self.failures - 1)).await;
+        Ok(())
+    }
+
     /// The current channel and the AMQP delivery tag for `tag`, or `None` when the tag
     /// belongs to a channel that is gone (RabbitMQ has given the message back already).
     fn settle_target(&mut self, tag: AckTag) -> Result<Option<(Channel, u64, Pending)>> {
@@ -433,7 +493,15 @@ impl Subscriber for AmqpSubscriber {
     async fn recv(&mut self) -> Result<Delivery> {
         loop {
             if self.active.is_none() {
-                self.open().await?;
+                if let Err(e) = self.open().await {
+                    self.retry_or_fail(e).await?;
+                    continue;
+                }
+            }
+            if let Err(e) = self.dead_letter_poison().await {
+                self.drop_active();
+                self.retry_or_fail(e).await?;
+                continue;
             }
             let Some(active) = self.active.as_mut() else {
                 continue;
@@ -441,7 +509,8 @@ impl Subscriber for AmqpSubscriber {
             match active.consumer.next().await {
                 Some(Ok(d)) => {
                     self.failures = 0;
-                    if let Some(delivery) = self.accept(d).await? {
+                    self.failing_since = None;
+                    if let Some(delivery) = self.accept(d)? {
                         return Ok(delivery);
                     }
                 }
@@ -456,15 +525,7 @@ impl Subscriber for AmqpSubscriber {
                         },
                     };
                     self.drop_active();
-                    if !why.is_transient() {
-                        return Err(why);
-                    }
-                    self.failures += 1;
-                    if self.failures > MAX_FAILURES {
-                        return Err(why);
-                    }
-                    tracing::warn!(room = %self.sub.room, "{why}; subscribing again");
-                    tokio::time::sleep(Link::backoff(self.failures - 1)).await;
+                    self.retry_or_fail(why).await?;
                 }
             }
         }
@@ -478,15 +539,12 @@ impl Subscriber for AmqpSubscriber {
         // later on it, such as the close); not waiting for the socket write saves a
         // round trip to lapin's I/O thread per message. An ack lost with the connection
         // leaves the message unacked, and RabbitMQ delivers it again (at-least-once).
-        match ch
+        if let Some(Err(e)) = ch
             .basic_ack(dtag, BasicAckOptions::default())
             .now_or_never()
         {
-            Some(Err(e)) => {
-                tracing::warn!("ack not delivered ({e}); the message will be delivered again");
-                self.drop_active();
-            }
-            Some(Ok(())) | None => {}
+            tracing::warn!("ack not delivered ({e}); the message will be delivered again");
+            self.drop_active();
         }
         Ok(())
     }

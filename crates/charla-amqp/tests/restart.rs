@@ -159,12 +159,37 @@ async fn every_confirmed_message_survives_a_restart() {
     while sent.load(Ordering::SeqCst) < STOP_AFTER {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // A publisher that may wait only half a second for the broker.
+    let impatient = BrokerUrl::parse(&format!(
+        "{}{}recovery_timeout_ms=500",
+        common::url_text(),
+        if common::url_text().contains('?') {
+            "&"
+        } else {
+            "?"
+        }
+    ))
+    .unwrap();
+    let impatient = AmqpBroker::connect(&impatient).await.expect("connect");
+    let mut impatient_pub = impatient.publisher(Mode::Queue, &queue_room).await.unwrap();
+
     let guard = StartOnDrop;
     let stopped_at = Instant::now();
     tokio::task::spawn_blocking(|| rabbitmqctl(&["stop_app"]))
         .await
         .unwrap()
         .expect("stop RabbitMQ");
+    // While the broker is down, publish reports an error, never Ok.
+    let m = Message::new("restart", "while down", queue_room.as_str());
+    let started = Instant::now();
+    match tokio::time::timeout(Duration::from_secs(30), impatient_pub.publish(&m)).await {
+        Ok(Err(e)) => {
+            assert!(e.is_transient(), "the error says the broker is away: {e}");
+            eprintln!("publish while down: {e} (after {:?})", started.elapsed());
+        }
+        Ok(Ok(())) => panic!("publish returned Ok while RabbitMQ was stopped"),
+        Err(_) => panic!("publish hung past its recovery timeout"),
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     tokio::task::spawn_blocking(move || drop(guard))
         .await
