@@ -1,11 +1,12 @@
 //! charla-amqp: the RabbitMQ backend (`amqp://`, `amqps://`), on lapin and tokio.
 //!
 //! Every delivery mode maps to RabbitMQ's own objects (see [`topology`]):
-//! - **queue**: a durable quorum queue named exactly as the room (default `chat_cola`, the
+//! - **queue**: a durable classic queue named exactly as the room (default `chat_cola`, the
 //!   seed's name), persistent messages, publisher confirms, manual ack/nack, prefetch
-//!   (`basic.qos`), competing consumers. RabbitMQ counts deliveries (`x-delivery-limit` 5)
-//!   and dead-letters to exchange `charla.dlx` → queue `<room>.dead`; poison payloads are
-//!   nacked without requeue and land there too.
+//!   (`basic.qos`), competing consumers. Dead letters go to `<room>.dead` (also bound to the
+//!   dead-letter exchange `charla.dlx` the queue is declared with): poison payloads, nacks
+//!   without requeue, and messages nacked with requeue more than 5 times (charla requeues by
+//!   publishing again with an `x-charla-deliveries` count, then acking).
 //! - **broadcast**: a fanout exchange named as the room; each subscriber an exclusive
 //!   auto-delete queue bound to it.
 //! - **routing**: the topic exchange `charla.topic` (URL option `?exchange=` overrides);
