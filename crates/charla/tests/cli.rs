@@ -1,0 +1,304 @@
+//! The built binary against a real redis-server: what a user types and sees.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use charla_testkit::{unique_name, RedisServer};
+use common::*;
+
+#[test]
+fn check_reports_the_broker_and_fails_clearly_when_unreachable() {
+    let Some(server) = RedisServer::start() else { return };
+    let out = run(charla(&server.url()).arg("check"), b"");
+    let stdout = ok(&out);
+    assert!(stdout.contains("redis 7") || stdout.contains("redis "), "{stdout}");
+    assert!(stdout.contains("queue, broadcast, stream, routing"), "{stdout}");
+
+    let json = run(charla(&server.url()).args(["check", "--json"]), b"");
+    let v: serde_json::Value = serde_json::from_str(&ok(&json)).expect("json");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["product"], "redis");
+
+    let port = charla_testkit::free_port();
+    let out = run(charla(&format!("redis://127.0.0.1:{port}")).arg("check"), b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
+    assert!(err.contains("cannot reach the broker"), "{err}");
+}
+
+#[test]
+fn default_broker_hint_names_the_workshop_port() {
+    // Nothing named a broker: the default is the workshop's 127.0.0.1:6380. Whether or not
+    // something listens there on this machine, an unreachable default must explain itself.
+    let out = run(
+        charla("redis://unused").env_remove("CHARLA_BROKER").arg("check"),
+        b"",
+    );
+    if !out.status.success() {
+        let err = text(&out.stderr);
+        assert!(err.contains("6380"), "{err}");
+    }
+}
+
+#[test]
+fn wrong_password_and_bad_input_are_one_line_errors() {
+    let Some(server) = RedisServer::start_with(&["--requirepass", "s3cret"]) else { return };
+    let port = server.port();
+    let out = run(charla(&format!("redis://:wrong@127.0.0.1:{port}")).arg("check"), b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("refused authentication"), "{err}");
+    assert!(!err.contains("wrong"), "the password is not echoed: {err}");
+
+    let out = run(charla(&format!("redis://127.0.0.1:{port}")).arg("check"), b"");
+    assert_eq!(out.status.code(), Some(1), "no password given");
+    assert!(text(&out.stderr).contains("refused authentication"));
+
+    let ok_url = format!("redis://:s3cret@127.0.0.1:{port}");
+    ok(&run(charla(&ok_url).arg("check"), b""));
+
+    let out = run(charla("http://example.com").arg("check"), b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("unknown scheme"));
+
+    let out = run(charla(&ok_url).args(["send", "--mode", "carrier-pigeon", "x"]), b"");
+    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+    assert!(text(&out.stderr).contains("unknown mode"));
+
+    let huge = format!("{}\n", "x".repeat(1024 * 1024 + 1));
+    let out = run(charla(&ok_url).args(["send", "--name", "a"]), huge.as_bytes());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("over the limit"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn send_then_listen_json_carries_seed_and_charla_fields() {
+    let Some(server) = RedisServer::start() else { return };
+    let room = unique_name("cli-");
+    let out = run(charla(&server.url()).args(["send", "--room", &room, "--name", "Juan", "Hola", "María!"]), b"");
+    assert!(ok(&out).contains("📤 Sent: [Juan] Hola María!"));
+    let out = run(
+        charla(&server.url()).args(["listen", "--room", &room, "--json", "--count", "1"]),
+        b"",
+    );
+    let lines = json_lines(&ok(&out));
+    assert_eq!(lines.len(), 1);
+    let m = &lines[0];
+    assert_eq!(m["usuario"], "Juan");
+    assert_eq!(m["mensaje"], "Hola María!");
+    assert_eq!(m["room"], room.as_str());
+    assert_eq!(m["hora"].as_str().map(str::len), Some(8));
+    assert_eq!(m["id"].as_str().map(str::len), Some(26));
+    assert_eq!(m["redelivered"], false);
+    assert!(m["ts_us"].as_i64().unwrap_or(0) > 0);
+}
+
+#[test]
+fn piped_lines_arrive_in_order_and_spanish_output_matches_the_seed() {
+    let Some(server) = RedisServer::start() else { return };
+    let room = unique_name("pipe-");
+    let input: String = (1..=2000).map(|i| format!("línea {i}\n")).collect();
+    let out = run(charla(&server.url()).args(["send", "--room", &room, "--name", "bot", "--quiet"]), input.as_bytes());
+    ok(&out);
+    assert!(text(&out.stderr).contains("Messages sent: 2000"), "{}", text(&out.stderr));
+    let out = run(
+        charla(&server.url())
+            .env("LANG", "es_ES.UTF-8")
+            .args(["listen", "--room", &room, "--count", "2000"]),
+        b"",
+    );
+    let stdout = ok(&out);
+    let received: Vec<&str> = stdout.lines().filter(|l| l.starts_with("📥")).collect();
+    assert_eq!(received.len(), 2000);
+    for (i, line) in received.iter().enumerate() {
+        let expected = format!("📥 Recibido: [bot] línea {} (", i + 1);
+        assert!(line.starts_with(&expected), "line {i}: {line}");
+    }
+    assert!(stdout.contains("👋 Saliendo... Mensajes recibidos: 2000"), "{stdout}");
+}
+
+#[test]
+fn interactive_send_behaves_like_emisor() {
+    let Some(server) = RedisServer::start() else { return };
+    let room = unique_name("tty-");
+    let out = run(
+        charla(&server.url()).args(["--lang", "es", "send", "--interactive", "--room", &room]),
+        "Juan\nHola María!\n\nsalir\nnot sent\n".as_bytes(),
+    );
+    let stdout = ok(&out);
+    for expected in [
+        "📤 EMISOR DE MENSAJES",
+        "¿Cuál es tu nombre? ",
+        "¡Hola Juan! Escribe mensajes (o 'salir' para terminar)",
+        "📤 Enviado: [Juan] Hola María!",
+        "👋 ¡Hasta luego!",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+    assert!(!stdout.contains("not sent"));
+    assert_eq!(redis_cli(server.port(), &["LLEN", &room]).trim(), "1");
+}
+
+#[test]
+fn sigterm_prints_the_count_and_exits_zero() {
+    let Some(server) = RedisServer::start() else { return };
+    let room = unique_name("term-");
+    let mut listener = charla(&server.url())
+        .args(["listen", "--room", &room])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn listen");
+    for text in ["uno", "dos"] {
+        ok(&run(charla(&server.url()).args(["send", "--room", &room, "--name", "a", text]), b""));
+    }
+    let stdout = Lines::of(&mut listener);
+    let lines = stdout.until("📥 Received", 2, Duration::from_secs(20));
+    assert!(lines[0].contains("uno") && lines[1].contains("dos"), "{lines:?}");
+    signal(&listener, "TERM");
+    let out = wait(listener, Duration::from_secs(10));
+    assert!(out.status.success(), "{:?}", out.status);
+    let rest = stdout.rest();
+    assert!(rest.contains("Messages received: 2"), "{rest}");
+}
+
+#[test]
+fn poison_message_is_reported_dead_lettered_and_skipped() {
+    let Some(server) = RedisServer::start() else { return };
+    let room = unique_name("poison-");
+    redis_cli(server.port(), &["LPUSH", &room, "this is { not json"]);
+    ok(&run(charla(&server.url()).args(["send", "--room", &room, "--name", "a", "after"]), b""));
+    let out = run(charla(&server.url()).args(["listen", "--room", &room, "--count", "1"]), b"");
+    let stdout = ok(&out);
+    assert!(stdout.contains("[a] after"), "{stdout}");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("bad message") && stderr.contains(":dead"), "{stderr}");
+    let dead = redis_cli(server.port(), &["LRANGE", &format!("charla:{{{room}}}:dead"), "0", "-1"]);
+    assert!(dead.contains("this is { not json"), "{dead}");
+    assert_eq!(redis_cli(server.port(), &["LLEN", &room]).trim(), "0");
+}
+
+#[test]
+fn killed_listener_loses_nothing() {
+    let Some(server) = RedisServer::start() else { return };
+    let room = unique_name("kill-");
+    let url = format!("{}?consumer_ttl_ms=1000", server.url());
+    let sent: Vec<String> = (1..=200).map(|i| format!("m{i}")).collect();
+    let input = sent.join("\n") + "\n";
+    ok(&run(charla(&url).args(["send", "--room", &room, "--name", "a", "--quiet"]), input.as_bytes()));
+    // A listener taking ten at a time is killed (SIGKILL: no chance to give anything back).
+    let printed_path = sandbox().join(format!("{room}.out"));
+    let mut victim = charla(&url)
+        .args(["listen", "--room", &room, "--prefetch", "10", "--json"])
+        .stdout(std::fs::File::create(&printed_path).expect("file"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&printed_path).map(|m| m.len()).unwrap_or(0) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the victim printed nothing");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(&victim, "KILL");
+    let _ = victim.wait();
+    let printed: Vec<String> = json_lines(&std::fs::read_to_string(&printed_path).expect("read"))
+        .iter()
+        .map(|m| m["mensaje"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    // Whatever the victim did not ack is still on the broker: in the queue, or in its
+    // processing list until its heartbeat expires.
+    let lists = redis_cli(server.port(), &["--scan", "--pattern", &format!("charla:{{{room}}}:processing:*")]);
+    let mut left: usize = redis_cli(server.port(), &["LLEN", &room]).trim().parse().expect("LLEN");
+    for list in lists.lines().filter(|l| !l.is_empty()) {
+        left += redis_cli(server.port(), &["LLEN", list]).trim().parse::<usize>().expect("LLEN");
+    }
+    assert!(left > 0, "the victim was killed before it could take everything");
+    let out = run(
+        charla(&url).args(["listen", "--room", &room, "--json", "--count", &left.to_string()]),
+        b"",
+    );
+    let survivor: Vec<String> = json_lines(&ok(&out))
+        .iter()
+        .map(|m| m["mensaje"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let seen: std::collections::HashSet<&String> = printed.iter().chain(survivor.iter()).collect();
+    for m in &sent {
+        assert!(seen.contains(m), "{m} was lost (victim printed {}, survivor {})", printed.len(), survivor.len());
+    }
+}
+
+#[test]
+fn bench_json_has_rate_and_percentiles() {
+    let Some(server) = RedisServer::start() else { return };
+    for mode in ["queue", "stream", "broadcast"] {
+        let out = run(
+            charla(&server.url()).args(["bench", "--mode", mode, "--messages", "3000", "--consumers", "2", "--json"]),
+            b"",
+        );
+        let v: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");
+        let expected = if mode == "broadcast" { 6000 } else { 3000 };
+        assert_eq!(v["received"], expected, "{mode}: {v}");
+        assert!(v["msgs_per_sec"].as_f64().unwrap_or(0.0) > 0.0);
+        assert!(v["latency_us"]["p50"].as_u64().unwrap_or(0) > 0);
+        assert!(v["latency_us"]["p99"].as_u64() >= v["latency_us"]["p50"].as_u64());
+    }
+    // The bench cleans up after itself.
+    assert_eq!(redis_cli(server.port(), &["DBSIZE"]).trim(), "0");
+}
+
+#[test]
+fn config_file_sets_defaults_and_rejects_unknown_keys() {
+    let Some(server) = RedisServer::start() else { return };
+    let dir = tempfile::tempdir().expect("dir");
+    let good = dir.path().join("good.toml");
+    let room = unique_name("cfg-");
+    std::fs::write(&good, format!("broker = \"{}\"\nname = \"Config\"\nroom = \"{room}\"\nlang = \"es\"\n", server.url())).expect("write");
+    let out = run(
+        charla("redis://127.0.0.1:1").env_remove("CHARLA_BROKER").arg("--config").arg(&good).args(["send", "hola"]),
+        b"",
+    );
+    assert!(ok(&out).contains("📤 Enviado: [Config] hola"));
+    assert_eq!(redis_cli(server.port(), &["LLEN", &room]).trim(), "1");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "brokr = 'x'\n").expect("write");
+    let out = run(charla(&server.url()).arg("--config").arg(&bad).arg("check"), b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("brokr"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn stream_mode_replays_and_groups_resume() {
+    let Some(server) = RedisServer::start() else { return };
+    let room = unique_name("stream-");
+    let input: String = (1..=5).map(|i| format!("s{i}\n")).collect();
+    ok(&run(charla(&server.url()).args(["send", "--mode", "stream", "--room", &room, "--quiet"]), input.as_bytes()));
+    let all = json_lines(&ok(&run(
+        charla(&server.url()).args(["listen", "--mode", "stream", "--room", &room, "--from-beginning", "--json", "--count", "5"]),
+        b"",
+    )));
+    assert_eq!(all.len(), 5);
+    let third = all[2]["offset"].as_str().expect("offset").to_owned();
+    let after = json_lines(&ok(&run(
+        charla(&server.url()).args(["listen", "--mode", "stream", "--room", &room, "--from", &third, "--json", "--count", "2"]),
+        b"",
+    )));
+    assert_eq!(after[0]["mensaje"], "s4");
+    let group = |n: &str| {
+        json_lines(&ok(&run(
+            charla(&server.url()).args(["listen", "--mode", "stream", "--room", &room, "--group", "g", "--from-beginning", "--json", "--count", n]),
+            b"",
+        )))
+    };
+    let first = group("3");
+    let rest = group("2");
+    assert_eq!(first[0]["mensaje"], "s1");
+    assert_eq!(rest[0]["mensaje"], "s4", "the group resumes where it acked");
+
+    let out = run(charla(&server.url()).args(["listen", "--group", "g", "--count", "1"]), b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--mode stream only"));
+}
