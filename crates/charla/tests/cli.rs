@@ -10,11 +10,19 @@ use common::*;
 
 #[test]
 fn check_reports_the_broker_and_fails_clearly_when_unreachable() {
-    let Some(server) = RedisServer::start() else { return };
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let out = run(charla(&server.url()).arg("check"), b"");
     let stdout = ok(&out);
-    assert!(stdout.contains("redis 7") || stdout.contains("redis "), "{stdout}");
-    assert!(stdout.contains("queue, broadcast, stream, routing"), "{stdout}");
+    assert!(
+        stdout.contains("redis 7") || stdout.contains("redis "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("queue, broadcast, stream, routing"),
+        "{stdout}"
+    );
 
     let json = run(charla(&server.url()).args(["check", "--json"]), b"");
     let v: serde_json::Value = serde_json::from_str(&ok(&json)).expect("json");
@@ -22,7 +30,10 @@ fn check_reports_the_broker_and_fails_clearly_when_unreachable() {
     assert_eq!(v["product"], "redis");
 
     let port = charla_testkit::free_port();
-    let out = run(charla(&format!("redis://127.0.0.1:{port}")).arg("check"), b"");
+    let out = run(
+        charla(&format!("redis://127.0.0.1:{port}")).arg("check"),
+        b"",
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
@@ -34,7 +45,9 @@ fn default_broker_hint_names_the_workshop_port() {
     // Nothing named a broker: the default is the workshop's 127.0.0.1:6380. Whether or not
     // something listens there on this machine, an unreachable default must explain itself.
     let out = run(
-        charla("redis://unused").env_remove("CHARLA_BROKER").arg("check"),
+        charla("redis://unused")
+            .env_remove("CHARLA_BROKER")
+            .arg("check"),
         b"",
     );
     if !out.status.success() {
@@ -45,15 +58,23 @@ fn default_broker_hint_names_the_workshop_port() {
 
 #[test]
 fn wrong_password_and_bad_input_are_one_line_errors() {
-    let Some(server) = RedisServer::start_with(&["--requirepass", "s3cret"]) else { return };
+    let Some(server) = RedisServer::start_with(&["--requirepass", "s3cret"]) else {
+        return;
+    };
     let port = server.port();
-    let out = run(charla(&format!("redis://:wrong@127.0.0.1:{port}")).arg("check"), b"");
+    let out = run(
+        charla(&format!("redis://:wrong@127.0.0.1:{port}")).arg("check"),
+        b"",
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains("refused authentication"), "{err}");
     assert!(!err.contains("wrong"), "the password is not echoed: {err}");
 
-    let out = run(charla(&format!("redis://127.0.0.1:{port}")).arg("check"), b"");
+    let out = run(
+        charla(&format!("redis://127.0.0.1:{port}")).arg("check"),
+        b"",
+    );
     assert_eq!(out.status.code(), Some(1), "no password given");
     assert!(text(&out.stderr).contains("refused authentication"));
 
@@ -64,21 +85,36 @@ fn wrong_password_and_bad_input_are_one_line_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("unknown scheme"));
 
-    let out = run(charla(&ok_url).args(["send", "--mode", "carrier-pigeon", "x"]), b"");
+    let out = run(
+        charla(&ok_url).args(["send", "--mode", "carrier-pigeon", "x"]),
+        b"",
+    );
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
     assert!(text(&out.stderr).contains("unknown mode"));
 
     let huge = format!("{}\n", "x".repeat(1024 * 1024 + 1));
-    let out = run(charla(&ok_url).args(["send", "--name", "a"]), huge.as_bytes());
+    let out = run(
+        charla(&ok_url).args(["send", "--name", "a"]),
+        huge.as_bytes(),
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("over the limit"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("over the limit"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn send_then_listen_json_carries_seed_and_charla_fields() {
-    let Some(server) = RedisServer::start() else { return };
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let room = unique_name("cli-");
-    let out = run(charla(&server.url()).args(["send", "--room", &room, "--name", "Juan", "Hola", "María!"]), b"");
+    let out = run(
+        charla(&server.url()).args(["send", "--room", &room, "--name", "Juan", "Hola", "María!"]),
+        b"",
+    );
     assert!(ok(&out).contains("📤 Sent: [Juan] Hola María!"));
     let out = run(
         charla(&server.url()).args(["listen", "--room", &room, "--json", "--count", "1"]),
@@ -98,12 +134,21 @@ fn send_then_listen_json_carries_seed_and_charla_fields() {
 
 #[test]
 fn piped_lines_arrive_in_order_and_spanish_output_matches_the_seed() {
-    let Some(server) = RedisServer::start() else { return };
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let room = unique_name("pipe-");
     let input: String = (1..=2000).map(|i| format!("línea {i}\n")).collect();
-    let out = run(charla(&server.url()).args(["send", "--room", &room, "--name", "bot", "--quiet"]), input.as_bytes());
+    let out = run(
+        charla(&server.url()).args(["send", "--room", &room, "--name", "bot", "--quiet"]),
+        input.as_bytes(),
+    );
     ok(&out);
-    assert!(text(&out.stderr).contains("Messages sent: 2000"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("Messages sent: 2000"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = run(
         charla(&server.url())
             .env("LANG", "es_ES.UTF-8")
@@ -117,12 +162,17 @@ fn piped_lines_arrive_in_order_and_spanish_output_matches_the_seed() {
         let expected = format!("📥 Recibido: [bot] línea {} (", i + 1);
         assert!(line.starts_with(&expected), "line {i}: {line}");
     }
-    assert!(stdout.contains("👋 Saliendo... Mensajes recibidos: 2000"), "{stdout}");
+    assert!(
+        stdout.contains("👋 Saliendo... Mensajes recibidos: 2000"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn interactive_send_behaves_like_emisor() {
-    let Some(server) = RedisServer::start() else { return };
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let room = unique_name("tty-");
     let out = run(
         charla(&server.url()).args(["--lang", "es", "send", "--interactive", "--room", &room]),
@@ -136,7 +186,10 @@ fn interactive_send_behaves_like_emisor() {
         "📤 Enviado: [Juan] Hola María!",
         "👋 ¡Hasta luego!",
     ] {
-        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
     }
     assert!(!stdout.contains("not sent"));
     assert_eq!(redis_cli(server.port(), &["LLEN", &room]).trim(), "1");
@@ -144,7 +197,9 @@ fn interactive_send_behaves_like_emisor() {
 
 #[test]
 fn sigterm_prints_the_count_and_exits_zero() {
-    let Some(server) = RedisServer::start() else { return };
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let room = unique_name("term-");
     let mut listener = charla(&server.url())
         .args(["listen", "--room", &room])
@@ -153,11 +208,17 @@ fn sigterm_prints_the_count_and_exits_zero() {
         .spawn()
         .expect("spawn listen");
     for text in ["uno", "dos"] {
-        ok(&run(charla(&server.url()).args(["send", "--room", &room, "--name", "a", text]), b""));
+        ok(&run(
+            charla(&server.url()).args(["send", "--room", &room, "--name", "a", text]),
+            b"",
+        ));
     }
     let stdout = Lines::of(&mut listener);
     let lines = stdout.until("📥 Received", 2, Duration::from_secs(20));
-    assert!(lines[0].contains("uno") && lines[1].contains("dos"), "{lines:?}");
+    assert!(
+        lines[0].contains("uno") && lines[1].contains("dos"),
+        "{lines:?}"
+    );
     signal(&listener, "TERM");
     let out = wait(listener, Duration::from_secs(10));
     assert!(out.status.success(), "{:?}", out.status);
@@ -167,28 +228,47 @@ fn sigterm_prints_the_count_and_exits_zero() {
 
 #[test]
 fn poison_message_is_reported_dead_lettered_and_skipped() {
-    let Some(server) = RedisServer::start() else { return };
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let room = unique_name("poison-");
     redis_cli(server.port(), &["LPUSH", &room, "this is { not json"]);
-    ok(&run(charla(&server.url()).args(["send", "--room", &room, "--name", "a", "after"]), b""));
-    let out = run(charla(&server.url()).args(["listen", "--room", &room, "--count", "1"]), b"");
+    ok(&run(
+        charla(&server.url()).args(["send", "--room", &room, "--name", "a", "after"]),
+        b"",
+    ));
+    let out = run(
+        charla(&server.url()).args(["listen", "--room", &room, "--count", "1"]),
+        b"",
+    );
     let stdout = ok(&out);
     assert!(stdout.contains("[a] after"), "{stdout}");
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("bad message") && stderr.contains(":dead"), "{stderr}");
-    let dead = redis_cli(server.port(), &["LRANGE", &format!("charla:{{{room}}}:dead"), "0", "-1"]);
+    assert!(
+        stderr.contains("bad message") && stderr.contains(":dead"),
+        "{stderr}"
+    );
+    let dead = redis_cli(
+        server.port(),
+        &["LRANGE", &format!("charla:{{{room}}}:dead"), "0", "-1"],
+    );
     assert!(dead.contains("this is { not json"), "{dead}");
     assert_eq!(redis_cli(server.port(), &["LLEN", &room]).trim(), "0");
 }
 
 #[test]
 fn killed_listener_loses_nothing() {
-    let Some(server) = RedisServer::start() else { return };
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let room = unique_name("kill-");
     let url = format!("{}?consumer_ttl_ms=1000", server.url());
     let sent: Vec<String> = (1..=200).map(|i| format!("m{i}")).collect();
     let input = sent.join("\n") + "\n";
-    ok(&run(charla(&url).args(["send", "--room", &room, "--name", "a", "--quiet"]), input.as_bytes()));
+    ok(&run(
+        charla(&url).args(["send", "--room", &room, "--name", "a", "--quiet"]),
+        input.as_bytes(),
+    ));
     // A listener taking ten at a time is killed (SIGKILL: no chance to give anything back).
     let printed_path = sandbox().join(format!("{room}.out"));
     let mut victim = charla(&url)
@@ -198,8 +278,15 @@ fn killed_listener_loses_nothing() {
         .spawn()
         .expect("spawn");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::fs::metadata(&printed_path).map(|m| m.len()).unwrap_or(0) == 0 {
-        assert!(std::time::Instant::now() < deadline, "the victim printed nothing");
+    while std::fs::metadata(&printed_path)
+        .map(|m| m.len())
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the victim printed nothing"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     signal(&victim, "KILL");
@@ -210,14 +297,37 @@ fn killed_listener_loses_nothing() {
         .collect();
     // Whatever the victim did not ack is still on the broker: in the queue, or in its
     // processing list until its heartbeat expires.
-    let lists = redis_cli(server.port(), &["--scan", "--pattern", &format!("charla:{{{room}}}:processing:*")]);
-    let mut left: usize = redis_cli(server.port(), &["LLEN", &room]).trim().parse().expect("LLEN");
+    let lists = redis_cli(
+        server.port(),
+        &[
+            "--scan",
+            "--pattern",
+            &format!("charla:{{{room}}}:processing:*"),
+        ],
+    );
+    let mut left: usize = redis_cli(server.port(), &["LLEN", &room])
+        .trim()
+        .parse()
+        .expect("LLEN");
     for list in lists.lines().filter(|l| !l.is_empty()) {
-        left += redis_cli(server.port(), &["LLEN", list]).trim().parse::<usize>().expect("LLEN");
+        left += redis_cli(server.port(), &["LLEN", list])
+            .trim()
+            .parse::<usize>()
+            .expect("LLEN");
     }
-    assert!(left > 0, "the victim was killed before it could take everything");
+    assert!(
+        left > 0,
+        "the victim was killed before it could take everything"
+    );
     let out = run(
-        charla(&url).args(["listen", "--room", &room, "--json", "--count", &left.to_string()]),
+        charla(&url).args([
+            "listen",
+            "--room",
+            &room,
+            "--json",
+            "--count",
+            &left.to_string(),
+        ]),
         b"",
     );
     let survivor: Vec<String> = json_lines(&ok(&out))
@@ -226,16 +336,32 @@ fn killed_listener_loses_nothing() {
         .collect();
     let seen: std::collections::HashSet<&String> = printed.iter().chain(survivor.iter()).collect();
     for m in &sent {
-        assert!(seen.contains(m), "{m} was lost (victim printed {}, survivor {})", printed.len(), survivor.len());
+        assert!(
+            seen.contains(m),
+            "{m} was lost (victim printed {}, survivor {})",
+            printed.len(),
+            survivor.len()
+        );
     }
 }
 
 #[test]
 fn bench_json_has_rate_and_percentiles() {
-    let Some(server) = RedisServer::start() else { return };
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     for mode in ["queue", "stream", "broadcast"] {
         let out = run(
-            charla(&server.url()).args(["bench", "--mode", mode, "--messages", "3000", "--consumers", "2", "--json"]),
+            charla(&server.url()).args([
+                "bench",
+                "--mode",
+                mode,
+                "--messages",
+                "3000",
+                "--consumers",
+                "2",
+                "--json",
+            ]),
             b"",
         );
         let v: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");
@@ -251,13 +377,26 @@ fn bench_json_has_rate_and_percentiles() {
 
 #[test]
 fn config_file_sets_defaults_and_rejects_unknown_keys() {
-    let Some(server) = RedisServer::start() else { return };
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("dir");
     let good = dir.path().join("good.toml");
     let room = unique_name("cfg-");
-    std::fs::write(&good, format!("broker = \"{}\"\nname = \"Config\"\nroom = \"{room}\"\nlang = \"es\"\n", server.url())).expect("write");
+    std::fs::write(
+        &good,
+        format!(
+            "broker = \"{}\"\nname = \"Config\"\nroom = \"{room}\"\nlang = \"es\"\n",
+            server.url()
+        ),
+    )
+    .expect("write");
     let out = run(
-        charla("redis://127.0.0.1:1").env_remove("CHARLA_BROKER").arg("--config").arg(&good).args(["send", "hola"]),
+        charla("redis://127.0.0.1:1")
+            .env_remove("CHARLA_BROKER")
+            .arg("--config")
+            .arg(&good)
+            .args(["send", "hola"]),
         b"",
     );
     assert!(ok(&out).contains("📤 Enviado: [Config] hola"));
@@ -265,31 +404,64 @@ fn config_file_sets_defaults_and_rejects_unknown_keys() {
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "brokr = 'x'\n").expect("write");
-    let out = run(charla(&server.url()).arg("--config").arg(&bad).arg("check"), b"");
+    let out = run(
+        charla(&server.url()).arg("--config").arg(&bad).arg("check"),
+        b"",
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("brokr"), "{}", text(&out.stderr));
 }
 
 #[test]
 fn stream_mode_replays_and_groups_resume() {
-    let Some(server) = RedisServer::start() else { return };
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let room = unique_name("stream-");
     let input: String = (1..=5).map(|i| format!("s{i}\n")).collect();
-    ok(&run(charla(&server.url()).args(["send", "--mode", "stream", "--room", &room, "--quiet"]), input.as_bytes()));
+    ok(&run(
+        charla(&server.url()).args(["send", "--mode", "stream", "--room", &room, "--quiet"]),
+        input.as_bytes(),
+    ));
     let all = json_lines(&ok(&run(
-        charla(&server.url()).args(["listen", "--mode", "stream", "--room", &room, "--from-beginning", "--json", "--count", "5"]),
+        charla(&server.url()).args([
+            "listen",
+            "--mode",
+            "stream",
+            "--room",
+            &room,
+            "--from-beginning",
+            "--json",
+            "--count",
+            "5",
+        ]),
         b"",
     )));
     assert_eq!(all.len(), 5);
     let third = all[2]["offset"].as_str().expect("offset").to_owned();
     let after = json_lines(&ok(&run(
-        charla(&server.url()).args(["listen", "--mode", "stream", "--room", &room, "--from", &third, "--json", "--count", "2"]),
+        charla(&server.url()).args([
+            "listen", "--mode", "stream", "--room", &room, "--from", &third, "--json", "--count",
+            "2",
+        ]),
         b"",
     )));
     assert_eq!(after[0]["mensaje"], "s4");
     let group = |n: &str| {
         json_lines(&ok(&run(
-            charla(&server.url()).args(["listen", "--mode", "stream", "--room", &room, "--group", "g", "--from-beginning", "--json", "--count", n]),
+            charla(&server.url()).args([
+                "listen",
+                "--mode",
+                "stream",
+                "--room",
+                &room,
+                "--group",
+                "g",
+                "--from-beginning",
+                "--json",
+                "--count",
+                n,
+            ]),
             b"",
         )))
     };
@@ -298,7 +470,70 @@ fn stream_mode_replays_and_groups_resume() {
     assert_eq!(first[0]["mensaje"], "s1");
     assert_eq!(rest[0]["mensaje"], "s4", "the group resumes where it acked");
 
-    let out = run(charla(&server.url()).args(["listen", "--group", "g", "--count", "1"]), b"");
+    let out = run(
+        charla(&server.url()).args(["listen", "--group", "g", "--count", "1"]),
+        b"",
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("--mode stream only"));
+}
+
+#[test]
+fn listener_and_sender_ride_out_a_broker_restart() {
+    // Append-only with fsync always: what the broker acknowledged survives its crash.
+    let Some(mut server) =
+        RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"])
+    else {
+        return;
+    };
+    let room = unique_name("restart-");
+    let url = format!("{}?consumer_ttl_ms=1000", server.url());
+    let mut listener = charla(&url)
+        .args(["listen", "--room", &room, "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn listen");
+    let lines = Lines::of(&mut listener);
+    // One long-lived sender fed line by line, like a user typing.
+    let mut sender = charla(&url)
+        .args(["send", "--room", &room, "--name", "a"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn send");
+    let mut typing = sender.stdin.take().expect("stdin");
+    use std::io::Write;
+    writeln!(typing, "before").expect("type");
+    lines.until("\"before\"", 1, Duration::from_secs(20));
+
+    server.kill();
+    // Typed while the broker is down: the sender retries with backoff until it is back.
+    writeln!(typing, "during").expect("type");
+    std::thread::sleep(Duration::from_millis(700));
+    server.restart();
+    writeln!(typing, "after").expect("type");
+    drop(typing);
+    let out = wait(sender, Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "send retried until the broker came back: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("Lost the broker"),
+        "{}",
+        text(&out.stderr)
+    );
+    lines.until("\"during\"", 1, Duration::from_secs(30));
+    lines.until("\"after\"", 1, Duration::from_secs(30));
+    signal(&listener, "TERM");
+    let out = wait(listener, Duration::from_secs(10));
+    assert!(out.status.success());
+    assert!(
+        text(&out.stderr).contains("Lost the broker"),
+        "the reconnect is reported: {}",
+        text(&out.stderr)
+    );
 }

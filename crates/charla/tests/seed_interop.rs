@@ -29,7 +29,9 @@ fn python() -> Option<Command> {
         return None;
     }
     let mut cmd = Command::new("python3");
-    cmd.current_dir(seed_dir()).env("PYTHONIOENCODING", "utf-8").arg("-u");
+    cmd.current_dir(seed_dir())
+        .env("PYTHONIOENCODING", "utf-8")
+        .arg("-u");
     Some(cmd)
 }
 
@@ -41,7 +43,8 @@ fn seed_main(port: u16, module: &str) -> String {
 #[test]
 fn the_seed_files_are_the_workshops_own() {
     // compat/seed/ must stay verbatim copies of the handout's code blocks.
-    let handout = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/seeds/000_0c984b9d365925ca.txt");
+    let handout = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/seeds/000_0c984b9d365925ca.txt");
     let Ok(doc) = std::fs::read_to_string(&handout) else {
         eprintln!("the handout is not beside this checkout; nothing to compare");
         return;
@@ -54,24 +57,42 @@ fn the_seed_files_are_the_workshops_own() {
 
 #[test]
 fn seed_emisor_to_charla_listen() {
-    let Some(server) = RedisServer::start() else { return };
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let Some(mut py) = python() else { return };
-    let out = run(py.args(["-c", &seed_main(server.port(), "emisor")]), "Ana\nHola desde Python ñ 👋\nsalir\n".as_bytes());
+    let out = run(
+        py.args(["-c", &seed_main(server.port(), "emisor")]),
+        "Ana\nHola desde Python ñ 👋\nsalir\n".as_bytes(),
+    );
     assert!(ok(&out).contains("📤 Enviado: [Ana] Hola desde Python ñ 👋"));
     // Defaults: the seed's list `chat_cola`.
-    let out = run(charla(&server.url()).args(["listen", "--json", "--count", "1"]), b"");
+    let out = run(
+        charla(&server.url()).args(["listen", "--json", "--count", "1"]),
+        b"",
+    );
     let m = &json_lines(&ok(&out))[0];
     assert_eq!(m["usuario"], "Ana");
     assert_eq!(m["mensaje"], "Hola desde Python ñ 👋");
     assert_eq!(m["room"], "chat_cola");
     assert_eq!(m["hora"].as_str().map(str::len), Some(8));
-    assert_eq!(m["id"].as_str().map(str::len), Some(26), "charla assigns an id to seed messages");
-    assert_eq!(redis_cli(server.port(), &["LLEN", "chat_cola"]).trim(), "0", "acked and gone");
+    assert_eq!(
+        m["id"].as_str().map(str::len),
+        Some(26),
+        "charla assigns an id to seed messages"
+    );
+    assert_eq!(
+        redis_cli(server.port(), &["LLEN", "chat_cola"]).trim(),
+        "0",
+        "acked and gone"
+    );
 }
 
 #[test]
 fn charla_send_to_seed_receptor() {
-    let Some(server) = RedisServer::start() else { return };
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let Some(mut py) = python() else { return };
     let mut receptor = py
         .args(["-c", &seed_main(server.port(), "receptor")])
@@ -81,11 +102,23 @@ fn charla_send_to_seed_receptor() {
         .expect("receptor.py");
     let lines = Lines::of(&mut receptor);
     lines.until("Escuchando", 1, Duration::from_secs(20));
-    ok(&run(charla(&server.url()).args(["send", "--name", "Juan", "Hola María!"]), b""));
-    ok(&run(charla(&server.url()).args(["send", "--name", "María"]), "¡Hola Juan! ¿Funciona?\n".as_bytes()));
+    ok(&run(
+        charla(&server.url()).args(["send", "--name", "Juan", "Hola María!"]),
+        b"",
+    ));
+    ok(&run(
+        charla(&server.url()).args(["send", "--name", "María"]),
+        "¡Hola Juan! ¿Funciona?\n".as_bytes(),
+    ));
     let got = lines.until("📥 Recibido", 2, Duration::from_secs(20));
-    assert!(got[0].contains("📥 Recibido: [Juan] Hola María! ("), "{got:?}");
-    assert!(got[1].contains("📥 Recibido: [María] ¡Hola Juan! ¿Funciona? ("), "{got:?}");
+    assert!(
+        got[0].contains("📥 Recibido: [Juan] Hola María! ("),
+        "{got:?}"
+    );
+    assert!(
+        got[1].contains("📥 Recibido: [María] ¡Hola Juan! ¿Funciona? ("),
+        "{got:?}"
+    );
     signal(&receptor, "INT");
     let _ = wait(receptor, Duration::from_secs(10));
     assert!(lines.rest().contains("Mensajes recibidos: 2"));
@@ -95,15 +128,22 @@ fn charla_send_to_seed_receptor() {
 fn seed_pair_and_charla_share_one_queue() {
     // Mixed producers into the seed's list; the seed's own recibir_mensaje reads them all,
     // in order, and charla's Spanish listener prints exactly the seed's line format.
-    let Some(server) = RedisServer::start() else { return };
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let Some(mut py) = python() else { return };
-    ok(&run(charla(&server.url()).args(["send", "--name", "Juan", "uno"]), b""));
+    ok(&run(
+        charla(&server.url()).args(["send", "--name", "Juan", "uno"]),
+        b"",
+    ));
     ok(&run(py.args(["-c", &format!(
         "import broker; broker.REDIS_PORT = {}; c = broker.conectar_broker(); broker.enviar_mensaje(c, 'María', 'dos')",
         server.port()
     )]), b""));
     let out = run(
-        charla(&server.url()).env("LANG", "es_ES.UTF-8").args(["listen", "--count", "2"]),
+        charla(&server.url())
+            .env("LANG", "es_ES.UTF-8")
+            .args(["listen", "--count", "2"]),
         b"",
     );
     let stdout = ok(&out);
@@ -115,10 +155,24 @@ fn seed_pair_and_charla_share_one_queue() {
 
 #[test]
 fn redis_py_reads_charla_streams_and_channels() {
-    let Some(server) = RedisServer::start() else { return };
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let Some(mut py) = python() else { return };
     let room = unique_name("py-");
-    ok(&run(charla(&server.url()).args(["send", "--mode", "stream", "--room", &room, "--name", "Zoë", "hola stream"]), b""));
+    ok(&run(
+        charla(&server.url()).args([
+            "send",
+            "--mode",
+            "stream",
+            "--room",
+            &room,
+            "--name",
+            "Zoë",
+            "hola stream",
+        ]),
+        b"",
+    ));
     let script = format!(
         "import json, redis\n\
          r = redis.Redis(port={port}, decode_responses=True)\n\
@@ -133,10 +187,16 @@ fn redis_py_reads_charla_streams_and_channels() {
 
 #[test]
 fn redis_cli_sees_charla_messages_under_the_room_name() {
-    let Some(server) = RedisServer::start() else { return };
-    ok(&run(charla(&server.url()).args(["send", "--name", "cli", "visible"]), b""));
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    ok(&run(
+        charla(&server.url()).args(["send", "--name", "cli", "visible"]),
+        b"",
+    ));
     let raw = redis_cli(server.port(), &["LRANGE", "chat_cola", "0", "-1"]);
-    let v: serde_json::Value = serde_json::from_str(raw.trim()).expect("a JSON message in chat_cola");
+    let v: serde_json::Value =
+        serde_json::from_str(raw.trim()).expect("a JSON message in chat_cola");
     assert_eq!(v["usuario"], "cli");
     assert_eq!(v["mensaje"], "visible");
 }

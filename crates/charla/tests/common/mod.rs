@@ -29,7 +29,9 @@ pub fn charla(broker: &str) -> Command {
 /// An empty directory shared by the tests of this binary.
 pub fn sandbox() -> PathBuf {
     static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir")).path().to_path_buf()
+    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"))
+        .path()
+        .to_path_buf()
 }
 
 /// Run to completion with a deadline; on timeout kill it and fail with what it printed.
@@ -74,7 +76,10 @@ pub fn wait(mut child: Child, limit: Duration) -> Output {
         if Instant::now() > deadline {
             let _ = child.kill();
             let status = child.wait().expect("wait");
-            let (o, e) = (out_t.join().unwrap_or_default(), err_t.join().unwrap_or_default());
+            let (o, e) = (
+                out_t.join().unwrap_or_default(),
+                err_t.join().unwrap_or_default(),
+            );
             panic!(
                 "timed out after {limit:?} ({status})\n--- stdout\n{}\n--- stderr\n{}",
                 String::from_utf8_lossy(&o),
@@ -123,7 +128,11 @@ pub fn redis_cli(port: u16, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("redis-cli runs");
-    assert!(out.status.success(), "redis-cli {args:?}: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "redis-cli {args:?}: {}",
+        text(&out.stderr)
+    );
     text(&out.stdout)
 }
 
@@ -155,7 +164,10 @@ impl Lines {
             match self.0.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => found.push(line),
                 Ok(_) => {}
-                Err(_) => panic!("only {} of {n} lines containing {needle:?} arrived: {found:?}", found.len()),
+                Err(_) => panic!(
+                    "only {} of {n} lines containing {needle:?} arrived: {found:?}",
+                    found.len()
+                ),
             }
         }
         found
