@@ -174,8 +174,22 @@ pub trait Subscriber: Send {
     /// waiting more. With [`ack_many`](Subscriber::ack_many) this is the high-throughput path:
     /// one round trip per batch instead of per message.
     async fn recv_batch(&mut self, max: usize) -> Result<Vec<Delivery>> {
-        let _ = max;
-        Ok(vec![self.recv().await?])
+        let mut batch = vec![self.recv().await?];
+        while batch.len() < max {
+            match self.try_recv().await? {
+                Some(d) => batch.push(d),
+                None => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    /// A message this subscriber already holds (fetched from the broker in an earlier batch),
+    /// without waiting for the network; `None` when it holds none. Backends that fetch in
+    /// batches implement it, which makes [`recv_batch`](Subscriber::recv_batch) return whole
+    /// batches.
+    async fn try_recv(&mut self) -> Result<Option<Delivery>> {
+        Ok(None)
     }
 
     /// The message was processed: the broker may forget it. Settled when this returns.

@@ -110,9 +110,9 @@ impl QueueSubscriber {
         map_err(e, &self.opts.address)
     }
 
-    /// One pipeline: the held acks, then up to `prefetch` non-blocking moves.
-    /// `trim`: acked messages to drop from the tail of the processing list first (see
-    /// `ack_many`), in the same round trip.
+    /// Up to `prefetch` non-blocking moves in one pipeline, preceded by an LTRIM of `trim`
+    /// acked messages from the tail of the processing list (see `ack_many`), so acking a
+    /// batch and fetching the next cost one round trip.
     async fn fetch_batch(&mut self, trim: usize) -> Result<()> {
         let want = self.prefetch.saturating_sub(self.inflight.len()).max(1);
         let mut pipe = redis::pipe();
@@ -121,13 +121,6 @@ impl QueueSubscriber {
                 .arg(&self.processing)
                 .arg(0)
                 .arg(-(trim as i64) - 1)
-                .ignore();
-        }
-        for payload in &self.acked {
-            pipe.cmd("LREM")
-                .arg(&self.processing)
-                .arg(-1)
-                .arg(payload)
                 .ignore();
         }
         for _ in 0..want {
@@ -141,7 +134,6 @@ impl QueueSubscriber {
             .query_async(&mut self.conn)
             .await
             .map_err(|e| self.err(e))?;
-        self.acked.clear();
         let before = self.fetched.len();
         self.fetched.extend(moved.into_iter().flatten());
         self.backlog = self.fetched.len() - before == want;
@@ -331,6 +323,7 @@ impl Subscriber for QueueSubscriber {
             if let Some(d) = self.next_fetched().await? {
                 return Ok(d);
             }
+            self.flush_acks().await?; // only left over when an earlier flush failed
             self.fetch_batch(0).await?;
             if self.fetched.is_empty() {
                 if self.last_recovery.elapsed() >= self.opts.consumer_ttl / 2 {
@@ -341,15 +334,8 @@ impl Subscriber for QueueSubscriber {
         }
     }
 
-    async fn recv_batch(&mut self, max: usize) -> Result<Vec<Delivery>> {
-        let mut batch = vec![self.recv().await?];
-        while batch.len() < max {
-            match self.next_fetched().await? {
-                Some(d) => batch.push(d),
-                None => break,
-            }
-        }
-        Ok(batch)
+    async fn try_recv(&mut self) -> Result<Option<Delivery>> {
+        self.next_fetched().await
     }
 
     async fn ack(&mut self, tag: AckTag) -> Result<()> {

@@ -364,15 +364,8 @@ impl Subscriber for StreamSubscriber {
         }
     }
 
-    async fn recv_batch(&mut self, max: usize) -> Result<Vec<Delivery>> {
-        let mut batch = vec![self.recv().await?];
-        while batch.len() < max {
-            match self.next_fetched().await? {
-                Some(d) => batch.push(d),
-                None => break,
-            }
-        }
-        Ok(batch)
+    async fn try_recv(&mut self) -> Result<Option<Delivery>> {
+        self.next_fetched().await
     }
 
     async fn ack(&mut self, tag: AckTag) -> Result<()> {
