@@ -5,6 +5,7 @@ mod cli;
 mod cmd;
 mod config;
 mod connect;
+mod embedded;
 mod i18n;
 mod signal;
 

@@ -48,7 +48,7 @@ pub async fn run(settings: &Settings, args: ListenArgs) -> Result<ExitCode> {
 
     eprintln!("{}", lang.listener_banner());
     eprintln!("{RULE_DOUBLE}");
-    let broker = super::connect(settings).await?;
+    let broker = super::connect_or_start(settings).await?;
     let info = broker
         .info()
         .await

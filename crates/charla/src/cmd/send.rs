@@ -35,7 +35,7 @@ pub async fn run(settings: &Settings, args: SendArgs) -> Result<ExitCode> {
         println!("{}", lang.sender_banner());
         println!("{RULE_DOUBLE}");
     }
-    let broker = super::connect(settings).await?;
+    let broker = super::connect_or_start(settings).await?;
     let mut sender = Sender::new(settings, broker, mode, room).await?;
 
     if !args.message.is_empty() {

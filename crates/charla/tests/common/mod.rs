@@ -15,6 +15,7 @@ pub fn charla(broker: &str) -> Command {
         .env("XDG_CONFIG_HOME", sandbox())
         .env("HOME", sandbox())
         .env("LANG", "C.UTF-8")
+        .env("CHARLA_NO_AUTOSTART", "1")
         .env_remove("LC_ALL")
         .env_remove("LC_MESSAGES")
         .env_remove("CHARLA_LANG")
