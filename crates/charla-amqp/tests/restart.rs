@@ -100,6 +100,17 @@ async fn every_confirmed_message_survives_a_restart() {
         )
         .await
         .unwrap();
+    // A broadcast subscriber: nothing is kept for it while the broker is down, but after
+    // the restart it gets what is published again (its private queue is declared anew).
+    let broadcast_room = charla_testkit::unique_name("restart-b-");
+    let mut broadcast_sub = consumer_conn
+        .subscribe(Subscription::new(Mode::Broadcast, broadcast_room.as_str()))
+        .await
+        .unwrap();
+    let mut broadcast_pub = producer_conn
+        .publisher(Mode::Broadcast, &broadcast_room)
+        .await
+        .unwrap();
 
     let sent = Arc::new(AtomicUsize::new(0));
     let producer = {
@@ -195,6 +206,23 @@ async fn every_confirmed_message_survives_a_restart() {
         .await
         .unwrap();
     eprintln!("RabbitMQ was down for {:?}", stopped_at.elapsed());
+
+    // Broadcast after the restart: publish until the re-subscribed listener hears it.
+    let heard = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let m = Message::new("restart", "after", broadcast_room.as_str());
+            broadcast_pub.publish(&m).await.expect("broadcast publish");
+            if let Ok(Ok(d)) =
+                tokio::time::timeout(Duration::from_millis(500), broadcast_sub.recv()).await
+            {
+                break d.message.mensaje;
+            }
+        }
+    })
+    .await
+    .expect("the broadcast subscriber hears messages again after the restart");
+    assert_eq!(heard, "after");
+    broadcast_sub.close().await.unwrap();
 
     let (q_ok, s_ok, failed) = tokio::time::timeout(Duration::from_secs(150), producer)
         .await
