@@ -9,6 +9,7 @@
 //!   (a developer's laptop) or fails it (`CI=true`).
 
 pub mod conformance;
+pub mod rabbitmq;
 mod redis_server;
 
 pub use redis_server::{free_port, RedisServer};

@@ -1,0 +1,55 @@
+//! RabbitMQ for tests: where it is (`CHARLA_TEST_AMQP`, default the local guest account) and
+//! whether it answers. charla's tests use an already running RabbitMQ (`.ci/run` installs and
+//! starts one); they do not start their own.
+
+/// The local RabbitMQ with its default account and vhost `/`.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// `CHARLA_TEST_AMQP`, or [`DEFAULT_AMQP_URL`].
+pub fn amqp_url() -> String {
+    std::env::var("CHARLA_TEST_AMQP").unwrap_or_else(|_| DEFAULT_AMQP_URL.to_owned())
+}
+
+/// `host:port` of an amqp:// URL (5672 when the URL has no port).
+fn address(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if hostport
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        hostport.to_owned()
+    } else {
+        format!("{hostport}:5672")
+    }
+}
+
+/// True when something accepts connections at [`amqp_url`]'s address; otherwise reports the
+/// missing service through [`crate::service_missing`] (a panic under `CI=true`, a skip
+/// elsewhere) and returns false.
+pub async fn rabbitmq_available() -> bool {
+    let address = address(&amqp_url());
+    let ok = matches!(
+        tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            tokio::net::TcpStream::connect(&address)
+        )
+        .await,
+        Ok(Ok(_))
+    );
+    if !ok {
+        crate::service_missing(&format!("RabbitMQ on {address}"));
+    }
+    ok
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn address_of_amqp_urls() {
+        assert_eq!(super::address(super::DEFAULT_AMQP_URL), "127.0.0.1:5672");
+        assert_eq!(super::address("amqp://h"), "h:5672");
+        assert_eq!(super::address("amqp://u:p@h:1234/v?x=1"), "h:1234");
+    }
+}
