@@ -405,9 +405,6 @@ impl AmqpSubscriber {
         if !why.is_transient() {
             return Err(why);
         }
-        if self.opened_at.elapsed() > HEALTHY && self.failures == 0 {
-            self.failing_since = None;
-        }
         let since = *self.failing_since.get_or_insert_with(Instant::now);
         if since.elapsed() > self.link.recovery_timeout {
             return Err(why);
@@ -525,6 +522,11 @@ impl Subscriber for AmqpSubscriber {
                         },
                     };
                     self.drop_active();
+                    if self.opened_at.elapsed() > HEALTHY {
+                        // The consumer had been working: this is a new outage.
+                        self.failures = 0;
+                        self.failing_since = None;
+                    }
                     self.retry_or_fail(why).await?;
                 }
             }
