@@ -252,10 +252,17 @@ pub fn client(ctx: &mut Ctx) -> Res {
             ctx.out.simple(l);
         }
     } else {
-        ctx.out.err(&format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
-            String::from_utf8_lossy(&sub)
-        ));
+        let known = ["SETNAME", "GETNAME", "ID", "SETINFO", "INFO", "NO-EVICT", "NO-TOUCH", "REPLY"];
+        let name = String::from_utf8_lossy(&sub).into_owned();
+        if known.iter().any(|k| k.eq_ignore_ascii_case(&name)) {
+            ctx.out.err(&format!(
+                "ERR wrong number of arguments for 'client|{}' command",
+                name.to_ascii_lowercase()
+            ));
+        } else {
+            ctx.out
+                .err(&format!("ERR unknown subcommand '{name}'. Try CLIENT HELP."));
+        }
     }
     Res::Ok
 }

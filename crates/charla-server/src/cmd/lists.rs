@@ -422,6 +422,9 @@ pub fn lmove(ctx: &mut Ctx, db: &mut Db) -> Res {
             if may_block(ctx) {
                 return block(ctx, db, &[&src], t);
             }
+            // A blocking move that timed out replies with a null array, as Redis does.
+            ctx.out.null_array();
+            return Res::Ok;
         }
         ctx.out.null();
         return Res::Ok;

@@ -152,6 +152,10 @@ pub fn info(ctx: &mut Ctx) -> Res {
         );
     }
     if want("stats") {
+        let (channels, patterns) = {
+            let ps = sh.lock_pubsub();
+            (ps.channels(None).len(), ps.numpat())
+        };
         let _ = write!(
             s,
             "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\n\r\n",
@@ -159,8 +163,8 @@ pub fn info(ctx: &mut Ctx) -> Res {
             st.commands.load(Ordering::Relaxed) + ctx.client.commands,
             st.rejected.load(Ordering::Relaxed),
             st.expired.load(Ordering::Relaxed),
-            sh.lock_pubsub().channels(None).len(),
-            sh.lock_pubsub().numpat(),
+            channels,
+            patterns,
         );
     }
     if want("replication") {

@@ -536,6 +536,17 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
                     .iter()
                     .map(|id| (*id, s.entries.get(id).cloned()))
                     .collect();
+                // Reading history is a redelivery: Redis bumps the count and the time.
+                for (id, f) in &items {
+                    if f.is_none() {
+                        continue;
+                    }
+                    if let Some(p) = gr.pel.get_mut(id) {
+                        p.delivery_count += 1;
+                        p.delivery_time = now;
+                        props.push(claim_prop(k, g, c, *id, now, p.delivery_count, gr.last_id));
+                    }
+                }
                 results.push((k.clone(), items));
             }
             (None, None) => {}
