@@ -52,6 +52,19 @@ impl TestServer {
         }
     }
 
+    /// Wrap a server started elsewhere on a fixed port.
+    pub fn adopt(
+        port: u16,
+        stop: tokio::sync::oneshot::Sender<()>,
+        thread: std::thread::JoinHandle<()>,
+    ) -> TestServer {
+        TestServer {
+            port,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
     pub fn raw(&self) -> Raw {
         Raw::connect(self.port)
     }
