@@ -146,15 +146,24 @@ impl AmqpSubscriber {
                 args.insert("x-stream-offset".into(), value);
                 (ch, room, false)
             }
+            // Broadcast and routing: acked as soon as the caller takes a message (there is
+            // nothing to redeliver), but with a prefetch, so that a slow subscriber makes
+            // RabbitMQ hold the backlog instead of this process buffering without bound.
             Mode::Broadcast => {
                 declare_fanout(&ch, &room, &address).await?;
                 let q = declare_private_queue(&ch, &room, "", &address).await?;
-                (ch, q, true)
+                ch.basic_qos(prefetch, BasicQosOptions::default())
+                    .await
+                    .map_err(map)?;
+                (ch, q, false)
             }
             Mode::Routing => {
                 declare_topic(&ch, &self.topic_exchange, &address).await?;
                 let q = declare_private_queue(&ch, &self.topic_exchange, &room, &address).await?;
-                (ch, q, true)
+                ch.basic_qos(prefetch, BasicQosOptions::default())
+                    .await
+                    .map_err(map)?;
+                (ch, q, false)
             }
         };
         let consumer = ch
@@ -195,14 +204,16 @@ impl AmqpSubscriber {
         let tag = d.delivery_tag;
         let mode = self.sub.mode;
         let offset = header_u64(&d.properties, "x-stream-offset");
-        if mode == Mode::Stream {
-            // Stream acks carry no state over AMQP 0.9.1, only credit: give it back as soon
-            // as the message is taken, so the prefetch bounds what waits here.
-            // Not awaited past queueing the frame: `recv` must stay cancel-safe once a
-            // delivery is taken off the consumer.
+        if mode != Mode::Queue {
+            // Stream acks carry no state over AMQP 0.9.1 and broadcast messages are never
+            // redelivered: the ack only gives credit back, as soon as the message is taken,
+            // so the prefetch bounds what waits here. Not awaited past queueing the frame:
+            // `recv` must stay cancel-safe once a delivery is taken off the consumer.
             if let Some(Err(e)) = ch.basic_ack(tag, BasicAckOptions::default()).now_or_never() {
-                tracing::debug!("stream credit ack failed: {e}");
+                tracing::debug!("credit ack failed: {e}");
             }
+        }
+        if mode == Mode::Stream {
             if let (Some(o), Some(min)) = (offset, self.skip_below) {
                 if o < min {
                     return Ok(None);
