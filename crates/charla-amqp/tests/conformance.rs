@@ -10,6 +10,8 @@ use charla_testkit::conformance::Target;
 
 struct RabbitMq {
     url: BrokerUrl,
+    /// Held for the test's duration: no restart test runs meanwhile.
+    _lock: common::RabbitMqLock,
 }
 
 #[async_trait]
@@ -24,10 +26,11 @@ impl Target for RabbitMq {
 }
 
 async fn setup() -> Option<Box<dyn Target>> {
-    if !common::rabbitmq_available().await {
-        return None;
-    }
-    Some(Box::new(RabbitMq { url: common::url() }))
+    let lock = common::rabbitmq_available().await?;
+    Some(Box::new(RabbitMq {
+        url: common::url(),
+        _lock: lock,
+    }))
 }
 
 charla_testkit::conformance_suite!(setup());

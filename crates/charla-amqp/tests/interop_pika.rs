@@ -87,7 +87,10 @@ fn pika_available() -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pika_reads_charla_and_charla_reads_pika() {
-    if !common::rabbitmq_available().await || !pika_available() {
+    let Some(_lock) = common::rabbitmq_available().await else {
+        return;
+    };
+    if !pika_available() {
         return;
     }
     let b = AmqpBroker::connect(&common::url()).await.expect("connect");
@@ -154,7 +157,10 @@ async fn pika_reads_charla_and_charla_reads_pika() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_pika_declared_plain_is_used_as_is() {
-    if !common::rabbitmq_available().await || !pika_available() {
+    let Some(_lock) = common::rabbitmq_available().await else {
+        return;
+    };
+    if !pika_available() {
         return;
     }
     let b = AmqpBroker::connect(&common::url()).await.expect("connect");

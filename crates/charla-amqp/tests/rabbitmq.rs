@@ -21,9 +21,9 @@ fn with_url(edit: impl Fn(&mut url::Url)) -> BrokerUrl {
 
 #[tokio::test]
 async fn connect_errors_are_one_clear_line() {
-    if !common::rabbitmq_available().await {
+    let Some(_lock) = common::rabbitmq_available().await else {
         return;
-    }
+    };
     let bad_password = with_url(|u| {
         u.set_password(Some("definitely-wrong")).unwrap();
     });
@@ -58,9 +58,9 @@ async fn connect_errors_are_one_clear_line() {
 
 #[tokio::test]
 async fn info_reports_rabbitmq_and_its_version() {
-    if !common::rabbitmq_available().await {
+    let Some(_lock) = common::rabbitmq_available().await else {
         return;
-    }
+    };
     let info = broker(&common::url()).await.info().await.unwrap();
     assert_eq!(info.product, "RabbitMQ");
     assert!(
@@ -78,9 +78,9 @@ async fn info_reports_rabbitmq_and_its_version() {
 
 #[tokio::test]
 async fn stream_groups_are_refused_with_the_alternative() {
-    if !common::rabbitmq_available().await {
+    let Some(_lock) = common::rabbitmq_available().await else {
         return;
-    }
+    };
     let b = broker(&common::url()).await;
     assert!(!b.capabilities().stream_groups);
     let sub = Subscription::new(Mode::Stream, charla_testkit::unique_name("s-g-")).group("g");
@@ -95,9 +95,9 @@ async fn stream_groups_are_refused_with_the_alternative() {
 
 #[tokio::test]
 async fn stream_replays_from_a_time() {
-    if !common::rabbitmq_available().await {
+    let Some(_lock) = common::rabbitmq_available().await else {
         return;
-    }
+    };
     let b = broker(&common::url()).await;
     let room = charla_testkit::unique_name("s-time-");
     let mut p = b.publisher(Mode::Stream, &room).await.unwrap();
@@ -140,9 +140,9 @@ async fn stream_replays_from_a_time() {
 
 #[tokio::test]
 async fn a_room_of_another_type_is_a_clear_error() {
-    if !common::rabbitmq_available().await {
+    let Some(_lock) = common::rabbitmq_available().await else {
         return;
-    }
+    };
     let b = broker(&common::url()).await;
     let room = charla_testkit::unique_name("wt-");
     b.publisher(Mode::Stream, &room).await.unwrap();
@@ -167,9 +167,9 @@ async fn a_room_of_another_type_is_a_clear_error() {
 
 #[tokio::test]
 async fn routing_exchange_can_be_chosen_in_the_url() {
-    if !common::rabbitmq_available().await {
+    let Some(_lock) = common::rabbitmq_available().await else {
         return;
-    }
+    };
     let exchange = charla_testkit::unique_name("test.topic.");
     let url = with_url(|u| {
         u.query_pairs_mut().append_pair("exchange", &exchange);

@@ -57,9 +57,10 @@ fn local_broker(url: &BrokerUrl) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_confirmed_message_survives_a_restart() {
-    if !common::rabbitmq_available().await {
+    // Alone: no other RabbitMQ test (of any test process) runs while RabbitMQ restarts.
+    let Some(_lock) = common::rabbitmq_exclusive().await else {
         return;
-    }
+    };
     let url = common::url();
     if !local_broker(&url) || rabbitmqctl(&["status"]).is_err() {
         charla_testkit::service_missing("rabbitmqctl controlling the local RabbitMQ");

@@ -44,6 +44,38 @@ pub async fn rabbitmq_available() -> bool {
     ok
 }
 
+/// Held by a test while it uses RabbitMQ ([`shared_use`]) or restarts it ([`exclusive_use`]),
+/// across test processes (test runners such as nextest run test binaries in parallel): a
+/// restart never happens under another test's feet. Released on drop.
+pub struct RabbitMqLock {
+    _file: Option<std::fs::File>,
+}
+
+fn lock_file() -> Option<std::fs::File> {
+    let path = std::env::temp_dir().join("charla-rabbitmq-tests.lock");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .ok()
+}
+
+/// Waits until no test is restarting RabbitMQ, and keeps it so while held.
+#[allow(clippy::incompatible_msrv)]
+pub fn shared_use() -> RabbitMqLock {
+    let file = lock_file().filter(|f| f.lock_shared().is_ok());
+    RabbitMqLock { _file: file }
+}
+
+/// Waits until no other test uses RabbitMQ, and keeps it so while held (for tests that stop
+/// and start it).
+#[allow(clippy::incompatible_msrv)]
+pub fn exclusive_use() -> RabbitMqLock {
+    let file = lock_file().filter(|f| f.lock().is_ok());
+    RabbitMqLock { _file: file }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
