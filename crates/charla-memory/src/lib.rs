@@ -501,6 +501,13 @@ struct StreamState {
     groups: HashMap<String, Group>,
 }
 
+/// The first entry after sequence `seq` (sequences are consecutive, so no scan is needed).
+fn entry_after(entries: &VecDeque<(u64, Payload)>, seq: u64) -> Option<&(u64, Payload)> {
+    let first = entries.front()?.0;
+    let idx = (seq + 1).saturating_sub(first);
+    entries.get(usize::try_from(idx).ok()?)
+}
+
 /// The entry with sequence `seq`: sequences are consecutive, so it is an index computation.
 fn entry_at(entries: &VecDeque<(u64, Payload)>, seq: u64) -> Option<&Payload> {
     let first = entries.front()?.0;
@@ -542,11 +549,7 @@ impl StreamSubscriber {
     fn take(&mut self) -> Take {
         let mut st = lock(&self.stream.state);
         let Some(group_name) = &self.group else {
-            let next = st
-                .entries
-                .iter()
-                .find(|(seq, _)| *seq > self.position)
-                .cloned();
+            let next = entry_after(&st.entries, self.position).cloned();
             return match next {
                 Some((seq, payload)) => {
                     self.position = seq;
@@ -590,7 +593,7 @@ impl StreamSubscriber {
                 deliveries,
             };
         }
-        match entries.iter().find(|(seq, _)| *seq > group.last_delivered) {
+        match entry_after(entries, group.last_delivered) {
             Some((seq, payload)) => {
                 group.last_delivered = *seq;
                 group.pending.insert(*seq, (self.consumer.clone(), 0));
