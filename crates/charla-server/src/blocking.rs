@@ -25,7 +25,8 @@ pub fn block(ctx: &mut Ctx, db: &mut Db, keys: &[&Bytes], timeout: Option<Durati
     let c = &mut *ctx.client;
     if !c.block_started {
         c.block_started = true;
-        c.block_deadline = timeout.map(|t| Instant::now() + t);
+        // A deadline past what Instant can hold is the same as no deadline.
+        c.block_deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     }
     for k in keys {
         let k = own(k);

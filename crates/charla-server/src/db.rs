@@ -276,92 +276,84 @@ impl Db {
 }
 
 /// Redis's glob matching (`*`, `?`, `[abc]`, `[^a]`, `[a-z]`, `\x`), used by KEYS, SCAN
-/// MATCH and PSUBSCRIBE.
-pub fn glob_match(pattern: &[u8], s: &[u8]) -> bool {
-    fn m(p: &[u8], s: &[u8], depth: usize) -> bool {
-        if depth > 1000 {
-            return false;
-        }
-        let (mut pi, mut si) = (0, 0);
-        while pi < p.len() {
-            match p[pi] {
-                b'*' => {
-                    while pi + 1 < p.len() && p[pi + 1] == b'*' {
-                        pi += 1;
-                    }
-                    if pi + 1 == p.len() {
-                        return true;
-                    }
-                    for k in si..=s.len() {
-                        if m(&p[pi + 1..], &s[k..], depth + 1) {
-                            return true;
-                        }
-                    }
-                    return false;
-                }
-                b'?' => {
-                    if si >= s.len() {
-                        return false;
-                    }
-                    si += 1;
-                }
-                b'[' => {
-                    if si >= s.len() {
-                        return false;
-                    }
-                    pi += 1;
-                    let not = pi < p.len() && p[pi] == b'^';
-                    if not {
-                        pi += 1;
-                    }
-                    let mut matched = false;
-                    while pi < p.len() && p[pi] != b']' {
-                        if p[pi] == b'\\' && pi + 1 < p.len() {
-                            pi += 1;
-                            if p[pi] == s[si] {
-                                matched = true;
-                            }
-                        } else if pi + 2 < p.len() && p[pi + 1] == b'-' {
-                            let (mut a, mut b) = (p[pi], p[pi + 2]);
-                            if a > b {
-                                std::mem::swap(&mut a, &mut b);
-                            }
-                            if s[si] >= a && s[si] <= b {
-                                matched = true;
-                            }
-                            pi += 2;
-                        } else if p[pi] == s[si] {
-                            matched = true;
-                        }
-                        pi += 1;
-                    }
-                    if pi >= p.len() {
-                        pi = p.len() - 1; // unterminated class: Redis treats end as ']'
-                    }
-                    if matched == not {
-                        return false;
-                    }
-                    si += 1;
-                }
-                b'\\' if pi + 1 < p.len() => {
-                    pi += 1;
-                    if si >= s.len() || p[pi] != s[si] {
-                        return false;
-                    }
-                    si += 1;
-                }
-                c => {
-                    if si >= s.len() || c != s[si] {
-                        return false;
-                    }
-                    si += 1;
-                }
+/// MATCH and PSUBSCRIBE. Iterative with backtracking to the last `*` only, so a pattern full
+/// of stars costs O(pattern × text), never exponential time (a client-supplied pattern must
+/// not be able to stall the server).
+pub fn glob_match(p: &[u8], s: &[u8]) -> bool {
+    let (mut pi, mut si) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            while pi < p.len() && p[pi] == b'*' {
+                pi += 1;
             }
-            pi += 1;
+            if pi == p.len() {
+                return true;
+            }
+            star = Some((pi, si));
+            continue;
         }
-        si == s.len()
+        if pi < p.len() {
+            if let Some(len) = match_one(&p[pi..], s[si]) {
+                pi += len;
+                si += 1;
+                continue;
+            }
+        }
+        match star {
+            Some((sp, ss)) => {
+                pi = sp;
+                si = ss + 1;
+                star = Some((sp, ss + 1));
+            }
+            None => return false,
+        }
     }
-    m(pattern, s, 0)
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Does the single pattern element at the start of `p` match byte `c`? Returns the element's
+/// length in the pattern.
+fn match_one(p: &[u8], c: u8) -> Option<usize> {
+    match p[0] {
+        b'?' => Some(1),
+        b'\\' if p.len() > 1 => (p[1] == c).then_some(2),
+        b'[' => {
+            let mut i = 1;
+            let not = i < p.len() && p[i] == b'^';
+            if not {
+                i += 1;
+            }
+            let mut matched = false;
+            while i < p.len() && p[i] != b']' {
+                if p[i] == b'\\' && i + 1 < p.len() {
+                    i += 1;
+                    if p[i] == c {
+                        matched = true;
+                    }
+                } else if i + 2 < p.len() && p[i + 1] == b'-' {
+                    let (mut a, mut b) = (p[i], p[i + 2]);
+                    if a > b {
+                        std::mem::swap(&mut a, &mut b);
+                    }
+                    if c >= a && c <= b {
+                        matched = true;
+                    }
+                    i += 2;
+                } else if p[i] == c {
+                    matched = true;
+                }
+                i += 1;
+            }
+            // An unterminated class ends at the end of the pattern, as in Redis.
+            let len = (i + 1).min(p.len());
+            (matched != not).then_some(len)
+        }
+        x => (x == c).then_some(1),
+    }
 }
 
 #[cfg(test)]
@@ -378,5 +370,13 @@ mod tests {
         assert!(glob_match(b"room.*", b"room.1"));
         assert!(!glob_match(b"room.*", b"roo"));
         assert!(glob_match(b"a\\*", b"a*"));
+        assert!(glob_match(b"*a*b", b"xxaxxb"));
+        assert!(!glob_match(b"*a*b", b"xxaxxc"));
+        assert!(glob_match(b"", b""));
+        assert!(!glob_match(b"[", b"a"));
+        // Many stars on a long miss finishes quickly (no exponential backtracking).
+        let p = b"*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b";
+        let t = vec![b'a'; 5000];
+        assert!(!glob_match(p, &t));
     }
 }

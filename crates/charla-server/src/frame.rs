@@ -196,10 +196,15 @@ fn hex_val(c: u8) -> Option<u8> {
 /// `"..."` understands `\n \r \t \b \a \\ \" \xHH`, `'...'` understands `\'`. `None` on
 /// unbalanced quotes or a closing quote not followed by a blank.
 pub fn split_args(line: &[u8], out: &mut Vec<Vec<u8>>) -> Option<()> {
+    // One separator set for skipping and for ending a token: a byte that ends a token but is
+    // not skipped would loop forever producing empty arguments (found by the fuzzer).
+    fn is_sep(c: u8) -> bool {
+        matches!(c, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c | 0)
+    }
     let mut i = 0;
     let n = line.len();
     loop {
-        while i < n && line[i].is_ascii_whitespace() {
+        while i < n && is_sep(line[i]) {
             i += 1;
         }
         if i >= n {
@@ -235,7 +240,7 @@ pub fn split_args(line: &[u8], out: &mut Vec<Vec<u8>>) -> Option<()> {
                     continue;
                 }
                 if c == b'"' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < n && !is_sep(line[i + 1]) {
                         return None;
                     }
                     in_dq = false;
@@ -255,7 +260,7 @@ pub fn split_args(line: &[u8], out: &mut Vec<Vec<u8>>) -> Option<()> {
                     continue;
                 }
                 if c == b'\'' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < n && !is_sep(line[i + 1]) {
                         return None;
                     }
                     in_sq = false;
@@ -270,7 +275,7 @@ pub fn split_args(line: &[u8], out: &mut Vec<Vec<u8>>) -> Option<()> {
                 }
                 let c = line[i];
                 match c {
-                    b' ' | b'\n' | b'\r' | b'\t' | 0 => break,
+                    c if is_sep(c) => break,
                     b'"' if cur.is_empty() => in_dq = true,
                     b'\'' if cur.is_empty() => in_sq = true,
                     _ => cur.push(c),
@@ -278,7 +283,6 @@ pub fn split_args(line: &[u8], out: &mut Vec<Vec<u8>>) -> Option<()> {
                 i += 1;
             }
         }
-        let _ = (in_dq, in_sq);
         out.push(cur);
     }
 }
@@ -491,6 +495,9 @@ mod tests {
         assert_eq!(v, vec![b"SET".to_vec(), b"a b".to_vec(), b"c'd".to_vec(), b"A\n".to_vec()]);
         v.clear();
         assert!(split_args(br#"SET "a"#, &mut v).is_none());
+        v.clear();
+        split_args(b"a\0b\x0bc", &mut v).unwrap();
+        assert_eq!(v, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub mod config;
 pub mod connection;
 pub mod db;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod pubsub;
 pub mod server;
 pub mod stream;

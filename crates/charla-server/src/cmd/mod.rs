@@ -451,7 +451,8 @@ pub fn parse_timeout(ctx: &mut Ctx, s: &[u8]) -> Option<Option<std::time::Durati
             if v == 0.0 {
                 Some(None)
             } else {
-                Some(Some(std::time::Duration::from_secs_f64(v)))
+                // Absurdly long timeouts (which would overflow a Duration) mean "forever".
+                Some(std::time::Duration::try_from_secs_f64(v).ok())
             }
         }
         _ => {

@@ -1,0 +1,140 @@
+//! Stable-toolchain fuzzing of the frame parser and the commands behind it (cargo-fuzz in
+//! `fuzz/` is the coverage-guided version). Random bytes, and valid pipelines of real commands
+//! with random arguments and random mutations, go through the same path a connection takes;
+//! any panic fails the test. `CHARLA_FUZZ_CASES` sets how many cases (default 3000).
+
+use charla_server::frame::{scan, ArgSpans, Limits};
+use charla_server::fuzzing::run_bytes;
+
+const NAMES: &[&str] = &[
+    "PING", "ECHO", "SET", "GET", "DEL", "EXISTS", "INCR", "INCRBY", "DECRBY", "APPEND",
+    "GETRANGE", "MSET", "MGET", "SETEX", "EXPIRE", "PEXPIRE", "TTL", "PTTL", "PERSIST",
+    "RENAME", "TYPE", "KEYS", "SCAN", "HSET", "HGET", "HDEL", "HINCRBY", "HGETALL", "LPUSH",
+    "RPUSH", "LPOP", "RPOP", "LRANGE", "LINDEX", "LSET", "LREM", "LTRIM", "LPOS", "LMOVE",
+    "BLMOVE", "BLPOP", "BRPOP", "LMPOP", "BLMPOP", "XADD", "XLEN", "XRANGE", "XREVRANGE",
+    "XREAD", "XREADGROUP", "XGROUP", "XACK", "XPENDING", "XCLAIM", "XAUTOCLAIM", "XTRIM",
+    "XDEL", "XSETID", "XINFO", "MULTI", "EXEC", "DISCARD", "WATCH", "SUBSCRIBE",
+    "UNSUBSCRIBE", "PSUBSCRIBE", "PUBLISH", "PUBSUB", "HELLO", "CLIENT", "CONFIG", "INFO",
+    "COMMAND", "SELECT", "FLUSHDB", "DBSIZE", "RESET", "INCRBYFLOAT", "GETDEL", "SETNX",
+];
+
+const WORDS: &[&str] = &[
+    "k", "l", "s", "h", "g", "c", "0", "1", "-1", "2", "100", "-100", "9223372036854775807",
+    "-9223372036854775808", "1.5", "inf", "*", "$", ">", "-", "+", "(1-1", "1-1", "0-0",
+    "1-*", "18446744073709551615-18446744073709551615", "LEFT", "RIGHT", "COUNT", "BLOCK",
+    "STREAMS", "GROUP", "MKSTREAM", "CREATE", "DESTROY", "SETID", "CREATECONSUMER",
+    "DELCONSUMER", "MAXLEN", "MINID", "~", "=", "LIMIT", "NX", "XX", "GT", "LT", "EX", "PX",
+    "EXAT", "PXAT", "KEEPTTL", "GET", "MATCH", "TYPE", "IDLE", "TIME", "RETRYCOUNT", "FORCE",
+    "JUSTID", "LASTID", "NOACK", "RANK", "STREAM", "GROUPS", "CONSUMERS", "3", "2", "AUTH",
+    "SETNAME", "SETINFO", "LIB-NAME", "*a*[b-", "", "\u{0}", "é",
+];
+
+fn cases() -> usize {
+    std::env::var("CHARLA_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000)
+}
+
+fn random_command(rng: &mut fastrand::Rng) -> Vec<Vec<u8>> {
+    let mut args = vec![NAMES[rng.usize(..NAMES.len())].as_bytes().to_vec()];
+    for _ in 0..rng.usize(0..9) {
+        args.push(WORDS[rng.usize(..WORDS.len())].as_bytes().to_vec());
+    }
+    args
+}
+
+fn encode(args: &[Vec<u8>]) -> Vec<u8> {
+    let mut b = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        b.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        b.extend_from_slice(a);
+        b.extend_from_slice(b"\r\n");
+    }
+    b
+}
+
+fn mutate(rng: &mut fastrand::Rng, data: &mut Vec<u8>) {
+    for _ in 0..rng.usize(1..4) {
+        if data.is_empty() {
+            data.push(rng.u8(..));
+            continue;
+        }
+        let i = rng.usize(..data.len());
+        match rng.u8(..4) {
+            0 => data[i] = rng.u8(..),
+            1 => {
+                data.remove(i);
+            }
+            2 => data.insert(i, *b"*$:\r\n-0123456789".get(rng.usize(..16)).unwrap_or(&b'x')),
+            _ => data.truncate(i),
+        }
+    }
+}
+
+#[test]
+fn random_and_mutated_pipelines_never_panic() {
+    let seed = std::env::var("CHARLA_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("seed {seed} (CHARLA_FUZZ_SEED to replay)");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut ran = 0;
+    for case in 0..cases() {
+        let mut data = Vec::new();
+        match case % 4 {
+            0 => {
+                data = (0..rng.usize(0..256)).map(|_| rng.u8(..)).collect();
+            }
+            1 => {
+                for _ in 0..rng.usize(1..20) {
+                    data.extend(encode(&random_command(&mut rng)));
+                }
+            }
+            2 => {
+                for _ in 0..rng.usize(1..20) {
+                    data.extend(encode(&random_command(&mut rng)));
+                }
+                mutate(&mut rng, &mut data);
+            }
+            _ => {
+                for _ in 0..rng.usize(1..20) {
+                    let c: Vec<String> = random_command(&mut rng)
+                        .into_iter()
+                        .map(|a| String::from_utf8_lossy(&a).into_owned())
+                        .collect();
+                    data.extend_from_slice(c.join(" ").as_bytes());
+                    data.extend_from_slice(b"\r\n");
+                }
+                mutate(&mut rng, &mut data);
+            }
+        }
+        if std::env::var("CHARLA_FUZZ_TRACE").is_ok() {
+            eprintln!("case {case}: {:?}", String::from_utf8_lossy(&data));
+        }
+        ran += run_bytes(&data);
+    }
+    eprintln!("{} cases, {ran} commands executed", cases());
+}
+
+#[test]
+fn every_prefix_of_a_valid_pipeline_is_incomplete_or_a_command() {
+    let mut rng = fastrand::Rng::with_seed(7);
+    let limits = Limits::default();
+    let mut spans = ArgSpans::default();
+    for _ in 0..200 {
+        let data = encode(&random_command(&mut rng));
+        for cut in 0..data.len() {
+            let r = scan(&data[..cut], &limits, &mut spans);
+            assert!(
+                matches!(r, Ok(charla_server::frame::Scan::Incomplete)),
+                "prefix {cut} of {data:?}: {r:?}"
+            );
+        }
+        assert!(matches!(
+            scan(&data, &limits, &mut spans),
+            Ok(charla_server::frame::Scan::Multibulk { .. })
+        ));
+    }
+}
