@@ -22,7 +22,7 @@ use lapin::{BasicProperties, Channel, Confirmation, Consumer};
 use crate::link::{map_error, short, Link, BACKEND};
 use crate::topology::{
     dead_letter_queue, declare_fanout, declare_private_queue, declare_queue, declare_stream,
-    declare_topic, QueueKind, DEAD_REASON_HEADER, DELIVERIES_HEADER, DELIVERY_LIMIT,
+    declare_topic, DEAD_REASON_HEADER, DELIVERIES_HEADER, DELIVERY_LIMIT,
 };
 
 /// Bits of an [`AckTag`] that hold the AMQP delivery tag; the bits above hold the channel's
@@ -53,7 +53,6 @@ pub(crate) struct AmqpSubscriber {
     max_bytes: usize,
     active: Option<Active>,
     epoch: u64,
-    kind: QueueKind,
     /// Queue mode: deliveries not settled yet on the current channel, with what it takes
     /// to publish them again (requeue with a count, or dead-letter).
     unacked: HashMap<u64, Pending>,
@@ -96,7 +95,6 @@ impl AmqpSubscriber {
             max_bytes,
             active: None,
             epoch: 0,
-            kind: QueueKind::Managed,
             unacked: HashMap::new(),
             next_offset: None,
             skip_below: None,
@@ -125,8 +123,9 @@ impl AmqpSubscriber {
         let mut args = FieldTable::default();
         let (ch, queue, no_ack) = match self.sub.mode {
             Mode::Queue => {
-                let (ch, kind) = declare_queue(&conn, ch, &room, &address).await?;
-                self.kind = kind;
+                // A plain queue (declared by another client) works the same for a
+                // subscriber: charla dead-letters and requeues by publishing.
+                let (ch, _kind) = declare_queue(&conn, ch, &room, &address).await?;
                 ch.basic_qos(prefetch, BasicQosOptions::default())
                     .await
                     .map_err(map)?;
