@@ -543,18 +543,56 @@ impl Subscriber for AmqpSubscriber {
         }
     }
 
+    async fn try_recv(&mut self) -> Result<Option<Delivery>> {
+        // Only what lapin already received: polled once, never waiting on the network, and
+        // nothing awaited once a delivery is taken (cancel-safe like `recv`).
+        loop {
+            let Some(active) = self.active.as_mut() else {
+                return Ok(None);
+            };
+            match active.consumer.next().now_or_never() {
+                None => return Ok(None),
+                Some(Some(Ok(d))) => {
+                    if let Some(delivery) = self.accept(d)? {
+                        return Ok(Some(delivery));
+                    }
+                }
+                // The consumer failed or was cancelled: `recv` subscribes again.
+                Some(_) => {
+                    self.drop_active();
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
     async fn ack(&mut self, tag: AckTag) -> Result<()> {
-        let Some((ch, dtag, _)) = self.settle_target(tag)? else {
+        self.ack_many(&[tag]).await
+    }
+
+    async fn ack_many(&mut self, tags: &[AckTag]) -> Result<()> {
+        let mut targets = Vec::with_capacity(tags.len());
+        for tag in tags {
+            if let Some((ch, dtag, _)) = self.settle_target(*tag)? {
+                targets.push((ch, dtag));
+            }
+        }
+        if targets.is_empty() {
             return Ok(());
-        };
-        // Polled once, the ack frame is queued on the channel (in order, before anything sent
-        // later on it, such as the close); not waiting for the socket write saves a
-        // round trip to lapin's I/O thread per message. An ack lost with the connection
-        // leaves the message unacked, and RabbitMQ delivers it again (at-least-once).
-        if let Some(Err(e)) = ch
-            .basic_ack(dtag, BasicAckOptions::default())
-            .now_or_never()
+        }
+        // All queued on the channel at once (in order), then awaited together until written:
+        // one I/O round trip for the batch. AMQP acks have no reply; once written they are
+        // RabbitMQ's.
+        let acks = targets
+            .iter()
+            .map(|(ch, dtag)| ch.basic_ack(*dtag, BasicAckOptions::default()));
+        if let Some(Err(e)) = futures::future::join_all(acks)
+            .await
+            .into_iter()
+            .find(|r| r.is_err())
         {
+            // The channel is gone, and with it the deliveries: RabbitMQ gives them out
+            // again (at-least-once; the ids tell duplicates).
             tracing::warn!("ack not delivered ({e}); the message will be delivered again");
             self.drop_active();
         }
