@@ -243,7 +243,6 @@ pub fn split_args(line: &[u8], out: &mut Vec<Vec<u8>>) -> Option<()> {
                     if i + 1 < n && !is_sep(line[i + 1]) {
                         return None;
                     }
-                    in_dq = false;
                     i += 1;
                     break;
                 }
@@ -263,7 +262,6 @@ pub fn split_args(line: &[u8], out: &mut Vec<Vec<u8>>) -> Option<()> {
                     if i + 1 < n && !is_sep(line[i + 1]) {
                         return None;
                     }
-                    in_sq = false;
                     i += 1;
                     break;
                 }

@@ -88,6 +88,8 @@ pub enum Command {
     Listen(ListenArgs),
     /// Measure end-to-end throughput and latency percentiles on a broker and mode
     Bench(BenchArgs),
+    /// Run the embedded broker: the Redis protocol on 127.0.0.1:6380, no install needed
+    Serve(crate::cmd::serve::ServeArgs),
 }
 
 /// Where messages go or come from.

@@ -45,6 +45,7 @@ fn main() -> std::process::ExitCode {
             Command::Send(args) => cmd::send::run(&settings, args).await,
             Command::Listen(args) => cmd::listen::run(&settings, args).await,
             Command::Bench(args) => cmd::bench::run(&settings, args).await,
+            Command::Serve(args) => cmd::serve::run(args).await,
         }
     });
     // Blocking stdin readers may still be parked on a read: do not wait for them.

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod check;
 pub mod listen;
 pub mod send;
+pub mod serve;
 
 use anyhow::Result;
 use charla_core::{Broker, BrokerError};
