@@ -37,7 +37,11 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> Result<ExitCode> {
         admin.backend()
     );
     let group = format!("bench-{}", ulid_lower());
-    let per_consumer_target = if mode == Mode::Broadcast || mode == Mode::Routing {
+    // Stream consumers share the work through a group where the backend has groups; without
+    // them (RabbitMQ streams) every consumer reads the whole stream, as in broadcast.
+    let stream_group = mode == Mode::Stream && admin.capabilities().stream_groups;
+    let every_consumer_gets_all = matches!(mode, Mode::Broadcast | Mode::Routing) || (mode == Mode::Stream && !stream_group);
+    let per_consumer_target = if every_consumer_gets_all {
         args.messages
     } else {
         0 // shared: consumers stop on the global count
@@ -57,7 +61,10 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> Result<ExitCode> {
         let broker = super::connect(settings).await?;
         let mut sub = Subscription::new(mode, room.as_str()).prefetch(args.prefetch);
         if mode == Mode::Stream {
-            sub = sub.group(group.as_str()).start(StartFrom::Beginning);
+            sub = sub.start(StartFrom::Beginning);
+            if stream_group {
+                sub = sub.group(group.as_str());
+            }
         }
         let mut subscriber = broker.subscribe(sub).await.context("subscribing")?;
         let delivered = delivered.clone();
