@@ -95,7 +95,12 @@ impl Aof {
     }
 
     fn wake(&self) {
-        if let Some(t) = self.waker.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(t) = self
+            .waker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             t.unpark();
         }
     }
@@ -154,7 +159,9 @@ fn writer(shared: Arc<Shared>, mut file: File, mut size: u64) {
         }
         let must_sync = match aof.fsync {
             AppendFsync::Always => unsynced,
-            AppendFsync::EverySec => unsynced && (stopping || last_sync.elapsed() >= Duration::from_secs(1)),
+            AppendFsync::EverySec => {
+                unsynced && (stopping || last_sync.elapsed() >= Duration::from_secs(1))
+            }
             AppendFsync::No => stopping && unsynced,
         };
         if must_sync {
@@ -257,9 +264,19 @@ pub fn snapshot(db: &Db) -> Vec<u8> {
                         // Create the empty stream: a group created with MKSTREAM, then removed.
                         encode_command(
                             &mut out,
-                            &[b("XGROUP"), b("CREATE"), k.clone(), b("\u{1}tmp"), b("0"), b("MKSTREAM")],
+                            &[
+                                b("XGROUP"),
+                                b("CREATE"),
+                                k.clone(),
+                                b("\u{1}tmp"),
+                                b("0"),
+                                b("MKSTREAM"),
+                            ],
                         );
-                        encode_command(&mut out, &[b("XGROUP"), b("DESTROY"), k.clone(), b("\u{1}tmp")]);
+                        encode_command(
+                            &mut out,
+                            &[b("XGROUP"), b("DESTROY"), k.clone(), b("\u{1}tmp")],
+                        );
                     }
                     encode_command(
                         &mut out,
@@ -274,7 +291,13 @@ pub fn snapshot(db: &Db) -> Vec<u8> {
                         ],
                     );
                     for (gname, g) in &s.groups {
-                        let mut c = vec![b("XGROUP"), b("CREATE"), k.clone(), gname.clone(), g.last_id.to_bytes()];
+                        let mut c = vec![
+                            b("XGROUP"),
+                            b("CREATE"),
+                            k.clone(),
+                            gname.clone(),
+                            g.last_id.to_bytes(),
+                        ];
                         if let Some(r) = g.entries_read {
                             c.push(b("ENTRIESREAD"));
                             c.push(b(&r.to_string()));
@@ -283,7 +306,13 @@ pub fn snapshot(db: &Db) -> Vec<u8> {
                         for cname in g.consumers.keys() {
                             encode_command(
                                 &mut out,
-                                &[b("XGROUP"), b("CREATECONSUMER"), k.clone(), gname.clone(), cname.clone()],
+                                &[
+                                    b("XGROUP"),
+                                    b("CREATECONSUMER"),
+                                    k.clone(),
+                                    gname.clone(),
+                                    cname.clone(),
+                                ],
                             );
                         }
                         for (id, p) in &g.pel {
@@ -309,7 +338,10 @@ pub fn snapshot(db: &Db) -> Vec<u8> {
                 }
             }
             if e.expire_at != 0 {
-                encode_command(&mut out, &[b("PEXPIREAT"), k.clone(), b(&e.expire_at.to_string())]);
+                encode_command(
+                    &mut out,
+                    &[b("PEXPIREAT"), k.clone(), b(&e.expire_at.to_string())],
+                );
             }
         }
     }
@@ -346,7 +378,11 @@ fn replay(shared: &Shared, path: &std::path::Path) -> Result<usize, ServerError>
             Ok(Scan::Multibulk { consumed }) => {
                 let chunk = buf.split_to(consumed).freeze();
                 offset += consumed;
-                let args: Vec<Bytes> = spans.spans.iter().map(|&(s, e)| chunk.slice(s..e)).collect();
+                let args: Vec<Bytes> = spans
+                    .spans
+                    .iter()
+                    .map(|&(s, e)| chunk.slice(s..e))
+                    .collect();
                 let mut ctx = Ctx {
                     args: &args,
                     out: &mut out,
@@ -374,10 +410,13 @@ fn replay(shared: &Shared, path: &std::path::Path) -> Result<usize, ServerError>
             total,
             "append-only file ends with a truncated command (crash while writing); truncating it"
         );
-        let f = OpenOptions::new().write(true).open(path).map_err(|e| ServerError::Io {
-            what: format!("truncating {}", path.display()),
-            source: e,
-        })?;
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| ServerError::Io {
+                what: format!("truncating {}", path.display()),
+                source: e,
+            })?;
         f.set_len(offset as u64).map_err(|e| ServerError::Io {
             what: format!("truncating {}", path.display()),
             source: e,

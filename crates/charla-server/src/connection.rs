@@ -65,7 +65,11 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(id: u64, addr: Option<SocketAddr>, authed: bool) -> (Client, mpsc::Receiver<PubMsg>) {
+    pub fn new(
+        id: u64,
+        addr: Option<SocketAddr>,
+        authed: bool,
+    ) -> (Client, mpsc::Receiver<PubMsg>) {
         let (tx, rx) = mpsc::channel(QUEUE_LEN);
         let meta = Arc::new(ClientMeta {
             id,
@@ -109,7 +113,11 @@ impl Client {
     }
 
     pub fn set_name(&mut self, name: Option<Bytes>) {
-        self.meta.info.lock().unwrap_or_else(|e| e.into_inner()).name = name;
+        self.meta
+            .info
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .name = name;
     }
 
     pub fn name(&self) -> Option<Bytes> {
@@ -181,7 +189,10 @@ impl Connection {
             crate::blocking::unregister(&mut self.client, &mut db);
         }
         if self.client.in_subscribe_mode() {
-            self.shared.stats.pubsub_clients.fetch_sub(1, Ordering::Relaxed);
+            self.shared
+                .stats
+                .pubsub_clients
+                .fetch_sub(1, Ordering::Relaxed);
             let mut ps = self.shared.lock_pubsub();
             for ch in self.client.subs.drain() {
                 ps.unsubscribe(&ch, self.client.id);
@@ -240,7 +251,10 @@ impl Connection {
             }
             self.flush().await?;
             if self.client.mailbox.overflow.load(Ordering::Relaxed) {
-                tracing::warn!(client = self.client.id, "subscriber too slow, disconnecting");
+                tracing::warn!(
+                    client = self.client.id,
+                    "subscriber too slow, disconnecting"
+                );
                 return Ok(());
             }
             // Wait for more input, a pub/sub message, or shutdown.
@@ -328,9 +342,15 @@ impl Connection {
         let is_sub = self.client.in_subscribe_mode();
         if was_sub != is_sub {
             if is_sub {
-                self.shared.stats.pubsub_clients.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .stats
+                    .pubsub_clients
+                    .fetch_add(1, Ordering::Relaxed);
             } else {
-                self.shared.stats.pubsub_clients.fetch_sub(1, Ordering::Relaxed);
+                self.shared
+                    .stats
+                    .pubsub_clients
+                    .fetch_sub(1, Ordering::Relaxed);
             }
         }
         Ok(r)

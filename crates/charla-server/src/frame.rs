@@ -109,11 +109,7 @@ fn parse_len(s: &[u8]) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
-fn scan_multibulk(
-    buf: &[u8],
-    limits: &Limits,
-    out: &mut ArgSpans,
-) -> Result<Scan, ProtocolError> {
+fn scan_multibulk(buf: &[u8], limits: &Limits, out: &mut ArgSpans) -> Result<Scan, ProtocolError> {
     let Some(end) = find_crlf(buf, 1) else {
         if buf.len() > 32 {
             return Err(ProtocolError("invalid multibulk length"));
@@ -444,7 +440,11 @@ impl Default for Out {
 /// Format a double as Redis does: integers without a fraction, `inf` / `-inf`.
 pub fn format_double(v: f64) -> String {
     if v.is_infinite() {
-        if v > 0.0 { "inf".into() } else { "-inf".into() }
+        if v > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
     } else if v == v.trunc() && v.abs() < 1e17 {
         format!("{}", v as i64)
     } else {
@@ -483,14 +483,27 @@ mod tests {
         for cut in 0..full.len() {
             assert_eq!(scan_all(&full[..cut]), Ok(Scan::Incomplete), "cut {cut}");
         }
-        assert_eq!(scan_all(full), Ok(Scan::Multibulk { consumed: full.len() }));
+        assert_eq!(
+            scan_all(full),
+            Ok(Scan::Multibulk {
+                consumed: full.len()
+            })
+        );
     }
 
     #[test]
     fn inline_quotes() {
         let mut v = Vec::new();
         split_args(br#"SET "a b" 'c\'d' "\x41\n""#, &mut v).unwrap();
-        assert_eq!(v, vec![b"SET".to_vec(), b"a b".to_vec(), b"c'd".to_vec(), b"A\n".to_vec()]);
+        assert_eq!(
+            v,
+            vec![
+                b"SET".to_vec(),
+                b"a b".to_vec(),
+                b"c'd".to_vec(),
+                b"A\n".to_vec()
+            ]
+        );
         v.clear();
         assert!(split_args(br#"SET "a"#, &mut v).is_none());
         v.clear();

@@ -30,7 +30,11 @@ pub fn run_bytes(data: &[u8]) -> usize {
             }
             Ok(Scan::Multibulk { consumed }) => {
                 let chunk = buf.split_to(consumed).freeze();
-                spans.spans.iter().map(|&(s, e)| chunk.slice(s..e)).collect()
+                spans
+                    .spans
+                    .iter()
+                    .map(|&(s, e)| chunk.slice(s..e))
+                    .collect()
             }
             Ok(Scan::Inline { consumed }) => {
                 buf.advance(consumed);

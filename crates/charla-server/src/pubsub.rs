@@ -17,8 +17,15 @@ pub const QUEUE_LEN: usize = 100_000;
 
 #[derive(Debug, Clone)]
 pub enum PubMsg {
-    Message { channel: Bytes, payload: Bytes },
-    PMessage { pattern: Bytes, channel: Bytes, payload: Bytes },
+    Message {
+        channel: Bytes,
+        payload: Bytes,
+    },
+    PMessage {
+        pattern: Bytes,
+        channel: Bytes,
+        payload: Bytes,
+    },
 }
 
 /// A connection's mailbox as the registry sees it.
@@ -45,7 +52,10 @@ pub struct PubSub {
 
 impl PubSub {
     pub fn subscribe(&mut self, channel: Bytes, id: u64, mb: &Mailbox) {
-        self.channels.entry(channel).or_default().insert(id, mb.clone());
+        self.channels
+            .entry(channel)
+            .or_default()
+            .insert(id, mb.clone());
     }
 
     pub fn unsubscribe(&mut self, channel: &[u8], id: u64) {
@@ -58,7 +68,10 @@ impl PubSub {
     }
 
     pub fn psubscribe(&mut self, pattern: Bytes, id: u64, mb: &Mailbox) {
-        self.patterns.entry(pattern).or_default().insert(id, mb.clone());
+        self.patterns
+            .entry(pattern)
+            .or_default()
+            .insert(id, mb.clone());
     }
 
     pub fn punsubscribe(&mut self, pattern: &[u8], id: u64) {

@@ -65,7 +65,10 @@ impl Shared {
             stats: Stats::default(),
             aof: None,
             started: Instant::now(),
-            run_id: format!("{seed:016x}{:024x}", seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            run_id: format!(
+                "{seed:016x}{:024x}",
+                seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ),
         }
     }
 

@@ -102,11 +102,13 @@ pub struct Group {
 impl Group {
     /// The consumer named `name`, created on first use as XREADGROUP does.
     pub fn consumer(&mut self, name: &Bytes, now: u64) -> &mut Consumer {
-        self.consumers.entry(name.clone()).or_insert_with(|| Consumer {
-            seen_time: now,
-            active_time: None,
-            pending: BTreeSet::new(),
-        })
+        self.consumers
+            .entry(name.clone())
+            .or_insert_with(|| Consumer {
+                seen_time: now,
+                active_time: None,
+                pending: BTreeSet::new(),
+            })
     }
 
     /// Remove `id` from the PEL (XACK). True when it was pending.
@@ -161,7 +163,11 @@ impl Stream {
             .values()
             .map(|f| f.iter().map(|b| b.len() + 16).sum::<usize>() + 48)
             .sum::<usize>()
-            + self.groups.values().map(|g| g.pel.len() * 64).sum::<usize>()
+            + self
+                .groups
+                .values()
+                .map(|g| g.pel.len() * 64)
+                .sum::<usize>()
             + 128
     }
 

@@ -50,7 +50,10 @@ fn redis_cli_works() {
     assert_eq!(cli(p, &["GET", "greeting"]), "hola mundo");
     assert_eq!(cli(p, &["RPUSH", "l", "a", "b", "c"]), "3");
     assert_eq!(cli(p, &["LRANGE", "l", "0", "-1"]), "a\nb\nc");
-    assert_eq!(cli(p, &["INCR", "greeting"]), "ERR value is not an integer or out of range");
+    assert_eq!(
+        cli(p, &["INCR", "greeting"]),
+        "ERR value is not an integer or out of range"
+    );
     assert!(cli(p, &["XADD", "s", "*", "f", "v"]).contains('-'));
     assert_eq!(cli(p, &["-3", "HSET", "h", "f", "v"]), "1");
     assert_eq!(cli(p, &["-3", "HGETALL", "h"]), "f v");
@@ -81,9 +84,16 @@ fn redis_cli_works() {
         .expect("redis-cli");
     let mut data = Vec::new();
     for i in 0..1000 {
-        data.extend_from_slice(format!("*3\r\n$3\r\nSET\r\n$6\r\nk{i:05}\r\n$1\r\nv\r\n").as_bytes());
+        data.extend_from_slice(
+            format!("*3\r\n$3\r\nSET\r\n$6\r\nk{i:05}\r\n$1\r\nv\r\n").as_bytes(),
+        );
     }
-    child.stdin.take().expect("stdin").write_all(&data).expect("write");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&data)
+        .expect("write");
     let out = child.wait_with_output().expect("wait");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("errors: 0, replies: 1000"), "{text}");
@@ -161,7 +171,10 @@ fn redis_py_works_in_resp2_and_resp3() {
     let so = String::from_utf8_lossy(&out.stdout);
     let se = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stdout:\n{so}\nstderr:\n{se}");
-    assert!(so.contains("ok proto 2") && so.contains("ok proto 3"), "{so}");
+    assert!(
+        so.contains("ok proto 2") && so.contains("ok proto 3"),
+        "{so}"
+    );
 }
 
 fn seed_dir() -> PathBuf {
@@ -197,24 +210,25 @@ fn the_workshop_seed_scripts_chat_through_charla_serve() {
         panic!("compat/seed/broker.py is missing");
     }
     // The seed's own port when it is free, so the files run exactly as in the workshop.
-    let s = if std::net::TcpListener::bind("127.0.0.1:6380").is_ok() {
-        let rt = std::net::TcpListener::bind("127.0.0.1:6380").map(drop);
-        let _ = rt;
-        start_on_port(6380).unwrap_or_else(|| TestServer::start(ServerConfig::default()))
-    } else {
-        TestServer::start(ServerConfig::default())
-    };
+    let s = start_on_port(6380).unwrap_or_else(|| TestServer::start(ServerConfig::default()));
     let port = s.port;
 
-    // broker.py's self-test.
-    let out = seed_cmd("broker", port)
-        .args(if port == 6380 { vec![] } else { vec![] as Vec<&str> })
-        .output()
-        .expect("python3");
-    if port == 6380 {
-        let so = String::from_utf8_lossy(&out.stdout);
-        assert!(so.contains("✅ Broker funcionando correctamente"), "{so}");
-    }
+    // broker.py's own connection check.
+    let out = if port == 6380 {
+        seed_cmd("broker", port).output().expect("python3")
+    } else {
+        Command::new("python3")
+            .current_dir(seed_dir())
+            .args([
+                "-c",
+                "import sys, broker; broker.REDIS_PORT = int(sys.argv[1]); assert broker.conectar_broker()",
+                &port.to_string(),
+            ])
+            .output()
+            .expect("python3")
+    };
+    let so = String::from_utf8_lossy(&out.stdout);
+    assert!(so.contains("✅ Conectado al broker Redis"), "{so}");
 
     let mut receptor = seed_cmd("receptor", port)
         .stdout(Stdio::piped())
@@ -255,7 +269,9 @@ fn the_workshop_seed_scripts_chat_through_charla_serve() {
         }
     }
     // Ctrl+C, as the workshop participant would.
-    let _ = Command::new("kill").args(["-INT", &receptor.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-INT", &receptor.id().to_string()])
+        .status();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {

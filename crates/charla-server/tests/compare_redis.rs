@@ -218,5 +218,10 @@ fn replies_match_redis_server_byte_for_byte() {
             diffs.push(format!("redis : {t}\ncharla: {m}"));
         }
     }
-    assert!(diffs.is_empty(), "{} differences:\n{}", diffs.len(), diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
 }

@@ -68,11 +68,12 @@ fn spawn(dir: &std::path::Path, port: u16, fsync: &str, rewrite_min: u64) -> Chi
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn child server");
+    // Owned by the guard at once: if it never answers, the panic below still kills it.
+    let c = Child_ { child, port };
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            drop(s);
-            return Child_ { child, port };
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return c;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -126,7 +127,19 @@ fn write_dataset(r: &mut Raw) {
     assert_eq!(r.cmd(&["XADD", "st", "1-1", "f", "a"]), "$3\r\n1-1\r\n");
     assert!(r.cmd(&["XADD", "st", "*", "f", "b"]).starts_with('$'));
     assert_eq!(r.cmd(&["XGROUP", "CREATE", "st", "g", "0"]), "+OK\r\n");
-    assert!(r.cmd(&["XREADGROUP", "GROUP", "g", "c", "COUNT", "1", "STREAMS", "st", ">"]).contains("1-1"));
+    assert!(r
+        .cmd(&[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c",
+            "COUNT",
+            "1",
+            "STREAMS",
+            "st",
+            ">"
+        ])
+        .contains("1-1"));
     assert_eq!(r.cmd(&["INCR", "n"]), ":1\r\n");
 }
 
@@ -135,7 +148,10 @@ fn check_dataset(r: &mut Raw) {
     let ttl = r.cmd(&["TTL", "ttl"]);
     assert!(ttl.starts_with(":9") || ttl.starts_with(":1000"), "{ttl}");
     assert_eq!(r.cmd(&["EXISTS", "gone"]), ":0\r\n");
-    assert_eq!(r.cmd(&["LRANGE", "l", "0", "-1"]), "*2\r\n$1\r\nb\r\n$1\r\nc\r\n");
+    assert_eq!(
+        r.cmd(&["LRANGE", "l", "0", "-1"]),
+        "*2\r\n$1\r\nb\r\n$1\r\nc\r\n"
+    );
     assert_eq!(r.cmd(&["LRANGE", "l2", "0", "-1"]), "*1\r\n$1\r\na\r\n");
     assert_eq!(r.cmd(&["HGET", "h", "f"]), "$2\r\n42\r\n");
     r.cmd(&["SELECT", "2"]);
@@ -143,10 +159,16 @@ fn check_dataset(r: &mut Raw) {
     r.cmd(&["SELECT", "0"]);
     assert_eq!(r.cmd(&["XLEN", "st"]), ":2\r\n");
     let pend = r.cmd(&["XPENDING", "st", "g", "-", "+", "10"]);
-    assert!(pend.starts_with("*1\r\n*4\r\n$3\r\n1-1\r\n$1\r\nc\r\n"), "{pend}");
+    assert!(
+        pend.starts_with("*1\r\n*4\r\n$3\r\n1-1\r\n$1\r\nc\r\n"),
+        "{pend}"
+    );
     // The group resumes after the delivered entry.
     let next = r.cmd(&["XREADGROUP", "GROUP", "g", "c", "STREAMS", "st", ">"]);
-    assert!(!next.contains("1-1") && next.contains("$1\r\nb\r\n"), "{next}");
+    assert!(
+        !next.contains("1-1") && next.contains("$1\r\nb\r\n"),
+        "{next}"
+    );
     assert_eq!(r.cmd(&["INCR", "n"]), ":2\r\n");
 }
 
@@ -198,7 +220,12 @@ fn kill_9_under_load_with_fsync_always_loses_nothing_acknowledged() {
                 let mut acked = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let v = (acked + 1).to_string();
-                    let mut b = format!("*3\r\n$5\r\nRPUSH\r\n${}\r\n{key}\r\n${}\r\n{v}\r\n", key.len(), v.len()).into_bytes();
+                    let mut b = format!(
+                        "*3\r\n$5\r\nRPUSH\r\n${}\r\n{key}\r\n${}\r\n{v}\r\n",
+                        key.len(),
+                        v.len()
+                    )
+                    .into_bytes();
                     b.extend_from_slice(b"");
                     if std::io::Write::write_all(&mut r.s, &b).is_err() {
                         break;
@@ -232,7 +259,10 @@ fn kill_9_under_load_with_fsync_always_loses_nothing_acknowledged() {
             "{key}: acknowledged {acked}, found {len}"
         );
         let last = r.cmd(&["LINDEX", &key, &(acked as i64 - 1).to_string()]);
-        assert!(acked == 0 || last.ends_with(&format!("\r\n{acked}\r\n")), "{key}: {last}");
+        assert!(
+            acked == 0 || last.ends_with(&format!("\r\n{acked}\r\n")),
+            "{key}: {last}"
+        );
     }
     eprintln!("acknowledged {total} writes before kill -9, all present after replay");
 }

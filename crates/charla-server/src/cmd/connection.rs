@@ -197,8 +197,11 @@ pub fn client(ctx: &mut Ctx) -> Res {
                 .err("ERR Client names cannot contain spaces, newlines or special characters.");
             return Res::Ok;
         }
-        ctx.client
-            .set_name(if name.is_empty() { None } else { Some(own(&name)) });
+        ctx.client.set_name(if name.is_empty() {
+            None
+        } else {
+            Some(own(&name))
+        });
         ctx.out.ok();
     } else if is(&sub, "GETNAME") && n == 2 {
         match ctx.client.name() {
@@ -218,7 +221,12 @@ pub fn client(ctx: &mut Ctx) -> Res {
                 ));
                 return Res::Ok;
             }
-            let mut info = ctx.client.meta.info.lock().unwrap_or_else(|e| e.into_inner());
+            let mut info = ctx
+                .client
+                .meta
+                .info
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if is(&attr, "LIB-NAME") {
                 info.lib_name = String::from_utf8_lossy(&val).into_owned();
             } else {
@@ -238,21 +246,27 @@ pub fn client(ctx: &mut Ctx) -> Res {
     } else if is(&sub, "INFO") && n == 2 {
         let s = ctx.shared.client_list(Some(ctx.client.id));
         ctx.out.verbatim(&s);
-    } else if (is(&sub, "NO-EVICT") || is(&sub, "NO-TOUCH")) && n == 3 {
-        ctx.out.ok();
-    } else if is(&sub, "REPLY") && n == 3 {
+    } else if (is(&sub, "NO-EVICT") || is(&sub, "NO-TOUCH") || is(&sub, "REPLY")) && n == 3 {
+        // Accepted for client compatibility; they change nothing here.
         ctx.out.ok();
     } else if is(&sub, "HELP") {
         let lines = [
             "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-            "GETNAME", "ID", "INFO", "LIST", "SETNAME <name>", "SETINFO <LIB-NAME|LIB-VER> <value>",
+            "GETNAME",
+            "ID",
+            "INFO",
+            "LIST",
+            "SETNAME <name>",
+            "SETINFO <LIB-NAME|LIB-VER> <value>",
         ];
         ctx.out.array(lines.len());
         for l in lines {
             ctx.out.simple(l);
         }
     } else {
-        let known = ["SETNAME", "GETNAME", "ID", "SETINFO", "INFO", "NO-EVICT", "NO-TOUCH", "REPLY"];
+        let known = [
+            "SETNAME", "GETNAME", "ID", "SETINFO", "INFO", "NO-EVICT", "NO-TOUCH", "REPLY",
+        ];
         let name = String::from_utf8_lossy(&sub).into_owned();
         if known.iter().any(|k| k.eq_ignore_ascii_case(&name)) {
             ctx.out.err(&format!(
@@ -260,8 +274,9 @@ pub fn client(ctx: &mut Ctx) -> Res {
                 name.to_ascii_lowercase()
             ));
         } else {
-            ctx.out
-                .err(&format!("ERR unknown subcommand '{name}'. Try CLIENT HELP."));
+            ctx.out.err(&format!(
+                "ERR unknown subcommand '{name}'. Try CLIENT HELP."
+            ));
         }
     }
     Res::Ok

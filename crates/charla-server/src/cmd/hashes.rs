@@ -24,10 +24,7 @@ macro_rules! read_hash {
 }
 
 /// The hash at `key` for writing, created when missing.
-fn write_hash<'a>(
-    ctx: &mut Ctx,
-    db: &'a mut Db,
-) -> Option<&'a mut HashMap<Bytes, Bytes>> {
+fn write_hash<'a>(ctx: &mut Ctx, db: &'a mut Db) -> Option<&'a mut HashMap<Bytes, Bytes>> {
     let ks = &mut db.dbs[ctx.client.db];
     let key = &ctx.args[1];
     let now = now_ms();
@@ -44,7 +41,7 @@ fn write_hash<'a>(
 }
 
 pub fn hset(ctx: &mut Ctx, db: &mut Db) -> Res {
-    if ctx.args.len() % 2 != 0 {
+    if !ctx.args.len().is_multiple_of(2) {
         ctx.err_arity();
         return Res::Ok;
     }
@@ -162,7 +159,9 @@ pub fn hlen(ctx: &mut Ctx, db: &mut Db) -> Res {
 
 pub fn hstrlen(ctx: &mut Ctx, db: &mut Db) -> Res {
     let f = ctx.args[2].clone();
-    let n = read_hash!(ctx, db).and_then(|h| h.get(&f)).map_or(0, |v| v.len());
+    let n = read_hash!(ctx, db)
+        .and_then(|h| h.get(&f))
+        .map_or(0, |v| v.len());
     ctx.out.int(n as i64);
     Res::Ok
 }

@@ -217,7 +217,11 @@ pub fn lrem(ctx: &mut Ctx, db: &mut Db) -> Res {
         }
         L::List(l) => l,
     };
-    let limit = if count == 0 { usize::MAX } else { count.unsigned_abs() as usize };
+    let limit = if count == 0 {
+        usize::MAX
+    } else {
+        count.unsigned_abs() as usize
+    };
     let mut removed = 0usize;
     if count >= 0 {
         let mut i = 0;

@@ -137,11 +137,43 @@ pub fn table() -> &'static [Spec] {
             // connection
             spec!("PING", -1, PUBSUB_OK, Conn(connection::ping), 0, 0, 0),
             spec!("ECHO", 2, 0, Conn(connection::echo), 0, 0, 0),
-            spec!("AUTH", -2, NO_AUTH | PUBSUB_OK, Conn(connection::auth), 0, 0, 0),
-            spec!("HELLO", -1, NO_AUTH | PUBSUB_OK, Conn(connection::hello), 0, 0, 0),
+            spec!(
+                "AUTH",
+                -2,
+                NO_AUTH | PUBSUB_OK,
+                Conn(connection::auth),
+                0,
+                0,
+                0
+            ),
+            spec!(
+                "HELLO",
+                -1,
+                NO_AUTH | PUBSUB_OK,
+                Conn(connection::hello),
+                0,
+                0,
+                0
+            ),
             spec!("SELECT", 2, 0, Conn(connection::select), 0, 0, 0),
-            spec!("QUIT", -1, NO_AUTH | PUBSUB_OK | TX_CTL, Conn(connection::quit), 0, 0, 0),
-            spec!("RESET", 1, NO_AUTH | PUBSUB_OK | TX_CTL, Conn(connection::reset), 0, 0, 0),
+            spec!(
+                "QUIT",
+                -1,
+                NO_AUTH | PUBSUB_OK | TX_CTL,
+                Conn(connection::quit),
+                0,
+                0,
+                0
+            ),
+            spec!(
+                "RESET",
+                1,
+                NO_AUTH | PUBSUB_OK | TX_CTL,
+                Conn(connection::reset),
+                0,
+                0,
+                0
+            ),
             spec!("CLIENT", -2, 0, Conn(connection::client), 0, 0, 0),
             // server
             spec!("COMMAND", -1, 0, Conn(server::command), 0, 0, 0),
@@ -157,7 +189,15 @@ pub fn table() -> &'static [Spec] {
             spec!("MULTI", 1, TX_CTL, Conn(transactions::multi), 0, 0, 0),
             spec!("EXEC", 1, TX_CTL, Conn(transactions::exec), 0, 0, 0),
             spec!("DISCARD", 1, TX_CTL, Conn(transactions::discard), 0, 0, 0),
-            spec!("WATCH", -2, TX_CTL | NO_MULTI, Conn(transactions::watch), 1, -1, 1),
+            spec!(
+                "WATCH",
+                -2,
+                TX_CTL | NO_MULTI,
+                Conn(transactions::watch),
+                1,
+                -1,
+                1
+            ),
             spec!("UNWATCH", 1, TX_CTL, Conn(transactions::unwatch), 0, 0, 0),
             // keys
             spec!("DEL", -2, WRITE, D(keys::del), 1, -1, 1),
@@ -235,10 +275,42 @@ pub fn table() -> &'static [Spec] {
             spec!("BLMPOP", -5, WRITE | BLOCKING, D(lists::lmpop), 0, 0, 0),
             // pub/sub
             spec!("PUBLISH", 3, 0, Conn(pubsub::publish), 0, 0, 0),
-            spec!("SUBSCRIBE", -2, PUBSUB_OK | NO_MULTI, Conn(pubsub::subscribe), 0, 0, 0),
-            spec!("UNSUBSCRIBE", -1, PUBSUB_OK | NO_MULTI, Conn(pubsub::unsubscribe), 0, 0, 0),
-            spec!("PSUBSCRIBE", -2, PUBSUB_OK | NO_MULTI, Conn(pubsub::subscribe), 0, 0, 0),
-            spec!("PUNSUBSCRIBE", -1, PUBSUB_OK | NO_MULTI, Conn(pubsub::unsubscribe), 0, 0, 0),
+            spec!(
+                "SUBSCRIBE",
+                -2,
+                PUBSUB_OK | NO_MULTI,
+                Conn(pubsub::subscribe),
+                0,
+                0,
+                0
+            ),
+            spec!(
+                "UNSUBSCRIBE",
+                -1,
+                PUBSUB_OK | NO_MULTI,
+                Conn(pubsub::unsubscribe),
+                0,
+                0,
+                0
+            ),
+            spec!(
+                "PSUBSCRIBE",
+                -2,
+                PUBSUB_OK | NO_MULTI,
+                Conn(pubsub::subscribe),
+                0,
+                0,
+                0
+            ),
+            spec!(
+                "PUNSUBSCRIBE",
+                -1,
+                PUBSUB_OK | NO_MULTI,
+                Conn(pubsub::unsubscribe),
+                0,
+                0,
+                0
+            ),
             spec!("PUBSUB", -2, 0, Conn(pubsub::pubsub), 0, 0, 0),
             // streams
             spec!("XADD", -5, WRITE, D(streams::xadd), 1, 1, 1),
@@ -246,7 +318,15 @@ pub fn table() -> &'static [Spec] {
             spec!("XRANGE", -4, 0, D(streams::xrange), 1, 1, 1),
             spec!("XREVRANGE", -4, 0, D(streams::xrange), 1, 1, 1),
             spec!("XREAD", -4, BLOCKING, D(streams::xread), 0, 0, 0),
-            spec!("XREADGROUP", -7, WRITE | BLOCKING, D(streams::xread), 0, 0, 0),
+            spec!(
+                "XREADGROUP",
+                -7,
+                WRITE | BLOCKING,
+                D(streams::xread),
+                0,
+                0,
+                0
+            ),
             spec!("XGROUP", -2, WRITE, D(streams::xgroup), 2, 2, 1),
             spec!("XACK", -4, WRITE, D(streams::xack), 1, 1, 1),
             spec!("XPENDING", -3, 0, D(streams::xpending), 1, 1, 1),
@@ -282,7 +362,11 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     if s.is_empty() || s.len() > 20 {
         return None;
     }
-    let (neg, d) = if s[0] == b'-' { (true, &s[1..]) } else { (false, s) };
+    let (neg, d) = if s[0] == b'-' {
+        (true, &s[1..])
+    } else {
+        (false, s)
+    };
     if d.is_empty() || (d.len() > 1 && d[0] == b'0') {
         return None;
     }
@@ -376,8 +460,9 @@ pub fn dispatch(ctx: &mut Ctx) -> Res {
             if spec.flags & NO_MULTI != 0 {
                 let n = ctx.name_lower();
                 ctx.client.multi_error = true;
-                ctx.out
-                    .err(&format!("ERR Command not allowed inside a transaction: {n}"));
+                ctx.out.err(&format!(
+                    "ERR Command not allowed inside a transaction: {n}"
+                ));
                 return Res::Ok;
             }
             q.push(ctx.args.to_vec());

@@ -6,10 +6,7 @@ use bytes::Bytes;
 use super::{is, own, Ctx, Res};
 
 pub fn publish(ctx: &mut Ctx) -> Res {
-    let n = ctx
-        .shared
-        .lock_pubsub()
-        .publish(&ctx.args[1], &ctx.args[2]);
+    let n = ctx.shared.lock_pubsub().publish(&ctx.args[1], &ctx.args[2]);
     ctx.out.int(n);
     Res::Ok
 }
@@ -60,7 +57,11 @@ pub fn unsubscribe(ctx: &mut Ctx) -> Res {
     } else {
         ctx.client.subs.iter().cloned().collect()
     };
-    let kind: &[u8] = if pattern { b"punsubscribe" } else { b"unsubscribe" };
+    let kind: &[u8] = if pattern {
+        b"punsubscribe"
+    } else {
+        b"unsubscribe"
+    };
     if names.is_empty() {
         confirm(ctx, kind, None);
         return Res::Ok;

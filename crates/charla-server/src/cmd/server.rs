@@ -125,7 +125,11 @@ pub fn info(ctx: &mut Ctx) -> Res {
     }
     let (mem, keyspace) = {
         let db = sh.lock_db();
-        let mem = if want("memory") { db.approx_memory() } else { 0 };
+        let mem = if want("memory") {
+            db.approx_memory()
+        } else {
+            0
+        };
         let ks: Vec<(usize, usize, usize)> = db
             .dbs
             .iter()
@@ -262,7 +266,10 @@ pub fn config(ctx: &mut Ctx) -> Res {
             ("dir", c.dir.display().to_string()),
             ("maxclients", c.maxclients.to_string()),
             ("databases", NUM_DBS.to_string()),
-            ("protected-mode", if c.protected_mode { "yes" } else { "no" }.into()),
+            (
+                "protected-mode",
+                if c.protected_mode { "yes" } else { "no" }.into(),
+            ),
             ("requirepass", c.requirepass.clone().unwrap_or_default()),
             ("proto-max-bulk-len", c.max_bulk_len.to_string()),
             ("maxmemory", "0".into()),
@@ -285,7 +292,7 @@ pub fn config(ctx: &mut Ctx) -> Res {
             ctx.out.bulk(k.as_bytes());
             ctx.out.bulk(v.as_bytes());
         }
-    } else if is(&sub, "SET") && ctx.args.len() >= 4 && ctx.args.len() % 2 == 0 {
+    } else if is(&sub, "SET") && ctx.args.len() >= 4 && ctx.args.len().is_multiple_of(2) {
         // Runtime reconfiguration is not supported; accept harmless client tweaks.
         let name = String::from_utf8_lossy(&ctx.args[2]).to_ascii_lowercase();
         if matches!(
@@ -316,7 +323,9 @@ pub fn bgrewriteaof(ctx: &mut Ctx) -> Res {
             ctx.out
                 .simple("Background append only file rewriting started");
         }
-        None => ctx.out.err("ERR append only file is not enabled (start with --appendonly)"),
+        None => ctx
+            .out
+            .err("ERR append only file is not enabled (start with --appendonly)"),
     }
     Res::Ok
 }

@@ -147,7 +147,7 @@ pub fn xadd(ctx: &mut Ctx, db: &mut Db) -> Res {
     }
     let id_at = i;
     let fields = &args[i + 1..];
-    if fields.is_empty() || fields.len() % 2 != 0 {
+    if fields.is_empty() || !fields.len().is_multiple_of(2) {
         ctx.err_arity();
         return Res::Ok;
     }
@@ -197,7 +197,8 @@ pub fn xadd(ctx: &mut Ctx, db: &mut Db) -> Res {
         return Res::Ok;
     };
     let last = s.last_id;
-    let too_small = "ERR The ID specified in XADD is equal or smaller than the target stream top item";
+    let too_small =
+        "ERR The ID specified in XADD is equal or smaller than the target stream top item";
     let id = match req {
         None => {
             let now = now_ms();
@@ -370,7 +371,7 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
         return Res::Ok;
     }
     let rest = &args[i.min(args.len())..];
-    if rest.is_empty() || rest.len() % 2 != 0 {
+    if rest.is_empty() || !rest.len().is_multiple_of(2) {
         ctx.out.err("ERR Unbalanced 'xread' list of streams: for each stream key an ID or '$' must be specified.");
         return Res::Ok;
     }
@@ -423,7 +424,10 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
                 return Res::Ok;
             }
             S::Missing if group_mode => {
-                let (g, _) = group.as_ref().map(|(g, c)| (g.clone(), c.clone())).unwrap_or_default();
+                let (g, _) = group
+                    .as_ref()
+                    .map(|(g, c)| (g.clone(), c.clone()))
+                    .unwrap_or_default();
                 ctx.out.err(&format!(
                     "NOGROUP No such key '{}' or consumer group '{}' in XREADGROUP with GROUP option",
                     String::from_utf8_lossy(k),
@@ -486,7 +490,9 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
                         None
                     }
                 });
-                let Some(gr) = s.groups.get_mut(g) else { continue };
+                let Some(gr) = s.groups.get_mut(g) else {
+                    continue;
+                };
                 gr.consumer(c, now).seen_time = now;
                 if items.is_empty() {
                     continue;
@@ -503,7 +509,15 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
                     if !noack {
                         gr.assign(*id, c, now, false);
                         let p = &gr.pel[id];
-                        props.push(claim_prop(k, g, c, *id, p.delivery_time, p.delivery_count, *id));
+                        props.push(claim_prop(
+                            k,
+                            g,
+                            c,
+                            *id,
+                            p.delivery_time,
+                            p.delivery_count,
+                            *id,
+                        ));
                     }
                 }
                 let lastid = gr.last_id.to_bytes();
@@ -524,7 +538,9 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
             (Some((g, c)), Some(after)) => {
                 // History: this consumer's own pending entries after `after`.
                 any_history = true;
-                let Some(gr) = s.groups.get_mut(g) else { continue };
+                let Some(gr) = s.groups.get_mut(g) else {
+                    continue;
+                };
                 let ids: Vec<StreamId> = gr
                     .consumer(c, now)
                     .pending
@@ -641,7 +657,8 @@ pub fn xgroup(ctx: &mut Ctx, db: &mut Db) -> Res {
     let d = ctx.client.db;
     if is(&sub, "HELP") {
         ctx.out.array(1);
-        ctx.out.simple("XGROUP <subcommand> [<arg> [value] [opt] ...]");
+        ctx.out
+            .simple("XGROUP <subcommand> [<arg> [value] [opt] ...]");
         return Res::Ok;
     }
     if args.len() < 4 {
@@ -669,7 +686,8 @@ pub fn xgroup(ctx: &mut Ctx, db: &mut Db) -> Res {
                 match parse_i64(&args[i + 1]) {
                     Some(n) if n >= -1 => entries_read = (n >= 0).then_some(n as u64),
                     _ => {
-                        ctx.out.err("ERR value for ENTRIESREAD must be positive or -1");
+                        ctx.out
+                            .err("ERR value for ENTRIESREAD must be positive or -1");
                         return Res::Ok;
                     }
                 }
@@ -809,7 +827,8 @@ pub fn xgroup(ctx: &mut Ctx, db: &mut Db) -> Res {
             match parse_i64(&args[6]) {
                 Some(n) if n >= -1 => er = (n >= 0).then_some(n as u64),
                 _ => {
-                    ctx.out.err("ERR value for ENTRIESREAD must be positive or -1");
+                    ctx.out
+                        .err("ERR value for ENTRIESREAD must be positive or -1");
                     return Res::Ok;
                 }
             }
@@ -1065,7 +1084,15 @@ pub fn xclaim(ctx: &mut Ctx, db: &mut Db) -> Res {
             if let Some(r) = retry {
                 p.delivery_count = r;
             }
-            props.push(claim_prop(&key, &g, &c, id, p.delivery_time, p.delivery_count, gr.last_id));
+            props.push(claim_prop(
+                &key,
+                &g,
+                &c,
+                id,
+                p.delivery_time,
+                p.delivery_count,
+                gr.last_id,
+            ));
         }
         claimed.push(id);
     }
@@ -1089,7 +1116,8 @@ pub fn xautoclaim(ctx: &mut Ctx, db: &mut Db) -> Res {
     let args = ctx.args;
     let (key, g, c) = (args[1].clone(), args[2].clone(), own(&args[3]));
     let Some(min_idle) = parse_i64(&args[4]) else {
-        ctx.out.err("ERR Invalid min-idle-time argument for XAUTOCLAIM");
+        ctx.out
+            .err("ERR Invalid min-idle-time argument for XAUTOCLAIM");
         return Res::Ok;
     };
     let min_idle = min_idle.max(0) as u64;
@@ -1173,7 +1201,15 @@ pub fn xautoclaim(ctx: &mut Ctx, db: &mut Db) -> Res {
         }
         gr.assign(id, &c, now, !justid);
         if let Some(p) = gr.pel.get(&id) {
-            props.push(claim_prop(&key, &g, &c, id, p.delivery_time, p.delivery_count, gr.last_id));
+            props.push(claim_prop(
+                &key,
+                &g,
+                &c,
+                id,
+                p.delivery_time,
+                p.delivery_count,
+                gr.last_id,
+            ));
         }
         claimed.push(id);
     }
@@ -1298,7 +1334,9 @@ pub fn xsetid(ctx: &mut Ctx, db: &mut Db) -> Res {
         S::Stream(s) => {
             let top = s.entries.keys().next_back().copied().unwrap_or_default();
             if id < top {
-                ctx.out.err("ERR The ID specified in XSETID is smaller than the target stream top item");
+                ctx.out.err(
+                    "ERR The ID specified in XSETID is smaller than the target stream top item",
+                );
                 return Res::Ok;
             }
             s.last_id = id;
@@ -1320,7 +1358,8 @@ pub fn xinfo(ctx: &mut Ctx, db: &mut Db) -> Res {
     let sub = args[1].clone();
     if is(&sub, "HELP") {
         ctx.out.array(1);
-        ctx.out.simple("XINFO <subcommand> [<arg> [value] [opt] ...]");
+        ctx.out
+            .simple("XINFO <subcommand> [<arg> [value] [opt] ...]");
         return Res::Ok;
     }
     if args.len() < 3 {

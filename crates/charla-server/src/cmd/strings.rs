@@ -181,7 +181,7 @@ pub fn mget(ctx: &mut Ctx, db: &mut Db) -> Res {
 }
 
 pub fn mset(ctx: &mut Ctx, db: &mut Db) -> Res {
-    if ctx.args.len() % 2 == 0 {
+    if ctx.args.len().is_multiple_of(2) {
         ctx.err_arity();
         return Res::Ok;
     }

@@ -34,7 +34,9 @@ impl TestServer {
                 let l = tokio::net::TcpListener::bind((bind.as_str(), 0))
                     .await
                     .expect("bind");
-                port_tx.send(l.local_addr().expect("addr").port()).expect("send port");
+                port_tx
+                    .send(l.local_addr().expect("addr").port())
+                    .expect("send port");
                 charla_server::serve(l, cfg, async {
                     let _ = stop_rx.await;
                 })

@@ -52,7 +52,12 @@ pub enum Fsync {
 #[command(after_help = SERVE_HELP)]
 pub struct ServeArgs {
     /// Address to listen on (0.0.0.0 = every interface)
-    #[arg(long, env = "CHARLA_SERVE_BIND", default_value = "127.0.0.1", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "CHARLA_SERVE_BIND",
+        default_value = "127.0.0.1",
+        value_name = "ADDR"
+    )]
     pub bind: String,
 
     /// Port to listen on (6380 is the workshop's)
@@ -60,7 +65,12 @@ pub struct ServeArgs {
     pub port: u16,
 
     /// Password clients must give (AUTH, or redis://:PASSWORD@host)
-    #[arg(long, env = "CHARLA_REQUIREPASS", value_name = "PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "CHARLA_REQUIREPASS",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
     pub requirepass: Option<String>,
 
     /// Refuse clients from other machines while no password is set
@@ -115,7 +125,11 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         args.port,
         args.bind,
         args.port,
-        if cfg.requirepass.is_some() { ", password required" } else { "" },
+        if cfg.requirepass.is_some() {
+            ", password required"
+        } else {
+            ""
+        },
         if cfg.appendonly {
             format!(", append-only file in {}", cfg.dir.display())
         } else {
