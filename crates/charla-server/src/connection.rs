@@ -11,7 +11,7 @@ use std::time::Instant;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, Notify};
 
 use crate::cmd::{self, Ctx, Res};
 use crate::config::AppendFsync;
@@ -150,7 +150,6 @@ pub struct Connection {
     client: Client,
     rx: mpsc::Receiver<PubMsg>,
     shared: Arc<Shared>,
-    shutdown: watch::Receiver<bool>,
 }
 
 impl Connection {
@@ -158,7 +157,6 @@ impl Connection {
         stream: TcpStream,
         addr: SocketAddr,
         shared: Arc<Shared>,
-        shutdown: watch::Receiver<bool>,
     ) -> Connection {
         let id = shared.next_client_id();
         let (client, rx) = Client::new(id, Some(addr), shared.config.requirepass.is_none());
@@ -171,7 +169,6 @@ impl Connection {
             client,
             rx,
             shared,
-            shutdown,
         }
     }
 
@@ -257,7 +254,8 @@ impl Connection {
                 );
                 return Ok(());
             }
-            // Wait for more input, a pub/sub message, or shutdown.
+            // Wait for more input or a pub/sub message. (Shutdown aborts the task: polling a
+            // shared shutdown signal here would cost every request a lock on it.)
             tokio::select! {
                 r = self.stream.read_buf(&mut self.inbuf) => {
                     if r? == 0 {
@@ -276,7 +274,6 @@ impl Connection {
                         }
                     }
                 }
-                _ = self.shutdown.changed() => return Ok(()),
             }
         }
     }
@@ -357,7 +354,7 @@ impl Connection {
     }
 
     /// The client runs a blocking command that found nothing: wait for a wakeup, the
-    /// deadline, the peer hanging up or shutdown, then run the command again.
+    /// deadline or the peer hanging up, then run the command again.
     async fn wait_blocked(&mut self, args: &[Bytes]) -> std::io::Result<Res> {
         let Some(spec) = cmd::lookup(&args[0]) else {
             return Ok(Res::Ok);
@@ -387,7 +384,6 @@ impl Connection {
                         Ok(_) => continue,
                     }
                 }
-                _ = self.shutdown.changed() => gone = true,
             }
             {
                 let mut db = self.shared.lock_db();

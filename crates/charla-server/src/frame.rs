@@ -38,10 +38,11 @@ pub struct ProtocolError(pub &'static str);
 pub enum Scan {
     /// Not a whole request yet: read more bytes and scan again from the same start.
     Incomplete,
-    /// A multibulk request of `consumed` bytes; its arguments are `spans` (start, end) into the
-    /// scanned buffer.
+    /// A request of `consumed` bytes whose arguments are `spans` (start, end) into the scanned
+    /// buffer: every multibulk, and inline lines without quotes.
     Multibulk { consumed: usize },
-    /// An inline request of `consumed` bytes; its arguments were unquoted into `owned`.
+    /// An inline request with quotes, of `consumed` bytes; its arguments were unquoted into
+    /// `owned`.
     Inline { consumed: usize },
     /// An empty line or an empty multibulk (`*0`): consumed, nothing to run.
     Empty { consumed: usize },
@@ -171,12 +172,40 @@ fn scan_inline(buf: &[u8], limits: &Limits, out: &mut ArgSpans) -> Result<Scan, 
     } else {
         &buf[..nl]
     };
+    // Fast path (redis-benchmark's PING_INLINE, telnet): no quotes means arguments are plain
+    // spans of the buffer, handled exactly like a multibulk's, without copying.
+    if !line.iter().any(|&b| b == b'"' || b == b'\'') {
+        let mut i = 0;
+        while i < line.len() {
+            while i < line.len() && is_sep(line[i]) {
+                i += 1;
+            }
+            let start = i;
+            while i < line.len() && !is_sep(line[i]) {
+                i += 1;
+            }
+            if i > start {
+                out.spans.push((start, i));
+            }
+        }
+        return Ok(if out.spans.is_empty() {
+            Scan::Empty { consumed: nl + 1 }
+        } else {
+            Scan::Multibulk { consumed: nl + 1 }
+        });
+    }
     split_args(line, &mut out.owned).ok_or(ProtocolError("unbalanced quotes in request"))?;
     if out.owned.is_empty() {
         Ok(Scan::Empty { consumed: nl + 1 })
     } else {
         Ok(Scan::Inline { consumed: nl + 1 })
     }
+}
+
+/// One separator set for skipping and for ending an inline token: a byte that ends a token
+/// but is not skipped would loop forever producing empty arguments (found by the fuzzer).
+fn is_sep(c: u8) -> bool {
+    matches!(c, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c | 0)
 }
 
 fn hex_val(c: u8) -> Option<u8> {
@@ -192,11 +221,6 @@ fn hex_val(c: u8) -> Option<u8> {
 /// `"..."` understands `\n \r \t \b \a \\ \" \xHH`, `'...'` understands `\'`. `None` on
 /// unbalanced quotes or a closing quote not followed by a blank.
 pub fn split_args(line: &[u8], out: &mut Vec<Vec<u8>>) -> Option<()> {
-    // One separator set for skipping and for ending a token: a byte that ends a token but is
-    // not skipped would loop forever producing empty arguments (found by the fuzzer).
-    fn is_sep(c: u8) -> bool {
-        matches!(c, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c | 0)
-    }
     let mut i = 0;
     let n = line.len();
     loop {

@@ -160,10 +160,13 @@ pub async fn serve(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let expirer = tokio::spawn(expire_loop(shared.clone(), stop_rx.clone()));
+    let mut conns = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            // Reap finished connection tasks so the set stays the size of the live ones.
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
             r = listener.accept() => {
                 let (mut sock, addr) = match r {
                     Ok(x) => x,
@@ -199,9 +202,9 @@ pub async fn serve(
                 }
                 let _ = sock.set_nodelay(true);
                 st.connected.fetch_add(1, Ordering::Relaxed);
-                let conn = Connection::new(sock, addr, shared.clone(), stop_rx.clone());
+                let conn = Connection::new(sock, addr, shared.clone());
                 let sh = shared.clone();
-                tokio::spawn(async move {
+                conns.spawn(async move {
                     conn.run().await;
                     sh.stats.connected.fetch_sub(1, Ordering::Relaxed);
                 });
@@ -211,10 +214,10 @@ pub async fn serve(
     tracing::info!("shutting down: closing connections");
     drop(listener);
     let _ = stop_tx.send(true);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while shared.stats.connected.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // Every acknowledged write is already in the AOF buffer, so connections can simply be
+    // dropped; the file is flushed below.
+    conns.abort_all();
+    while conns.join_next().await.is_some() {}
     let _ = expirer.await;
     if let Some(aof) = &shared.aof {
         aof.stop();
