@@ -61,9 +61,11 @@ fn main() -> std::process::ExitCode {
 
 /// Warnings (poison messages, reconnects) always reach stderr; `-v` adds more, RUST_LOG rules.
 fn init_logging(verbose: u8) {
+    // lapin logs its own ERROR lines for conditions charla already reports in one line of its
+    // own (wrong password, broker restarting): keep them out unless RUST_LOG asks.
     let default = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,lapin=off",
+        1 => "info,lapin=off",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -49,6 +49,11 @@ pub fn explain(settings: &Settings, e: &BrokerError) -> String {
         } else {
             "is the broker running and the address right? (on another computer: its LAN IP, and the firewall)"
         }),
+        BrokerError::Auth { .. } if settings.broker.starts_with("amqp") => Some(if es {
+            "pon usuario y contraseña en la URL: amqp://USUARIO:CONTRASEÑA@host:puerto/vhost"
+        } else {
+            "put the user and password in the URL: amqp://USER:PASSWORD@host:port/vhost"
+        }),
         BrokerError::Auth { .. } => Some(if es {
             "pon la contraseña en la URL: redis://:CONTRASEÑA@host:puerto"
         } else {
