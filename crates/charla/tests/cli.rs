@@ -537,3 +537,45 @@ fn listener_and_sender_ride_out_a_broker_restart() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn send_starts_the_embedded_broker_when_nothing_listens_on_the_default_port() {
+    if std::net::TcpStream::connect(("127.0.0.1", 6380)).is_ok() {
+        eprintln!("not applicable: something already listens on 127.0.0.1:6380");
+        return;
+    }
+    /// Stops the background broker however the test ends.
+    struct Stop(Option<String>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            if let Some(pid) = &self.0 {
+                let _ = std::process::Command::new("kill").arg(pid).status();
+            }
+        }
+    }
+    let default = |cmd: &mut std::process::Command| {
+        cmd.env_remove("CHARLA_BROKER")
+            .env_remove("CHARLA_NO_AUTOSTART");
+    };
+    let mut send = charla("unused");
+    default(&mut send);
+    let out = run(send.args(["send", "--name", "Juan", "Hola María!"]), b"");
+    let err = text(&out.stderr);
+    let pid = err
+        .split("(pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .map(str::to_owned);
+    let _stop = Stop(pid.clone());
+    ok(&out);
+    assert!(err.contains("started its embedded broker"), "{err}");
+    assert!(pid.is_some(), "the note names the pid: {err}");
+    let mut listen = charla("unused");
+    default(&mut listen);
+    let out = run(listen.args(["listen", "--count", "1"]), b"");
+    assert!(ok(&out).contains("📥 Received: [Juan] Hola María!"));
+    assert!(
+        !text(&out.stderr).contains("started its embedded broker"),
+        "the second command reuses it"
+    );
+}
