@@ -3,13 +3,15 @@
 #
 #   bench/serve_vs_redis.sh [-n REQUESTS] [-c CLIENTS] [-r ROUNDS]
 #
+# REQUESTS is for -P 1; -P 16 runs 5x as many (otherwise a run lasts a fraction of a second
+# and measures connection setup more than the server).
 # Builds charla in release, starts redis-server and charla serve on free ports (memory only,
 # no persistence on either), and for each test and pipeline depth (-P 1 and -P 16) runs
 # redis-benchmark against redis, then charla, ROUNDS times, keeping each side's best run
 # (the machine is shared; the best of a few runs is the least noisy estimate).
 # Prints a table with requests/s and the ratio charla / redis-server.
 set -euo pipefail
-N=200000; C=50; ROUNDS=2
+N=200000; C=50; ROUNDS=3
 while getopts "n:c:r:" o; do
   case $o in n) N=$OPTARG;; c) C=$OPTARG;; r) ROUNDS=$OPTARG;; *) exit 2;; esac
 done
@@ -39,12 +41,13 @@ trap cleanup EXIT
 for p in $RP $CP; do
   for _ in $(seq 100); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.05; done
 done
-echo "redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on :$RP, charla (${SERVE[*]}) on :$CP; -n $N -c $C, best of $ROUNDS alternating rounds"
+echo "redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on :$RP, charla (${SERVE[*]}) on :$CP; -n $N (x5 at -P16) -c $C, best of $ROUNDS alternating rounds"
 
 declare -A best
 run() { # port depth label args...
   local port=$1 depth=$2 side=$3; shift 3
-  redis-benchmark -p "$port" -n "$N" -c "$C" -P "$depth" -q --csv "$@" 2>/dev/null | tail -n +2 |
+  local n=$N; [ "$depth" -gt 1 ] && n=$((N * 5))
+  redis-benchmark -p "$port" -n "$n" -c "$C" -P "$depth" -q --csv "$@" 2>/dev/null | tail -n +2 |
   while IFS=, read -r name rps _; do
     name=${name//\"/}; rps=${rps//\"/}
     echo "$name|$rps"

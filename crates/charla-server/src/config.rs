@@ -68,7 +68,7 @@ pub struct ServerConfig {
     pub max_multibulk_len: usize,
     /// Largest inline command line (Redis: 64 KiB).
     pub max_inline_len: usize,
-    /// Worker threads of the runtime the CLI builds (0 = one per core). Informational here.
+    /// I/O threads, each a single-threaded runtime owning its connections (0 = one per core).
     pub threads: usize,
 }
 

@@ -153,11 +153,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(
-        stream: TcpStream,
-        addr: SocketAddr,
-        shared: Arc<Shared>,
-    ) -> Connection {
+    pub fn new(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) -> Connection {
         let id = shared.next_client_id();
         let (client, rx) = Client::new(id, Some(addr), shared.config.requirepass.is_none());
         shared.register_client(client.meta.clone());
