@@ -40,7 +40,8 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> Result<ExitCode> {
     // Stream consumers share the work through a group where the backend has groups; without
     // them (RabbitMQ streams) every consumer reads the whole stream, as in broadcast.
     let stream_group = mode == Mode::Stream && admin.capabilities().stream_groups;
-    let every_consumer_gets_all = matches!(mode, Mode::Broadcast | Mode::Routing) || (mode == Mode::Stream && !stream_group);
+    let every_consumer_gets_all =
+        matches!(mode, Mode::Broadcast | Mode::Routing) || (mode == Mode::Stream && !stream_group);
     let per_consumer_target = if every_consumer_gets_all {
         args.messages
     } else {
