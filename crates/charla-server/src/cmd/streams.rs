@@ -243,9 +243,12 @@ pub fn xadd(ctx: &mut Ctx, db: &mut Db) -> Res {
     s.entries_added += 1;
     apply_trim(s, &trim);
     let idb = id.to_bytes();
-    let mut prop: Vec<Bytes> = args.to_vec();
-    prop[id_at] = idb.clone();
-    db.propagate(d, &prop);
+    if db.aof_on {
+        // The AOF gets the generated id, so replay rebuilds the same stream.
+        let mut prop: Vec<Bytes> = args.to_vec();
+        prop[id_at] = idb.clone();
+        db.propagate(d, &prop);
+    }
     db.signal(d, key);
     ctx.propagated = true;
     ctx.dirty = true;
