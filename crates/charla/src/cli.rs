@@ -200,6 +200,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 500, value_name = "N")]
     pub prefetch: usize,
 
+    /// Most messages published and not yet delivered (0 = no limit): backpressure, so that
+    /// producers do not take the CPU the consumers and a local broker need
+    #[arg(long, default_value_t = 2_000, value_name = "N")]
+    pub window: u64,
+
     /// Room to use [default: a fresh random name, removed afterwards]
     #[arg(long, value_name = "NAME")]
     pub room: Option<String>,

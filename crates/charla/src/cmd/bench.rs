@@ -50,6 +50,7 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> Result<ExitCode> {
 
     // Consumers first, so broadcast subscribers are in place before anything is sent.
     let delivered = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(tokio::sync::Notify::new());
     let total_target = if per_consumer_target > 0 {
         args.messages * args.consumers as u64
     } else {
@@ -69,6 +70,7 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> Result<ExitCode> {
         }
         let mut subscriber = broker.subscribe(sub).await.context("subscribing")?;
         let delivered = delivered.clone();
+        let progress = progress.clone();
         let done_tx = done_tx.clone();
         let mut done_rx = done_rx.clone();
         let prefetch = args.prefetch;
@@ -97,6 +99,7 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> Result<ExitCode> {
                 last = Instant::now();
                 let total =
                     delivered.fetch_add(batch.len() as u64, Ordering::SeqCst) + batch.len() as u64;
+                progress.notify_waiters();
                 if total >= total_target {
                     let _ = done_tx.send(true);
                     break;
@@ -109,6 +112,14 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> Result<ExitCode> {
     }
 
     let payload = "x".repeat(args.size);
+    let sent = Arc::new(AtomicU64::new(0));
+    // Deliveries per message: every consumer gets each one in the fan-out modes.
+    let copies = if every_consumer_gets_all {
+        args.consumers as u64
+    } else {
+        1
+    };
+    let window = args.window;
     let started = Instant::now();
     let mut producers = Vec::new();
     for p in 0..args.producers {
@@ -117,9 +128,24 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> Result<ExitCode> {
         let broker = super::connect(settings).await?;
         let mut publisher = broker.publisher(mode, &room).await?;
         let (room, payload, batch) = (room.clone(), payload.clone(), args.batch.max(1));
+        let (sent, delivered, progress) = (sent.clone(), delivered.clone(), progress.clone());
         producers.push(tokio::spawn(async move {
             let mut left = share;
             while left > 0 {
+                // Backpressure: stay at most `window` messages ahead of the consumers, so a
+                // producer racing ahead does not take the CPU the consumers and broker need.
+                while window > 0 {
+                    let wake = progress.notified();
+                    tokio::pin!(wake);
+                    wake.as_mut().enable();
+                    let ahead = sent
+                        .load(Ordering::SeqCst)
+                        .saturating_sub(delivered.load(Ordering::SeqCst) / copies);
+                    if ahead <= window {
+                        break;
+                    }
+                    wake.await;
+                }
                 let n = (batch as u64).min(left) as usize;
                 let messages: Vec<Message> = (0..n)
                     .map(|_| Message::new("bench", payload.as_str(), room.as_str()))
@@ -130,6 +156,7 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> Result<ExitCode> {
                     publisher.publish_batch(&messages).await?;
                 }
                 left -= n as u64;
+                sent.fetch_add(n as u64, Ordering::SeqCst);
             }
             drop(publisher);
             drop(broker);
@@ -183,6 +210,7 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> Result<ExitCode> {
                 "consumers": args.consumers,
                 "batch": args.batch,
                 "prefetch": args.prefetch,
+                "window": args.window,
                 "received": received,
                 "publish_s": sent_at.as_secs_f64(),
                 "elapsed_s": elapsed.as_secs_f64(),
