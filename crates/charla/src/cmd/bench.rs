@@ -220,8 +220,8 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> Result<ExitCode> {
         );
     } else {
         println!(
-            "charla bench: {} {mode}, {} messages of {} B, {} producer(s), {} consumer(s), batch {}, prefetch {}",
-            admin.backend(), args.messages, args.size, args.producers, args.consumers, args.batch, args.prefetch
+            "charla bench: {} {mode}, {} messages of {} B, {} producer(s), {} consumer(s), batch {}, prefetch {}, window {}",
+            admin.backend(), args.messages, args.size, args.producers, args.consumers, args.batch, args.prefetch, args.window
         );
         println!(
             "  throughput  {rate:>12.0} msg/s   ({received} delivered in {:.3} s)",
