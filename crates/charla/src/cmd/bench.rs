@@ -134,14 +134,14 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> Result<ExitCode> {
             while left > 0 {
                 // Backpressure: stay at most `window` messages ahead of the consumers, so a
                 // producer racing ahead does not take the CPU the consumers and broker need.
-                while window > 0 {
+                loop {
                     let wake = progress.notified();
                     tokio::pin!(wake);
                     wake.as_mut().enable();
                     let ahead = sent
                         .load(Ordering::SeqCst)
                         .saturating_sub(delivered.load(Ordering::SeqCst) / copies);
-                    if ahead <= window {
+                    if window == 0 || ahead <= window {
                         break;
                     }
                     wake.await;
