@@ -47,6 +47,8 @@ pub struct QueueSubscriber {
     last_recovery: Instant,
     /// The last fetch filled up completely: the queue likely has more waiting.
     backlog: bool,
+    /// The LMOVE pipeline for the last fetch size, reused while the size stays the same.
+    moves: Option<(usize, redis::Pipeline)>,
     _heartbeat: AbortOnDrop,
 }
 
@@ -96,6 +98,7 @@ impl QueueSubscriber {
             next_tag: 0,
             last_recovery: Instant::now(),
             backlog: false,
+            moves: None,
             _heartbeat: AbortOnDrop(heartbeat),
         };
         // A consumer restarted under the same name finds its earlier life's messages in its
@@ -115,25 +118,37 @@ impl QueueSubscriber {
     /// batch and fetching the next cost one round trip.
     async fn fetch_batch(&mut self, trim: usize) -> Result<()> {
         let want = self.prefetch.saturating_sub(self.inflight.len()).max(1);
-        let mut pipe = redis::pipe();
-        if trim > 0 {
-            pipe.cmd("LTRIM")
-                .arg(&self.processing)
-                .arg(0)
-                .arg(-(trim as i64) - 1)
-                .ignore();
+        // The LMOVE pipeline is the same every time for a given size: build it once.
+        if self.moves.as_ref().map(|(n, _)| *n) != Some(want) {
+            let mut pipe = redis::pipe();
+            for _ in 0..want {
+                pipe.cmd("LMOVE")
+                    .arg(&self.room)
+                    .arg(&self.processing)
+                    .arg("RIGHT")
+                    .arg("LEFT");
+            }
+            self.moves = Some((want, pipe));
         }
-        for _ in 0..want {
-            pipe.cmd("LMOVE")
-                .arg(&self.room)
-                .arg(&self.processing)
-                .arg("RIGHT")
-                .arg("LEFT");
+        let Some((_, moves)) = &self.moves else {
+            return Ok(());
+        };
+        let mut conn = self.conn.clone();
+        let fetch = moves.query_async::<Vec<Option<Vec<u8>>>>(&mut conn);
+        let moved = if trim > 0 {
+            // Concurrently on the same connection: LTRIM drops acked messages from the tail
+            // while LMOVE adds at the head, so their order does not matter.
+            let mut trim_conn = self.conn.clone();
+            let mut ltrim = redis::cmd("LTRIM");
+            ltrim.arg(&self.processing).arg(0).arg(-(trim as i64) - 1);
+            let trimmed = ltrim.query_async::<()>(&mut trim_conn);
+            let (trimmed, moved) = futures::join!(trimmed, fetch);
+            trimmed.map_err(|e| map_err(e, &self.opts.address))?;
+            moved
+        } else {
+            fetch.await
         }
-        let moved: Vec<Option<Vec<u8>>> = pipe
-            .query_async(&mut self.conn)
-            .await
-            .map_err(|e| self.err(e))?;
+        .map_err(|e| map_err(e, &self.opts.address))?;
         let before = self.fetched.len();
         self.fetched.extend(moved.into_iter().flatten());
         self.backlog = self.fetched.len() - before == want;
