@@ -21,8 +21,12 @@ fn main() {
     let bytes = m.encode();
     let t = Instant::now();
     for _ in 0..N {
-        total += Message::decode(&bytes, "room", MAX_MESSAGE_BYTES).map(|m| m.mensaje.len()).unwrap_or(0);
+        total += Message::decode(&bytes, "room", MAX_MESSAGE_BYTES)
+            .map(|m| m.mensaje.len())
+            .unwrap_or(0);
     }
     let dec_ns = t.elapsed().as_nanos() as f64 / f64::from(N);
-    println!("new {new_ns:.0} ns, encode {enc_ns:.0} ns, decode {dec_ns:.0} ns per message ({total})");
+    println!(
+        "new {new_ns:.0} ns, encode {enc_ns:.0} ns, decode {dec_ns:.0} ns per message ({total})"
+    );
 }
