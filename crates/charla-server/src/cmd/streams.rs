@@ -646,6 +646,28 @@ fn claim_prop(
     ]
 }
 
+/// The stream at `key` when it has group `g`; otherwise the reply Redis gives (WRONGTYPE, or
+/// NOGROUP for a missing key or group) is written and `None` returned.
+fn stream_with_group<'a>(
+    ctx: &mut Ctx,
+    db: &'a mut Db,
+    d: usize,
+    key: &[u8],
+    g: &[u8],
+) -> Option<&'a mut Stream> {
+    match stream(db, d, key) {
+        S::Wrong => {
+            ctx.out.err(WRONGTYPE);
+            None
+        }
+        S::Stream(s) if s.groups.contains_key(g) => Some(s),
+        S::Missing | S::Stream(_) => {
+            nogroup(ctx, key, g);
+            None
+        }
+    }
+}
+
 fn nogroup(ctx: &mut Ctx, key: &[u8], g: &[u8]) {
     ctx.out.err(&format!(
         "NOGROUP No such key '{}' or consumer group '{}'",
@@ -904,16 +926,8 @@ pub fn xpending(ctx: &mut Ctx, db: &mut Db) -> Res {
         return Res::Ok;
     }
     let now = now_ms();
-    let s = match stream(db, ctx.client.db, &key) {
-        S::Wrong => {
-            ctx.out.err(WRONGTYPE);
-            return Res::Ok;
-        }
-        S::Missing => {
-            nogroup(ctx, &key, &g);
-            return Res::Ok;
-        }
-        S::Stream(s) => s,
+    let Some(s) = stream_with_group(ctx, db, ctx.client.db, &key, &g) else {
+        return Res::Ok;
     };
     let Some(gr) = s.groups.get(&g) else {
         nogroup(ctx, &key, &g);
@@ -1045,16 +1059,8 @@ pub fn xclaim(ctx: &mut Ctx, db: &mut Db) -> Res {
         }
     }
     let d = ctx.client.db;
-    let s = match stream(db, d, &key) {
-        S::Wrong => {
-            ctx.out.err(WRONGTYPE);
-            return Res::Ok;
-        }
-        S::Missing => {
-            nogroup(ctx, &key, &g);
-            return Res::Ok;
-        }
-        S::Stream(s) => s,
+    let Some(s) = stream_with_group(ctx, db, d, &key, &g) else {
+        return Res::Ok;
     };
     let Stream {
         entries, groups, ..
@@ -1154,16 +1160,8 @@ pub fn xautoclaim(ctx: &mut Ctx, db: &mut Db) -> Res {
     }
     let d = ctx.client.db;
     let now = now_ms();
-    let s = match stream(db, d, &key) {
-        S::Wrong => {
-            ctx.out.err(WRONGTYPE);
-            return Res::Ok;
-        }
-        S::Missing => {
-            nogroup(ctx, &key, &g);
-            return Res::Ok;
-        }
-        S::Stream(s) => s,
+    let Some(s) = stream_with_group(ctx, db, d, &key, &g) else {
+        return Res::Ok;
     };
     let Stream {
         entries, groups, ..
