@@ -74,6 +74,16 @@ impl Ctx<'_> {
         String::from_utf8_lossy(&self.args[0]).to_ascii_lowercase()
     }
 
+    /// Redis's reply to an unknown subcommand (or one with the wrong number of arguments):
+    /// `Try <COMMAND> HELP.` names the command as the client typed it, upper-cased.
+    pub fn err_subcommand(&mut self, sub: &[u8]) {
+        let name = self.name_lower().to_ascii_uppercase();
+        self.out.err(&format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try {name} HELP.",
+            String::from_utf8_lossy(sub)
+        ));
+    }
+
     pub fn err_arity(&mut self) {
         let n = self.name_lower();
         self.out

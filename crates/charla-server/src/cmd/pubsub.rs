@@ -123,10 +123,7 @@ pub fn pubsub(ctx: &mut Ctx) -> Res {
         let n = ctx.shared.lock_pubsub().numpat();
         ctx.out.int(n as i64);
     } else {
-        ctx.out.err(&format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try PUBSUB HELP.",
-            String::from_utf8_lossy(&sub)
-        ));
+        ctx.err_subcommand(&sub);
     }
     Res::Ok
 }

@@ -74,10 +74,7 @@ pub fn command(ctx: &mut Ctx) -> Res {
     } else if is(&sub, "GETKEYS") && ctx.args.len() > 2 {
         ctx.out.err("ERR Invalid arguments specified for command");
     } else {
-        ctx.out.err(&format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try COMMAND HELP.",
-            String::from_utf8_lossy(&sub)
-        ));
+        ctx.err_subcommand(&sub);
     }
     Res::Ok
 }
@@ -308,10 +305,7 @@ pub fn config(ctx: &mut Ctx) -> Res {
     } else if is(&sub, "RESETSTAT") && ctx.args.len() == 2 {
         ctx.out.ok();
     } else {
-        ctx.out.err(&format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try CONFIG HELP.",
-            String::from_utf8_lossy(&sub)
-        ));
+        ctx.err_subcommand(&sub);
     }
     Res::Ok
 }

@@ -687,10 +687,7 @@ pub fn xgroup(ctx: &mut Ctx, db: &mut Db) -> Res {
         return Res::Ok;
     }
     if args.len() < 4 {
-        ctx.out.err(&format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try XGROUP HELP.",
-            String::from_utf8_lossy(&sub)
-        ));
+        ctx.err_subcommand(&sub);
         return Res::Ok;
     }
     let key = args[2].clone();
@@ -868,10 +865,7 @@ pub fn xgroup(ctx: &mut Ctx, db: &mut Db) -> Res {
         ctx.dirty = true;
         ctx.out.ok();
     } else {
-        ctx.out.err(&format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try XGROUP HELP.",
-            String::from_utf8_lossy(&sub)
-        ));
+        ctx.err_subcommand(&sub);
     }
     Res::Ok
 }
@@ -1364,10 +1358,7 @@ pub fn xinfo(ctx: &mut Ctx, db: &mut Db) -> Res {
         return Res::Ok;
     }
     if args.len() < 3 {
-        ctx.out.err(&format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try XINFO HELP.",
-            String::from_utf8_lossy(&sub)
-        ));
+        ctx.err_subcommand(&sub);
         return Res::Ok;
     }
     let now = now_ms();
@@ -1462,10 +1453,7 @@ pub fn xinfo(ctx: &mut Ctx, db: &mut Db) -> Res {
             }
         }
     } else {
-        ctx.out.err(&format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try XINFO HELP.",
-            String::from_utf8_lossy(&sub)
-        ));
+        ctx.err_subcommand(&sub);
     }
     Res::Ok
 }
