@@ -9,34 +9,17 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use charla_amqp::AmqpBroker;
 use charla_core::{Broker, BrokerUrl, Message, Mode, StartFrom, Subscription};
+use charla_testkit::rabbitmq::rabbitmqctl;
 
 const MESSAGES: usize = 240;
 /// The stop happens after this many messages were sent.
 const STOP_AFTER: usize = 80;
-
-fn rabbitmqctl(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("rabbitmqctl")
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run rabbitmqctl: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "rabbitmqctl {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
 
 /// Starts the RabbitMQ application again when dropped, whatever happened.
 struct StartOnDrop;

@@ -2,13 +2,16 @@
 //!
 //! - [`RedisServer`]: a real `redis-server` on a free port in a temporary directory, probed
 //!   until it answers, killed on drop, its log printed when the test fails.
-//! - [`conformance`]: ONE suite of behaviour written against the `Broker` trait; each backend
-//!   instantiates it with [`conformance_suite!`] and its capability flags decide which cases
-//!   apply.
+//! - [`conformance`]: ONE suite of behaviour and fault injection written against the `Broker`
+//!   trait; each backend runs it from a `harness = false` test whose `main` calls
+//!   [`conformance::run`], and its capability flags decide which cases apply (the others are
+//!   reported as ignored, by name, with the reason).
+//! - [`proxy`]: a TCP proxy the tests control (stall, cut, outage) for network faults.
 //! - [`service_missing`]: the one place that decides whether a missing service skips a test
 //!   (a developer's laptop) or fails it (`CI=true`).
 
 pub mod conformance;
+pub mod proxy;
 pub mod rabbitmq;
 mod redis_server;
 
@@ -21,7 +24,31 @@ pub fn service_missing(what: &str) {
     if in_ci() {
         panic!("{what} is required when CI=true (.ci/run installs and starts it)");
     }
-    eprintln!("SKIPPED: {what} is not available on this machine");
+    report_skip(&format!("{what} is not available on this machine"));
+}
+
+/// Say that the running test (the current thread's name, as test harnesses name it) is
+/// skipped and why: on stderr, and appended to the file `CHARLA_SKIP_LOG` names, because a
+/// passing test's stderr is captured and `scripts/test` lists every skip at its end.
+pub fn report_skip(why: &str) {
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    report_skip_of(&test, why);
+}
+
+/// As [`report_skip`], naming the test.
+pub fn report_skip_of(test: &str, why: &str) {
+    let line = format!("SKIPPED: {test}: {why}");
+    eprintln!("{line}");
+    if let Some(path) = std::env::var_os("CHARLA_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
 }
 
 /// True when running under CI.

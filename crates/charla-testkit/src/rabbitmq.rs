@@ -76,6 +76,44 @@ pub fn exclusive_use() -> RabbitMqLock {
     RabbitMqLock { _file: file }
 }
 
+/// Run `rabbitmqctl` with `args` (on the local node), its output in the error when it fails.
+pub fn rabbitmqctl(args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run rabbitmqctl: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "rabbitmqctl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// True when [`amqp_url`] points at this machine, where `rabbitmqctl` can restart it.
+pub fn is_local() -> bool {
+    let address = address(&amqp_url());
+    let host = address
+        .rsplit_once(':')
+        .map_or(address.as_str(), |(h, _)| h);
+    matches!(host, "127.0.0.1" | "localhost" | "::1" | "[::1]")
+}
+
+/// Stop the local RabbitMQ application and start it again (`stop_app`, a pause, `start_app`,
+/// `await_startup`). Hold [`exclusive_use`] while calling it. The application is started
+/// again even when stopping failed half-way.
+pub fn restart_local(down_for: std::time::Duration) -> Result<(), String> {
+    let stopped = rabbitmqctl(&["stop_app"]);
+    std::thread::sleep(down_for);
+    let started = rabbitmqctl(&["start_app"]);
+    let _ = rabbitmqctl(&["await_startup"]);
+    stopped.and(started)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -1,4 +1,5 @@
-//! A real `redis-server` for one test, in the style of redis-rs's test support.
+//! A real Redis-protocol server process for one test — `redis-server`, or the `charla serve`
+//! of a built `charla` binary — in the style of redis-rs's test support.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -14,13 +15,16 @@ pub fn free_port() -> u16 {
         .expect("cannot bind a local port")
 }
 
-/// A `redis-server` child process. Dropping it kills the server; if the test is failing (the
-/// thread is panicking) the server's log is printed first so the failure can be understood.
+/// A `redis-server` (or `charla serve`) child process. Dropping it kills the server; if the
+/// test is failing (the thread is panicking) the server's log is printed first so the failure
+/// can be understood.
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
     extra_args: Vec<String>,
+    /// `None`: `redis-server` from PATH; `Some(exe)`: `exe serve` (a `charla` binary).
+    charla: Option<PathBuf>,
 }
 
 impl RedisServer {
@@ -45,37 +49,73 @@ impl RedisServer {
             .prefix("charla-redis-")
             .tempdir()
             .expect("cannot create a temp dir");
+        Some(Self::launch(dir, args, None))
+    }
+
+    /// `charla serve` of the given `charla` binary (tests of the `charla` package pass
+    /// `env!("CARGO_BIN_EXE_charla")`), with extra `serve` flags such as
+    /// `["--appendonly", "yes"]`. Its log (stderr) goes where [`log_path`](Self::log_path) says.
+    pub fn start_charla(charla: &Path, args: &[&str]) -> RedisServer {
+        let dir = tempfile::Builder::new()
+            .prefix("charla-serve-")
+            .tempdir()
+            .expect("cannot create a temp dir");
+        Self::launch(dir, args, Some(charla.to_path_buf()))
+    }
+
+    fn launch(dir: tempfile::TempDir, args: &[&str], charla: Option<PathBuf>) -> RedisServer {
         let mut server = RedisServer {
             child: None,
             port: 0,
             dir,
             extra_args: args.iter().map(|s| s.to_string()).collect(),
+            charla,
         };
         // The free port can be taken between probing and binding; try a few.
         for _ in 0..5 {
             server.port = free_port();
             if server.spawn() {
-                return Some(server);
+                return server;
             }
         }
         server.print_log();
-        panic!("redis-server did not start");
+        panic!("the server did not start");
     }
 
     fn spawn(&mut self) -> bool {
         let log = self.log_path();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .arg("--logfile")
-            .arg(&log)
-            .args(&self.extra_args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot run redis-server");
+        let port = self.port.to_string();
+        let child = match &self.charla {
+            None => Command::new("redis-server")
+                .args(["--port", &port, "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(self.dir.path())
+                .arg("--logfile")
+                .arg(&log)
+                .args(&self.extra_args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("cannot run redis-server"),
+            Some(exe) => {
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .expect("cannot open the server log");
+                Command::new(exe)
+                    .args(["serve", "--port", &port, "--bind", "127.0.0.1"])
+                    .arg("--dir")
+                    .arg(self.dir.path())
+                    .args(&self.extra_args)
+                    .env("RUST_LOG", "info")
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .expect("cannot run charla serve")
+            }
+        };
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -136,15 +176,15 @@ impl RedisServer {
         self.kill();
         assert!(
             self.spawn(),
-            "redis-server did not restart on port {}",
+            "the server did not restart on port {}",
             self.port
         );
     }
 
     fn print_log(&self) {
         match std::fs::read_to_string(self.log_path()) {
-            Ok(log) => eprintln!("---- redis-server log (port {}) ----\n{log}----", self.port),
-            Err(e) => eprintln!("(no redis-server log: {e})"),
+            Ok(log) => eprintln!("---- server log (port {}) ----\n{log}----", self.port),
+            Err(e) => eprintln!("(no server log: {e})"),
         }
     }
 }

@@ -1,134 +1,21 @@
-//! The universal broker suite: one set of behaviours, written once against the `Broker`
-//! trait, run for every backend (`memory://`, real Redis, `charla serve`, RabbitMQ, Kafka).
-//!
-//! A backend's test file provides a [`Target`] and writes
-//! `charla_testkit::conformance_suite!(setup())` where `setup()` returns
-//! `Option<Box<dyn Target>>` (`None`: the service is missing and this is not CI). Each case
-//! reads the backend's [`Capabilities`] and returns early, saying so, when it does not apply.
+//! The behaviour every backend shares: order, competing consumers, acks and redelivery, dead
+//! letters, fan-out, replay, groups, routing, payload limits. Each case assumes its needs (see
+//! [`super::CASES`]) are met; the harness skips it by name where they are not.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use charla_core::{
-    Broker, BrokerError, Capabilities, Delivery, Message, Mode, StartFrom, Subscriber, Subscription,
-};
+use charla_core::{Broker, BrokerError, Message, Mode, StartFrom, Subscription};
 
+use super::{msg, must_recv, publish_n, recv_within, subscribe, Ctx, Target, PATIENCE, QUIET};
 use crate::unique_name;
-
-/// A backend under test: how to open connections to it.
-#[async_trait]
-pub trait Target: Send + Sync {
-    /// A new, independent connection.
-    async fn connect(&self) -> Box<dyn Broker>;
-
-    /// The longest a backend takes to give a dead consumer's unacked messages to another
-    /// consumer (heartbeat expiry, session timeout, …).
-    fn recovery_time(&self) -> Duration {
-        Duration::from_secs(5)
-    }
-}
-
-/// Instantiates every conformance case as a `#[tokio::test]` in the calling module.
-/// `$setup` is an expression evaluating to a future of `Option<Box<dyn Target>>`.
-#[macro_export]
-macro_rules! conformance_suite {
-    ($setup:expr) => {
-        $crate::__conformance_cases!($setup;
-            queue_keeps_order_per_room,
-            queue_competing_consumers_share_without_duplicates,
-            queue_nack_redelivers_then_ack_settles,
-            queue_acked_message_is_not_redelivered,
-            queue_killed_consumer_loses_nothing,
-            queue_endless_nack_goes_to_dead_letters,
-            queue_poison_message_is_dead_lettered,
-            queue_ten_thousand_without_loss,
-            broadcast_fans_out_to_every_subscriber,
-            broadcast_keeps_no_history,
-            stream_replays_from_beginning_and_offset,
-            stream_latest_skips_history,
-            stream_group_shares_and_resumes,
-            stream_group_killed_consumer_loses_nothing,
-            stream_ten_thousand_without_loss,
-            routing_patterns_match_topics,
-            large_and_unicode_payloads_round_trip,
-            oversized_message_is_refused,
-            unsupported_modes_fail_at_subscribe
-        );
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __conformance_cases {
-    ($setup:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(target) = $setup.await else { return };
-                $crate::conformance::$case(&*target).await;
-            }
-        )*
-    };
-}
-
-// ---------------------------------------------------------------------------------------------
-// helpers
-
-const QUIET: Duration = Duration::from_millis(700);
-const PATIENCE: Duration = Duration::from_secs(20);
-
-fn applies(caps: &Capabilities, needs: &[(&str, bool)]) -> bool {
-    for (what, has) in needs {
-        if !has {
-            eprintln!("not applicable: the backend declares no {what}");
-            return false;
-        }
-    }
-    let _ = caps;
-    true
-}
-
-fn msg(room: &str, i: usize) -> Message {
-    Message::new("tester", format!("message {i}"), room)
-}
-
-/// The next delivery, or `None` after `wait`.
-pub async fn recv_within(sub: &mut dyn Subscriber, wait: Duration) -> Option<Delivery> {
-    match tokio::time::timeout(wait, sub.recv()).await {
-        Ok(Ok(d)) => Some(d),
-        Ok(Err(e)) => panic!("recv failed: {e}"),
-        Err(_) => None,
-    }
-}
-
-async fn must_recv(sub: &mut dyn Subscriber) -> Delivery {
-    recv_within(sub, PATIENCE)
-        .await
-        .expect("no message arrived within the patience window")
-}
-
-async fn publish_n(broker: &dyn Broker, mode: Mode, room: &str, n: usize) -> Vec<Message> {
-    let mut p = broker.publisher(mode, room).await.expect("publisher");
-    let messages: Vec<Message> = (0..n).map(|i| msg(room, i)).collect();
-    for m in &messages {
-        p.publish(m).await.expect("publish");
-    }
-    messages
-}
-
-async fn subscribe(broker: &dyn Broker, sub: Subscription) -> Box<dyn Subscriber> {
-    broker.subscribe(sub).await.expect("subscribe")
-}
 
 // ---------------------------------------------------------------------------------------------
 // queue
 
-pub async fn queue_keeps_order_per_room(t: &dyn Target) {
+pub async fn queue_keeps_order_per_room(ctx: &Ctx<'_>) {
+    let t = ctx.target;
     let b = t.connect().await;
-    if !applies(&b.capabilities(), &[("queue", b.capabilities().queue)]) {
-        return;
-    }
     let (room_a, room_b) = (unique_name("q-order-a-"), unique_name("q-order-b-"));
     let sent_a = publish_n(&*b, Mode::Queue, &room_a, 50).await;
     let sent_b = publish_n(&*b, Mode::Queue, &room_b, 50).await;
@@ -150,11 +37,9 @@ pub async fn queue_keeps_order_per_room(t: &dyn Target) {
     }
 }
 
-pub async fn queue_competing_consumers_share_without_duplicates(t: &dyn Target) {
+pub async fn queue_competing_consumers_share_without_duplicates(ctx: &Ctx<'_>) {
+    let t = ctx.target;
     let b = t.connect().await;
-    if !applies(&b.capabilities(), &[("queue", b.capabilities().queue)]) {
-        return;
-    }
     let room = unique_name("q-compete-");
     let mut workers = Vec::new();
     for _ in 0..3 {
@@ -216,12 +101,10 @@ pub async fn queue_competing_consumers_share_without_duplicates(t: &dyn Target) 
     b.purge(Mode::Queue, &room).await.expect("purge");
 }
 
-pub async fn queue_nack_redelivers_then_ack_settles(t: &dyn Target) {
+pub async fn queue_nack_redelivers_then_ack_settles(ctx: &Ctx<'_>) {
+    let t = ctx.target;
     let b = t.connect().await;
     let caps = b.capabilities();
-    if !applies(&caps, &[("queue", caps.queue)]) {
-        return;
-    }
     let room = unique_name("q-nack-");
     let sent = publish_n(&*b, Mode::Queue, &room, 2).await;
     let mut sub = subscribe(
@@ -255,11 +138,9 @@ pub async fn queue_nack_redelivers_then_ack_settles(t: &dyn Target) {
     b.purge(Mode::Queue, &room).await.expect("purge");
 }
 
-pub async fn queue_acked_message_is_not_redelivered(t: &dyn Target) {
+pub async fn queue_acked_message_is_not_redelivered(ctx: &Ctx<'_>) {
+    let t = ctx.target;
     let b = t.connect().await;
-    if !applies(&b.capabilities(), &[("queue", b.capabilities().queue)]) {
-        return;
-    }
     let room = unique_name("q-acked-");
     publish_n(&*b, Mode::Queue, &room, 3).await;
     let mut sub = subscribe(&*b, Subscription::new(Mode::Queue, room.as_str())).await;
@@ -274,12 +155,10 @@ pub async fn queue_acked_message_is_not_redelivered(t: &dyn Target) {
     b.purge(Mode::Queue, &room).await.expect("purge");
 }
 
-pub async fn queue_killed_consumer_loses_nothing(t: &dyn Target) {
+pub async fn queue_killed_consumer_loses_nothing(ctx: &Ctx<'_>) {
+    let t = ctx.target;
     let b = t.connect().await;
     let caps = b.capabilities();
-    if !applies(&caps, &[("queue", caps.queue)]) {
-        return;
-    }
     let room = unique_name("q-killed-");
     let sent = publish_n(&*b, Mode::Queue, &room, 5).await;
     {
@@ -321,15 +200,9 @@ pub async fn queue_killed_consumer_loses_nothing(t: &dyn Target) {
     b.purge(Mode::Queue, &room).await.expect("purge");
 }
 
-pub async fn queue_endless_nack_goes_to_dead_letters(t: &dyn Target) {
+pub async fn queue_endless_nack_goes_to_dead_letters(ctx: &Ctx<'_>) {
+    let t = ctx.target;
     let b = t.connect().await;
-    let caps = b.capabilities();
-    if !applies(
-        &caps,
-        &[("queue", caps.queue), ("dead letters", caps.dead_letters)],
-    ) {
-        return;
-    }
     let room = unique_name("q-loop-");
     let sent = publish_n(&*b, Mode::Queue, &room, 1).await;
     let mut sub = subscribe(&*b, Subscription::new(Mode::Queue, room.as_str())).await;
@@ -352,12 +225,10 @@ pub async fn queue_endless_nack_goes_to_dead_letters(t: &dyn Target) {
     b.purge(Mode::Queue, &room).await.expect("purge");
 }
 
-pub async fn queue_poison_message_is_dead_lettered(t: &dyn Target) {
+pub async fn queue_poison_message_is_dead_lettered(ctx: &Ctx<'_>) {
+    let t = ctx.target;
     let b = t.connect().await;
     let caps = b.capabilities();
-    if !applies(&caps, &[("queue", caps.queue)]) {
-        return;
-    }
     let room = unique_name("q-poison-");
     let mut p = b.publisher(Mode::Queue, &room).await.expect("publisher");
     p.publish_raw(b"{this is not json")
@@ -385,11 +256,9 @@ pub async fn queue_poison_message_is_dead_lettered(t: &dyn Target) {
     b.purge(Mode::Queue, &room).await.expect("purge");
 }
 
-pub async fn queue_ten_thousand_without_loss(t: &dyn Target) {
+pub async fn queue_ten_thousand_without_loss(ctx: &Ctx<'_>) {
+    let t = ctx.target;
     let b = t.connect().await;
-    if !applies(&b.capabilities(), &[("queue", b.capabilities().queue)]) {
-        return;
-    }
     many_without_loss(
         t,
         &*b,
@@ -456,14 +325,9 @@ async fn many_without_loss(t: &dyn Target, b: &dyn Broker, sub: Subscription) {
 // ---------------------------------------------------------------------------------------------
 // broadcast
 
-pub async fn broadcast_fans_out_to_every_subscriber(t: &dyn Target) {
+pub async fn broadcast_fans_out_to_every_subscriber(ctx: &Ctx<'_>) {
+    let t = ctx.target;
     let b = t.connect().await;
-    if !applies(
-        &b.capabilities(),
-        &[("broadcast", b.capabilities().broadcast)],
-    ) {
-        return;
-    }
     let room = unique_name("b-fan-");
     let mut subs = Vec::new();
     for _ in 0..3 {
@@ -486,14 +350,9 @@ pub async fn broadcast_fans_out_to_every_subscriber(t: &dyn Target) {
     }
 }
 
-pub async fn broadcast_keeps_no_history(t: &dyn Target) {
+pub async fn broadcast_keeps_no_history(ctx: &Ctx<'_>) {
+    let t = ctx.target;
     let b = t.connect().await;
-    if !applies(
-        &b.capabilities(),
-        &[("broadcast", b.capabilities().broadcast)],
-    ) {
-        return;
-    }
     let room = unique_name("b-hist-");
     publish_n(&*b, Mode::Broadcast, &room, 1).await;
     let mut s = subscribe(&*b, Subscription::new(Mode::Broadcast, room.as_str())).await;
@@ -509,12 +368,9 @@ pub async fn broadcast_keeps_no_history(t: &dyn Target) {
 // ---------------------------------------------------------------------------------------------
 // stream
 
-pub async fn stream_replays_from_beginning_and_offset(t: &dyn Target) {
+pub async fn stream_replays_from_beginning_and_offset(ctx: &Ctx<'_>) {
+    let t = ctx.target;
     let b = t.connect().await;
-    let caps = b.capabilities();
-    if !applies(&caps, &[("stream", caps.stream), ("replay", caps.replay)]) {
-        return;
-    }
     let room = unique_name("s-replay-");
     let sent = publish_n(&*b, Mode::Stream, &room, 20).await;
     let mut s = subscribe(
@@ -543,11 +399,9 @@ pub async fn stream_replays_from_beginning_and_offset(t: &dyn Target) {
     b.purge(Mode::Stream, &room).await.expect("purge");
 }
 
-pub async fn stream_latest_skips_history(t: &dyn Target) {
+pub async fn stream_latest_skips_history(ctx: &Ctx<'_>) {
+    let t = ctx.target;
     let b = t.connect().await;
-    if !applies(&b.capabilities(), &[("stream", b.capabilities().stream)]) {
-        return;
-    }
     let room = unique_name("s-latest-");
     publish_n(&*b, Mode::Stream, &room, 5).await;
     let mut s = subscribe(&*b, Subscription::new(Mode::Stream, room.as_str())).await;
@@ -561,18 +415,9 @@ pub async fn stream_latest_skips_history(t: &dyn Target) {
     b.purge(Mode::Stream, &room).await.expect("purge");
 }
 
-pub async fn stream_group_shares_and_resumes(t: &dyn Target) {
+pub async fn stream_group_shares_and_resumes(ctx: &Ctx<'_>) {
+    let t = ctx.target;
     let b = t.connect().await;
-    let caps = b.capabilities();
-    if !applies(
-        &caps,
-        &[
-            ("stream", caps.stream),
-            ("stream groups", caps.stream_groups),
-        ],
-    ) {
-        return;
-    }
     let room = unique_name("s-group-");
     let group = unique_name("g-");
     let sub = || {
@@ -620,18 +465,9 @@ pub async fn stream_group_shares_and_resumes(t: &dyn Target) {
     b.purge(Mode::Stream, &room).await.expect("purge");
 }
 
-pub async fn stream_group_killed_consumer_loses_nothing(t: &dyn Target) {
+pub async fn stream_group_killed_consumer_loses_nothing(ctx: &Ctx<'_>) {
+    let t = ctx.target;
     let b = t.connect().await;
-    let caps = b.capabilities();
-    if !applies(
-        &caps,
-        &[
-            ("stream", caps.stream),
-            ("stream groups", caps.stream_groups),
-        ],
-    ) {
-        return;
-    }
     let room = unique_name("s-killed-");
     let group = unique_name("g-");
     let sub = |name: &str| {
@@ -667,18 +503,9 @@ pub async fn stream_group_killed_consumer_loses_nothing(t: &dyn Target) {
     b.purge(Mode::Stream, &room).await.expect("purge");
 }
 
-pub async fn stream_ten_thousand_without_loss(t: &dyn Target) {
+pub async fn stream_ten_thousand_without_loss(ctx: &Ctx<'_>) {
+    let t = ctx.target;
     let b = t.connect().await;
-    let caps = b.capabilities();
-    if !applies(
-        &caps,
-        &[
-            ("stream", caps.stream),
-            ("stream groups", caps.stream_groups),
-        ],
-    ) {
-        return;
-    }
     let sub = Subscription::new(Mode::Stream, unique_name("s-10k-"))
         .group(unique_name("g-"))
         .start(StartFrom::Beginning);
@@ -688,11 +515,9 @@ pub async fn stream_ten_thousand_without_loss(t: &dyn Target) {
 // ---------------------------------------------------------------------------------------------
 // routing
 
-pub async fn routing_patterns_match_topics(t: &dyn Target) {
+pub async fn routing_patterns_match_topics(ctx: &Ctx<'_>) {
+    let t = ctx.target;
     let b = t.connect().await;
-    if !applies(&b.capabilities(), &[("routing", b.capabilities().routing)]) {
-        return;
-    }
     let ns = unique_name("r");
     let mut rooms = subscribe(
         &*b,
@@ -745,7 +570,8 @@ pub async fn routing_patterns_match_topics(t: &dyn Target) {
 // ---------------------------------------------------------------------------------------------
 // payloads and limits
 
-pub async fn large_and_unicode_payloads_round_trip(t: &dyn Target) {
+pub async fn large_and_unicode_payloads_round_trip(ctx: &Ctx<'_>) {
+    let t = ctx.target;
     let b = t.connect().await;
     let caps = b.capabilities();
     let modes: Vec<Mode> = Mode::ALL
@@ -773,7 +599,8 @@ pub async fn large_and_unicode_payloads_round_trip(t: &dyn Target) {
     }
 }
 
-pub async fn oversized_message_is_refused(t: &dyn Target) {
+pub async fn oversized_message_is_refused(ctx: &Ctx<'_>) {
+    let t = ctx.target;
     let b = t.connect().await;
     let caps = b.capabilities();
     for mode in Mode::ALL.into_iter().filter(|m| caps.supports(*m)) {
@@ -792,7 +619,8 @@ pub async fn oversized_message_is_refused(t: &dyn Target) {
     }
 }
 
-pub async fn unsupported_modes_fail_at_subscribe(t: &dyn Target) {
+pub async fn unsupported_modes_fail_at_subscribe(ctx: &Ctx<'_>) {
+    let t = ctx.target;
     let b = t.connect().await;
     let caps = b.capabilities();
     for mode in Mode::ALL {

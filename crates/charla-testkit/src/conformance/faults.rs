@@ -1,0 +1,711 @@
+//! Fault injection: each case breaks something a real deployment sees break — the broker
+//! restarted, a consumer process killed with SIGKILL mid-batch, a `recv` cancelled while the
+//! broker was answering it, a live consumer cut off long enough that another takes its work
+//! over, the network cut or stalled — and then counts, by message id: sent (the publish
+//! returned Ok), received, lost (must be 0) and duplicated (allowed only as redeliveries of
+//! messages not yet acknowledged, flagged `redelivered` where the backend knows, or as a
+//! publish the producer had to retry).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use charla_core::{Broker, Delivery, Message, Mode, StartFrom, Subscriber, Subscription};
+
+use super::child::{ChildConsumer, ConsumerSpec};
+use super::{msg, recv_within, Ctx, Open, PATIENCE, QUIET};
+use crate::proxy::{socket_addr_of, FaultProxy};
+use crate::unique_name;
+
+// ---------------------------------------------------------------------------------------------
+// counting
+
+/// What a fault case saw, by message id.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Messages whose publish returned Ok.
+    pub sent: HashSet<String>,
+    /// Messages whose publish failed at least once before it succeeded (a copy may have
+    /// landed before the failure was reported, so a second copy is not a redelivery).
+    pub retried: HashSet<String>,
+    /// Every delivery: id → the `redelivered` flag of each copy, in order of arrival.
+    pub received: HashMap<String, Vec<bool>>,
+    /// Messages whose acknowledgement returned Ok.
+    pub acked: HashSet<String>,
+}
+
+impl Tally {
+    pub fn record(&mut self, id: &str, redelivered: bool) {
+        self.received
+            .entry(id.to_owned())
+            .or_default()
+            .push(redelivered);
+    }
+
+    /// Sent and never received.
+    pub fn lost(&self) -> Vec<&String> {
+        let mut lost: Vec<&String> = self
+            .sent
+            .iter()
+            .filter(|id| !self.received.contains_key(*id))
+            .collect();
+        lost.sort();
+        lost
+    }
+
+    /// Copies beyond the first.
+    pub fn duplicated(&self) -> usize {
+        self.received.values().map(|v| v.len() - 1).sum()
+    }
+
+    /// Every sent message received.
+    pub fn complete(&self) -> bool {
+        self.sent.iter().all(|id| self.received.contains_key(id))
+    }
+
+    /// One line: `sent … received … lost … duplicated …`.
+    pub fn summary(&self) -> String {
+        format!(
+            "sent {} received {} (unique {}) lost {} duplicated {}",
+            self.sent.len(),
+            self.received.values().map(Vec::len).sum::<usize>(),
+            self.received.len(),
+            self.lost().len(),
+            self.duplicated()
+        )
+    }
+
+    /// Nothing lost; every duplicate is a redelivery (flagged where `flagged`) or a retried
+    /// publish; nothing received that nobody sent.
+    pub fn assert_sound(&self, case: &str, flagged: bool) {
+        eprintln!("FAULT {case}: {}", self.summary());
+        let lost = self.lost();
+        assert!(
+            lost.is_empty(),
+            "{case}: {} sent messages were lost: {lost:?}",
+            lost.len()
+        );
+        for (id, copies) in &self.received {
+            assert!(
+                self.sent.contains(id) || self.retried.contains(id),
+                "{case}: received {id}, which nobody sent"
+            );
+            if copies.len() > 1 && flagged && !self.retried.contains(id) {
+                assert!(
+                    copies[1..].iter().all(|r| *r),
+                    "{case}: {id} arrived {} times and a later copy was not marked redelivered",
+                    copies.len()
+                );
+            }
+        }
+    }
+}
+
+type Shared = Arc<Mutex<Tally>>;
+
+fn lock(t: &Shared) -> std::sync::MutexGuard<'_, Tally> {
+    t.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+// ---------------------------------------------------------------------------------------------
+// the two durable shapes every fault case runs in
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Queue,
+    StreamGroup,
+}
+
+impl Shape {
+    fn mode(self) -> Mode {
+        match self {
+            Shape::Queue => Mode::Queue,
+            Shape::StreamGroup => Mode::Stream,
+        }
+    }
+}
+
+/// Room and group of one case.
+struct Place {
+    shape: Shape,
+    room: String,
+    group: Option<String>,
+}
+
+impl Place {
+    fn new(shape: Shape, prefix: &str) -> Place {
+        Place {
+            shape,
+            room: unique_name(prefix),
+            group: (shape == Shape::StreamGroup).then(|| unique_name("g-")),
+        }
+    }
+
+    fn subscription(&self, consumer: &str, prefetch: usize) -> Subscription {
+        let mut s = Subscription::new(self.shape.mode(), self.room.as_str())
+            .prefetch(prefetch)
+            .consumer(consumer);
+        if let Some(g) = &self.group {
+            s = s.group(g.as_str()).start(StartFrom::Beginning);
+        }
+        s
+    }
+
+    fn spec(&self, url: &str, consumer: &str, prefetch: usize) -> ConsumerSpec {
+        ConsumerSpec {
+            url: url.to_owned(),
+            mode: self.shape.mode(),
+            room: self.room.clone(),
+            group: self.group.clone(),
+            consumer: consumer.to_owned(),
+            prefetch,
+        }
+    }
+
+    /// For a stream group the group must exist before messages are published to be counted
+    /// from the start; `Beginning` covers it, but creating it first makes every case read
+    /// the same way on every backend.
+    async fn prepare(&self, b: &dyn Broker) {
+        if self.group.is_some() {
+            let s = b
+                .subscribe(self.subscription("setup", 1))
+                .await
+                .expect("create the group");
+            s.close().await.expect("close");
+        }
+    }
+}
+
+/// Publish `n` messages, recording each in the tally.
+async fn publish_counted(b: &dyn Broker, place: &Place, n: usize, tally: &Shared) -> Vec<Message> {
+    let mut p = b
+        .publisher(place.shape.mode(), &place.room)
+        .await
+        .expect("publisher");
+    let mut out = Vec::new();
+    for i in 0..n {
+        let m = msg(&place.room, i);
+        p.publish(&m).await.expect("publish");
+        lock(tally).sent.insert(m.id.clone());
+        out.push(m);
+    }
+    out
+}
+
+/// Receive and ack until every sent message arrived, or `patience` passes with nothing new.
+async fn drain(sub: &mut dyn Subscriber, tally: &Shared, patience: Duration) {
+    while !lock(tally).complete() {
+        let Some(d) = recv_within(sub, patience).await else {
+            return;
+        };
+        settle(sub, d, tally).await;
+    }
+}
+
+async fn settle(sub: &mut dyn Subscriber, d: Delivery, tally: &Shared) {
+    lock(tally).record(&d.message.id, d.redelivered);
+    sub.ack(d.tag).await.expect("ack");
+    lock(tally).acked.insert(d.message.id);
+}
+
+fn flagged(b: &dyn Broker) -> bool {
+    b.capabilities().redelivered_flag
+}
+
+// ---------------------------------------------------------------------------------------------
+// a cancelled recv
+
+pub async fn fault_queue_cancelled_recv(ctx: &Ctx<'_>) {
+    cancelled_recv(ctx, Shape::Queue).await;
+}
+
+pub async fn fault_stream_group_cancelled_recv(ctx: &Ctx<'_>) {
+    cancelled_recv(ctx, Shape::StreamGroup).await;
+}
+
+/// A `recv` dropped while the broker may already be handing it a message (the request went
+/// out, the reply is lost with the future), then two messages: both must reach a consumer,
+/// and acknowledging the one that arrived must not drop the other.
+async fn cancelled_recv(ctx: &Ctx<'_>, shape: Shape) {
+    let t = ctx.target;
+    let b = t.connect().await;
+    let place = Place::new(shape, "f-cancel-");
+    place.prepare(&*b).await;
+    let tally: Shared = Arc::default();
+    let mut first = b
+        .subscribe(place.subscription("first", 10))
+        .await
+        .expect("subscribe");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), first.recv())
+            .await
+            .is_err(),
+        "nothing was published yet"
+    );
+    // Published at once, while the cancelled request may still be waiting on the broker.
+    let publisher = t.connect().await;
+    publish_counted(&*publisher, &place, 2, &tally).await;
+    drain(&mut *first, &tally, QUIET * 2).await;
+    // Cancel once more in the middle of a batch, then leave cleanly.
+    let _ = tokio::time::timeout(Duration::from_millis(1), first.recv()).await;
+    first.close().await.expect("close");
+    // Whatever the first consumer still held reaches another one.
+    let mut second = b
+        .subscribe(place.subscription("second", 10))
+        .await
+        .expect("subscribe");
+    drain(&mut *second, &tally, t.recovery_time() + PATIENCE).await;
+    second.close().await.expect("close");
+    lock(&tally).assert_sound(
+        &format!("{} cancelled recv", ctx.suite.backend),
+        flagged(&*b),
+    );
+    let _ = b.purge(shape.mode(), &place.room).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// a consumer process killed with SIGKILL mid-batch
+
+pub async fn fault_queue_consumer_process_killed(ctx: &Ctx<'_>) {
+    killed_process(ctx, Shape::Queue).await;
+}
+
+pub async fn fault_stream_group_consumer_process_killed(ctx: &Ctx<'_>) {
+    killed_process(ctx, Shape::StreamGroup).await;
+}
+
+/// A consumer process acks one batch, receives the next and is killed before acking it: a
+/// survivor gets every message not acked (the killed batch again, as redeliveries), and none
+/// of the acked batch.
+async fn killed_process(ctx: &Ctx<'_>, shape: Shape) {
+    let t = ctx.target;
+    let url = t.url().expect("the case needs a URL");
+    let b = t.connect().await;
+    let place = Place::new(shape, "f-kill-");
+    place.prepare(&*b).await;
+    let tally: Shared = Arc::default();
+    publish_counted(&*b, &place, 30, &tally).await;
+    let mut victim = ChildConsumer::spawn(&place.spec(&url, "victim", 10)).await;
+    let acked = victim.batch().await;
+    assert!(!acked.is_empty(), "the consumer process received a batch");
+    victim.ack().await;
+    let unacked = victim.batch().await;
+    assert!(
+        !unacked.is_empty(),
+        "the consumer process received a second batch"
+    );
+    victim.kill().await;
+    {
+        let mut t = lock(&tally);
+        for (id, redelivered) in acked.iter().chain(&unacked) {
+            t.record(id, *redelivered);
+        }
+        t.acked.extend(acked.iter().map(|(id, _)| id.clone()));
+    }
+    let mut survivor = b
+        .subscribe(place.subscription("survivor", 10))
+        .await
+        .expect("subscribe");
+    // The survivor alone must get every message the victim did not ack (its killed batch
+    // included): count the survivor's deliveries apart.
+    let by_survivor: Shared = Arc::default();
+    {
+        let all = lock(&tally);
+        lock(&by_survivor).sent = all.sent.difference(&all.acked).cloned().collect();
+    }
+    drain(&mut *survivor, &by_survivor, t.recovery_time() + PATIENCE).await;
+    // Nothing more comes: in particular no acked message.
+    if let Some(d) = recv_within(&mut *survivor, QUIET).await {
+        lock(&by_survivor).record(&d.message.id, d.redelivered);
+    }
+    survivor.close().await.expect("close");
+    {
+        let by_survivor = lock(&by_survivor);
+        assert!(
+            by_survivor.complete(),
+            "the survivor got every message the killed process had not acked: {}",
+            by_survivor.summary()
+        );
+        let mut all = lock(&tally);
+        for (id, copies) in &by_survivor.received {
+            for r in copies {
+                all.record(id, *r);
+            }
+        }
+    }
+    {
+        let t = lock(&tally);
+        for (id, _) in &acked {
+            assert_eq!(
+                t.received[id].len(),
+                1,
+                "{id} was acked by the killed process and came back"
+            );
+        }
+        t.assert_sound(
+            &format!("{} consumer process killed", ctx.suite.backend),
+            flagged(&*b),
+        );
+    }
+    let _ = b.purge(shape.mode(), &place.room).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// a live consumer taken over
+
+pub async fn fault_queue_consumer_taken_over_while_alive(ctx: &Ctx<'_>) {
+    taken_over(ctx, Shape::Queue).await;
+}
+
+pub async fn fault_stream_group_consumer_taken_over_while_alive(ctx: &Ctx<'_>) {
+    taken_over(ctx, Shape::StreamGroup).await;
+}
+
+/// Consumer A (through the proxy) holds a batch unacked when its network stalls: it is alive
+/// but silent, and another consumer takes its messages over. When A's network comes back its
+/// late acks and whatever it does next must not lose anything: everything sent, including what
+/// is published after the stall, is received.
+async fn taken_over(ctx: &Ctx<'_>, shape: Shape) {
+    let t = ctx.target;
+    let url = t.url().expect("the case needs a URL");
+    let proxy = FaultProxy::start(socket_addr_of(&url, 0)).await;
+    let b = t.connect().await;
+    let place = Place::new(shape, "f-takeover-");
+    place.prepare(&*b).await;
+    let tally: Shared = Arc::default();
+    let a_broker = (ctx.suite.open)(proxy.url_for(&url))
+        .await
+        .expect("connect through the proxy");
+    let mut a = a_broker
+        .subscribe(place.subscription("a", 5))
+        .await
+        .expect("subscribe a");
+    publish_counted(&*b, &place, 10, &tally).await;
+    let held = tokio::time::timeout(PATIENCE, a.recv_batch(5))
+        .await
+        .expect("a receives a batch")
+        .expect("recv_batch");
+    for d in &held {
+        lock(&tally).record(&d.message.id, d.redelivered);
+    }
+    proxy.stall();
+    let mut other = b
+        .subscribe(place.subscription("b", 10))
+        .await
+        .expect("subscribe b");
+    // B alone must end up with all ten, A's five included: count B's deliveries apart.
+    let by_b: Shared = Arc::default();
+    lock(&by_b).sent = lock(&tally).sent.clone();
+    drain(&mut *other, &by_b, t.recovery_time() + PATIENCE).await;
+    assert!(
+        lock(&by_b).complete(),
+        "another consumer took the stalled one's messages over: {}",
+        lock(&by_b).summary()
+    );
+    {
+        let by_b = lock(&by_b);
+        let mut all = lock(&tally);
+        for (id, copies) in &by_b.received {
+            for r in copies {
+                all.record(id, *r);
+            }
+        }
+        all.acked.extend(by_b.acked.iter().cloned());
+    }
+    proxy.resume();
+    // A's late acks may succeed or fail; either way nothing may be lost by them.
+    let tags: Vec<_> = held.iter().map(|d| d.tag).collect();
+    let late = tokio::time::timeout(PATIENCE, a.ack_many(&tags)).await;
+    eprintln!("late ack of the taken-over consumer: {late:?}");
+    // New messages after the fault reach the consumers still working.
+    publish_counted(&*b, &place, 10, &tally).await;
+    let deadline = Instant::now() + t.recovery_time() + PATIENCE;
+    let mut a_alive = true;
+    while !lock(&tally).complete() && Instant::now() < deadline {
+        if let Some(d) = recv_within_ok(&mut *other, Duration::from_millis(200)).await {
+            settle(&mut *other, d, &tally).await;
+        }
+        if a_alive {
+            match tokio::time::timeout(Duration::from_millis(200), a.recv()).await {
+                Ok(Ok(d)) => {
+                    lock(&tally).record(&d.message.id, d.redelivered);
+                    if a.ack(d.tag).await.is_err() {
+                        a_alive = false;
+                    }
+                }
+                // A consumer that lost its place says so and stops: acceptable.
+                Ok(Err(e)) => {
+                    eprintln!("the taken-over consumer stopped: {e}");
+                    a_alive = false;
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    drop(a);
+    other.close().await.expect("close");
+    lock(&tally).assert_sound(
+        &format!("{} consumer taken over while alive", ctx.suite.backend),
+        flagged(&*b),
+    );
+    let _ = b.purge(shape.mode(), &place.room).await;
+}
+
+/// Like [`recv_within`] but an error is `None` (the caller treats it as a pause).
+async fn recv_within_ok(sub: &mut dyn Subscriber, wait: Duration) -> Option<Delivery> {
+    match tokio::time::timeout(wait, sub.recv()).await {
+        Ok(Ok(d)) => Some(d),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// traffic while the network or the broker fails
+
+pub async fn fault_queue_network_cut(ctx: &Ctx<'_>) {
+    traffic_through(ctx, Shape::Queue, Disruption::Network).await;
+}
+
+pub async fn fault_stream_group_network_cut(ctx: &Ctx<'_>) {
+    traffic_through(ctx, Shape::StreamGroup, Disruption::Network).await;
+}
+
+pub async fn fault_queue_broker_restart(ctx: &Ctx<'_>) {
+    traffic_through(ctx, Shape::Queue, Disruption::Restart).await;
+}
+
+pub async fn fault_stream_group_broker_restart(ctx: &Ctx<'_>) {
+    traffic_through(ctx, Shape::StreamGroup, Disruption::Restart).await;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Disruption {
+    /// Through the proxy: every connection cut, then an outage of a second, then a stall
+    /// shorter than any timeout.
+    Network,
+    /// The broker killed and started again with its data.
+    Restart,
+}
+
+const TRAFFIC: usize = 3000;
+
+/// A producer and a consumer that reconnect on any error, as an application would, move
+/// [`TRAFFIC`] messages while the disruption happens a third of the way in.
+async fn traffic_through(ctx: &Ctx<'_>, shape: Shape, disruption: Disruption) {
+    let t = ctx.target;
+    let url = t.url().expect("the case needs a URL");
+    if disruption == Disruption::Restart {
+        t.prepare_restart().await;
+    }
+    let proxy = match disruption {
+        Disruption::Network => Some(FaultProxy::start(socket_addr_of(&url, 0)).await),
+        Disruption::Restart => None,
+    };
+    let client_url = proxy.as_ref().map_or(url.clone(), |p| p.url_for(&url));
+    let b = t.connect().await;
+    let flag = flagged(&*b);
+    let place = Arc::new(Place::new(shape, "f-traffic-"));
+    place.prepare(&*b).await;
+    drop(b);
+    let tally: Shared = Arc::default();
+    let open = ctx.suite.open;
+    let deadline = Instant::now() + t.recovery_time() + PATIENCE * 4;
+    let producer = tokio::spawn(produce(
+        open,
+        client_url.clone(),
+        place.clone(),
+        tally.clone(),
+        deadline,
+    ));
+    let consumer = tokio::spawn(consume(
+        open,
+        client_url.clone(),
+        place.clone(),
+        tally.clone(),
+        deadline,
+    ));
+    // The disruption, a third of the way in.
+    wait_for(|| lock(&tally).sent.len() >= TRAFFIC / 3, deadline).await;
+    match (disruption, &proxy) {
+        (Disruption::Network, Some(proxy)) => {
+            proxy.cut();
+            wait_for(|| lock(&tally).sent.len() >= TRAFFIC / 2, deadline).await;
+            proxy.outage();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            proxy.restore();
+            wait_for(|| lock(&tally).sent.len() >= TRAFFIC * 2 / 3, deadline).await;
+            proxy.stall();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            proxy.resume();
+        }
+        _ => t.restart().await,
+    }
+    let produced = producer.await.expect("producer task");
+    let consumed = consumer.await.expect("consumer task");
+    let what = match (disruption, shape) {
+        (Disruption::Network, Shape::Queue) => "queue: network cut, outage and stall",
+        (Disruption::Network, Shape::StreamGroup) => "stream group: network cut, outage and stall",
+        (Disruption::Restart, Shape::Queue) => "queue: broker restart",
+        (Disruption::Restart, Shape::StreamGroup) => "stream group: broker restart",
+    };
+    {
+        let tally = lock(&tally);
+        assert_eq!(
+            tally.sent.len(),
+            TRAFFIC,
+            "{what}: the producer could not send everything before the deadline: {produced:?}"
+        );
+        if !tally.complete() {
+            eprintln!("{what}: the consumer's last error: {consumed:?}");
+        }
+        tally.assert_sound(&format!("{} {what}", ctx.suite.backend), flag);
+    }
+    if let Ok(b) = (ctx.suite.open)(url).await {
+        let _ = b.purge(shape.mode(), &place.room).await;
+    }
+}
+
+async fn wait_for(done: impl Fn() -> bool, deadline: Instant) {
+    while !done() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Publish [`TRAFFIC`] messages, reconnecting on errors; a message whose publish failed is
+/// sent again (and marked retried). Returns the last error seen.
+async fn produce(
+    open: Open,
+    url: String,
+    place: Arc<Place>,
+    tally: Shared,
+    deadline: Instant,
+) -> Option<String> {
+    let mut last_error = None;
+    let mut link: Option<(Box<dyn Broker>, Box<dyn charla_core::Publisher>)> = None;
+    for i in 0..TRAFFIC {
+        let m = msg(&place.room, i);
+        loop {
+            if Instant::now() > deadline {
+                return last_error;
+            }
+            if link.is_none() {
+                match connect_publisher(open, &url, &place).await {
+                    Ok(l) => link = Some(l),
+                    Err(e) => {
+                        last_error = Some(e);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                }
+            }
+            let Some((_, p)) = link.as_mut() else {
+                continue;
+            };
+            match tokio::time::timeout(PATIENCE, p.publish(&m)).await {
+                Ok(Ok(())) => {
+                    lock(&tally).sent.insert(m.id.clone());
+                    break;
+                }
+                Ok(Err(e)) => last_error = Some(e.to_string()),
+                Err(_) => last_error = Some("publish timed out".into()),
+            }
+            lock(&tally).retried.insert(m.id.clone());
+            link = None;
+        }
+    }
+    last_error
+}
+
+async fn connect_publisher(
+    open: Open,
+    url: &str,
+    place: &Place,
+) -> Result<(Box<dyn Broker>, Box<dyn charla_core::Publisher>), String> {
+    let b = open(url.to_owned()).await.map_err(|e| e.to_string())?;
+    let p = b
+        .publisher(place.shape.mode(), &place.room)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((b, p))
+}
+
+/// Receive and ack until everything sent has arrived (after the producer finished), or the
+/// deadline; reconnects (same consumer name) on any error. Returns the last error seen.
+async fn consume(
+    open: Open,
+    url: String,
+    place: Arc<Place>,
+    tally: Shared,
+    deadline: Instant,
+) -> Option<String> {
+    let mut last_error = None;
+    let mut link: Option<(Box<dyn Broker>, Box<dyn Subscriber>)> = None;
+    loop {
+        {
+            let t = lock(&tally);
+            if (t.sent.len() == TRAFFIC && t.complete()) || Instant::now() > deadline {
+                break;
+            }
+        }
+        if link.is_none() {
+            let attempt = async {
+                let b = open(url.clone()).await.map_err(|e| e.to_string())?;
+                let s = b
+                    .subscribe(place.subscription("consumer", 50))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>((b, s))
+            };
+            match tokio::time::timeout(PATIENCE, attempt).await {
+                Ok(Ok(l)) => link = Some(l),
+                Ok(Err(e)) => {
+                    last_error = Some(e);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(_) => {
+                    last_error = Some("subscribe timed out".into());
+                    continue;
+                }
+            }
+        }
+        let Some((_, sub)) = link.as_mut() else {
+            continue;
+        };
+        let batch = match tokio::time::timeout(Duration::from_millis(500), sub.recv_batch(50)).await
+        {
+            Err(_) => continue,
+            Ok(Err(e)) => {
+                last_error = Some(e.to_string());
+                link = None;
+                continue;
+            }
+            Ok(Ok(batch)) => batch,
+        };
+        {
+            let mut t = lock(&tally);
+            for d in &batch {
+                t.record(&d.message.id, d.redelivered);
+            }
+        }
+        let tags: Vec<_> = batch.iter().map(|d| d.tag).collect();
+        match tokio::time::timeout(PATIENCE, sub.ack_many(&tags)).await {
+            Ok(Ok(())) => {
+                let mut t = lock(&tally);
+                t.acked.extend(batch.into_iter().map(|d| d.message.id));
+            }
+            Ok(Err(e)) => {
+                last_error = Some(e.to_string());
+                link = None;
+            }
+            Err(_) => {
+                last_error = Some("ack timed out".into());
+                link = None;
+            }
+        }
+    }
+    if let Some((_, sub)) = link {
+        let _ = tokio::time::timeout(PATIENCE, sub.close()).await;
+    }
+    last_error
+}

@@ -1,0 +1,323 @@
+//! The universal broker suite: one set of behaviours, written once against the `Broker`
+//! trait, run for every backend (`memory://`, real Redis, `charla serve`, RabbitMQ, Kafka),
+//! with the fault-injection cases (broker restart, consumer process killed with SIGKILL,
+//! cancelled `recv`, consumer taken over while alive, network cut and stall) in the same table.
+//!
+//! A backend's suite is a test target with `harness = false` whose `main` is
+//! [`run`]`(Suite { … })`. The harness is libtest-mimic: the output and closing line are those
+//! of `cargo test`, and a case whose needs a backend lacks (a capability flag, a broker the
+//! test can restart, a URL a child process or a proxy can use) is reported as *ignored* by
+//! name, with the reason printed as a `SKIPPED:` line — never counted as passed.
+
+mod basic;
+mod child;
+mod faults;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use charla_core::{Broker, Capabilities, Delivery, Message, Mode, Subscriber, Subscription};
+
+pub use faults::Tally;
+
+/// A boxed future, as the case table stores its functions.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A backend under test: how to open connections to it, and what the harness may do to it.
+#[async_trait]
+pub trait Target: Send + Sync {
+    /// A new, independent connection.
+    async fn connect(&self) -> Box<dyn Broker>;
+
+    /// The longest a backend takes to give a dead consumer's unacked messages to another
+    /// consumer (heartbeat expiry, session timeout, …).
+    fn recovery_time(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+
+    /// The broker's URL as another process (or a connection through a proxy, with its port
+    /// replaced) opens it with [`Suite::open`]. `None`: the broker lives inside this process.
+    fn url(&self) -> Option<String> {
+        None
+    }
+
+    /// Whether [`restart`](Target::restart) can stop and start the broker.
+    fn can_restart(&self) -> bool {
+        false
+    }
+
+    /// Called first by a case that restarts the broker: a broker shared with other tests
+    /// waits here until no other test uses it.
+    async fn prepare_restart(&self) {}
+
+    /// Stop the broker as a crash would (SIGKILL where it is a process of the test's) and start
+    /// it again on the same address with the same data.
+    async fn restart(&self) {
+        panic!("this target cannot restart its broker");
+    }
+}
+
+/// Opens a backend at a URL.
+pub type Open = fn(String) -> BoxFuture<'static, charla_core::Result<Box<dyn Broker>>>;
+
+/// One backend's instantiation of the suite.
+pub struct Suite {
+    /// Shown in skip lines (`redis`, `serve`, `amqp`, `memory`, …).
+    pub backend: &'static str,
+    /// A fresh target for one case; `None` when the service is missing and this is not CI
+    /// (after [`crate::service_missing`]).
+    pub setup: fn() -> BoxFuture<'static, Option<Box<dyn Target>>>,
+    /// Opens the backend at a URL (child processes, connections through the fault proxy).
+    pub open: Open,
+}
+
+/// What a case needs from a backend.
+#[derive(Debug, Clone, Copy)]
+pub enum Need {
+    Queue,
+    Broadcast,
+    Stream,
+    StreamGroups,
+    Replay,
+    Routing,
+    DeadLetters,
+    /// The broker keeps messages across a restart and the target can restart it.
+    Restart,
+    /// The broker can be reached from another process and through a TCP proxy (a URL).
+    Url,
+}
+
+/// What the harness learnt about a backend before building the trials.
+#[derive(Debug, Clone, Copy)]
+pub struct Profile {
+    pub caps: Capabilities,
+    pub url: bool,
+    pub restart: bool,
+}
+
+impl Need {
+    /// `None` when met, else the reason the case does not apply.
+    fn unmet(self, p: &Profile) -> Option<&'static str> {
+        let c = &p.caps;
+        let (ok, why) = match self {
+            Need::Queue => (c.queue, "no queue mode"),
+            Need::Broadcast => (c.broadcast, "no broadcast mode"),
+            Need::Stream => (c.stream, "no stream mode"),
+            Need::StreamGroups => (c.stream && c.stream_groups, "no stream consumer groups"),
+            Need::Replay => (c.stream && c.replay, "no stream replay"),
+            Need::Routing => (c.routing, "no routing mode"),
+            Need::DeadLetters => (c.dead_letters, "no readable dead letters"),
+            Need::Restart => (
+                c.survives_restart && p.restart,
+                "the broker cannot be restarted by the test or keeps nothing across restarts",
+            ),
+            Need::Url => (
+                p.url,
+                "the broker lives inside the test process (no other process or proxy can reach it)",
+            ),
+        };
+        (!ok).then_some(why)
+    }
+}
+
+/// One case of the suite.
+pub struct Case {
+    pub name: &'static str,
+    pub needs: &'static [Need],
+    run: for<'a> fn(&'a Ctx<'a>) -> BoxFuture<'a, ()>,
+}
+
+/// What a running case has: the target and the suite (to open URLs).
+pub struct Ctx<'a> {
+    pub target: &'a dyn Target,
+    pub suite: &'a Suite,
+}
+
+macro_rules! case {
+    ($module:ident :: $name:ident, [$($need:ident),*]) => {
+        Case {
+            name: stringify!($name),
+            needs: &[$(Need::$need),*],
+            run: {
+                fn run<'a>(ctx: &'a Ctx<'a>) -> BoxFuture<'a, ()> {
+                    Box::pin($module::$name(ctx))
+                }
+                run
+            },
+        }
+    };
+}
+
+/// Every case, in the order they are listed by the test binary.
+pub static CASES: &[Case] = &[
+    case!(basic::queue_keeps_order_per_room, [Queue]),
+    case!(
+        basic::queue_competing_consumers_share_without_duplicates,
+        [Queue]
+    ),
+    case!(basic::queue_nack_redelivers_then_ack_settles, [Queue]),
+    case!(basic::queue_acked_message_is_not_redelivered, [Queue]),
+    case!(basic::queue_killed_consumer_loses_nothing, [Queue]),
+    case!(
+        basic::queue_endless_nack_goes_to_dead_letters,
+        [Queue, DeadLetters]
+    ),
+    case!(basic::queue_poison_message_is_dead_lettered, [Queue]),
+    case!(basic::queue_ten_thousand_without_loss, [Queue]),
+    case!(basic::broadcast_fans_out_to_every_subscriber, [Broadcast]),
+    case!(basic::broadcast_keeps_no_history, [Broadcast]),
+    case!(
+        basic::stream_replays_from_beginning_and_offset,
+        [Stream, Replay]
+    ),
+    case!(basic::stream_latest_skips_history, [Stream]),
+    case!(basic::stream_group_shares_and_resumes, [StreamGroups]),
+    case!(
+        basic::stream_group_killed_consumer_loses_nothing,
+        [StreamGroups]
+    ),
+    case!(basic::stream_ten_thousand_without_loss, [StreamGroups]),
+    case!(basic::routing_patterns_match_topics, [Routing]),
+    case!(basic::large_and_unicode_payloads_round_trip, []),
+    case!(basic::oversized_message_is_refused, []),
+    case!(basic::unsupported_modes_fail_at_subscribe, []),
+    case!(faults::fault_queue_cancelled_recv, [Queue]),
+    case!(faults::fault_stream_group_cancelled_recv, [StreamGroups]),
+    case!(faults::fault_queue_consumer_process_killed, [Queue, Url]),
+    case!(
+        faults::fault_stream_group_consumer_process_killed,
+        [StreamGroups, Url]
+    ),
+    case!(
+        faults::fault_queue_consumer_taken_over_while_alive,
+        [Queue, Url]
+    ),
+    case!(
+        faults::fault_stream_group_consumer_taken_over_while_alive,
+        [StreamGroups, Url]
+    ),
+    case!(faults::fault_queue_network_cut, [Queue, Url]),
+    case!(faults::fault_stream_group_network_cut, [StreamGroups, Url]),
+    case!(faults::fault_queue_broker_restart, [Queue, Restart]),
+    case!(
+        faults::fault_stream_group_broker_restart,
+        [StreamGroups, Restart]
+    ),
+];
+
+/// The test binary's `main`: runs a child role when the suite re-executed itself (the consumer
+/// process of the SIGKILL cases), otherwise every case as a libtest-mimic trial.
+pub fn run(suite: Suite) -> ExitCode {
+    if let Some(code) = child::run_if_child(&suite) {
+        return code;
+    }
+    let args = libtest_mimic::Arguments::from_args();
+    let suite: &'static Suite = Box::leak(Box::new(suite));
+    let probe = if args.list {
+        None // listing must not need the broker
+    } else {
+        Some(runtime().block_on(profile(suite)))
+    };
+    let trials = CASES
+        .iter()
+        .map(|case| {
+            let skip = match &probe {
+                None => None,
+                Some(Err(why)) => Some(why.clone()),
+                Some(Ok(p)) => case
+                    .needs
+                    .iter()
+                    .find_map(|n| n.unmet(p))
+                    .map(str::to_owned),
+            };
+            if let Some(why) = &skip {
+                if args.filter.as_deref().is_none_or(|f| case.name.contains(f)) {
+                    crate::report_skip_of(&format!("{} {}", suite.backend, case.name), why);
+                }
+            }
+            libtest_mimic::Trial::test(case.name, move || run_case(suite, case))
+                .with_ignored_flag(skip.is_some())
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// Connect once to learn the backend's capabilities. A missing service (not in CI) makes
+/// every case a named skip.
+async fn profile(suite: &Suite) -> Result<Profile, String> {
+    let Some(target) = (suite.setup)().await else {
+        return Err(format!(
+            "{} is not available on this machine",
+            suite.backend
+        ));
+    };
+    let broker = target.connect().await;
+    Ok(Profile {
+        caps: broker.capabilities(),
+        url: target.url().is_some(),
+        restart: target.can_restart(),
+    })
+}
+
+fn run_case(suite: &'static Suite, case: &'static Case) -> Result<(), libtest_mimic::Failed> {
+    runtime().block_on(async {
+        let Some(target) = (suite.setup)().await else {
+            return Err(format!("{} became unavailable", suite.backend).into());
+        };
+        let ctx = Ctx {
+            target: &*target,
+            suite,
+        };
+        (case.run)(&ctx).await;
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// helpers shared by the cases
+
+const QUIET: Duration = Duration::from_millis(700);
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn msg(room: &str, i: usize) -> Message {
+    Message::new("tester", format!("message {i}"), room)
+}
+
+/// The next delivery, or `None` after `wait`.
+pub async fn recv_within(sub: &mut dyn Subscriber, wait: Duration) -> Option<Delivery> {
+    match tokio::time::timeout(wait, sub.recv()).await {
+        Ok(Ok(d)) => Some(d),
+        Ok(Err(e)) => panic!("recv failed: {e}"),
+        Err(_) => None,
+    }
+}
+
+async fn must_recv(sub: &mut dyn Subscriber) -> Delivery {
+    recv_within(sub, PATIENCE)
+        .await
+        .expect("no message arrived within the patience window")
+}
+
+async fn publish_n(broker: &dyn Broker, mode: Mode, room: &str, n: usize) -> Vec<Message> {
+    let mut p = broker.publisher(mode, room).await.expect("publisher");
+    let messages: Vec<Message> = (0..n).map(|i| msg(room, i)).collect();
+    for m in &messages {
+        p.publish(m).await.expect("publish");
+    }
+    messages
+}
+
+async fn subscribe(broker: &dyn Broker, sub: Subscription) -> Box<dyn Subscriber> {
+    broker.subscribe(sub).await.expect("subscribe")
+}
