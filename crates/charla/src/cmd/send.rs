@@ -4,16 +4,20 @@
 //! - interactive (stdin is a terminal, or `--interactive`): asks the name unless given, then
 //!   sends each line; `salir`, `exit`, `quit` or end of input ends, as in the seed;
 //! - piped: one message per line, read ahead and published in batches, so
-//!   `seq 100000 | charla send` is bounded by the broker, not by round trips.
+//!   `seq 100000 | charla send` is bounded by the broker, not by round trips. A line that
+//!   cannot be sent (not UTF-8, over the size limit) is reported on stderr with its line
+//!   number and skipped; the others are sent, and the exit code is 1 at the end when any line
+//!   was skipped, so a script notices.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use charla_core::{Broker, Message, Mode, Publisher};
 use tokio::sync::mpsc;
 
+use super::visible;
 use crate::cli::SendArgs;
 use crate::config::Settings;
 use crate::i18n::{Lang, RULE_DOUBLE, RULE_SINGLE};
@@ -44,7 +48,7 @@ pub async fn run(settings: &Settings, args: SendArgs) -> Result<ExitCode> {
         let m = Message::new(name, text, sender.room.as_str());
         sender.send(std::slice::from_ref(&m)).await?;
         if !args.quiet {
-            println!("{}", lang.sent(&m.usuario, &m.mensaje));
+            println!("{}", lang.sent(&visible(&m.usuario), &visible(&m.mensaje)));
         }
         sender.close();
         return Ok(ExitCode::SUCCESS);
@@ -55,8 +59,19 @@ pub async fn run(settings: &Settings, args: SendArgs) -> Result<ExitCode> {
         interactive_loop(lang, &mut sender, &mut lines, name).await?;
     } else {
         let name = name.unwrap_or_else(|| DEFAULT_NAME.to_owned());
-        let sent = piped_loop(lang, &mut sender, &mut lines, &name, args.quiet).await?;
-        eprintln!("{}", lang.sent_total(sent));
+        let counts = piped_loop(lang, &mut sender, &mut lines, &name, args.quiet).await?;
+        eprintln!("{}", lang.sent_total(counts.sent));
+        if counts.skipped > 0 {
+            eprintln!(
+                "{}",
+                lang.error_line(&format!(
+                    "{} line(s) not sent (reported above with their numbers)",
+                    counts.skipped
+                ))
+            );
+            sender.close();
+            return Ok(ExitCode::FAILURE);
+        }
     }
     sender.close();
     Ok(ExitCode::SUCCESS)
@@ -129,9 +144,9 @@ impl Sender {
     }
 }
 
-/// One line of stdin: text, or a line that was not UTF-8.
+/// One line of stdin (numbered from 1): text, or a line that was not UTF-8.
 enum Line {
-    Text(String),
+    Text(usize, String),
     NotUtf8(usize),
 }
 
@@ -153,7 +168,7 @@ fn spawn_stdin_reader() -> mpsc::Receiver<Line> {
                         buf.pop();
                     }
                     let line = match String::from_utf8(std::mem::take(&mut buf)) {
-                        Ok(s) => Line::Text(s),
+                        Ok(s) => Line::Text(number, s),
                         Err(_) => Line::NotUtf8(number),
                     };
                     if tx.blocking_send(line).is_err() {
@@ -186,7 +201,7 @@ async fn interactive_loop(
         None => {
             prompt(lang.ask_name());
             match lines.recv().await {
-                Some(Line::Text(n)) if !n.trim().is_empty() => n.trim().to_owned(),
+                Some(Line::Text(_, n)) if !n.trim().is_empty() => n.trim().to_owned(),
                 _ => DEFAULT_NAME.to_owned(),
             }
         }
@@ -211,7 +226,7 @@ async fn interactive_loop(
                 );
                 continue;
             }
-            Some(Line::Text(t)) => t.trim().to_owned(),
+            Some(Line::Text(_, t)) => t.trim().to_owned(),
         };
         if is_exit_word(&text) {
             break;
@@ -221,7 +236,7 @@ async fn interactive_loop(
         }
         let m = Message::new(name.as_str(), text, sender.room.as_str());
         match sender.send(std::slice::from_ref(&m)).await {
-            Ok(()) => println!("{}", lang.sent(&m.usuario, &m.mensaje)),
+            Ok(()) => println!("{}", lang.sent(&visible(&m.usuario), &visible(&m.mensaje))),
             // One failed message does not end the session: say so and let the user go on.
             Err(e) => eprintln!("{}", lang.error_line(&format!("{e:#}"))),
         }
@@ -230,14 +245,24 @@ async fn interactive_loop(
     Ok(())
 }
 
+/// What the piped loop did.
+struct Counts {
+    sent: u64,
+    /// Lines reported and not sent.
+    skipped: u64,
+}
+
 async fn piped_loop(
     lang: Lang,
     sender: &mut Sender,
     lines: &mut mpsc::Receiver<Line>,
     name: &str,
     quiet: bool,
-) -> Result<u64> {
-    let mut sent = 0u64;
+) -> Result<Counts> {
+    let mut counts = Counts {
+        sent: 0,
+        skipped: 0,
+    };
     let mut out = std::io::BufWriter::new(std::io::stdout());
     loop {
         let first = tokio::select! {
@@ -245,39 +270,79 @@ async fn piped_loop(
             _ = crate::signal::shutdown() => None,
         };
         let Some(first) = first else { break };
+        // The messages of this batch, each with its line number for reports.
         let mut batch = Vec::with_capacity(PIPE_BATCH);
-        let room = sender.room.clone();
-        let push = |batch: &mut Vec<Message>, line: Line| match line {
-            Line::Text(t) if !t.trim().is_empty() => {
-                batch.push(Message::new(name, t, room.as_str()))
+        let mut numbers = Vec::with_capacity(PIPE_BATCH);
+        let mut push = |line: Line, counts: &mut Counts| match line {
+            Line::Text(n, t) if !t.trim().is_empty() => {
+                batch.push(Message::new(name, t, sender.room.as_str()));
+                numbers.push(n);
             }
-            Line::Text(_) => {}
-            Line::NotUtf8(n) => eprintln!(
-                "{}",
-                lang.error_line(&format!("line {n} is not UTF-8 text; not sent"))
-            ),
+            Line::Text(..) => {}
+            Line::NotUtf8(n) => {
+                counts.skipped += 1;
+                eprintln!(
+                    "{}",
+                    lang.error_line(&format!("line {n} is not UTF-8 text; not sent"))
+                )
+            }
         };
-        push(&mut batch, first);
-        while batch.len() < PIPE_BATCH {
+        push(first, &mut counts);
+        for _ in 1..PIPE_BATCH {
             match lines.try_recv() {
-                Ok(line) => push(&mut batch, line),
+                Ok(line) => push(line, &mut counts),
                 Err(_) => break,
             }
         }
         if batch.is_empty() {
             continue;
         }
-        sender
-            .send(&batch)
-            .await
-            .with_context(|| format!("after {sent} messages sent"))?;
-        sent += batch.len() as u64;
+        let sent_before = counts.sent;
+        let sent = match sender.send(&batch).await {
+            Ok(()) => batch,
+            // One message over the size limit fails the whole batch before anything is sent
+            // (every backend checks sizes first): send them one by one to find it, report
+            // it with its line number and skip it, like any other line that cannot be sent.
+            Err(e) if is_too_large(&e) => {
+                let mut ok = Vec::with_capacity(batch.len());
+                for (m, n) in batch.into_iter().zip(numbers) {
+                    match sender.send(std::slice::from_ref(&m)).await {
+                        Ok(()) => ok.push(m),
+                        Err(e) if is_too_large(&e) => {
+                            counts.skipped += 1;
+                            eprintln!("{}", lang.error_line(&format!("line {n}: {e:#}; not sent")));
+                        }
+                        Err(e) => {
+                            return Err(e.context(format!(
+                                "after {} messages sent",
+                                sent_before + ok.len() as u64
+                            )))
+                        }
+                    }
+                }
+                ok
+            }
+            Err(e) => return Err(e.context(format!("after {sent_before} messages sent"))),
+        };
+        counts.sent += sent.len() as u64;
         if !quiet {
-            for m in &batch {
-                writeln!(out, "{}", lang.sent(&m.usuario, &m.mensaje))?;
+            for m in &sent {
+                writeln!(
+                    out,
+                    "{}",
+                    lang.sent(&visible(&m.usuario), &visible(&m.mensaje))
+                )?;
             }
             out.flush()?;
         }
     }
-    Ok(sent)
+    Ok(counts)
+}
+
+/// True when a send failed because a message is over the size limit (it will never pass).
+fn is_too_large(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<charla_core::BrokerError>(),
+        Some(charla_core::BrokerError::TooLarge { .. })
+    )
 }
