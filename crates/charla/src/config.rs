@@ -60,8 +60,8 @@ fn default_locations() -> Vec<PathBuf> {
     v
 }
 
-/// What every command needs to know, resolved.
-#[derive(Debug, Clone)]
+/// What every command needs to know, resolved. `Debug` redacts the broker URL.
+#[derive(Clone)]
 pub struct Settings {
     /// The broker URL, with the password from `--password-file` / `CHARLA_PASSWORD` merged in:
     /// never print it as is, print [`charla_core::redact`] of it.
@@ -72,6 +72,17 @@ pub struct Settings {
     pub password_given: bool,
     pub lang: Lang,
     pub file: std::sync::Arc<FileConfig>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("broker", &charla_core::redact(&self.broker))
+            .field("broker_explicit", &self.broker_explicit)
+            .field("password_given", &self.password_given)
+            .field("lang", &self.lang)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Settings {

@@ -54,7 +54,9 @@ pub async fn run(settings: &Settings, args: SendArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let mut lines = spawn_stdin_reader();
+    // No line longer than one message can be sent: the reader keeps at most that much of a
+    // line in memory, whatever comes down the pipe.
+    let mut lines = spawn_stdin_reader(sender.limit);
     if interactive {
         interactive_loop(lang, &mut sender, &mut lines, name).await?;
     } else {
@@ -86,6 +88,8 @@ struct Sender {
     publisher: Box<dyn Publisher>,
     mode: Mode,
     room: String,
+    /// The largest encoded message this broker URL allows (`?max_message_bytes=`).
+    limit: usize,
 }
 
 impl Sender {
@@ -99,7 +103,9 @@ impl Sender {
             .publisher(mode, &room)
             .await
             .map_err(|e| anyhow::anyhow!(super::explain(settings, &e)))?;
+        let limit = charla_core::BrokerUrl::parse(&settings.broker)?.max_message_bytes()?;
         Ok(Sender {
+            limit,
             url: settings.broker.clone(),
             lang: settings.lang,
             broker,
@@ -144,14 +150,30 @@ impl Sender {
     }
 }
 
-/// One line of stdin (numbered from 1): text, or a line that was not UTF-8.
+/// One line of stdin (numbered from 1): text, a line that was not UTF-8, or one longer than a
+/// message may be (with its length in bytes), of which nothing was kept.
 enum Line {
     Text(usize, String),
     NotUtf8(usize),
+    TooLong(usize, usize),
 }
 
-/// Reads stdin on a thread of its own (blocking reads must not stall the runtime).
-fn spawn_stdin_reader() -> mpsc::Receiver<Line> {
+impl Line {
+    /// Why a line that is not text is not sent.
+    fn problem(&self, limit: usize) -> Option<String> {
+        match self {
+            Line::Text(..) => None,
+            Line::NotUtf8(n) => Some(format!("line {n} is not UTF-8 text; not sent")),
+            Line::TooLong(n, size) => Some(format!(
+                "line {n}: {size} bytes is over the limit of {limit} bytes for one message; not sent"
+            )),
+        }
+    }
+}
+
+/// Reads stdin on a thread of its own (blocking reads must not stall the runtime). Keeps at
+/// most `limit` bytes of any line.
+fn spawn_stdin_reader(limit: usize) -> mpsc::Receiver<Line> {
     let (tx, rx) = mpsc::channel(PIPE_BATCH * 4);
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
@@ -160,16 +182,20 @@ fn spawn_stdin_reader() -> mpsc::Receiver<Line> {
         let mut number = 0;
         loop {
             buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
+            match read_line_bounded(&mut reader, &mut buf, limit) {
+                Ok(None) | Err(_) => break,
+                Ok(Some(size)) => {
                     number += 1;
-                    while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    if buf.last() == Some(&b'\r') {
                         buf.pop();
                     }
-                    let line = match String::from_utf8(std::mem::take(&mut buf)) {
-                        Ok(s) => Line::Text(number, s),
-                        Err(_) => Line::NotUtf8(number),
+                    let line = if size > limit {
+                        Line::TooLong(number, size)
+                    } else {
+                        match String::from_utf8(std::mem::take(&mut buf)) {
+                            Ok(s) => Line::Text(number, s),
+                            Err(_) => Line::NotUtf8(number),
+                        }
                     };
                     if tx.blocking_send(line).is_err() {
                         break;
@@ -181,6 +207,37 @@ fn spawn_stdin_reader() -> mpsc::Receiver<Line> {
     rx
 }
 
+/// Read one line (without its `\n`) into `buf`, keeping at most `cap` bytes of it and
+/// skipping the rest. Returns the line's whole length, or `None` at the end of input.
+fn read_line_bounded(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> std::io::Result<Option<usize>> {
+    let mut total = 0;
+    let mut any = false;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(any.then_some(total));
+        }
+        any = true;
+        let newline = available.iter().position(|b| *b == b'\n');
+        let chunk = &available[..newline.unwrap_or(available.len())];
+        let room = cap.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        total += chunk.len();
+        let used = newline.map_or(available.len(), |i| i + 1);
+        reader.consume(used);
+        if newline.is_some() {
+            return Ok(Some(total));
+        }
+    }
+}
 fn is_exit_word(text: &str) -> bool {
     matches!(text.to_lowercase().as_str(), "salir" | "exit" | "quit")
 }
@@ -219,11 +276,9 @@ async fn interactive_loop(
                 println!();
                 break;
             }
-            Some(Line::NotUtf8(n)) => {
-                eprintln!(
-                    "{}",
-                    lang.error_line(&format!("line {n} is not UTF-8 text; not sent"))
-                );
+            Some(bad @ (Line::NotUtf8(_) | Line::TooLong(..))) => {
+                let why = bad.problem(sender.limit).unwrap_or_default();
+                eprintln!("{}", lang.error_line(&why));
                 continue;
             }
             Some(Line::Text(_, t)) => t.trim().to_owned(),
@@ -273,18 +328,17 @@ async fn piped_loop(
         // The messages of this batch, each with its line number for reports.
         let mut batch = Vec::with_capacity(PIPE_BATCH);
         let mut numbers = Vec::with_capacity(PIPE_BATCH);
+        let limit = sender.limit;
         let mut push = |line: Line, counts: &mut Counts| match line {
             Line::Text(n, t) if !t.trim().is_empty() => {
                 batch.push(Message::new(name, t, sender.room.as_str()));
                 numbers.push(n);
             }
             Line::Text(..) => {}
-            Line::NotUtf8(n) => {
+            bad => {
                 counts.skipped += 1;
-                eprintln!(
-                    "{}",
-                    lang.error_line(&format!("line {n} is not UTF-8 text; not sent"))
-                )
+                let why = bad.problem(limit).unwrap_or_default();
+                eprintln!("{}", lang.error_line(&why))
             }
         };
         push(first, &mut counts);
@@ -345,4 +399,25 @@ fn is_too_large(e: &anyhow::Error) -> bool {
         e.downcast_ref::<charla_core::BrokerError>(),
         Some(charla_core::BrokerError::TooLarge { .. })
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_line_bounded;
+
+    #[test]
+    fn long_lines_are_measured_not_kept() {
+        let mut input = std::io::BufReader::with_capacity(4, &b"abcdefghij\nxy\n\nlast"[..]);
+        let mut buf = Vec::new();
+        let mut next = || {
+            buf.clear();
+            let n = read_line_bounded(&mut input, &mut buf, 5).unwrap();
+            (n, String::from_utf8(buf.clone()).unwrap())
+        };
+        assert_eq!(next(), (Some(10), "abcde".to_owned()));
+        assert_eq!(next(), (Some(2), "xy".to_owned()));
+        assert_eq!(next(), (Some(0), String::new()));
+        assert_eq!(next(), (Some(4), "last".to_owned()));
+        assert_eq!(next(), (None, String::new()));
+    }
 }
