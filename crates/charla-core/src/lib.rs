@@ -21,4 +21,4 @@ pub use broker::{
 pub use error::{BrokerError, Result};
 pub use message::{DecodeError, Message, MAX_MESSAGE_BYTES};
 pub use mode::{Capabilities, Mode};
-pub use url::{BackendKind, BrokerUrl};
+pub use url::{redact, with_password, BackendKind, BrokerUrl};

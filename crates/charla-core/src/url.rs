@@ -1,5 +1,9 @@
 //! Picking a backend by URL: `redis://`, `rediss://`, `amqp://`, `amqps://`, `kafka://`,
 //! `memory://`. Options common to every backend ride in the query string.
+//!
+//! [`redact`] is the one function that turns a URL into text fit for a message, a log line or
+//! JSON output: every place that shows a broker URL goes through it (or through
+//! [`BrokerUrl`]'s `Display`, which uses it), including URLs that do not parse.
 
 use crate::error::BrokerError;
 use std::fmt;
@@ -36,8 +40,9 @@ const SCHEMES: &str = "redis://, rediss://, amqp://, amqps://, kafka://, memory:
 
 impl BrokerUrl {
     pub fn parse(text: &str) -> Result<Self, BrokerError> {
+        // The error is shown to the user and may be logged: never the password in it.
         let invalid = |reason: String| BrokerError::InvalidUrl {
-            url: text.to_owned(),
+            url: redact(text),
             reason,
         };
         let url = url::Url::parse(text).map_err(|e| {
@@ -137,12 +142,57 @@ impl BrokerUrl {
 /// Displays with the password replaced by `***`, so URLs can be logged.
 impl fmt::Display for BrokerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut shown = self.url.clone();
-        if shown.password().is_some() {
-            let _ = shown.set_password(Some("***"));
-        }
-        f.write_str(shown.as_str())
+        f.write_str(&redact(self.url.as_str()))
     }
+}
+
+/// What replaces a password wherever a URL is shown.
+pub const REDACTED: &str = "***";
+
+/// `text` with the password of its URL replaced by `***`, for errors, logs and output.
+///
+/// Textual, so that it works on text that is not a valid URL too (that is exactly when a URL
+/// ends up in an error message) and on text the `url` crate would split differently from
+/// what the user meant (`redis://:p@ss/w@rd@host`): everything between the scheme's `://`
+/// (or the start) and the last `@` is the user-info, and what follows its first `:` is
+/// hidden. With no `:` the user-info is a user name and is kept when the text has a scheme
+/// (`redis://user@host`); a bare `secret@host` is hidden whole. An `@` in a path or query
+/// may make it hide more than the password, never less.
+pub fn redact(text: &str) -> String {
+    let (scheme, rest) = match text.find("://") {
+        Some(i) => (&text[..i + 3], &text[i + 3..]),
+        None => ("", text),
+    };
+    let Some(at) = rest.rfind('@') else {
+        return text.to_owned();
+    };
+    let (userinfo, host) = (&rest[..at], &rest[at..]);
+    match userinfo.find(':') {
+        Some(colon) => format!("{scheme}{}:{REDACTED}{host}", &userinfo[..colon]),
+        None if !scheme.is_empty() => text.to_owned(),
+        None => format!("{REDACTED}{host}"),
+    }
+}
+
+/// The broker URL `text` with `password` put in it (percent-encoded as needed): how a password
+/// from `CHARLA_PASSWORD` or `--password-file` reaches the backend without ever being in
+/// argv. A URL that already has a password is an error (two sources, one would be ignored),
+/// as is a URL that cannot hold one.
+pub fn with_password(text: &str, password: &str) -> Result<String, BrokerError> {
+    let invalid = |reason: &str| BrokerError::InvalidUrl {
+        url: redact(text),
+        reason: reason.to_owned(),
+    };
+    let mut url = BrokerUrl::parse(text)?.url;
+    if url.password().is_some() {
+        return Err(invalid(
+            "the URL has a password and one was given apart (CHARLA_PASSWORD or \
+             --password-file): give it once",
+        ));
+    }
+    url.set_password(Some(password))
+        .map_err(|()| invalid("this URL cannot carry a password"))?;
+    Ok(url.into())
 }
 
 impl fmt::Debug for BrokerUrl {
@@ -181,6 +231,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("not a valid number"), "{err}");
+    }
+
+    #[test]
+    fn redact_hides_the_password_of_valid_and_invalid_urls() {
+        let cases = [
+            ("redis://:secret@h:1/2", "redis://:***@h:1/2"),
+            ("amqp://guest:secret@h/%2f", "amqp://guest:***@h/%2f"),
+            ("redis://h:1", "redis://h:1"),
+            ("redis://user@h:1", "redis://user@h:1"),
+            // Not URLs: bad port, spaces, no scheme, an unescaped '@' in the password.
+            ("redis://:secret@h:99999", "redis://:***@h:99999"),
+            ("redis://:sec ret@h :1", "redis://:***@h :1"),
+            (":secret@h:1", ":***@h:1"),
+            ("secret@h:1", "***@h:1"),
+            ("redis://:p@ss/w@rd@h:1", "redis://:***@h:1"),
+            ("not a url", "not a url"),
+        ];
+        for (text, shown) in cases {
+            assert_eq!(redact(text), shown, "{text}");
+            assert!(!redact(text).contains("secret"), "{text}");
+        }
+        let err = BrokerUrl::parse("redis://:secret@h:99999")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("secret") && err.contains(":***@"), "{err}");
+    }
+
+    #[test]
+    fn with_password_merges_once() {
+        let merged = with_password("redis://h:1/2", "s3c:r@t/").unwrap();
+        let u = BrokerUrl::parse(&merged).unwrap();
+        assert_eq!(u.url().password(), Some("s3c%3Ar%40t%2F"));
+        assert!(!u.to_string().contains("s3c"));
+        assert!(with_password("redis://:a@h", "b").is_err());
+        let err = with_password("redis://:a@h:99999", "b")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains(":a@"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,12 @@ use crate::ServerConfig;
 
 /// Parse and run everything in `data`. Returns how many commands ran. Must never panic.
 pub fn run_bytes(data: &[u8]) -> usize {
+    run_bytes_with(data, |_, _| {})
+}
+
+/// [`run_bytes`], handing each command's name and the complete reply bytes it produced to
+/// `on_reply`, so a caller can check that every reply is well-formed RESP.
+pub fn run_bytes_with(data: &[u8], mut on_reply: impl FnMut(&[u8], &[u8])) -> usize {
     let shared = Shared::new(ServerConfig {
         max_bulk_len: 1 << 16,
         ..ServerConfig::default()
@@ -72,7 +78,7 @@ pub fn run_bytes(data: &[u8]) -> usize {
             }
             client.clear_block();
         }
-        // Every reply must itself be well-formed RESP.
+        on_reply(args.first().map_or(&b""[..], |a| a.as_ref()), &out.buf);
         out.buf.clear();
         n += 1;
         if r == Res::Close {

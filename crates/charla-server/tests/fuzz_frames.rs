@@ -1,10 +1,12 @@
 //! Stable-toolchain fuzzing of the frame parser and the commands behind it (cargo-fuzz in
 //! `fuzz/` is the coverage-guided version). Random bytes, and valid pipelines of real commands
 //! with random arguments and random mutations, go through the same path a connection takes;
-//! any panic fails the test. `CHARLA_FUZZ_CASES` sets how many cases (default 3000).
+//! any panic fails the test, and so does any reply that is not well-formed RESP2/RESP3 (every
+//! reply is parsed by the small independent parser below). `CHARLA_FUZZ_CASES` sets how many
+//! cases (default 3000).
 
 use charla_server::frame::{scan, ArgSpans, Limits};
-use charla_server::fuzzing::run_bytes;
+use charla_server::fuzzing::run_bytes_with;
 
 const NAMES: &[&str] = &[
     "PING",
@@ -223,6 +225,7 @@ fn random_and_mutated_pipelines_never_panic() {
     eprintln!("seed {seed} (CHARLA_FUZZ_SEED to replay)");
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut ran = 0;
+    let mut checked = 0;
     for case in 0..cases() {
         let mut data = Vec::new();
         match case % 4 {
@@ -255,9 +258,160 @@ fn random_and_mutated_pipelines_never_panic() {
         if std::env::var("CHARLA_FUZZ_TRACE").is_ok() {
             eprintln!("case {case}: {:?}", String::from_utf8_lossy(&data));
         }
-        ran += run_bytes(&data);
+        let mut replies = 0;
+        ran += run_bytes_with(&data, |name, reply| {
+            if let Err(e) = resp::check_all(reply) {
+                panic!(
+                    "case {case} (seed {seed}): the reply to {:?} is not valid RESP: {e}\n\
+                     reply: {:?}\ninput: {:?}",
+                    String::from_utf8_lossy(name),
+                    String::from_utf8_lossy(reply),
+                    String::from_utf8_lossy(&data)
+                )
+            }
+            replies += 1;
+        });
+        checked += replies;
     }
     eprintln!("{} cases, {ran} commands executed", cases());
+    assert!(
+        checked > cases(),
+        "only {checked} replies checked in {} cases",
+        cases()
+    );
+}
+
+/// A RESP2/RESP3 reply parser written from the protocol spec, independent of the server's
+/// writer, that accepts a buffer only when it is a sequence of complete, well-formed values.
+mod resp {
+    /// Check that `buf` is one or more complete values and nothing else.
+    pub fn check_all(buf: &[u8]) -> Result<(), String> {
+        if buf.is_empty() {
+            return Err("no reply at all".into());
+        }
+        let mut i = 0;
+        while i < buf.len() {
+            i = value(buf, i, 0)?;
+        }
+        Ok(())
+    }
+
+    /// The line starting at `i` (without its CRLF) and the index after the CRLF.
+    fn line(buf: &[u8], i: usize) -> Result<(&[u8], usize), String> {
+        let rest = buf.get(i..).ok_or("truncated")?;
+        let end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or_else(|| format!("no CRLF after byte {i}"))?;
+        let l = &rest[..end];
+        if l.contains(&b'\r') || l.contains(&b'\n') {
+            return Err(format!("a bare CR or LF in a line at byte {i}"));
+        }
+        Ok((l, i + end + 2))
+    }
+
+    fn int(l: &[u8]) -> Result<i64, String> {
+        std::str::from_utf8(l)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| format!("not an integer: {:?}", String::from_utf8_lossy(l)))
+    }
+
+    /// Parse one value at `i`; returns the index after it.
+    fn value(buf: &[u8], i: usize, depth: usize) -> Result<usize, String> {
+        if depth > 64 {
+            return Err("nested too deep".into());
+        }
+        let kind = *buf.get(i).ok_or("truncated: a value is missing")?;
+        let (l, next) = line(buf, i + 1)?;
+        match kind {
+            b'+' | b'-' => Ok(next),
+            b':' => int(l).map(|_| next),
+            b'_' if l.is_empty() => Ok(next),
+            b'#' if l == b"t" || l == b"f" => Ok(next),
+            b',' => {
+                let t = std::str::from_utf8(l).map_err(|e| e.to_string())?;
+                let ok = matches!(t, "inf" | "-inf" | "nan") || t.parse::<f64>().is_ok();
+                if ok {
+                    Ok(next)
+                } else {
+                    Err(format!("bad double {t:?}"))
+                }
+            }
+            b'(' => {
+                let digits = l.strip_prefix(b"-").unwrap_or(l);
+                if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
+                    Ok(next)
+                } else {
+                    Err(format!("bad big number {:?}", String::from_utf8_lossy(l)))
+                }
+            }
+            b'$' | b'!' | b'=' => {
+                let n = int(l)?;
+                if n == -1 && kind == b'$' {
+                    return Ok(next);
+                }
+                let n = usize::try_from(n).map_err(|_| format!("bad length {n}"))?;
+                let body = buf
+                    .get(next..next + n)
+                    .ok_or_else(|| format!("bulk of {n} bytes truncated at byte {next}"))?;
+                if kind == b'=' && (n < 4 || body[3] != b':') {
+                    return Err("verbatim string without a 3-letter format".into());
+                }
+                if buf.get(next + n..next + n + 2) != Some(b"\r\n") {
+                    return Err(format!("bulk of {n} bytes not followed by CRLF"));
+                }
+                Ok(next + n + 2)
+            }
+            b'*' | b'~' | b'>' | b'%' | b'|' => {
+                let n = int(l)?;
+                if n == -1 && kind == b'*' {
+                    return Ok(next);
+                }
+                let n = usize::try_from(n).map_err(|_| format!("bad count {n}"))?;
+                let items = if matches!(kind, b'%' | b'|') {
+                    2 * n
+                } else {
+                    n
+                };
+                let mut j = next;
+                for _ in 0..items {
+                    j = value(buf, j, depth + 1)?;
+                }
+                // An attribute precedes the value it describes.
+                if kind == b'|' {
+                    j = value(buf, j, depth + 1)?;
+                }
+                Ok(j)
+            }
+            other => Err(format!("unknown type byte {:?} at {i}", other as char)),
+        }
+    }
+
+    #[test]
+    fn the_checker_rejects_what_it_must() {
+        assert!(
+            check_all(b"+OK\r\n:1\r\n$3\r\nabc\r\n*2\r\n$-1\r\n_\r\n%1\r\n+a\r\n#t\r\n").is_ok()
+        );
+        for bad in [
+            &b""[..],
+            b"+OK",
+            b"+OK\n",
+            b":x\r\n",
+            b"$3\r\nab\r\n",
+            b"$3\r\nabcd\r\n",
+            b"*2\r\n:1\r\n",
+            b"?\r\n",
+            b"#x\r\n",
+            b"+a\rb\r\n",
+        ] {
+            assert!(
+                check_all(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 }
 
 #[test]

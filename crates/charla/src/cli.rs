@@ -25,6 +25,8 @@ Brokers (--broker or CHARLA_BROKER):
   kafka://host[:port]                    Kafka protocol
   memory://[name]                        in-process (tests, single-process demos)
 Default: redis://127.0.0.1:6380, the workshop's port.
+A password in a URL (or any argument) is visible to every user of the machine in `ps`: put it
+in CHARLA_PASSWORD or in a file named by --password-file instead, and leave it out of the URL.
 
 Delivery modes (--mode):
   queue      each message to one consumer, acknowledged (default; the seed's list chat_cola)
@@ -64,6 +66,11 @@ pub struct GlobalArgs {
         value_name = "URL"
     )]
     pub broker: Option<String>,
+
+    /// File whose content is the broker password, merged into the broker URL: unlike a
+    /// password in the URL or in argv, it is not shown by `ps` (CHARLA_PASSWORD works too)
+    #[arg(long, env = "CHARLA_PASSWORD_FILE", global = true, value_name = "PATH")]
+    pub password_file: Option<PathBuf>,
 
     /// Config file (TOML) [default: ./charla.toml, then ~/.config/charla/config.toml]
     #[arg(long, env = "CHARLA_CONFIG", global = true, value_name = "PATH")]
@@ -131,8 +138,11 @@ pub struct SendArgs {
     pub quiet: bool,
 
     /// The message to send (words are joined with spaces). Without it, lines are read from
-    /// stdin: interactively from a terminal, one message per line from a pipe.
-    #[arg(value_name = "MESSAGE", trailing_var_arg = true)]
+    /// stdin: interactively from a terminal, one message per line from a pipe. Options are
+    /// options wherever they stand; after `--` everything is message text (`-- --room`).
+    // No trailing_var_arg / allow_hyphen_values: with them `send hola --room zz` sent
+    // "hola --room zz" to the default room, and a swallowed --broker started a local broker.
+    #[arg(value_name = "MESSAGE")]
     pub message: Vec<String>,
 }
 

@@ -2,6 +2,10 @@
 //!
 //! clap already merges flags with their `CHARLA_*` variables; this module fills what is still
 //! unset from the TOML config file and then from the defaults.
+//!
+//! A broker password may come apart from the URL (`--password-file`, `CHARLA_PASSWORD`), so that
+//! it is never in argv where `ps` shows it; it is merged into the URL here, once, and every
+//! place that shows the URL redacts it ([`charla_core::redact`]).
 
 use std::path::{Path, PathBuf};
 
@@ -56,14 +60,29 @@ fn default_locations() -> Vec<PathBuf> {
     v
 }
 
-/// What every command needs to know, resolved.
-#[derive(Debug, Clone)]
+/// What every command needs to know, resolved. `Debug` redacts the broker URL.
+#[derive(Clone)]
 pub struct Settings {
+    /// The broker URL, with the password from `--password-file` / `CHARLA_PASSWORD` merged in:
+    /// never print it as is, print [`charla_core::redact`] of it.
     pub broker: String,
     /// False when the broker is the built-in default (nothing named one).
     pub broker_explicit: bool,
+    /// True when a password was given apart from the URL.
+    pub password_given: bool,
     pub lang: Lang,
     pub file: std::sync::Arc<FileConfig>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("broker", &charla_core::redact(&self.broker))
+            .field("broker_explicit", &self.broker_explicit)
+            .field("password_given", &self.password_given)
+            .field("lang", &self.lang)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Settings {
@@ -73,6 +92,12 @@ impl Settings {
         {
             Some(b) => (b, true),
             None => (DEFAULT_BROKER.to_owned(), false),
+        };
+        let password = password(global)?;
+        let password_given = password.is_some();
+        let broker = match password {
+            Some(p) => charla_core::with_password(&broker, &p)?,
+            None => broker,
         };
         let lang = match (global.lang, &file.lang) {
             (Some(l), _) => l,
@@ -85,6 +110,7 @@ impl Settings {
         Ok(Settings {
             broker,
             broker_explicit,
+            password_given,
             lang,
             file: std::sync::Arc::new(file),
         })
@@ -109,6 +135,36 @@ impl Settings {
             .or_else(|| self.file.room.clone())
             .unwrap_or_else(|| default_room(mode, listening).to_owned())
     }
+}
+
+/// The broker password given apart from the URL: the file named by `--password-file` (or
+/// `CHARLA_PASSWORD_FILE`) wins over `CHARLA_PASSWORD`, as a flag wins over the environment.
+fn password(global: &GlobalArgs) -> Result<Option<String>> {
+    if let Some(path) = &global.password_file {
+        return read_password_file(path).map(Some);
+    }
+    match std::env::var("CHARLA_PASSWORD") {
+        Ok(p) if !p.is_empty() => Ok(Some(p)),
+        Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            anyhow::bail!("CHARLA_PASSWORD is not valid UTF-8 text")
+        }
+    }
+}
+
+/// A password file: its whole content, less one trailing line break (`echo pw > file`).
+/// An empty one is an error: it is a mistake, not a wish for no password.
+pub fn read_password_file(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the password file {}", path.display()))?;
+    let pw = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    if pw.is_empty() {
+        anyhow::bail!("the password file {} is empty", path.display());
+    }
+    Ok(pw.to_owned())
 }
 
 /// Default room per mode. Queue and broadcast use the seed's `chat_cola`; a stream gets its

@@ -61,11 +61,16 @@ fn check_pass(ctx: &mut Ctx, user: Option<&[u8]>, pass: &[u8]) -> bool {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compare a password in time that depends on neither its content nor its length. Both sides
+/// are hashed to fixed-size SHA-256 digests first and the digests compared with `subtle`:
+/// comparing the raw bytes would return early when the lengths differ (subtle's `ct_eq` on
+/// slices does too), telling an attacker the password's length. Hashing the expected one costs
+/// the same on every attempt; hashing the given one depends only on what the client sent.
+fn constant_time_eq(expected: &[u8], given: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    let (a, b) = (Sha256::digest(expected), Sha256::digest(given));
+    a.as_slice().ct_eq(b.as_slice()).into()
 }
 
 pub fn auth(ctx: &mut Ctx) -> Res {

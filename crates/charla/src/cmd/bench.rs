@@ -201,7 +201,7 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> Result<ExitCode> {
         println!(
             "{}",
             serde_json::json!({
-                "broker": charla_core::BrokerUrl::parse(&settings.broker).map(|u| u.to_string()).unwrap_or_default(),
+                "broker": charla_core::redact(&settings.broker),
                 "backend": admin.backend(),
                 "mode": mode.as_str(),
                 "messages": args.messages,

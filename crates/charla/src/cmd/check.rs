@@ -18,7 +18,7 @@ pub async fn run(settings: &Settings, args: CheckArgs) -> Result<ExitCode> {
             if args.json {
                 println!(
                     "{}",
-                    serde_json::json!({"ok": false, "broker": redacted(&settings.broker), "error": e.to_string()})
+                    serde_json::json!({"ok": false, "broker": charla_core::redact(&settings.broker), "error": e.to_string()})
                 );
             } else {
                 eprintln!("{}", lang.connect_error(&e.to_string()));
@@ -45,7 +45,7 @@ pub async fn run(settings: &Settings, args: CheckArgs) -> Result<ExitCode> {
             "{}",
             serde_json::json!({
                 "ok": true,
-                "broker": redacted(&settings.broker),
+                "broker": charla_core::redact(&settings.broker),
                 "backend": broker.backend(),
                 "product": info.product,
                 "version": info.version,
@@ -75,10 +75,4 @@ pub async fn run(settings: &Settings, args: CheckArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn redacted(url: &str) -> String {
-    charla_core::BrokerUrl::parse(url)
-        .map(|u| u.to_string())
-        .unwrap_or_else(|_| url.to_owned())
 }

@@ -218,10 +218,13 @@ impl Printer {
                 serde_json::to_writer(&mut out, &line)?;
                 out.write_all(b"\n")?;
             } else {
+                // Any sender controls these fields: never raw control characters on a terminal.
+                let show = super::visible;
                 writeln!(
                     out,
                     "{}",
-                    self.lang.received(&m.usuario, &m.mensaje, &m.hora)
+                    self.lang
+                        .received(&show(&m.usuario), &show(&m.mensaje), &show(&m.hora))
                 )?;
             }
             self.received += 1;

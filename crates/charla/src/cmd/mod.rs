@@ -1,4 +1,5 @@
-//! One module per subcommand, plus what they share: connecting with a helpful error.
+//! One module per subcommand, plus what they share: connecting with a helpful error, and
+//! making message text safe to print on a terminal.
 
 pub mod bench;
 pub mod check;
@@ -21,18 +22,52 @@ pub async fn connect(settings: &Settings) -> Result<Box<dyn Broker>> {
 /// Like [`connect`], for the main job (`send`, `listen`): when nobody named a broker and
 /// nothing answers at the workshop's default address, start the embedded broker
 /// (`charla serve`) there in the background and use it, so a fresh machine needs no broker
-/// install. `CHARLA_NO_AUTOSTART=1` turns this off.
+/// install. `CHARLA_NO_AUTOSTART=1` turns this off, and so does a password given apart from
+/// the URL: it names a protected broker, which an auto-started one would not be.
 pub async fn connect_or_start(settings: &Settings) -> Result<Box<dyn Broker>> {
     match crate::connect::connect(&settings.broker).await {
         Ok(b) => Ok(b),
         Err(BrokerError::Unreachable { .. })
-            if !settings.broker_explicit && std::env::var_os("CHARLA_NO_AUTOSTART").is_none() =>
+            if !settings.broker_explicit
+                && !settings.password_given
+                && std::env::var_os("CHARLA_NO_AUTOSTART").is_none() =>
         {
             crate::embedded::start_default(settings.lang).await?;
             connect(settings).await
         }
         Err(e) => Err(anyhow::anyhow!(explain(settings, &e))),
     }
+}
+
+/// `text` as it may reach a terminal: control characters (C0, DEL, C1) and the Unicode
+/// bidirectional overrides are shown as visible escapes (`\x1b`, `\r`, `\n`, `\t`,
+/// `\u{202e}`), so a message cannot retitle the window, recolour or clear the screen, ring the
+/// bell, overwrite a line with `\r`, fake a second "received" line with `\n`, or reorder what
+/// the reader sees. Backslashes are left as they are: a literal `\n` typed by a sender shows the
+/// same as an escaped newline, which is harmless, and chat text keeps `C:\dir` readable.
+/// JSON output does not go through here: it stays exact.
+pub fn visible(text: &str) -> std::borrow::Cow<'_, str> {
+    fn hidden(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !text.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if hidden(c) && (c as u32) < 0x80 => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if hidden(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// The error, plus a hint when the cause is a common first-day mistake.
@@ -50,19 +85,33 @@ pub fn explain(settings: &Settings, e: &BrokerError) -> String {
             "is the broker running and the address right? (on another computer: its LAN IP, and the firewall)"
         }),
         BrokerError::Auth { .. } if settings.broker.starts_with("amqp") => Some(if es {
-            "pon usuario y contraseña en la URL: amqp://USUARIO:CONTRASEÑA@host:puerto/vhost"
+            "pon el usuario en la URL (amqp://USUARIO@host:puerto/vhost) y la contraseña en CHARLA_PASSWORD o en un archivo (--password-file)"
         } else {
-            "put the user and password in the URL: amqp://USER:PASSWORD@host:port/vhost"
+            "put the user in the URL (amqp://USER@host:port/vhost) and the password in CHARLA_PASSWORD or a file (--password-file)"
         }),
         BrokerError::Auth { .. } => Some(if es {
-            "pon la contraseña en la URL: redis://:CONTRASEÑA@host:puerto"
+            "da la contraseña en CHARLA_PASSWORD o en un archivo (--password-file); en la URL (redis://:CONTRASEÑA@host:puerto) la ve cualquiera con `ps`"
         } else {
-            "put the password in the URL: redis://:PASSWORD@host:port"
+            "give the password in CHARLA_PASSWORD or a file (--password-file); in the URL (redis://:PASSWORD@host:port) anyone can see it with `ps`"
         }),
         _ => None,
     };
     match hint {
         Some(h) => format!("{e} — {h}"),
         None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::visible;
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(visible("hola ñ 👋 C:\\dir"), "hola ñ 👋 C:\\dir");
+        assert_eq!(
+            visible("a\x1b]0;pwned\x07b\rc\nd\te\u{7f}\u{9b}\u{202e}"),
+            "a\\x1b]0;pwned\\x07b\\rc\\nd\\te\\x7f\\u{9b}\\u{202e}"
+        );
     }
 }

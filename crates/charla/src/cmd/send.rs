@@ -4,16 +4,20 @@
 //! - interactive (stdin is a terminal, or `--interactive`): asks the name unless given, then
 //!   sends each line; `salir`, `exit`, `quit` or end of input ends, as in the seed;
 //! - piped: one message per line, read ahead and published in batches, so
-//!   `seq 100000 | charla send` is bounded by the broker, not by round trips.
+//!   `seq 100000 | charla send` is bounded by the broker, not by round trips. A line that
+//!   cannot be sent (not UTF-8, over the size limit) is reported on stderr with its line
+//!   number and skipped; the others are sent, and the exit code is 1 at the end when any line
+//!   was skipped, so a script notices.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use charla_core::{Broker, Message, Mode, Publisher};
 use tokio::sync::mpsc;
 
+use super::visible;
 use crate::cli::SendArgs;
 use crate::config::Settings;
 use crate::i18n::{Lang, RULE_DOUBLE, RULE_SINGLE};
@@ -44,19 +48,32 @@ pub async fn run(settings: &Settings, args: SendArgs) -> Result<ExitCode> {
         let m = Message::new(name, text, sender.room.as_str());
         sender.send(std::slice::from_ref(&m)).await?;
         if !args.quiet {
-            println!("{}", lang.sent(&m.usuario, &m.mensaje));
+            println!("{}", lang.sent(&visible(&m.usuario), &visible(&m.mensaje)));
         }
         sender.close();
         return Ok(ExitCode::SUCCESS);
     }
 
-    let mut lines = spawn_stdin_reader();
+    // No line longer than one message can be sent: the reader keeps at most that much of a
+    // line in memory, whatever comes down the pipe.
+    let mut lines = spawn_stdin_reader(sender.limit);
     if interactive {
         interactive_loop(lang, &mut sender, &mut lines, name).await?;
     } else {
         let name = name.unwrap_or_else(|| DEFAULT_NAME.to_owned());
-        let sent = piped_loop(lang, &mut sender, &mut lines, &name, args.quiet).await?;
-        eprintln!("{}", lang.sent_total(sent));
+        let counts = piped_loop(lang, &mut sender, &mut lines, &name, args.quiet).await?;
+        eprintln!("{}", lang.sent_total(counts.sent));
+        if counts.skipped > 0 {
+            eprintln!(
+                "{}",
+                lang.error_line(&format!(
+                    "{} line(s) not sent (reported above with their numbers)",
+                    counts.skipped
+                ))
+            );
+            sender.close();
+            return Ok(ExitCode::FAILURE);
+        }
     }
     sender.close();
     Ok(ExitCode::SUCCESS)
@@ -71,6 +88,8 @@ struct Sender {
     publisher: Box<dyn Publisher>,
     mode: Mode,
     room: String,
+    /// The largest encoded message this broker URL allows (`?max_message_bytes=`).
+    limit: usize,
 }
 
 impl Sender {
@@ -84,7 +103,9 @@ impl Sender {
             .publisher(mode, &room)
             .await
             .map_err(|e| anyhow::anyhow!(super::explain(settings, &e)))?;
+        let limit = charla_core::BrokerUrl::parse(&settings.broker)?.max_message_bytes()?;
         Ok(Sender {
+            limit,
             url: settings.broker.clone(),
             lang: settings.lang,
             broker,
@@ -129,14 +150,30 @@ impl Sender {
     }
 }
 
-/// One line of stdin: text, or a line that was not UTF-8.
+/// One line of stdin (numbered from 1): text, a line that was not UTF-8, or one longer than a
+/// message may be (with its length in bytes), of which nothing was kept.
 enum Line {
-    Text(String),
+    Text(usize, String),
     NotUtf8(usize),
+    TooLong(usize, usize),
 }
 
-/// Reads stdin on a thread of its own (blocking reads must not stall the runtime).
-fn spawn_stdin_reader() -> mpsc::Receiver<Line> {
+impl Line {
+    /// Why a line that is not text is not sent.
+    fn problem(&self, limit: usize) -> Option<String> {
+        match self {
+            Line::Text(..) => None,
+            Line::NotUtf8(n) => Some(format!("line {n} is not UTF-8 text; not sent")),
+            Line::TooLong(n, size) => Some(format!(
+                "line {n}: {size} bytes is over the limit of {limit} bytes for one message; not sent"
+            )),
+        }
+    }
+}
+
+/// Reads stdin on a thread of its own (blocking reads must not stall the runtime). Keeps at
+/// most `limit` bytes of any line.
+fn spawn_stdin_reader(limit: usize) -> mpsc::Receiver<Line> {
     let (tx, rx) = mpsc::channel(PIPE_BATCH * 4);
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
@@ -145,16 +182,20 @@ fn spawn_stdin_reader() -> mpsc::Receiver<Line> {
         let mut number = 0;
         loop {
             buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
+            match read_line_bounded(&mut reader, &mut buf, limit) {
+                Ok(None) | Err(_) => break,
+                Ok(Some(size)) => {
                     number += 1;
-                    while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    if buf.last() == Some(&b'\r') {
                         buf.pop();
                     }
-                    let line = match String::from_utf8(std::mem::take(&mut buf)) {
-                        Ok(s) => Line::Text(s),
-                        Err(_) => Line::NotUtf8(number),
+                    let line = if size > limit {
+                        Line::TooLong(number, size)
+                    } else {
+                        match String::from_utf8(std::mem::take(&mut buf)) {
+                            Ok(s) => Line::Text(number, s),
+                            Err(_) => Line::NotUtf8(number),
+                        }
                     };
                     if tx.blocking_send(line).is_err() {
                         break;
@@ -166,6 +207,37 @@ fn spawn_stdin_reader() -> mpsc::Receiver<Line> {
     rx
 }
 
+/// Read one line (without its `\n`) into `buf`, keeping at most `cap` bytes of it and
+/// skipping the rest. Returns the line's whole length, or `None` at the end of input.
+fn read_line_bounded(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> std::io::Result<Option<usize>> {
+    let mut total = 0;
+    let mut any = false;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(any.then_some(total));
+        }
+        any = true;
+        let newline = available.iter().position(|b| *b == b'\n');
+        let chunk = &available[..newline.unwrap_or(available.len())];
+        let room = cap.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        total += chunk.len();
+        let used = newline.map_or(available.len(), |i| i + 1);
+        reader.consume(used);
+        if newline.is_some() {
+            return Ok(Some(total));
+        }
+    }
+}
 fn is_exit_word(text: &str) -> bool {
     matches!(text.to_lowercase().as_str(), "salir" | "exit" | "quit")
 }
@@ -186,7 +258,7 @@ async fn interactive_loop(
         None => {
             prompt(lang.ask_name());
             match lines.recv().await {
-                Some(Line::Text(n)) if !n.trim().is_empty() => n.trim().to_owned(),
+                Some(Line::Text(_, n)) if !n.trim().is_empty() => n.trim().to_owned(),
                 _ => DEFAULT_NAME.to_owned(),
             }
         }
@@ -204,14 +276,12 @@ async fn interactive_loop(
                 println!();
                 break;
             }
-            Some(Line::NotUtf8(n)) => {
-                eprintln!(
-                    "{}",
-                    lang.error_line(&format!("line {n} is not UTF-8 text; not sent"))
-                );
+            Some(bad @ (Line::NotUtf8(_) | Line::TooLong(..))) => {
+                let why = bad.problem(sender.limit).unwrap_or_default();
+                eprintln!("{}", lang.error_line(&why));
                 continue;
             }
-            Some(Line::Text(t)) => t.trim().to_owned(),
+            Some(Line::Text(_, t)) => t.trim().to_owned(),
         };
         if is_exit_word(&text) {
             break;
@@ -221,7 +291,7 @@ async fn interactive_loop(
         }
         let m = Message::new(name.as_str(), text, sender.room.as_str());
         match sender.send(std::slice::from_ref(&m)).await {
-            Ok(()) => println!("{}", lang.sent(&m.usuario, &m.mensaje)),
+            Ok(()) => println!("{}", lang.sent(&visible(&m.usuario), &visible(&m.mensaje))),
             // One failed message does not end the session: say so and let the user go on.
             Err(e) => eprintln!("{}", lang.error_line(&format!("{e:#}"))),
         }
@@ -230,14 +300,24 @@ async fn interactive_loop(
     Ok(())
 }
 
+/// What the piped loop did.
+struct Counts {
+    sent: u64,
+    /// Lines reported and not sent.
+    skipped: u64,
+}
+
 async fn piped_loop(
     lang: Lang,
     sender: &mut Sender,
     lines: &mut mpsc::Receiver<Line>,
     name: &str,
     quiet: bool,
-) -> Result<u64> {
-    let mut sent = 0u64;
+) -> Result<Counts> {
+    let mut counts = Counts {
+        sent: 0,
+        skipped: 0,
+    };
     let mut out = std::io::BufWriter::new(std::io::stdout());
     loop {
         let first = tokio::select! {
@@ -245,39 +325,99 @@ async fn piped_loop(
             _ = crate::signal::shutdown() => None,
         };
         let Some(first) = first else { break };
+        // The messages of this batch, each with its line number for reports.
         let mut batch = Vec::with_capacity(PIPE_BATCH);
-        let room = sender.room.clone();
-        let push = |batch: &mut Vec<Message>, line: Line| match line {
-            Line::Text(t) if !t.trim().is_empty() => {
-                batch.push(Message::new(name, t, room.as_str()))
+        let mut numbers = Vec::with_capacity(PIPE_BATCH);
+        let limit = sender.limit;
+        let mut push = |line: Line, counts: &mut Counts| match line {
+            Line::Text(n, t) if !t.trim().is_empty() => {
+                batch.push(Message::new(name, t, sender.room.as_str()));
+                numbers.push(n);
             }
-            Line::Text(_) => {}
-            Line::NotUtf8(n) => eprintln!(
-                "{}",
-                lang.error_line(&format!("line {n} is not UTF-8 text; not sent"))
-            ),
+            Line::Text(..) => {}
+            bad => {
+                counts.skipped += 1;
+                let why = bad.problem(limit).unwrap_or_default();
+                eprintln!("{}", lang.error_line(&why))
+            }
         };
-        push(&mut batch, first);
-        while batch.len() < PIPE_BATCH {
+        push(first, &mut counts);
+        for _ in 1..PIPE_BATCH {
             match lines.try_recv() {
-                Ok(line) => push(&mut batch, line),
+                Ok(line) => push(line, &mut counts),
                 Err(_) => break,
             }
         }
         if batch.is_empty() {
             continue;
         }
-        sender
-            .send(&batch)
-            .await
-            .with_context(|| format!("after {sent} messages sent"))?;
-        sent += batch.len() as u64;
+        let sent_before = counts.sent;
+        let sent = match sender.send(&batch).await {
+            Ok(()) => batch,
+            // One message over the size limit fails the whole batch before anything is sent
+            // (every backend checks sizes first): send them one by one to find it, report
+            // it with its line number and skip it, like any other line that cannot be sent.
+            Err(e) if is_too_large(&e) => {
+                let mut ok = Vec::with_capacity(batch.len());
+                for (m, n) in batch.into_iter().zip(numbers) {
+                    match sender.send(std::slice::from_ref(&m)).await {
+                        Ok(()) => ok.push(m),
+                        Err(e) if is_too_large(&e) => {
+                            counts.skipped += 1;
+                            eprintln!("{}", lang.error_line(&format!("line {n}: {e:#}; not sent")));
+                        }
+                        Err(e) => {
+                            return Err(e.context(format!(
+                                "after {} messages sent",
+                                sent_before + ok.len() as u64
+                            )))
+                        }
+                    }
+                }
+                ok
+            }
+            Err(e) => return Err(e.context(format!("after {sent_before} messages sent"))),
+        };
+        counts.sent += sent.len() as u64;
         if !quiet {
-            for m in &batch {
-                writeln!(out, "{}", lang.sent(&m.usuario, &m.mensaje))?;
+            for m in &sent {
+                writeln!(
+                    out,
+                    "{}",
+                    lang.sent(&visible(&m.usuario), &visible(&m.mensaje))
+                )?;
             }
             out.flush()?;
         }
     }
-    Ok(sent)
+    Ok(counts)
+}
+
+/// True when a send failed because a message is over the size limit (it will never pass).
+fn is_too_large(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<charla_core::BrokerError>(),
+        Some(charla_core::BrokerError::TooLarge { .. })
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_line_bounded;
+
+    #[test]
+    fn long_lines_are_measured_not_kept() {
+        let mut input = std::io::BufReader::with_capacity(4, &b"abcdefghij\nxy\n\nlast"[..]);
+        let mut buf = Vec::new();
+        let mut next = || {
+            buf.clear();
+            let n = read_line_bounded(&mut input, &mut buf, 5).unwrap();
+            (n, String::from_utf8(buf.clone()).unwrap())
+        };
+        assert_eq!(next(), (Some(10), "abcde".to_owned()));
+        assert_eq!(next(), (Some(2), "xy".to_owned()));
+        assert_eq!(next(), (Some(0), String::new()));
+        assert_eq!(next(), (Some(4), "last".to_owned()));
+        assert_eq!(next(), (None, String::new()));
+    }
 }

@@ -18,15 +18,17 @@ What it is:
 
 Examples:
   charla serve                                     # 127.0.0.1:6380, memory only
-  charla serve --bind 0.0.0.0 --requirepass s3cret # reachable from the other computer
+  charla serve --bind 0.0.0.0 --requirepass-file pw.txt  # reachable from the other computer
   charla serve --appendonly --dir ./data           # keep messages across restarts
   charla serve --appendonly --appendfsync always   # no acknowledged write lost, even on a crash
   redis-cli -p 6380 ping                           # talk to it with any Redis client
 
 Security: it listens on 127.0.0.1 only unless --bind says otherwise. With no password,
 clients from other machines are refused with an explanation (protected mode, as Redis does);
-set --requirepass (or CHARLA_REQUIREPASS), or, on a trusted network, --protected-mode no.
-Clients then connect with redis://:PASSWORD@HOST:6380.
+set a password, or, on a trusted network, --protected-mode no. Give the password in a file
+(--requirepass-file, or CHARLA_REQUIREPASS_FILE) or in CHARLA_REQUIREPASS: --requirepass on the
+command line works too, but every user of the machine sees it in `ps`. Clients then give it
+with CHARLA_PASSWORD or --password-file (or redis://:PASSWORD@HOST:6380, visible in `ps` too).
 
 Persistence: off by default, like the workshop's Redis. With --appendonly every write is
 appended to DIR/charla.aof, replayed on start, and compacted when it grows. --appendfsync:
@@ -64,7 +66,8 @@ pub struct ServeArgs {
     #[arg(long, short = 'p', env = "CHARLA_SERVE_PORT", default_value_t = 6380)]
     pub port: u16,
 
-    /// Password clients must give (AUTH, or redis://:PASSWORD@host)
+    /// Password clients must give (AUTH, or redis://:PASSWORD@host). On the command line it
+    /// is visible in `ps`: prefer CHARLA_REQUIREPASS or --requirepass-file
     #[arg(
         long,
         env = "CHARLA_REQUIREPASS",
@@ -72,6 +75,10 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub requirepass: Option<String>,
+
+    /// File whose content is the password clients must give (one trailing newline ignored)
+    #[arg(long, env = "CHARLA_REQUIREPASS_FILE", value_name = "PATH")]
+    pub requirepass_file: Option<PathBuf>,
 
     /// Refuse clients from other machines while no password is set
     #[arg(long, value_enum, default_value = "yes", value_name = "yes|no")]
@@ -95,10 +102,18 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> Result<ExitCode> {
+    let requirepass = match (&args.requirepass_file, args.requirepass) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "the password is given twice (--requirepass-file and --requirepass or \
+             CHARLA_REQUIREPASS): give it once"
+        ),
+        (Some(path), None) => Some(crate::config::read_password_file(path)?),
+        (None, p) => p.filter(|p| !p.is_empty()),
+    };
     let cfg = ServerConfig {
         bind: args.bind.clone(),
         port: args.port,
-        requirepass: args.requirepass.filter(|p| !p.is_empty()),
+        requirepass,
         protected_mode: matches!(args.protected_mode, YesNo::Yes),
         dir: args.dir,
         appendonly: matches!(args.appendonly, YesNo::Yes),

@@ -189,3 +189,46 @@ pub fn signal(child: &Child, name: &str) {
         .expect("kill runs");
     assert!(status.success());
 }
+
+impl Lines {
+    /// Lines of a child's stderr, read on a thread as they come.
+    pub fn of_stderr(child: &mut Child) -> Lines {
+        use std::io::BufRead;
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines(rx)
+    }
+}
+
+/// Wait until something accepts TCP connections on 127.0.0.1:`port`, or panic at `limit`.
+pub fn wait_for_port(port: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The argv of a running process as `ps` shows it (NUL-separated in /proc).
+pub fn cmdline(pid: u32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).expect("read /proc/PID/cmdline");
+    String::from_utf8_lossy(&raw).replace('\0', " ")
+}
+
+/// Kills a child process however the test ends.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
