@@ -84,7 +84,12 @@ run_backend() {
   case $backend in
     redis|serve) port=$(free_port); url="redis://127.0.0.1:$port" ;;
     amqp) port=5672; url="amqp://guest:guest@127.0.0.1:5672/%2f"
-          up 5672 || { log "RabbitMQ is not running on 127.0.0.1:5672"; return 2; } ;;
+          up 5672 || { log "RabbitMQ is not running on 127.0.0.1:5672"; return 2; }
+          # The lock charla's RabbitMQ tests share (charla-testkit): no test runs while we
+          # stop and start the node.
+          exec 9>"${TMPDIR:-/tmp}/charla-rabbitmq-tests.lock"
+          log "waiting for RabbitMQ tests to finish (exclusive lock)"
+          flock 9 ;;
   esac
   broker_pid=""
   broker_start || return 2

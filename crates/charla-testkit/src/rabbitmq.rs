@@ -62,7 +62,6 @@ fn lock_file() -> Option<std::fs::File> {
 }
 
 /// Waits until no test is restarting RabbitMQ, and keeps it so while held.
-#[allow(clippy::incompatible_msrv)]
 pub fn shared_use() -> RabbitMqLock {
     let file = lock_file().filter(|f| f.lock_shared().is_ok());
     RabbitMqLock { _file: file }
@@ -70,7 +69,6 @@ pub fn shared_use() -> RabbitMqLock {
 
 /// Waits until no other test uses RabbitMQ, and keeps it so while held (for tests that stop
 /// and start it).
-#[allow(clippy::incompatible_msrv)]
 pub fn exclusive_use() -> RabbitMqLock {
     let file = lock_file().filter(|f| f.lock().is_ok());
     RabbitMqLock { _file: file }
