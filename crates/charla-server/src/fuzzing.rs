@@ -22,7 +22,7 @@ pub fn run_bytes(data: &[u8]) -> usize {
     let mut buf = BytesMut::from(data);
     let mut n = 0;
     loop {
-        let args: Vec<Bytes> = match frame::scan(&buf, &shared.limits, &mut spans) {
+        let args: Vec<Bytes> = match frame::scan(&buf, &shared.limits(), &mut spans) {
             Ok(Scan::Incomplete) | Err(_) => break,
             Ok(Scan::Empty { consumed }) => {
                 buf.advance(consumed);
