@@ -650,3 +650,19 @@ fn a_blocked_client_that_hangs_up_is_removed_and_never_served() {
         assert_eq!(info_field(&mut admin, "blocked_clients"), Some(0));
     }
 }
+
+#[test]
+fn an_unknown_command_is_not_echoed_back_whole() {
+    let srv = Spawned::start(&[]);
+    let mut r = srv.raw();
+    let name = "x".repeat(1 << 20);
+    let reply = r.cmd(&[&name, "a"]);
+    // Redis cuts the name at 128 bytes (`%.128s`); a 1 MB name must not come back as 1 MB.
+    assert_eq!(
+        reply,
+        format!(
+            "-ERR unknown command '{}', with args beginning with: 'a' \r\n",
+            "x".repeat(128)
+        )
+    );
+}
