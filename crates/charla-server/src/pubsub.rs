@@ -223,3 +223,70 @@ impl PubSub {
         self.patterns.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(n: usize) -> PubMsg {
+        PubMsg::Message {
+            channel: Bytes::from_static(b"c"),
+            payload: Bytes::from(vec![b'x'; n]),
+        }
+    }
+
+    #[test]
+    fn soft_limit_counts_seconds_from_the_first_time_over() {
+        let limit = OutputLimit {
+            hard: 0,
+            soft: 1000,
+            soft_seconds: 2,
+        };
+        let (mb, _rx) = Mailbox::new();
+        let at = |ms: u64| Some(ms);
+        // Over the soft limit from t = 10 s: tolerated for 2 s.
+        assert!(mb.deliver(msg(2000), &limit, &mut at(10_000)));
+        assert!(mb.deliver(msg(10), &limit, &mut at(11_000)));
+        assert!(mb.deliver(msg(10), &limit, &mut at(12_000)));
+        assert!(!mb.state.killed());
+        assert!(!mb.deliver(msg(10), &limit, &mut at(12_001)));
+        assert!(mb.state.killed());
+        // Once killed, nothing more is delivered.
+        assert!(!mb.deliver(msg(1), &limit, &mut at(12_002)));
+    }
+
+    #[test]
+    fn draining_below_the_soft_limit_resets_its_clock() {
+        let limit = OutputLimit {
+            hard: 0,
+            soft: 1000,
+            soft_seconds: 2,
+        };
+        let (mb, _rx) = Mailbox::new();
+        let at = |ms: u64| Some(ms);
+        assert!(mb.deliver(msg(2000), &limit, &mut at(10_000)));
+        mb.state.written(mb.state.pending.load(Ordering::Relaxed));
+        assert!(mb.deliver(msg(10), &limit, &mut at(11_000)));
+        // Over again at 13 s: a new grace period, not 3 s since the first time.
+        assert!(mb.deliver(msg(2000), &limit, &mut at(13_000)));
+        assert!(mb.deliver(msg(10), &limit, &mut at(14_500)));
+        assert!(!mb.state.killed());
+    }
+
+    #[test]
+    fn hard_limit_disconnects_at_once_and_the_message_is_not_counted() {
+        let limit = OutputLimit {
+            hard: 5000,
+            soft: 0,
+            soft_seconds: 0,
+        };
+        let (mb, _rx) = Mailbox::new();
+        let mut ps = PubSub::default();
+        ps.subscribe(Bytes::from_static(b"c"), 1, &mb);
+        assert_eq!(ps.publish(b"c", &[b'x'; 4000], &limit), 1);
+        assert_eq!(ps.publish(b"c", &[b'x'; 4000], &limit), 0);
+        assert!(mb.state.killed());
+        // What was queued before still counts; what was refused does not.
+        assert_eq!(mb.state.pending.load(Ordering::Relaxed), msg(4000).size());
+    }
+}
