@@ -483,7 +483,9 @@ fn a_trickled_request_is_parsed_once_not_once_per_read() {
         cpu < wall / 2,
         "two slow senders cost the server {cpu:?} of CPU in {wall:?}"
     );
-    assert!(p50 < Duration::from_millis(20), "PING p50 {p50:?}");
+    // Loose: the machine may be busy; what matters is that PING is not queued behind a
+    // rescan (the figure is printed above).
+    assert!(p50 < Duration::from_millis(50), "PING p50 {p50:?}");
 }
 
 // ---- item 14: listen backlog ---------------------------------------------------------------
