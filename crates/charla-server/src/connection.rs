@@ -1,6 +1,8 @@
 //! One client connection: read whatever has arrived, run every complete command in it, write
 //! all replies with one write (pipelining costs one syscall each way per batch), deliver pub/sub
-//! messages, and park on blocking commands while still noticing the peer hang up.
+//! messages, and park on blocking commands while still noticing the peer hang up. A request
+//! over a limit gets Redis's error and the connection closes; a subscriber over its output
+//! buffer limit is closed even while its write is blocked.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

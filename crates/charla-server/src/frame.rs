@@ -1,6 +1,8 @@
 //! The RESP wire format, sans-io: a request parser that works on whatever bytes have arrived
-//! (returning [`Scan::Incomplete`] until a whole command is there), and a reply writer that
-//! appends RESP2 or RESP3 straight into the connection's output buffer.
+//! (returning [`Scan::Incomplete`] until a whole command is there, and keeping its place so
+//! the next read resumes instead of starting over), with the request limits checked on each
+//! length header before the bytes it announces are buffered; and a reply writer that appends
+//! RESP2 or RESP3 straight into the connection's output buffer.
 //!
 //! Requests come in two shapes, as in Redis: multibulk (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`, what
 //! every client library sends) and inline (`PING\r\n`, what telnet and `redis-benchmark`'s
