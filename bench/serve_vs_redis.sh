@@ -21,13 +21,13 @@ for t in redis-server redis-benchmark redis-cli; do
   command -v $t >/dev/null || { echo "$t is required (apt-get install redis-server redis-tools)" >&2; exit 1; }
 done
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
-# Prefer the real CLI (`charla serve`); fall back to the server crate's example binary.
+# Prefer the real CLI (`charla serve`); fall back to the server crate's charla-serve binary.
 cargo build --release -q -p charla 2>/dev/null || true
 if "$CARGO_TARGET_DIR/release/charla" serve --help >/dev/null 2>&1; then
   SERVE=("$CARGO_TARGET_DIR/release/charla" serve)
 else
-  cargo build --release -q -p charla-server --example serve
-  SERVE=("$CARGO_TARGET_DIR/release/examples/serve")
+  cargo build --release -q -p charla-server --bin charla-serve
+  SERVE=("$CARGO_TARGET_DIR/release/charla-serve")
 fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 RP=$(free_port); CP=$(free_port)

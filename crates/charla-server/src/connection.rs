@@ -1,10 +1,12 @@
 //! One client connection: read whatever has arrived, run every complete command in it, write
 //! all replies with one write (pipelining costs one syscall each way per batch), deliver pub/sub
-//! messages, and park on blocking commands while still noticing the peer hang up.
+//! messages, and park on blocking commands while still noticing the peer hang up. A request
+//! over a limit gets Redis's error and the connection closes; a subscriber over its output
+//! buffer limit is closed even while its write is blocked.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -15,8 +17,8 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::cmd::{self, Ctx, Res};
 use crate::config::AppendFsync;
-use crate::frame::{self, ArgSpans, Out, Scan};
-use crate::pubsub::{Mailbox, PubMsg, QUEUE_LEN};
+use crate::frame::{Admission, ArgSpans, Out, Parser, ProtocolError, Scan};
+use crate::pubsub::{Mailbox, PubMsg};
 use crate::server::Shared;
 use crate::stream::StreamId;
 
@@ -69,8 +71,8 @@ impl Client {
         id: u64,
         addr: Option<SocketAddr>,
         authed: bool,
-    ) -> (Client, mpsc::Receiver<PubMsg>) {
-        let (tx, rx) = mpsc::channel(QUEUE_LEN);
+    ) -> (Client, mpsc::UnboundedReceiver<PubMsg>) {
+        let (mailbox, rx) = Mailbox::new();
         let meta = Arc::new(ClientMeta {
             id,
             addr,
@@ -90,10 +92,7 @@ impl Client {
                 watch: None,
                 subs: HashSet::new(),
                 psubs: HashSet::new(),
-                mailbox: Mailbox {
-                    tx,
-                    overflow: Arc::new(AtomicBool::new(false)),
-                },
+                mailbox,
                 notify: Arc::new(Notify::new()),
                 block_started: false,
                 block_deadline: None,
@@ -146,10 +145,17 @@ pub struct Connection {
     stream: TcpStream,
     inbuf: BytesMut,
     out: Out,
+    parser: Parser,
     spans: ArgSpans,
     client: Client,
-    rx: mpsc::Receiver<PubMsg>,
+    rx: mpsc::UnboundedReceiver<PubMsg>,
     shared: Arc<Shared>,
+    /// Bytes of pub/sub messages written into `out` and not yet to the socket: they still
+    /// count against the subscriber's output buffer limit until the write completes.
+    pub_pending: usize,
+    /// Bytes read since the last flush into the shared counter (kept local so the hot path
+    /// touches no shared cache line per read).
+    net_in: u64,
 }
 
 impl Connection {
@@ -161,16 +167,40 @@ impl Connection {
             stream,
             inbuf: BytesMut::with_capacity(16 * 1024),
             out: Out::new(),
+            parser: Parser::default(),
             spans: ArgSpans::default(),
             client,
             rx,
             shared,
+            pub_pending: 0,
+            net_in: 0,
         }
+    }
+
+    /// Move the local byte counters into the server's (INFO stats).
+    fn flush_counters(&mut self) {
+        let st = &self.shared.stats;
+        st.net_input_bytes
+            .fetch_add(std::mem::take(&mut self.net_in), Ordering::Relaxed);
+        st.parser_bytes_scanned
+            .fetch_add(std::mem::take(&mut self.parser.scanned), Ordering::Relaxed);
     }
 
     /// Serve the connection until the peer leaves, QUIT, a protocol error, or shutdown.
     pub async fn run(mut self) {
-        if let Err(e) = self.serve().await {
+        let r = self.serve().await;
+        if self.client.mailbox.state.killed() {
+            // Redis logs this too: a subscriber too slow for what is published to it.
+            self.shared
+                .stats
+                .output_limit_disconnections
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                client = self.client.id,
+                addr = ?self.client.meta.addr,
+                "closing a pub/sub client over its output buffer limit (client-output-buffer-limit pubsub)"
+            );
+        } else if let Err(e) = r {
             tracing::debug!(client = self.client.id, error = %e, "connection ended");
         }
         self.cleanup();
@@ -198,23 +228,49 @@ impl Connection {
             .stats
             .commands
             .fetch_add(std::mem::take(&mut self.client.commands), Ordering::Relaxed);
+        self.flush_counters();
         self.shared.unregister_client(self.client.id);
     }
 
+    /// What this client may send now (AUTH lifts the unauthenticated limits, CONFIG SET
+    /// changes the query buffer limit).
+    #[inline]
+    fn admission(&self) -> Admission {
+        Admission {
+            unauthenticated: !self.client.authed,
+            max_query: self.shared.query_buffer_limit(),
+        }
+    }
+
+    /// Answer a request the client got wrong or that is over a limit, then close: the stream
+    /// cannot be resynchronised, and nothing more of an oversized request is read.
+    async fn refuse(&mut self, e: ProtocolError) -> std::io::Result<()> {
+        if e.is_limit() {
+            self.shared
+                .stats
+                .query_limit_disconnections
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(client = self.client.id, addr = ?self.client.meta.addr, error = %e, "closing a client over a request limit");
+        } else {
+            tracing::debug!(client = self.client.id, error = %e, "protocol error");
+        }
+        self.out.err(&format!("ERR {e}"));
+        self.flush().await
+    }
+
     async fn serve(&mut self) -> std::io::Result<()> {
-        let limits = self.shared.limits;
         let mut args: Vec<Bytes> = Vec::with_capacity(8);
         loop {
-            // Run every complete command that has arrived.
+            // Run every complete command that has arrived. The parser keeps its place in an
+            // unfinished request, so the bytes of a slow request are walked once in total.
+            let limits = self.shared.limits();
+            let mut adm = self.admission();
             loop {
-                let scanned = frame::scan(&self.inbuf, &limits, &mut self.spans);
+                let scanned = self
+                    .parser
+                    .parse(&self.inbuf, &limits, &adm, &mut self.spans);
                 let res = match scanned {
-                    Err(e) => {
-                        tracing::debug!(client = self.client.id, error = %e, "protocol error");
-                        self.out.err(&format!("ERR {e}"));
-                        self.flush().await?;
-                        return Ok(());
-                    }
+                    Err(e) => return self.refuse(e).await,
                     Ok(Scan::Incomplete) => break,
                     Ok(Scan::Empty { consumed }) => {
                         self.inbuf.advance(consumed);
@@ -241,21 +297,34 @@ impl Connection {
                 if self.out.buf.len() >= OUT_FLUSH {
                     self.flush().await?;
                 }
+                // AUTH lifts the unauthenticated limits for the next request; RESET restores them.
+                adm.unauthenticated = !self.client.authed;
             }
             self.flush().await?;
-            if self.client.mailbox.overflow.load(Ordering::Relaxed) {
-                tracing::warn!(
-                    client = self.client.id,
-                    "subscriber too slow, disconnecting"
-                );
+            if self.client.mailbox.state.killed() {
                 return Ok(());
             }
-            // Wait for more input or a pub/sub message. (Shutdown aborts the task: polling a
-            // shared shutdown signal here would cost every request a lock on it.)
+            // Wait for more input or a pub/sub message; a subscriber pushed over its output
+            // limit is closed at once. (Shutdown aborts the task: polling a shared shutdown
+            // signal here would cost every request a lock on it.)
+            let subscriber = self.client.in_subscribe_mode();
             tokio::select! {
+                biased;
+                _ = self.client.mailbox.state.kill.notified(), if subscriber => return Ok(()),
                 r = self.stream.read_buf(&mut self.inbuf) => {
-                    if r? == 0 {
+                    let n = r?;
+                    if n == 0 {
                         return Ok(());
+                    }
+                    self.net_in += n as u64;
+                    if self.net_in >= 1 << 20 {
+                        self.flush_counters();
+                    }
+                    // Requests are refused on their announced size; this catches what a
+                    // client sends beyond the one request being read (the parser has not
+                    // looked at it yet).
+                    if self.inbuf.len() > self.shared.query_buffer_limit() {
+                        return self.refuse(ProtocolError::QUERY_BUFFER).await;
                     }
                 }
                 Some(m) = self.rx.recv() => {
@@ -275,6 +344,7 @@ impl Connection {
     }
 
     fn write_msg(&mut self, m: PubMsg) {
+        self.pub_pending += m.size();
         match m {
             PubMsg::Message { channel, payload } => {
                 self.out.push(3);
@@ -307,7 +377,21 @@ impl Connection {
                 aof.wait_synced(self.client.aof_seq).await;
             }
         }
-        self.stream.write_all(&self.out.buf).await?;
+        if self.pub_pending == 0 && !self.client.in_subscribe_mode() {
+            self.stream.write_all(&self.out.buf).await?;
+        } else {
+            // A subscriber that does not read blocks this write; publishers pushing it over
+            // its output buffer limit must still be able to cut it off.
+            let st = &self.client.mailbox.state;
+            tokio::select! {
+                biased;
+                _ = st.kill.notified() => {
+                    return Err(std::io::Error::other("over the pub/sub output buffer limit"));
+                }
+                r = self.stream.write_all(&self.out.buf) => r?,
+            }
+            st.written(std::mem::take(&mut self.pub_pending));
+        }
         self.out.buf.clear();
         if self.client.commands >= 64 {
             self.shared
@@ -349,6 +433,20 @@ impl Connection {
         Ok(r)
     }
 
+    /// Whether the peer has closed its end (or the connection broke), asked of the socket
+    /// itself with a non-blocking peek rather than of the reactor's last readiness report.
+    fn peer_hung_up(&self) -> bool {
+        let mut b = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        match socket2::SockRef::from(&self.stream).peek(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+            ),
+        }
+    }
+
     /// The client runs a blocking command that found nothing: wait for a wakeup, the
     /// deadline or the peer hanging up, then run the command again.
     async fn wait_blocked(&mut self, args: &[Bytes]) -> std::io::Result<Res> {
@@ -368,18 +466,31 @@ impl Connection {
                 }
             };
             let mut gone = false;
+            // Biased toward the socket: a peer that hung up while a value arrived for it
+            // must be noticed first, or the value would be popped for a dead client and lost.
             tokio::select! {
-                _ = notify.notified() => {}
-                _ = sleep => self.client.block_timed_out = true,
+                biased;
                 r = self.stream.read_buf(&mut self.inbuf) => {
-                    // The peer may pipeline more commands; keep them for later, but a closed
-                    // socket must unblock us so nothing is popped for a dead client.
+                    // The peer may pipeline more commands; keep them for later (within the
+                    // query buffer limit), but a closed socket must unblock us.
                     match r {
                         Ok(0) | Err(_) => gone = true,
-                        Ok(_) if self.inbuf.len() > self.shared.limits.max_bulk_len + 1024 * 1024 => gone = true,
-                        Ok(_) => continue,
+                        Ok(n) => {
+                            self.net_in += n as u64;
+                            if self.inbuf.len() > self.shared.query_buffer_limit() {
+                                gone = true;
+                            } else {
+                                continue;
+                            }
+                        }
                     }
                 }
+                _ = notify.notified() => {
+                    // The wakeup may be polled before the reactor has seen the hang-up that
+                    // came first (the bias above only helps once it has): ask the socket.
+                    gone = self.peer_hung_up();
+                }
+                _ = sleep => self.client.block_timed_out = true,
             }
             {
                 let mut db = self.shared.lock_db();

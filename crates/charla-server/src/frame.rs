@@ -1,6 +1,8 @@
 //! The RESP wire format, sans-io: a request parser that works on whatever bytes have arrived
-//! (returning [`Scan::Incomplete`] until a whole command is there), and a reply writer that
-//! appends RESP2 or RESP3 straight into the connection's output buffer.
+//! (returning [`Scan::Incomplete`] until a whole command is there, and keeping its place so
+//! the next read resumes instead of starting over), with the request limits checked on each
+//! length header before the bytes it announces are buffered; and a reply writer that appends
+//! RESP2 or RESP3 straight into the connection's output buffer.
 //!
 //! Requests come in two shapes, as in Redis: multibulk (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`, what
 //! every client library sends) and inline (`PING\r\n`, what telnet and `redis-benchmark`'s
@@ -20,7 +22,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_bulk_len: 64 * 1024 * 1024,
+            max_bulk_len: 512 * 1024 * 1024,
             max_multibulk_len: 1024 * 1024,
             max_inline_len: 64 * 1024,
         }
@@ -32,6 +34,23 @@ impl Default for Limits {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Protocol error: {0}")]
 pub struct ProtocolError(pub &'static str);
+
+impl ProtocolError {
+    /// A request bigger than `client-query-buffer-limit` allows.
+    pub const QUERY_BUFFER: ProtocolError = ProtocolError("query buffer limit reached");
+
+    /// The request broke a limit on unauthenticated clients or on the query buffer (rather
+    /// than the syntax): worth a warning in the log and a count in INFO.
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self.0,
+            "unauthenticated bulk length"
+                | "unauthenticated multibulk length"
+                | "too big inline request"
+                | "query buffer limit reached"
+        )
+    }
+}
 
 /// Result of scanning the start of a buffer for one request.
 #[derive(Debug, PartialEq, Eq)]
@@ -56,18 +75,246 @@ pub struct ArgSpans {
     pub owned: Vec<Vec<u8>>,
 }
 
-/// Scan one request at the start of `buf`.
-pub fn scan(buf: &[u8], limits: &Limits, out: &mut ArgSpans) -> Result<Scan, ProtocolError> {
-    out.spans.clear();
-    out.owned.clear();
-    let Some(&first) = buf.first() else {
-        return Ok(Scan::Incomplete);
+/// Who is sending, for the limits that depend on it (checked on each header, before the body
+/// it announces is read).
+#[derive(Debug, Clone, Copy)]
+pub struct Admission {
+    /// A password is set and this client has not given it: Redis's limits for such clients
+    /// (at most 10 arguments of at most 16 KiB) apply, so nobody can make the server buffer
+    /// before proving who they are.
+    pub unauthenticated: bool,
+    /// Most bytes one request may occupy (`client-query-buffer-limit`).
+    pub max_query: usize,
+}
+
+impl Admission {
+    /// No per-client limits beyond [`Limits`] (the AOF loader, fuzzers).
+    pub const TRUSTED: Admission = Admission {
+        unauthenticated: false,
+        max_query: usize::MAX,
     };
-    if first == b'*' {
-        scan_multibulk(buf, limits, out)
-    } else {
-        scan_inline(buf, limits, out)
+}
+
+/// Redis's limits for a client that has not authenticated yet.
+pub const UNAUTH_MAX_MULTIBULK: i64 = 10;
+pub const UNAUTH_MAX_BULK: i64 = 16 * 1024;
+
+/// Scan one request at the start of `buf`, from scratch (the AOF loader and tests; a
+/// connection keeps a [`Parser`] so an unfinished request is not walked again).
+pub fn scan(buf: &[u8], limits: &Limits, out: &mut ArgSpans) -> Result<Scan, ProtocolError> {
+    Parser::default().parse(buf, limits, &Admission::TRUSTED, out)
+}
+
+/// Where an unfinished request stopped. Offsets are into the caller's buffer, whose start is
+/// the request's first byte; the caller only appends to it until the request completes.
+#[derive(Debug, Default, Clone, Copy)]
+enum State {
+    #[default]
+    Start,
+    /// Inside a multibulk.
+    Multi(Cursor),
+    /// An inline request with no `\n` before `searched`.
+    Inline { searched: usize },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Cursor {
+    /// `left` bulks to come, the next one's `$` header at `pos`.
+    Header { left: usize, pos: usize },
+    /// A bulk's header was read: its body is `start..start + len`, `left` bulks including it.
+    Body {
+        left: usize,
+        start: usize,
+        len: usize,
+    },
+}
+
+/// A resumable request parser: on [`Scan::Incomplete`] it remembers where it stopped, so a
+/// request that arrives a few bytes at a time is walked once in total instead of once per
+/// read (a client announcing a million arguments and trickling them in cannot make the server
+/// rescan megabytes on every read). Only the short length lines (at most 32 bytes) are looked
+/// at again when they arrive split.
+#[derive(Debug, Default)]
+pub struct Parser {
+    state: State,
+    /// Bytes walked over in total (INFO `charla_parser_bytes_scanned`).
+    pub scanned: u64,
+}
+
+impl Parser {
+    /// Continue (or start) scanning the request at the start of `buf`.
+    pub fn parse(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+        adm: &Admission,
+        out: &mut ArgSpans,
+    ) -> Result<Scan, ProtocolError> {
+        let from = match self.state {
+            State::Start => 0,
+            State::Multi(Cursor::Header { pos, .. }) => pos,
+            State::Multi(Cursor::Body { start, .. }) => start,
+            State::Inline { searched } => searched,
+        };
+        let r = self.step(buf, limits, adm, out);
+        let reached = match (&r, self.state) {
+            (Ok(Scan::Incomplete), State::Multi(Cursor::Header { pos, .. })) => pos,
+            (Ok(Scan::Incomplete), State::Multi(Cursor::Body { start, .. })) => start,
+            (Ok(Scan::Incomplete), State::Inline { searched }) => searched,
+            (Ok(Scan::Incomplete), State::Start) => 0,
+            (
+                Ok(
+                    Scan::Multibulk { consumed }
+                    | Scan::Inline { consumed }
+                    | Scan::Empty { consumed },
+                ),
+                _,
+            ) => *consumed,
+            (Err(_), _) => buf.len(),
+        };
+        self.scanned += reached.saturating_sub(from) as u64;
+        if !matches!(r, Ok(Scan::Incomplete)) {
+            self.state = State::Start;
+        }
+        r
     }
+
+    fn step(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+        adm: &Admission,
+        out: &mut ArgSpans,
+    ) -> Result<Scan, ProtocolError> {
+        let mut cur = match self.state {
+            State::Multi(cur) => cur,
+            State::Inline { searched } => return self.inline(buf, searched, limits, out),
+            State::Start => {
+                out.spans.clear();
+                out.owned.clear();
+                match buf.first() {
+                    None => return Ok(Scan::Incomplete),
+                    Some(b'*') => match multibulk_header(buf, limits, adm)? {
+                        Ok(cur) => cur,
+                        Err(scan) => return Ok(scan),
+                    },
+                    Some(_) => return self.inline(buf, 0, limits, out),
+                }
+            }
+        };
+        loop {
+            match cur {
+                Cursor::Header { left: 0, pos } => return Ok(Scan::Multibulk { consumed: pos }),
+                Cursor::Header { left, pos } => {
+                    if pos >= buf.len() {
+                        self.state = State::Multi(cur);
+                        return Ok(Scan::Incomplete);
+                    }
+                    if buf[pos] != b'$' {
+                        return Err(ProtocolError("expected '$'"));
+                    }
+                    let Some(end) = find_crlf(buf, pos + 1) else {
+                        if buf.len() - pos > 32 {
+                            return Err(ProtocolError("invalid bulk length"));
+                        }
+                        self.state = State::Multi(cur);
+                        return Ok(Scan::Incomplete);
+                    };
+                    let len = parse_len(&buf[pos + 1..end])
+                        .ok_or(ProtocolError("invalid bulk length"))?;
+                    if len < 0 || len > limits.max_bulk_len as i64 {
+                        return Err(ProtocolError("invalid bulk length"));
+                    }
+                    if adm.unauthenticated && len > UNAUTH_MAX_BULK {
+                        return Err(ProtocolError("unauthenticated bulk length"));
+                    }
+                    let start = end + 2;
+                    // The request so far plus this bulk must fit the query buffer limit:
+                    // refused on the announcement, before the body is buffered.
+                    if (start as u64).saturating_add(len as u64 + 2) > adm.max_query as u64 {
+                        return Err(ProtocolError::QUERY_BUFFER);
+                    }
+                    cur = Cursor::Body {
+                        left,
+                        start,
+                        len: len as usize,
+                    };
+                }
+                Cursor::Body { left, start, len } => {
+                    let stop = start + len;
+                    if stop + 2 > buf.len() {
+                        self.state = State::Multi(cur);
+                        return Ok(Scan::Incomplete);
+                    }
+                    if &buf[stop..stop + 2] != b"\r\n" {
+                        return Err(ProtocolError("bulk string not terminated by CRLF"));
+                    }
+                    out.spans.push((start, stop));
+                    cur = Cursor::Header {
+                        left: left - 1,
+                        pos: stop + 2,
+                    };
+                }
+            }
+        }
+    }
+
+    fn inline(
+        &mut self,
+        buf: &[u8],
+        searched: usize,
+        limits: &Limits,
+        out: &mut ArgSpans,
+    ) -> Result<Scan, ProtocolError> {
+        // (A buffer shorter than what was searched cannot happen while the caller only
+        // appends; searching it again from the start is the safe answer if it did.)
+        let searched = if searched <= buf.len() { searched } else { 0 };
+        let Some(nl) = buf[searched..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|p| p + searched)
+        else {
+            if buf.len() > limits.max_inline_len {
+                return Err(ProtocolError("too big inline request"));
+            }
+            self.state = State::Inline {
+                searched: buf.len(),
+            };
+            return Ok(Scan::Incomplete);
+        };
+        scan_inline_line(buf, nl, limits, out)
+    }
+}
+
+/// The `*<n>\r\n` line of a multibulk: where its first bulk starts, or the whole (empty or
+/// unfinished) result.
+fn multibulk_header(
+    buf: &[u8],
+    limits: &Limits,
+    adm: &Admission,
+) -> Result<Result<Cursor, Scan>, ProtocolError> {
+    let Some(end) = find_crlf(buf, 1) else {
+        if buf.len() > 32 {
+            return Err(ProtocolError("invalid multibulk length"));
+        }
+        return Ok(Err(Scan::Incomplete));
+    };
+    let n = parse_len(&buf[1..end]).ok_or(ProtocolError("invalid multibulk length"))?;
+    if n > limits.max_multibulk_len as i64 {
+        return Err(ProtocolError("invalid multibulk length"));
+    }
+    if adm.unauthenticated && n > UNAUTH_MAX_MULTIBULK {
+        return Err(ProtocolError("unauthenticated multibulk length"));
+    }
+    if n <= 0 {
+        return Ok(Err(Scan::Empty { consumed: end + 2 }));
+    }
+    // Spans are pushed as bulks arrive, never reserved from the claim: a client may announce
+    // a million arguments and send none.
+    Ok(Ok(Cursor::Header {
+        left: n as usize,
+        pos: end + 2,
+    }))
 }
 
 /// Find `\r\n` at or after `from`; returns the index of `\r`.
@@ -110,60 +357,13 @@ fn parse_len(s: &[u8]) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
-fn scan_multibulk(buf: &[u8], limits: &Limits, out: &mut ArgSpans) -> Result<Scan, ProtocolError> {
-    let Some(end) = find_crlf(buf, 1) else {
-        if buf.len() > 32 {
-            return Err(ProtocolError("invalid multibulk length"));
-        }
-        return Ok(Scan::Incomplete);
-    };
-    let n = parse_len(&buf[1..end]).ok_or(ProtocolError("invalid multibulk length"))?;
-    if n > limits.max_multibulk_len as i64 {
-        return Err(ProtocolError("invalid multibulk length"));
-    }
-    let mut pos = end + 2;
-    if n <= 0 {
-        return Ok(Scan::Empty { consumed: pos });
-    }
-    // Reserve lazily: a client may claim a million args and then send none.
-    for _ in 0..n {
-        if pos >= buf.len() {
-            return Ok(Scan::Incomplete);
-        }
-        if buf[pos] != b'$' {
-            return Err(ProtocolError("expected '$'"));
-        }
-        let Some(end) = find_crlf(buf, pos + 1) else {
-            if buf.len() - pos > 32 {
-                return Err(ProtocolError("invalid bulk length"));
-            }
-            return Ok(Scan::Incomplete);
-        };
-        let len = parse_len(&buf[pos + 1..end]).ok_or(ProtocolError("invalid bulk length"))?;
-        if len < 0 || len > limits.max_bulk_len as i64 {
-            return Err(ProtocolError("invalid bulk length"));
-        }
-        let start = end + 2;
-        let stop = start + len as usize;
-        if stop + 2 > buf.len() {
-            return Ok(Scan::Incomplete);
-        }
-        if &buf[stop..stop + 2] != b"\r\n" {
-            return Err(ProtocolError("bulk string not terminated by CRLF"));
-        }
-        out.spans.push((start, stop));
-        pos = stop + 2;
-    }
-    Ok(Scan::Multibulk { consumed: pos })
-}
-
-fn scan_inline(buf: &[u8], limits: &Limits, out: &mut ArgSpans) -> Result<Scan, ProtocolError> {
-    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
-        if buf.len() > limits.max_inline_len {
-            return Err(ProtocolError("too big inline request"));
-        }
-        return Ok(Scan::Incomplete);
-    };
+/// An inline request whose line ends with the `\n` at `nl`.
+fn scan_inline_line(
+    buf: &[u8],
+    nl: usize,
+    limits: &Limits,
+    out: &mut ArgSpans,
+) -> Result<Scan, ProtocolError> {
     if nl > limits.max_inline_len {
         return Err(ProtocolError("too big inline request"));
     }
@@ -533,6 +733,71 @@ mod tests {
         v.clear();
         split_args(b"a\0b\x0bc", &mut v).unwrap();
         assert_eq!(v, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    }
+
+    #[test]
+    fn a_request_fed_byte_by_byte_is_walked_once() {
+        let full = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\nPING\r\n";
+        let first = full.len() - 6;
+        let mut p = Parser::default();
+        let mut spans = ArgSpans::default();
+        let limits = Limits::default();
+        for cut in 1..first {
+            assert_eq!(
+                p.parse(&full[..cut], &limits, &Admission::TRUSTED, &mut spans),
+                Ok(Scan::Incomplete),
+                "cut {cut}"
+            );
+        }
+        assert_eq!(
+            p.parse(&full[..first], &limits, &Admission::TRUSTED, &mut spans),
+            Ok(Scan::Multibulk { consumed: first })
+        );
+        assert_eq!(spans.spans, vec![(8, 11), (17, 18), (24, 29)]);
+        assert_eq!(p.scanned, first as u64);
+        // Inline requests resume too.
+        let rest = &full[first..];
+        for cut in 1..rest.len() {
+            assert_eq!(
+                p.parse(&rest[..cut], &limits, &Admission::TRUSTED, &mut spans),
+                Ok(Scan::Incomplete)
+            );
+        }
+        assert_eq!(
+            p.parse(rest, &limits, &Admission::TRUSTED, &mut spans),
+            Ok(Scan::Multibulk { consumed: 6 })
+        );
+        assert_eq!(p.scanned, full.len() as u64);
+    }
+
+    #[test]
+    fn unauthenticated_and_query_limits_apply_on_the_header() {
+        let limits = Limits::default();
+        let unauth = Admission {
+            unauthenticated: true,
+            max_query: 1 << 20,
+        };
+        let mut spans = ArgSpans::default();
+        let mut parse =
+            |b: &[u8], adm: &Admission| Parser::default().parse(b, &limits, adm, &mut spans);
+        assert_eq!(
+            parse(b"*11\r\n", &unauth),
+            Err(ProtocolError("unauthenticated multibulk length"))
+        );
+        assert_eq!(parse(b"*10\r\n$16384\r\n", &unauth), Ok(Scan::Incomplete));
+        assert_eq!(
+            parse(b"*10\r\n$16385\r\n", &unauth),
+            Err(ProtocolError("unauthenticated bulk length"))
+        );
+        let authed = Admission {
+            unauthenticated: false,
+            ..unauth
+        };
+        assert_eq!(parse(b"*2\r\n$1048000\r\n", &authed), Ok(Scan::Incomplete));
+        assert_eq!(
+            parse(b"*2\r\n$1048576\r\n", &authed),
+            Err(ProtocolError::QUERY_BUFFER)
+        );
     }
 
     #[test]

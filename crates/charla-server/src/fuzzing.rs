@@ -28,7 +28,7 @@ pub fn run_bytes_with(data: &[u8], mut on_reply: impl FnMut(&[u8], &[u8])) -> us
     let mut buf = BytesMut::from(data);
     let mut n = 0;
     loop {
-        let args: Vec<Bytes> = match frame::scan(&buf, &shared.limits, &mut spans) {
+        let args: Vec<Bytes> = match frame::scan(&buf, &shared.limits(), &mut spans) {
             Ok(Scan::Incomplete) | Err(_) => break,
             Ok(Scan::Empty { consumed }) => {
                 buf.advance(consumed);

@@ -39,7 +39,7 @@ pub mod stream;
 
 use std::path::PathBuf;
 
-pub use config::{AppendFsync, ServerConfig};
+pub use config::{AppendFsync, OutputLimit, ServerConfig};
 pub use server::serve;
 
 /// The Redis version reported to clients (`INFO`, `HELLO`): clients enable features by it, and

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::aof::Aof;
-use crate::config::ServerConfig;
+use crate::config::{OutputLimit, ServerConfig};
 use crate::connection::{ClientMeta, Connection};
 use crate::db::{now_ms, Db};
 use crate::frame::Limits;
@@ -32,13 +32,36 @@ pub struct Stats {
     pub pubsub_clients: AtomicUsize,
     pub aof_rewrites: AtomicU64,
     pub aof_size: AtomicU64,
+    /// Bytes read from clients (INFO `total_net_input_bytes`).
+    pub net_input_bytes: AtomicU64,
+    /// Bytes the request parser walked over (INFO `charla_parser_bytes_scanned`): equal to
+    /// the input when parsing resumes where it stopped, quadratic in a trickled request if it
+    /// started over on every read. Tests use it to check that a slow sender costs linear work.
+    pub parser_bytes_scanned: AtomicU64,
+    /// Clients closed for `client-query-buffer-limit` / `proto-max-bulk-len` / the
+    /// unauthenticated limits (INFO `client_query_buffer_limit_disconnections`).
+    pub query_limit_disconnections: AtomicU64,
+    /// Subscribers closed for `client-output-buffer-limit pubsub`.
+    pub output_limit_disconnections: AtomicU64,
+}
+
+/// The limits `CONFIG SET` can change while clients are connected (read on every use, so a
+/// change applies to connected clients too).
+#[derive(Debug)]
+pub struct NetLimits {
+    pub proto_max_bulk_len: AtomicUsize,
+    pub client_query_buffer_limit: AtomicUsize,
+    pub pubsub_hard: AtomicUsize,
+    pub pubsub_soft: AtomicUsize,
+    pub pubsub_soft_seconds: AtomicU64,
+    pub tcp_keepalive: AtomicU64,
 }
 
 pub struct Shared {
     db: Mutex<Db>,
     pubsub: Mutex<PubSub>,
     pub config: ServerConfig,
-    pub limits: Limits,
+    pub net: NetLimits,
     clients: Mutex<HashMap<u64, Arc<ClientMeta>>>,
     next_id: AtomicU64,
     pub stats: Stats,
@@ -49,17 +72,20 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: ServerConfig) -> Shared {
-        let limits = Limits {
-            max_bulk_len: config.max_bulk_len,
-            max_multibulk_len: config.max_multibulk_len,
-            max_inline_len: config.max_inline_len,
+        let net = NetLimits {
+            proto_max_bulk_len: AtomicUsize::new(config.max_bulk_len),
+            client_query_buffer_limit: AtomicUsize::new(config.client_query_buffer_limit),
+            pubsub_hard: AtomicUsize::new(config.pubsub_output_limit.hard),
+            pubsub_soft: AtomicUsize::new(config.pubsub_output_limit.soft),
+            pubsub_soft_seconds: AtomicU64::new(config.pubsub_output_limit.soft_seconds),
+            tcp_keepalive: AtomicU64::new(config.tcp_keepalive),
         };
         let seed = now_ms() ^ u64::from(std::process::id()).rotate_left(32);
         Shared {
             db: Mutex::new(Db::new()),
             pubsub: Mutex::new(PubSub::default()),
             config,
-            limits,
+            net,
             clients: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             stats: Stats::default(),
@@ -70,6 +96,39 @@ impl Shared {
                 seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
             ),
         }
+    }
+
+    /// The request limits in force now.
+    #[inline]
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_bulk_len: self.net.proto_max_bulk_len.load(Ordering::Relaxed),
+            max_multibulk_len: self.config.max_multibulk_len,
+            max_inline_len: self.config.max_inline_len,
+        }
+    }
+
+    /// `client-query-buffer-limit` now.
+    #[inline]
+    pub fn query_buffer_limit(&self) -> usize {
+        self.net.client_query_buffer_limit.load(Ordering::Relaxed)
+    }
+
+    /// `client-output-buffer-limit pubsub` now.
+    pub fn pubsub_limit(&self) -> OutputLimit {
+        OutputLimit {
+            hard: self.net.pubsub_hard.load(Ordering::Relaxed),
+            soft: self.net.pubsub_soft.load(Ordering::Relaxed),
+            soft_seconds: self.net.pubsub_soft_seconds.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn set_pubsub_limit(&self, l: OutputLimit) {
+        self.net.pubsub_hard.store(l.hard, Ordering::Relaxed);
+        self.net.pubsub_soft.store(l.soft, Ordering::Relaxed);
+        self.net
+            .pubsub_soft_seconds
+            .store(l.soft_seconds, Ordering::Relaxed);
     }
 
     /// The keyspace lock. A panic while holding it cannot leave a torn value behind (commands
@@ -156,7 +215,14 @@ pub async fn serve(
         aof.start(shared.clone())?;
     }
     let local = listener.local_addr().ok();
-    tracing::info!(addr = ?local, appendonly = shared.config.appendonly, "charla serve ready to accept connections");
+    // Whoever bound the listener chose some backlog (tokio's and std's bind use 128 or 1024);
+    // a burst of connections beyond it waits a whole SYN retransmission (1 s). Listening again
+    // on the bound socket sets the backlog, as nginx does on reload.
+    let backlog = effective_backlog(&shared.config);
+    if let Err(e) = socket2::SockRef::from(&listener).listen(backlog.min(i32::MAX as u32) as i32) {
+        tracing::warn!(error = %e, backlog, "cannot set the listen backlog");
+    }
+    tracing::info!(addr = ?local, appendonly = shared.config.appendonly, backlog, "charla serve ready to accept connections");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let expirer = tokio::spawn(expire_loop(shared.clone(), stop_rx.clone()));
@@ -200,6 +266,7 @@ pub async fn serve(
                     continue;
                 }
                 let _ = sock.set_nodelay(true);
+                set_keepalive(&sock, shared.net.tcp_keepalive.load(Ordering::Relaxed));
                 let std_sock = match sock.into_std() {
                     Ok(s) => s,
                     Err(e) => {
@@ -235,6 +302,51 @@ pub async fn serve(
     }
     tracing::info!("charla serve stopped");
     Ok(())
+}
+
+/// The system's maximum listen backlog (`net.core.somaxconn` on Linux), or Redis's default
+/// `tcp-backlog` (511) where it cannot be read.
+pub fn system_backlog() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(511)
+}
+
+/// The backlog `serve` listens with: `tcp_backlog`, or the system's maximum when it is 0;
+/// never above the system's maximum (the kernel would cap it anyway, and `CONFIG GET
+/// tcp-backlog` reports what is really in force).
+pub fn effective_backlog(config: &ServerConfig) -> u32 {
+    let max = system_backlog();
+    match config.tcp_backlog {
+        0 => max,
+        n => n.min(max),
+    }
+}
+
+/// TCP keepalive on a client socket, as Redis's `tcp-keepalive` sets it: the first probe after
+/// `secs` idle seconds, then every `secs / 3`, giving up after 3 unanswered probes. A peer
+/// that vanished (powered off, cable pulled, NAT entry dropped) is then noticed and its
+/// connection, with its blocked commands and subscriptions, released.
+fn set_keepalive(sock: &tokio::net::TcpStream, secs: u64) {
+    if secs == 0 {
+        return;
+    }
+    let ka = socket2::TcpKeepalive::new().with_time(Duration::from_secs(secs));
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "freebsd",
+        target_os = "netbsd"
+    ))]
+    let ka = ka
+        .with_interval(Duration::from_secs((secs / 3).max(1)))
+        .with_retries(3);
+    if let Err(e) = socket2::SockRef::from(sock).set_tcp_keepalive(&ka) {
+        tracing::debug!(error = %e, "cannot enable TCP keepalive");
+    }
 }
 
 /// An I/O thread: its own single-threaded runtime running the connections handed to it.

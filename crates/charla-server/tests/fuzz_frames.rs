@@ -5,7 +5,7 @@
 //! reply is parsed by the small independent parser below). `CHARLA_FUZZ_CASES` sets how many
 //! cases (default 3000).
 
-use charla_server::frame::{scan, ArgSpans, Limits};
+use charla_server::frame::{scan, Admission, ArgSpans, Limits, Parser, Scan};
 use charla_server::fuzzing::run_bytes_with;
 
 const NAMES: &[&str] = &[
@@ -432,5 +432,93 @@ fn every_prefix_of_a_valid_pipeline_is_incomplete_or_a_command() {
             scan(&data, &limits, &mut spans),
             Ok(charla_server::frame::Scan::Multibulk { .. })
         ));
+    }
+}
+
+/// The arguments of every request in `data`, scanned from scratch one request at a time.
+fn parse_whole(data: &[u8]) -> Vec<Vec<Vec<u8>>> {
+    let limits = Limits::default();
+    let mut spans = ArgSpans::default();
+    let mut pos = 0;
+    let mut all = Vec::new();
+    while pos < data.len() {
+        match scan(&data[pos..], &limits, &mut spans).unwrap() {
+            Scan::Multibulk { consumed } => {
+                let base = pos;
+                all.push(
+                    spans
+                        .spans
+                        .iter()
+                        .map(|&(s, e)| data[base + s..base + e].to_vec())
+                        .collect(),
+                );
+                pos += consumed;
+            }
+            Scan::Inline { consumed } => {
+                all.push(spans.owned.clone());
+                pos += consumed;
+            }
+            Scan::Empty { consumed } => pos += consumed,
+            Scan::Incomplete => panic!("whole pipeline incomplete at {pos}"),
+        }
+    }
+    all
+}
+
+#[test]
+fn a_pipeline_arriving_in_random_pieces_parses_as_a_whole_and_is_walked_once() {
+    let mut rng = fastrand::Rng::with_seed(12);
+    let limits = Limits::default();
+    for _ in 0..300 {
+        let mut data = Vec::new();
+        for _ in 0..rng.usize(1..20) {
+            match rng.u8(0..6) {
+                0 => data.extend_from_slice(b"PING\r\n"),
+                1 => data.extend_from_slice(b"ECHO \"a b\" 'c'\r\n"),
+                2 => data.extend_from_slice(b"*0\r\n\r\n"),
+                _ => data.extend_from_slice(&encode(&random_command(&mut rng))),
+            }
+        }
+        let expected = parse_whole(&data);
+        // What a connection does: append what arrived, take every complete request.
+        let mut parser = Parser::default();
+        let mut spans = ArgSpans::default();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut got = Vec::new();
+        let mut fed = 0;
+        while fed < data.len() {
+            let n = rng.usize(1..=64).min(data.len() - fed);
+            buf.extend_from_slice(&data[fed..fed + n]);
+            fed += n;
+            loop {
+                match parser
+                    .parse(&buf, &limits, &Admission::TRUSTED, &mut spans)
+                    .unwrap()
+                {
+                    Scan::Incomplete => break,
+                    Scan::Multibulk { consumed } => {
+                        got.push(
+                            spans
+                                .spans
+                                .iter()
+                                .map(|&(s, e)| buf[s..e].to_vec())
+                                .collect(),
+                        );
+                        buf.drain(..consumed);
+                    }
+                    Scan::Inline { consumed } => {
+                        got.push(spans.owned.clone());
+                        buf.drain(..consumed);
+                    }
+                    Scan::Empty { consumed } => {
+                        buf.drain(..consumed);
+                    }
+                }
+            }
+        }
+        assert!(buf.is_empty());
+        assert_eq!(got, expected, "{:?}", String::from_utf8_lossy(&data));
+        // Each byte walked over once, however the pipeline was cut.
+        assert_eq!(parser.scanned, data.len() as u64);
     }
 }

@@ -428,9 +428,12 @@ pub fn own(b: &Bytes) -> Bytes {
 /// Run one command: the single entry point used by connections, EXEC and AOF replay.
 pub fn dispatch(ctx: &mut Ctx) -> Res {
     let Some(spec) = lookup(&ctx.args[0]) else {
+        // The name is cut at 128 bytes as Redis's `%.128s` does: the reply must not echo a
+        // client's whole (possibly huge) first argument back at it.
+        let name = &ctx.args[0][..ctx.args[0].len().min(128)];
         let mut msg = format!(
             "ERR unknown command '{}', with args beginning with: ",
-            String::from_utf8_lossy(&ctx.args[0])
+            String::from_utf8_lossy(name)
         );
         for a in ctx.args.iter().skip(1).take(20) {
             msg.push('\'');

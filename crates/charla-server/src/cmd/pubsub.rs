@@ -6,7 +6,11 @@ use bytes::Bytes;
 use super::{is, own, Ctx, Res};
 
 pub fn publish(ctx: &mut Ctx) -> Res {
-    let n = ctx.shared.lock_pubsub().publish(&ctx.args[1], &ctx.args[2]);
+    let limit = ctx.shared.pubsub_limit();
+    let n = ctx
+        .shared
+        .lock_pubsub()
+        .publish(&ctx.args[1], &ctx.args[2], &limit);
     ctx.out.int(n);
     Res::Ok
 }

@@ -159,9 +159,13 @@ pub fn info(ctx: &mut Ctx) -> Res {
         };
         let _ = write!(
             s,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ncharla_parser_bytes_scanned:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\n\r\n",
             st.total_connections.load(Ordering::Relaxed),
             st.commands.load(Ordering::Relaxed) + ctx.client.commands,
+            st.net_input_bytes.load(Ordering::Relaxed),
+            st.parser_bytes_scanned.load(Ordering::Relaxed),
+            st.query_limit_disconnections.load(Ordering::Relaxed),
+            st.output_limit_disconnections.load(Ordering::Relaxed),
             st.rejected.load(Ordering::Relaxed),
             st.expired.load(Ordering::Relaxed),
             channels,
@@ -251,8 +255,10 @@ pub fn time(ctx: &mut Ctx) -> Res {
 
 pub fn config(ctx: &mut Ctx) -> Res {
     let sub = ctx.args[1].clone();
-    let c = &ctx.shared.config;
+    let sh = ctx.shared;
+    let c = &sh.config;
     if is(&sub, "GET") && ctx.args.len() >= 3 {
+        let pubsub = sh.pubsub_limit();
         let params: Vec<(&str, String)> = vec![
             ("save", String::new()),
             ("appendonly", if c.appendonly { "yes" } else { "no" }.into()),
@@ -268,11 +274,35 @@ pub fn config(ctx: &mut Ctx) -> Res {
                 if c.protected_mode { "yes" } else { "no" }.into(),
             ),
             ("requirepass", c.requirepass.clone().unwrap_or_default()),
-            ("proto-max-bulk-len", c.max_bulk_len.to_string()),
+            (
+                "proto-max-bulk-len",
+                sh.net
+                    .proto_max_bulk_len
+                    .load(Ordering::Relaxed)
+                    .to_string(),
+            ),
+            (
+                "client-query-buffer-limit",
+                sh.query_buffer_limit().to_string(),
+            ),
+            (
+                "client-output-buffer-limit",
+                format!(
+                    "normal 0 0 0 slave 268435456 67108864 60 pubsub {} {} {}",
+                    pubsub.hard, pubsub.soft, pubsub.soft_seconds
+                ),
+            ),
+            (
+                "tcp-backlog",
+                crate::server::effective_backlog(c).to_string(),
+            ),
             ("maxmemory", "0".into()),
             ("maxmemory-policy", "noeviction".into()),
             ("timeout", "0".into()),
-            ("tcp-keepalive", "300".into()),
+            (
+                "tcp-keepalive",
+                sh.net.tcp_keepalive.load(Ordering::Relaxed).to_string(),
+            ),
             ("notify-keyspace-events", String::new()),
             ("cluster-enabled", "no".into()),
         ];
@@ -290,24 +320,80 @@ pub fn config(ctx: &mut Ctx) -> Res {
             ctx.out.bulk(v.as_bytes());
         }
     } else if is(&sub, "SET") && ctx.args.len() >= 4 && ctx.args.len().is_multiple_of(2) {
-        // Runtime reconfiguration is not supported; accept harmless client tweaks.
-        let name = String::from_utf8_lossy(&ctx.args[2]).to_ascii_lowercase();
-        if matches!(
-            name.as_str(),
-            "save" | "notify-keyspace-events" | "timeout" | "tcp-keepalive" | "maxmemory-policy"
-        ) {
-            ctx.out.ok();
-        } else {
-            ctx.out.err(&format!(
-                "ERR CONFIG SET failed (possibly related to argument '{name}') - not supported by charla serve, use the command-line flag"
-            ));
-        }
+        config_set(ctx);
     } else if is(&sub, "RESETSTAT") && ctx.args.len() == 2 {
         ctx.out.ok();
     } else {
         ctx.err_subcommand(&sub);
     }
     Res::Ok
+}
+
+/// A setting CONFIG SET changes, parsed and checked before any is applied (Redis applies a
+/// multi-parameter CONFIG SET all or nothing).
+enum Setting {
+    /// Accepted and ignored: client libraries set these, and they change nothing here.
+    Harmless,
+    ProtoMaxBulkLen(usize),
+    QueryBufferLimit(usize),
+    PubsubLimit(Option<crate::config::OutputLimit>),
+    TcpKeepalive(u64),
+}
+
+fn parse_setting(name: &str, value: &str) -> Result<Setting, &'static str> {
+    // Redis's floor for both sizes: smaller ones would refuse ordinary commands.
+    let size = |v: &str| {
+        crate::config::parse_memory(v)
+            .filter(|&n| n >= 1024 * 1024)
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or("argument must be a memory value of at least 1mb")
+    };
+    Ok(match name {
+        "save" | "notify-keyspace-events" | "timeout" | "maxmemory-policy" => Setting::Harmless,
+        "proto-max-bulk-len" => Setting::ProtoMaxBulkLen(size(value)?),
+        "client-query-buffer-limit" => Setting::QueryBufferLimit(size(value)?),
+        "client-output-buffer-limit" => Setting::PubsubLimit(
+            crate::config::parse_output_limits(value)
+                .map_err(|_| "argument must be <class> <hard> <soft> <seconds>, repeated")?,
+        ),
+        "tcp-keepalive" => Setting::TcpKeepalive(
+            value
+                .parse()
+                .map_err(|_| "argument couldn't be parsed into an integer")?,
+        ),
+        _ => return Err("not supported by charla serve, use the command-line flag"),
+    })
+}
+
+fn config_set(ctx: &mut Ctx) {
+    let mut settings = Vec::new();
+    for pair in ctx.args[2..].chunks(2) {
+        let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+        let value = String::from_utf8_lossy(&pair[1]);
+        match parse_setting(&name, &value) {
+            Ok(s) => settings.push(s),
+            Err(why) => {
+                ctx.out.err(&format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{name}') - {why}"
+                ));
+                return;
+            }
+        }
+    }
+    let net = &ctx.shared.net;
+    for s in settings {
+        match s {
+            Setting::Harmless | Setting::PubsubLimit(None) => {}
+            Setting::ProtoMaxBulkLen(n) => net.proto_max_bulk_len.store(n, Ordering::Relaxed),
+            Setting::QueryBufferLimit(n) => {
+                net.client_query_buffer_limit.store(n, Ordering::Relaxed)
+            }
+            Setting::PubsubLimit(Some(l)) => ctx.shared.set_pubsub_limit(l),
+            // Applies to connections accepted from now on, as in Redis.
+            Setting::TcpKeepalive(n) => net.tcp_keepalive.store(n, Ordering::Relaxed),
+        }
+    }
+    ctx.out.ok();
 }
 
 pub fn bgrewriteaof(ctx: &mut Ctx) -> Res {

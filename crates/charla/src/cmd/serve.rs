@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
-use charla_server::{AppendFsync, ServerConfig};
+use charla_server::{AppendFsync, OutputLimit, ServerConfig};
 
 const SERVE_HELP: &str = "\
 What it is:
@@ -34,6 +34,12 @@ Persistence: off by default, like the workshop's Redis. With --appendonly every 
 appended to DIR/charla.aof, replayed on start, and compacted when it grows. --appendfsync:
 always = a reply is sent only after the write is on disk; everysec = at most ~1 s lost on
 a power cut; no = the OS decides.
+
+Limits (Redis's, with its defaults): a client without the password may send only small
+requests (10 arguments of 16 KiB); --proto-max-bulk-len and --client-query-buffer-limit bound
+what anyone may send (refused with an error before it is read); a subscriber that does not
+read what is published to it is disconnected (--client-output-buffer-limit); TCP keepalive
+finds clients that vanished. CONFIG SET changes these while running.
 
 Stop with Ctrl+C or SIGTERM: connections are closed and the file is flushed.";
 
@@ -99,6 +105,41 @@ pub struct ServeArgs {
     /// Most simultaneous clients
     #[arg(long, default_value_t = 10_000)]
     pub maxclients: usize,
+
+    /// Largest argument a client may send, e.g. 512mb (Redis's proto-max-bulk-len)
+    #[arg(long, default_value = "512mb", value_parser = parse_size, value_name = "SIZE")]
+    pub proto_max_bulk_len: usize,
+
+    /// Most bytes one client's unfinished request may take, e.g. 1gb (client-query-buffer-limit)
+    #[arg(long, default_value = "1gb", value_parser = parse_size, value_name = "SIZE")]
+    pub client_query_buffer_limit: usize,
+
+    /// Disconnect a subscriber whose unread messages pass HARD, or stay above SOFT for SECS
+    #[arg(
+        long,
+        default_value = "pubsub 32mb 8mb 60",
+        value_parser = parse_output_limit,
+        value_name = "pubsub HARD SOFT SECS"
+    )]
+    pub client_output_buffer_limit: OutputLimit,
+
+    /// Listen backlog (0 = the system's maximum, net.core.somaxconn)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub tcp_backlog: u32,
+
+    /// Seconds of silence before TCP keepalive probes a client (0 = off)
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub tcp_keepalive: u64,
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    charla_server::config::parse_memory(s)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| format!("{s:?} is not a size (e.g. 1048576, 512mb, 1gb)"))
+}
+
+fn parse_output_limit(s: &str) -> Result<OutputLimit, String> {
+    Ok(charla_server::config::parse_output_limits(s)?.unwrap_or(OutputLimit::PUBSUB_DEFAULT))
 }
 
 pub async fn run(args: ServeArgs) -> Result<ExitCode> {
@@ -123,6 +164,11 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
             Fsync::No => AppendFsync::No,
         },
         maxclients: args.maxclients.max(1),
+        max_bulk_len: args.proto_max_bulk_len,
+        client_query_buffer_limit: args.client_query_buffer_limit,
+        pubsub_output_limit: args.client_output_buffer_limit,
+        tcp_backlog: args.tcp_backlog,
+        tcp_keepalive: args.tcp_keepalive,
         ..ServerConfig::default()
     };
     let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))

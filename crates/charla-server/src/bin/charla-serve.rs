@@ -1,8 +1,13 @@
 //! A stand-alone `charla serve` for tests and benchmarks that want a separate process (kill -9
-//! under load, redis-benchmark). Same flags as the CLI subcommand:
+//! under load, memory and CPU read from /proc, redis-benchmark). A binary of this crate rather
+//! than an example so the crate's integration tests can run it (`CARGO_BIN_EXE_charla-serve`
+//! is built for them; examples are not). Same flags as the CLI subcommand:
 //! `--bind --port --requirepass --protected-mode yes|no --dir --appendonly yes|no
-//! --appendfsync always|everysec|no --maxclients N --threads N`.
+//! --appendfsync always|everysec|no --maxclients N --threads N --proto-max-bulk-len SIZE
+//! --client-query-buffer-limit SIZE --client-output-buffer-limit "pubsub HARD SOFT SECS"
+//! --tcp-backlog N --tcp-keepalive SECS`. `--port 0` picks a free port (logged when ready).
 
+use charla_server::config::{parse_memory, parse_output_limits};
 use charla_server::{AppendFsync, ServerConfig};
 
 fn main() {
@@ -35,6 +40,23 @@ fn main() {
             }
             "--maxclients" => cfg.maxclients = v.parse().unwrap_or_else(|_| bad("a number")),
             "--threads" => cfg.threads = v.parse().unwrap_or_else(|_| bad("a number")),
+            "--proto-max-bulk-len" => {
+                cfg.max_bulk_len = parse_memory(&v)
+                    .and_then(|n| usize::try_from(n).ok())
+                    .unwrap_or_else(|| bad("a size such as 512mb"))
+            }
+            "--client-query-buffer-limit" => {
+                cfg.client_query_buffer_limit = parse_memory(&v)
+                    .and_then(|n| usize::try_from(n).ok())
+                    .unwrap_or_else(|| bad("a size such as 1gb"))
+            }
+            "--client-output-buffer-limit" => match parse_output_limits(&v) {
+                Ok(Some(l)) => cfg.pubsub_output_limit = l,
+                Ok(None) => {}
+                Err(e) => bad(&e),
+            },
+            "--tcp-backlog" => cfg.tcp_backlog = v.parse().unwrap_or_else(|_| bad("a number")),
+            "--tcp-keepalive" => cfg.tcp_keepalive = v.parse().unwrap_or_else(|_| bad("seconds")),
             _ => {
                 eprintln!("unknown flag {flag}");
                 std::process::exit(2);
