@@ -182,7 +182,9 @@ fn resp2_pubsub_patterns_and_ping_in_subscribe_mode() {
     );
     assert_eq!(sub.cmd(&["GET", "x"]), "$-1\r\n");
     drop(sub);
-    std::thread::sleep(Duration::from_millis(50));
+    common::wait_until("the subscriber is gone", Duration::from_secs(5), || {
+        p.cmd(&["PUBSUB", "NUMSUB", "room.1"]).ends_with(":0\r\n")
+    });
     assert_eq!(p.cmd(&["PUBLISH", "room.1", "m"]), ":0\r\n");
 }
 
@@ -192,7 +194,7 @@ fn blocking_pops_wake_up_and_time_out() {
     let q = k("q");
     let mut waiter = s.raw();
     waiter.send(format!("*3\r\n$5\r\nBRPOP\r\n${}\r\n{q}\r\n$1\r\n5\r\n", q.len()).as_bytes());
-    std::thread::sleep(Duration::from_millis(100));
+    s.wait_blocked(1);
     let mut p = s.raw();
     assert_eq!(p.cmd(&["LPUSH", &q, "hello"]), ":1\r\n");
     assert_eq!(
@@ -214,7 +216,7 @@ fn blocking_pops_wake_up_and_time_out() {
         )
         .as_bytes(),
     );
-    std::thread::sleep(Duration::from_millis(50));
+    s.wait_blocked(1);
     p.cmd(&["RPUSH", &q, "job"]);
     assert_eq!(waiter.reply(), "$3\r\njob\r\n");
     assert_eq!(p.cmd(&["LRANGE", &proc_, "0", "-1"]), "*1\r\n$3\r\njob\r\n");
@@ -227,12 +229,12 @@ fn a_blocked_client_that_hangs_up_is_not_given_a_message() {
     {
         let mut w = s.raw();
         w.send(format!("*3\r\n$5\r\nBRPOP\r\n${}\r\n{q}\r\n$1\r\n0\r\n", q.len()).as_bytes());
-        std::thread::sleep(Duration::from_millis(50));
+        s.wait_blocked(1);
     }
-    std::thread::sleep(Duration::from_millis(100));
+    // The hang-up is noticed: the client no longer counts as blocked.
+    s.wait_blocked(0);
     let mut p = s.raw();
     p.cmd(&["LPUSH", &q, "keep me"]);
-    std::thread::sleep(Duration::from_millis(100));
     assert_eq!(p.cmd(&["LLEN", &q]), ":1\r\n");
 }
 
@@ -248,7 +250,7 @@ fn xread_block_and_xreadgroup_block_wake_up() {
         )
         .as_bytes(),
     );
-    std::thread::sleep(Duration::from_millis(50));
+    s.wait_blocked(1);
     let mut p = s.raw();
     assert_eq!(p.cmd(&["XADD", &st, "5-1", "f", "v"]), "$3\r\n5-1\r\n");
     let got = w.reply();
@@ -273,7 +275,7 @@ fn xread_block_and_xreadgroup_block_wake_up() {
         b.push_str(&format!("${}\r\n{a}\r\n", a.len()));
     }
     w.send(b.as_bytes());
-    std::thread::sleep(Duration::from_millis(50));
+    s.wait_blocked(1);
     p.cmd(&["XADD", &st, "6-1", "f", "w"]);
     assert!(w.reply().contains("6-1"));
     let pend = p.cmd(&["XPENDING", &st, "g"]);
@@ -338,11 +340,16 @@ fn expiry_is_passive_and_active() {
     r.cmd(&["SET", "a", "1", "PX", "50"]);
     r.cmd(&["SET", "b", "1", "PX", "50"]);
     assert!(r.cmd(&["PTTL", "a"]).starts_with(':'));
-    std::thread::sleep(Duration::from_millis(80));
-    assert_eq!(r.cmd(&["GET", "a"]), "$-1\r\n");
-    // b was never read again; the background expirer removes it.
-    std::thread::sleep(Duration::from_millis(250));
-    assert_eq!(r.cmd(&["DBSIZE"]), ":0\r\n");
+    // Read after its time, a is gone (passive expiry).
+    common::wait_until("a expired", Duration::from_secs(5), || {
+        r.cmd(&["GET", "a"]) == "$-1\r\n"
+    });
+    // b is never read again; the background expirer removes it (DBSIZE does not touch keys).
+    common::wait_until(
+        "b expired in the background",
+        Duration::from_secs(5),
+        || r.cmd(&["DBSIZE"]) == ":0\r\n",
+    );
     let info = r.cmd(&["INFO", "stats"]);
     assert!(info.contains("expired_keys:"), "{info}");
 }
@@ -374,7 +381,7 @@ fn requirepass_and_auth_errors() {
 fn protected_mode_refuses_non_loopback_clients_without_a_password() {
     // Needs an address of this machine that is not loopback.
     let Some(ip) = non_loopback_ip() else {
-        eprintln!("SKIPPED: no non-loopback address on this machine");
+        charla_testkit::report_skip("no non-loopback address on this machine");
         return;
     };
     let s = TestServer::start_on("0.0.0.0", ServerConfig::default());

@@ -96,6 +96,32 @@ impl Drop for TestServer {
     }
 }
 
+/// Poll `probe` until it returns true, failing the test after `limit` with `what`: tests wait
+/// for a condition, never for a guessed number of milliseconds.
+pub fn wait_until(what: &str, limit: Duration, mut probe: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !probe() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+impl TestServer {
+    /// `INFO clients`' `blocked_clients` equals `n` (within 5 s).
+    pub fn wait_blocked(&self, n: usize) {
+        let mut r = self.raw();
+        let want = format!("blocked_clients:{n}\r\n");
+        wait_until(
+            &format!("{n} clients are blocked"),
+            Duration::from_secs(5),
+            || r.cmd(&["INFO", "clients"]).contains(&want),
+        );
+    }
+}
+
 /// One server for the whole test binary, for tests that only need isolation by key names.
 pub fn shared() -> u16 {
     static PORT: OnceLock<u16> = OnceLock::new();
