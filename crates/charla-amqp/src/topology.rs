@@ -178,6 +178,33 @@ pub(crate) async fn declare_queue(
              (charla purge) to declare it again"
         )));
     }
+    // Refused although there is no such queue: this RabbitMQ cannot make charla's quorum
+    // queue (too old, or the feature is off). Said so, rather than creating a classic queue
+    // by probing below.
+    let exists = conn.create_channel().await.map_err(map)?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    match exists
+        .queue_declare(short(room)?, passive, FieldTable::default())
+        .await
+    {
+        Ok(_) => {
+            let _ = exists.close(200, "OK".into()).await;
+        }
+        Err(e) if reply_code(&e) == Some(404) => {
+            return Err(BrokerError::backend(
+                crate::link::BACKEND,
+                format!(
+                    "RabbitMQ refused to declare queue '{room}' as a quorum queue with a \
+                     delivery limit ({refused}); charla needs RabbitMQ 3.10 or later with the \
+                     quorum_queue feature flag enabled"
+                ),
+            ));
+        }
+        Err(e) => return Err(map(e)),
+    }
     // An existing classic queue: charla's own from before quorum queues, or a plain
     // client's. Each probe that does not match closes its channel, hence one each.
     for (args, kind) in [
