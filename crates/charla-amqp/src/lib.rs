@@ -1,12 +1,13 @@
 //! charla-amqp: the RabbitMQ backend (`amqp://`, `amqps://`), on lapin and tokio.
 //!
 //! Every delivery mode maps to RabbitMQ's own objects (see [`topology`]):
-//! - **queue**: a durable classic queue named exactly as the room (default `chat_cola`, the
+//! - **queue**: a durable quorum queue named exactly as the room (default `chat_cola`, the
 //!   seed's name), persistent messages, publisher confirms, manual ack/nack, prefetch
-//!   (`basic.qos`), competing consumers. Dead letters go to `<room>.dead` (also bound to the
+//!   (`basic.qos`), competing consumers. Dead letters go to `<room>.dead` (bound to the
 //!   dead-letter exchange `charla.dlx` the queue is declared with): poison payloads, nacks
-//!   without requeue, and messages nacked with requeue more than 5 times (charla requeues by
-//!   publishing again with an `x-charla-deliveries` count, then acking).
+//!   without requeue, and messages delivered `?max_deliveries=` times (default 5) without an
+//!   ack, which RabbitMQ counts (`x-delivery-limit`), also when the consumer died holding
+//!   them. Why quorum, and what happens to an existing classic queue: see [`topology`].
 //! - **broadcast**: a fanout exchange named as the room; each subscriber an exclusive
 //!   auto-delete queue bound to it.
 //! - **routing**: the topic exchange `charla.topic` (URL option `?exchange=` overrides);
@@ -14,6 +15,9 @@
 //! - **stream**: a stream queue (`x-queue-type: stream`) named as the room, read with
 //!   `x-stream-offset`. AMQP 0.9.1 cannot keep a consumer's offset on the server, so stream
 //!   consumer groups are not offered (`stream_groups: false`).
+//!
+//! The AMQP heartbeat is on (`?heartbeat=` seconds, default 10), so a dead peer or a stalled
+//! network is noticed within two heartbeats and reported as a transient error.
 //!
 //! Connections are re-established with backoff (100 ms doubling to 5 s, for up to
 //! `?recovery_timeout_ms=`, default 60 000) and the topology is declared again;
@@ -40,11 +44,17 @@ use lapin::types::{AMQPValue, FieldTable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use link::{map_error, reply_code, short, Link, BACKEND};
-pub use topology::{dead_letter_queue, DEAD_LETTER_EXCHANGE, DEFAULT_TOPIC_EXCHANGE};
+pub use topology::{
+    dead_letter_queue, DEAD_LETTER_EXCHANGE, DEFAULT_MAX_DELIVERIES, DEFAULT_TOPIC_EXCHANGE,
+};
 
 /// URL query options this backend reads (and does not pass to the AMQP client).
-const OPTIONS: &[&str] = &["exchange", "recovery_timeout_ms"];
+const OPTIONS: &[&str] = &["exchange", "recovery_timeout_ms", "max_deliveries"];
 const DEFAULT_RECOVERY: Duration = Duration::from_secs(60);
+/// AMQP heartbeat (seconds) when the URL names none. lapin would otherwise take the server's
+/// (RabbitMQ: 60 s), noticing a dead peer only after two minutes; RabbitMQ's guide finds
+/// 5 to 20 s right for most networks. A stalled connection fails after two heartbeats.
+const DEFAULT_HEARTBEAT_SECS: u16 = 10;
 
 /// What RabbitMQ can do through charla.
 pub const CAPABILITIES: Capabilities = Capabilities {
@@ -66,6 +76,7 @@ pub struct AmqpBroker {
     link: Arc<Link>,
     topic_exchange: String,
     max_bytes: usize,
+    max_deliveries: u32,
 }
 
 impl AmqpBroker {
@@ -86,7 +97,23 @@ impl AmqpBroker {
             .option_num::<u64>("recovery_timeout_ms")?
             .map(Duration::from_millis)
             .unwrap_or(DEFAULT_RECOVERY);
-        let uri = url.without_options(OPTIONS).to_string();
+        let max_deliveries = url
+            .option_num::<u32>("max_deliveries")?
+            .unwrap_or(DEFAULT_MAX_DELIVERIES);
+        if max_deliveries == 0 {
+            return Err(BrokerError::InvalidUrl {
+                url: url.to_string(),
+                reason: "option max_deliveries= must be at least 1 (the default is 5)".into(),
+            });
+        }
+        // The heartbeat is validated here so that a bad value names the option.
+        url.option_num::<u16>("heartbeat")?;
+        let mut uri = url.without_options(OPTIONS);
+        if url.option("heartbeat").is_none() {
+            uri.query_pairs_mut()
+                .append_pair("heartbeat", &DEFAULT_HEARTBEAT_SECS.to_string());
+        }
+        let uri = uri.to_string();
         let link = Arc::new(Link::new(uri, url.address(), recovery));
         link.connect_once().await?;
         Ok(AmqpBroker {
@@ -94,6 +121,7 @@ impl AmqpBroker {
             link,
             topic_exchange,
             max_bytes,
+            max_deliveries,
         })
     }
 
@@ -225,6 +253,7 @@ impl Broker for AmqpBroker {
             room,
             &self.topic_exchange,
             self.max_bytes,
+            self.max_deliveries,
         )?;
         // Declare now, so that a wrong room (a queue of another type) fails here.
         p.channel().await?;
@@ -248,6 +277,7 @@ impl Broker for AmqpBroker {
             subscription,
             &self.topic_exchange,
             self.max_bytes,
+            self.max_deliveries,
         )
         .await?;
         Ok(Box::new(s))

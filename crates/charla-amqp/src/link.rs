@@ -18,6 +18,9 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long one TCP connect + AMQP handshake may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// While recovering, an attempt may run past the recovery timeout by at most this much (an
+/// attempt needs some time even when the budget is nearly spent).
+const MIN_ATTEMPT: Duration = Duration::from_secs(1);
 
 pub(crate) struct Link {
     uri: String,
@@ -67,13 +70,27 @@ impl Link {
 
     /// The live connection; while the broker is away, retries with backoff (100 ms doubling
     /// to 5 s) until `recovery_timeout`, then returns the last error. Errors that a retry
-    /// cannot fix (bad credentials) return at once.
+    /// cannot fix (bad credentials) return at once. Each attempt, including the wait for
+    /// another caller's attempt in progress, ends by the deadline too: a broker that accepts
+    /// connections but never answers (a stalled network) costs the recovery timeout, not a
+    /// full handshake timeout per caller.
     pub(crate) async fn connection(&self) -> Result<Arc<Connection>, BrokerError> {
         let deadline = Instant::now() + self.recovery_timeout;
         let mut delay = BACKOFF_START;
         let mut attempt = 0u32;
         loop {
-            match self.connect_once().await {
+            let until = deadline.max(Instant::now() + MIN_ATTEMPT);
+            let result = match tokio::time::timeout_at(until, self.connect_once()).await {
+                Ok(result) => result,
+                Err(_) => Err(BrokerError::Unreachable {
+                    address: self.address.clone(),
+                    reason: format!(
+                        "no AMQP handshake within the recovery timeout ({} ms)",
+                        self.recovery_timeout.as_millis()
+                    ),
+                }),
+            };
+            match result {
                 Ok(c) => {
                     if attempt > 0 {
                         tracing::info!(address = %self.address, attempt, "reconnected to RabbitMQ");

@@ -30,6 +30,8 @@ pub(crate) struct AmqpPublisher {
     /// Routing mode: the topic exchange's name.
     topic_exchange: String,
     max_bytes: usize,
+    /// Queue mode: the delivery limit the room's queue is declared with.
+    max_deliveries: u32,
     channel: Option<Channel>,
 }
 
@@ -40,6 +42,7 @@ impl AmqpPublisher {
         room: &str,
         topic_exchange: &str,
         max_bytes: usize,
+        max_deliveries: u32,
     ) -> Result<Self> {
         let (exchange, routing_key) = match mode {
             // The default exchange routes by queue name.
@@ -55,6 +58,7 @@ impl AmqpPublisher {
             routing_key,
             topic_exchange: topic_exchange.to_owned(),
             max_bytes,
+            max_deliveries,
             channel: None,
         })
     }
@@ -72,7 +76,11 @@ impl AmqpPublisher {
         let map = |e: lapin::Error| map_error(address, &e);
         let ch = conn.create_channel().await.map_err(map)?;
         let ch = match self.mode {
-            Mode::Queue => declare_queue(&conn, ch, &self.room, address).await?.0,
+            Mode::Queue => {
+                declare_queue(&conn, ch, &self.room, self.max_deliveries, address)
+                    .await?
+                    .0
+            }
             Mode::Stream => {
                 declare_stream(&ch, &self.room, address).await?;
                 ch

@@ -13,8 +13,8 @@ use charla_core::{
 };
 use futures::{FutureExt, StreamExt};
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Confirmation, Consumer};
@@ -22,7 +22,7 @@ use lapin::{BasicProperties, Channel, Confirmation, Consumer};
 use crate::link::{map_error, short, Link, BACKEND};
 use crate::topology::{
     dead_letter_queue, declare_fanout, declare_private_queue, declare_queue, declare_stream,
-    declare_topic, DEAD_REASON_HEADER, DELIVERIES_HEADER, DELIVERY_LIMIT,
+    declare_topic, QueueKind, DEAD_REASON_HEADER, DELIVERIES_HEADER, DELIVERY_COUNT_HEADER,
 };
 
 /// Bits of an [`AckTag`] that hold the AMQP delivery tag; the bits above hold the channel's
@@ -37,7 +37,7 @@ const HEALTHY: Duration = Duration::from_secs(30);
 struct Pending {
     payload: Vec<u8>,
     properties: BasicProperties,
-    /// Times it was nacked with requeue before this delivery.
+    /// Classic queues: times it was nacked with requeue before this delivery.
     nacks: u64,
 }
 
@@ -51,6 +51,10 @@ pub(crate) struct AmqpSubscriber {
     sub: Subscription,
     topic_exchange: String,
     max_bytes: usize,
+    /// Queue mode: deliveries after which a message is dead-lettered (`?max_deliveries=`).
+    max_deliveries: u32,
+    /// Queue mode: what the room's queue is (who counts deliveries).
+    kind: QueueKind,
     active: Option<Active>,
     epoch: u64,
     /// Queue mode: deliveries not settled yet on the current channel, with what it takes
@@ -78,6 +82,7 @@ impl AmqpSubscriber {
         sub: Subscription,
         topic_exchange: &str,
         max_bytes: usize,
+        max_deliveries: u32,
     ) -> Result<Self> {
         let name = sub
             .consumer
@@ -93,6 +98,8 @@ impl AmqpSubscriber {
             sub,
             topic_exchange: topic_exchange.to_owned(),
             max_bytes,
+            max_deliveries,
+            kind: QueueKind::Quorum,
             active: None,
             epoch: 0,
             unacked: HashMap::new(),
@@ -123,9 +130,11 @@ impl AmqpSubscriber {
         let mut args = FieldTable::default();
         let (ch, queue, no_ack) = match self.sub.mode {
             Mode::Queue => {
-                // A plain queue (declared by another client) works the same for a
-                // subscriber: charla dead-letters and requeues by publishing.
-                let (ch, _kind) = declare_queue(&conn, ch, &room, &address).await?;
+                // A classic queue (declared by another client, or by an older charla) works
+                // the same for a subscriber, except that charla counts nacks itself there.
+                let (ch, kind) =
+                    declare_queue(&conn, ch, &room, self.max_deliveries, &address).await?;
+                self.kind = kind;
                 ch.basic_qos(prefetch, BasicQosOptions::default())
                     .await
                     .map_err(map)?;
@@ -254,11 +263,14 @@ impl AmqpSubscriber {
         if mode == Mode::Routing {
             message.room = room;
         }
+        // Earlier deliveries: counted by a quorum queue (nacks and consumers that died), or
+        // by charla itself on a classic queue (nacks only).
         let nacks = header_u64(&d.properties, DELIVERIES_HEADER).unwrap_or(0);
-        let redelivered = d.redelivered || nacks > 0;
+        let returned = header_u64(&d.properties, DELIVERY_COUNT_HEADER).unwrap_or(0);
+        let redelivered = d.redelivered || nacks > 0 || returned > 0;
         message.deliveries = message
             .deliveries
-            .max(u32::try_from(nacks).unwrap_or(u32::MAX))
+            .max(u32::try_from(nacks.max(returned)).unwrap_or(u32::MAX))
             .max(u32::from(redelivered));
         if mode == Mode::Queue {
             self.unacked.insert(
@@ -307,14 +319,31 @@ impl AmqpSubscriber {
             .map_err(|e| map_error(&self.link.address, &e))
     }
 
-    /// Gives a delivery back for another try, counting the tries: publishes it again to the
-    /// room's queue with the count raised (confirmed), then acks the original; past
-    /// [`DELIVERY_LIMIT`] it is dead-lettered instead.
+    /// Gives a delivery back for another try. A quorum queue counts the try itself (a plain
+    /// nack with requeue) and dead-letters the message once it had `max_deliveries`. On a
+    /// classic queue charla counts: it publishes the message again to the room's queue with
+    /// the count raised (confirmed), then acks the original, and dead-letters it instead
+    /// once it was delivered `max_deliveries` times.
     async fn requeue(&mut self, ch: &Channel, tag: u64, pending: Pending) -> Result<()> {
+        if self.kind == QueueKind::Quorum {
+            return ch
+                .basic_nack(
+                    tag,
+                    BasicNackOptions {
+                        multiple: false,
+                        requeue: true,
+                    },
+                )
+                .await
+                .map_err(|e| map_error(&self.link.address, &e));
+        }
         let nacks = pending.nacks + 1;
-        if nacks > DELIVERY_LIMIT {
+        if nacks >= u64::from(self.max_deliveries) {
             tracing::warn!(room = %self.sub.room, "dead-lettering a message nacked {nacks} times");
-            let reason = format!("nacked with requeue {nacks} times (limit {DELIVERY_LIMIT})");
+            let reason = format!(
+                "nacked with requeue {nacks} times (max_deliveries {})",
+                self.max_deliveries
+            );
             return self.dead_letter(ch, tag, pending, &reason).await;
         }
         let mut headers = pending.properties.headers().clone().unwrap_or_default();
@@ -580,12 +609,37 @@ impl Subscriber for AmqpSubscriber {
         if targets.is_empty() {
             return Ok(());
         }
+        // Every tag below the lowest one still held (unacked by the caller, or poison waiting
+        // to be dead-lettered) is settled by one `multiple` ack of the highest of them; the
+        // rest one by one. One frame is one settle command in a quorum queue: RabbitMQ's
+        // queue client holds back settles beyond 32 in flight (its soft limit) and drops the
+        // held ones when the channel closes, so a message acked in a burst just before a
+        // close could come back. A batch as one command keeps far below that limit (and is
+        // faster).
+        let held = self
+            .unacked
+            .keys()
+            .chain(self.poison.iter().map(|(t, _, _)| t))
+            .min()
+            .copied()
+            .unwrap_or(u64::MAX);
+        let (below, above): (Vec<_>, Vec<_>) = targets.into_iter().partition(|(_, t)| *t < held);
+        let mut frames: Vec<(Channel, u64, bool)> = Vec::with_capacity(above.len() + 1);
+        if let Some((ch, top)) = below.into_iter().max_by_key(|(_, t)| *t) {
+            frames.push((ch, top, true));
+        }
+        frames.extend(above.into_iter().map(|(ch, t)| (ch, t, false)));
         // All queued on the channel at once (in order), then awaited together until written:
         // one I/O round trip for the batch. AMQP acks have no reply; once written they are
         // RabbitMQ's.
-        let acks = targets
-            .iter()
-            .map(|(ch, dtag)| ch.basic_ack(*dtag, BasicAckOptions::default()));
+        let acks = frames.iter().map(|(ch, dtag, multiple)| {
+            ch.basic_ack(
+                *dtag,
+                BasicAckOptions {
+                    multiple: *multiple,
+                },
+            )
+        });
         if let Some(Err(e)) = futures::future::join_all(acks)
             .await
             .into_iter()
@@ -626,7 +680,13 @@ impl Subscriber for AmqpSubscriber {
 
     async fn close(mut self: Box<Self>) -> Result<()> {
         if let Some(active) = self.active.take() {
-            // Closing the channel cancels the consumer and gives unacked messages back.
+            // Cancel first (a round trip through the queue): settles RabbitMQ's quorum queue
+            // client held back meanwhile go out as it catches up, before the close gives
+            // the unacked messages back. Closing the channel cancels the consumer too.
+            let _ = active
+                .channel
+                .basic_cancel(short(&self.consumer_tag)?, BasicCancelOptions::default())
+                .await;
             let _ = active.channel.close(200, "closing".into()).await;
         }
         if let Some(dead) = self.side_channel.take() {
