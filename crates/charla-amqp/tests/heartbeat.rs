@@ -2,76 +2,22 @@
 //! noticed through the AMQP heartbeat: `recv` and `publish` return a transient error within
 //! a bounded time instead of hanging.
 //!
-//! Between charla and RabbitMQ sits a tiny TCP proxy of the test's own: it forwards both ways
-//! until told to stall, then keeps every socket open and forwards nothing more (also on new
+//! Between charla and RabbitMQ sits charla-testkit's fault proxy: it forwards both ways until
+//! told to stall, then keeps every socket open and forwards nothing more (also on new
 //! connections), which is what a dead host or a cut cable looks like from here.
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use charla_amqp::AmqpBroker;
 use charla_core::{Broker, BrokerUrl, Message, Mode, Subscription};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use charla_testkit::proxy::{socket_addr_of, FaultProxy};
 
-/// Copies one direction until the proxy stalls; then holds both halves open, forever.
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    stalled: Arc<AtomicBool>,
-) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        if stalled.load(Ordering::SeqCst) {
-            break;
-        }
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if stalled.load(Ordering::SeqCst) {
-            break;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
-    // Stalled: nothing is forwarded and nothing is closed.
-    let _keep = (from, to);
-    std::future::pending::<()>().await;
-}
-
-/// Starts the proxy in front of `upstream`; returns its address and its stall switch.
-async fn stalling_proxy(upstream: String) -> (String, Arc<AtomicBool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let stalled = Arc::new(AtomicBool::new(false));
-    let switch = stalled.clone();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = TcpStream::connect(&upstream).await else {
-                continue;
-            };
-            let (cr, cw) = client.into_split();
-            let (sr, sw) = server.into_split();
-            tokio::spawn(pump(cr, sw, stalled.clone()));
-            tokio::spawn(pump(sr, cw, stalled.clone()));
-        }
-    });
-    (address, switch)
-}
-
-/// The test URL with its host and port replaced by the proxy's, and `options` appended.
-fn through(proxy: &str, options: &str) -> BrokerUrl {
-    let mut url = common::url().url().clone();
-    let (host, port) = proxy.rsplit_once(':').unwrap();
-    url.set_host(Some(host)).unwrap();
-    url.set_port(Some(port.parse().unwrap())).unwrap();
-    let mut text = url.to_string();
-    text.push(if url.query().is_some() { '&' } else { '?' });
+/// The test URL through `proxy`, with `options` appended.
+fn through(proxy: &FaultProxy, options: &str) -> BrokerUrl {
+    let mut text = proxy.url_for(&common::url_text());
+    text.push(if text.contains('?') { '&' } else { '?' });
     text.push_str(options);
     BrokerUrl::parse(&text).unwrap()
 }
@@ -82,8 +28,7 @@ async fn stall_is_noticed(options: &str, bound: Duration) {
     let Some(_lock) = common::rabbitmq_available().await else {
         return;
     };
-    let upstream = common::url().address();
-    let (proxy, stalled) = stalling_proxy(upstream).await;
+    let proxy = FaultProxy::start(socket_addr_of(&common::url_text(), 5672)).await;
     let url = through(&proxy, options);
     let b = AmqpBroker::connect(&url)
         .await
@@ -103,7 +48,7 @@ async fn stall_is_noticed(options: &str, bound: Duration) {
     assert_eq!(d.message.id, m.id);
     sub.ack(d.tag).await.unwrap();
 
-    stalled.store(true, Ordering::SeqCst);
+    proxy.stall();
     let started = Instant::now();
     let after = Message::new("test", "after the stall", room.as_str());
     let (recv, publish) = tokio::join!(

@@ -350,6 +350,95 @@ async fn killed_process(ctx: &Ctx<'_>, shape: Shape) {
     let _ = b.purge(shape.mode(), &place.room).await;
 }
 
+/// A message that makes its consumer crash — the consumer process is killed with SIGKILL each
+/// time it holds it — is delivered at most [`MAX_DELIVERIES`] times, counted by the broker
+/// side (the consumer never lives long enough to count), then dead-lettered; the good message
+/// queued behind it is delivered.
+pub async fn fault_queue_poison_kills_its_consumer_process(ctx: &Ctx<'_>) {
+    /// charla's default delivery limit on every backend (`?max_deliveries=`).
+    const MAX_DELIVERIES: usize = 5;
+    /// Far past the limit: reaching it means the poison would come back forever.
+    const MAX_KILLS: usize = 12;
+    let t = ctx.target;
+    let url = t.url().expect("the case needs a URL");
+    let b = t.connect().await;
+    let place = Place::new(Shape::Queue, "f-crash-");
+    let mut p = b
+        .publisher(Mode::Queue, &place.room)
+        .await
+        .expect("publisher");
+    let poison = Message::new(
+        "tester",
+        "poison: kills whoever reads it",
+        place.room.as_str(),
+    );
+    let good = Message::new("tester", "good", place.room.as_str());
+    p.publish(&poison).await.expect("publish");
+    p.publish(&good).await.expect("publish");
+    let mut kills = 0;
+    let mut good_arrived = false;
+    let mut dead = Vec::new();
+    // Until the good message arrived and the poison is in the dead letters, a new consumer
+    // process takes whatever comes next (a crashed consumer's message may come back after
+    // the good one: a queue keeps order only while nobody crashes).
+    while !(good_arrived && !dead.is_empty()) {
+        // Prefetch 1: the process holds exactly the message it is working on.
+        let mut consumer =
+            ChildConsumer::spawn(&place.spec(&url, &unique_name("crashing-"), 1)).await;
+        let batch = tokio::select! {
+            batch = consumer.batch() => batch,
+            found = dead_lettered(&*b, &place.room) => {
+                dead = found;
+                if good_arrived {
+                    break;
+                }
+                continue;
+            }
+        };
+        assert_eq!(batch.len(), 1, "prefetch 1 holds one message");
+        if batch[0].0 == good.id {
+            consumer.ack().await;
+            good_arrived = true;
+            continue;
+        }
+        assert_eq!(
+            batch[0].0, poison.id,
+            "only the poison and the good message exist"
+        );
+        consumer.kill().await;
+        kills += 1;
+        assert!(
+            kills < MAX_KILLS,
+            "the poison message was delivered {kills} times and still comes back"
+        );
+    }
+    eprintln!(
+        "FAULT {} poison: delivered {kills} times, then dead-lettered",
+        ctx.suite.backend
+    );
+    assert_eq!(
+        kills, MAX_DELIVERIES,
+        "the poison is delivered exactly {MAX_DELIVERIES} times"
+    );
+    assert_eq!(dead.len(), 1, "exactly the poison is in the dead letters");
+    let m = Message::decode(&dead[0].payload, &place.room, usize::MAX)
+        .expect("the dead letter is the message");
+    assert_eq!(m.id, poison.id);
+    let _ = b.purge(Mode::Queue, &place.room).await;
+}
+
+/// The room's dead letters, once there are any (polled: some brokers dead-letter
+/// asynchronously).
+async fn dead_lettered(b: &dyn Broker, room: &str) -> Vec<charla_core::DeadLetter> {
+    loop {
+        let dead = b.dead_letters(room, 10).await.expect("dead letters");
+        if !dead.is_empty() {
+            return dead;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // a live consumer taken over
 

@@ -192,6 +192,10 @@ pub static CASES: &[Case] = &[
         [StreamGroups, Url]
     ),
     case!(
+        faults::fault_queue_poison_kills_its_consumer_process,
+        [Queue, DeadLetters, Url]
+    ),
+    case!(
         faults::fault_queue_consumer_taken_over_while_alive,
         [Queue, Url]
     ),
