@@ -381,7 +381,7 @@ pub async fn fault_queue_poison_kills_its_consumer_process(ctx: &Ctx<'_>) {
     // Until the good message arrived and the poison is in the dead letters, a new consumer
     // process takes whatever comes next (a crashed consumer's message may come back after
     // the good one: a queue keeps order only while nobody crashes).
-    while !(good_arrived && !dead.is_empty()) {
+    while !good_arrived || dead.is_empty() {
         // Prefetch 1: the process holds exactly the message it is working on.
         let mut consumer =
             ChildConsumer::spawn(&place.spec(&url, &unique_name("crashing-"), 1)).await;
