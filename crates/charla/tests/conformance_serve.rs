@@ -5,48 +5,11 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Mutex;
-use std::time::Duration;
 
-use async_trait::async_trait;
 use charla_core::{Broker, BrokerUrl};
 use charla_redis::RedisBroker;
-use charla_testkit::conformance::{BoxFuture, Suite, Target};
+use charla_testkit::conformance::{BoxFuture, ServerTarget, Suite, Target};
 use charla_testkit::RedisServer;
-
-/// A short consumer TTL so that the "killed consumer" cases recover within seconds.
-const TTL_MS: u64 = 1500;
-
-struct Serve {
-    server: Mutex<RedisServer>,
-    url: String,
-}
-
-#[async_trait]
-impl Target for Serve {
-    async fn connect(&self) -> Box<dyn Broker> {
-        open(self.url.clone())
-            .await
-            .expect("connect to charla serve")
-    }
-
-    fn recovery_time(&self) -> Duration {
-        Duration::from_millis(TTL_MS * 2)
-    }
-
-    fn url(&self) -> Option<String> {
-        Some(self.url.clone())
-    }
-
-    fn can_restart(&self) -> bool {
-        true
-    }
-
-    async fn restart(&self) {
-        let mut server = self.server.lock().unwrap_or_else(|p| p.into_inner());
-        server.restart(); // SIGKILL, then the same port and directory
-    }
-}
 
 fn setup() -> BoxFuture<'static, Option<Box<dyn Target>>> {
     Box::pin(async {
@@ -54,14 +17,11 @@ fn setup() -> BoxFuture<'static, Option<Box<dyn Target>>> {
             Path::new(env!("CARGO_BIN_EXE_charla")),
             &["--appendonly", "yes", "--appendfsync", "always"],
         );
-        let url = format!("{}?consumer_ttl_ms={TTL_MS}", server.url());
-        Some(Box::new(Serve {
-            server: Mutex::new(server),
-            url,
-        }) as Box<dyn Target>)
+        Some(Box::new(ServerTarget::new(server, open)) as Box<dyn Target>)
     })
 }
 
+/// charla's own `redis://` backend, as `charla send` / `listen` use it.
 fn open(url: String) -> BoxFuture<'static, charla_core::Result<Box<dyn Broker>>> {
     Box::pin(async move {
         let url = BrokerUrl::parse(&url)?;

@@ -42,6 +42,16 @@ impl Tally {
             .push(redelivered);
     }
 
+    /// Add what one consumer saw, counted apart, to the whole case's tally.
+    pub fn absorb(&mut self, part: &Tally) {
+        for (id, copies) in &part.received {
+            for r in copies {
+                self.record(id, *r);
+            }
+        }
+        self.acked.extend(part.acked.iter().cloned());
+    }
+
     /// Sent and never received.
     pub fn lost(&self) -> Vec<&String> {
         let mut lost: Vec<&String> = self
@@ -326,12 +336,7 @@ async fn killed_process(ctx: &Ctx<'_>, shape: Shape) {
             "the survivor got every message the killed process had not acked: {}",
             by_survivor.summary()
         );
-        let mut all = lock(&tally);
-        for (id, copies) in &by_survivor.received {
-            for r in copies {
-                all.record(id, *r);
-            }
-        }
+        lock(&tally).absorb(&by_survivor);
     }
     {
         let t = lock(&tally);
@@ -491,16 +496,7 @@ async fn taken_over(ctx: &Ctx<'_>, shape: Shape) {
         "another consumer took the stalled one's messages over: {}",
         lock(&by_b).summary()
     );
-    {
-        let by_b = lock(&by_b);
-        let mut all = lock(&tally);
-        for (id, copies) in &by_b.received {
-            for r in copies {
-                all.record(id, *r);
-            }
-        }
-        all.acked.extend(by_b.acked.iter().cloned());
-    }
+    lock(&tally).absorb(&lock(&by_b));
     proxy.resume();
     // A's late acks may succeed or fail; either way nothing may be lost by them.
     let tags: Vec<_> = held.iter().map(|d| d.tag).collect();

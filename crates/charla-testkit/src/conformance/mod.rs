@@ -325,3 +325,55 @@ async fn publish_n(broker: &dyn Broker, mode: Mode, room: &str, n: usize) -> Vec
 async fn subscribe(broker: &dyn Broker, sub: Subscription) -> Box<dyn Subscriber> {
     broker.subscribe(sub).await.expect("subscribe")
 }
+
+/// A Redis-protocol server process of the test's own (`redis-server` or `charla serve`, see
+/// [`crate::RedisServer`]) as a target: its URL with a short consumer TTL, so killed consumers
+/// recover within seconds, and a restart that is a SIGKILL followed by a start on the same
+/// port and directory.
+pub struct ServerTarget {
+    server: std::sync::Mutex<crate::RedisServer>,
+    url: String,
+    ttl: Duration,
+    open: Open,
+}
+
+impl ServerTarget {
+    /// The consumer TTL the URL asks for (`?consumer_ttl_ms=`).
+    pub const TTL: Duration = Duration::from_millis(1500);
+
+    pub fn new(server: crate::RedisServer, open: Open) -> ServerTarget {
+        let url = format!("{}?consumer_ttl_ms={}", server.url(), Self::TTL.as_millis());
+        ServerTarget {
+            server: std::sync::Mutex::new(server),
+            url,
+            ttl: Self::TTL,
+            open,
+        }
+    }
+}
+
+#[async_trait]
+impl Target for ServerTarget {
+    async fn connect(&self) -> Box<dyn Broker> {
+        (self.open)(self.url.clone())
+            .await
+            .expect("connect to the server")
+    }
+
+    fn recovery_time(&self) -> Duration {
+        self.ttl * 2
+    }
+
+    fn url(&self) -> Option<String> {
+        Some(self.url.clone())
+    }
+
+    fn can_restart(&self) -> bool {
+        true
+    }
+
+    async fn restart(&self) {
+        let mut server = self.server.lock().unwrap_or_else(|p| p.into_inner());
+        server.restart(); // SIGKILL, then the same port and directory
+    }
+}
