@@ -82,13 +82,16 @@ impl RedisBroker {
             stream_maxlen: url.option_num("stream_maxlen")?.unwrap_or(100_000usize),
             address: url.address(),
         };
-        let client =
-            redis::Client::open(url.without_options(CHARLA_OPTIONS).as_str()).map_err(|e| {
-                BrokerError::InvalidUrl {
-                    url: url.to_string(),
-                    reason: e.to_string(),
-                }
-            })?;
+        let invalid = |e: redis::RedisError| BrokerError::InvalidUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        };
+        let info = redis::IntoConnectionInfo::into_connection_info(
+            url.without_options(CHARLA_OPTIONS).as_str(),
+        )
+        .map_err(invalid)?
+        .set_tcp_settings(tcp_settings());
+        let client = redis::Client::open(info).map_err(invalid)?;
         let broker = RedisBroker {
             conn: open(&client, &opts, Some(Duration::from_secs(30))).await?,
             client,
@@ -97,11 +100,37 @@ impl RedisBroker {
         Ok(broker)
     }
 
-    /// A new connection of its own, without a response timeout: it will carry blocking
-    /// commands (BLMOVE, XREAD BLOCK) whose replies legitimately take long.
+    /// A new connection of its own for blocking commands (BLMOVE, XREAD BLOCK). They block for
+    /// at most [`queue::BLOCK`] on the server, so a reply later than that plus
+    /// [`BLOCKING_MARGIN`] means the server or the path to it is gone: the command fails with
+    /// a transient error (the caller reconnects) instead of waiting forever on a dead socket.
     pub(crate) async fn blocking_connection(&self) -> Result<MultiplexedConnection> {
-        open(&self.client, &self.opts, None).await
+        open(
+            &self.client,
+            &self.opts,
+            Some(queue::BLOCK + BLOCKING_MARGIN),
+        )
+        .await
     }
+}
+
+/// How much later than its block time a blocking command's reply may come before the
+/// connection is given up (a busy server, an fsync, a long pipeline ahead of it).
+pub(crate) const BLOCKING_MARGIN: Duration = Duration::from_secs(5);
+
+/// TCP settings of every connection: no Nagle delay (requests are whole pipelines), and
+/// keepalive probes so a peer that vanished (cable pulled, machine off, NAT entry dropped) is
+/// noticed by the kernel even on a connection that is idle, e.g. a pub/sub subscriber.
+fn tcp_settings() -> redis::io::tcp::TcpSettings {
+    use redis::io::tcp::socket2::TcpKeepalive;
+    let keepalive = TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10));
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "macos"))]
+    let keepalive = keepalive.with_retries(3);
+    redis::io::tcp::TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive)
 }
 
 pub(crate) async fn open(
