@@ -453,7 +453,12 @@ impl QueueSubscriber {
     /// is still in our list: a consumer that took our list over owns it now, and pushing it
     /// anyway would duplicate it. WATCH/MULTI rather than a script, so it also works where
     /// scripting is off. Returns whether it was moved.
-    async fn move_out(&mut self, payload: &[u8], replacement: &[u8], to_dead: bool) -> Result<bool> {
+    async fn move_out(
+        &mut self,
+        payload: &[u8],
+        replacement: &[u8],
+        to_dead: bool,
+    ) -> Result<bool> {
         let target = if to_dead {
             self.dead.clone()
         } else {
