@@ -41,7 +41,8 @@ const CAPABILITIES: Capabilities = Capabilities {
     replay: true,
     redelivered_flag: true,
     dead_letters: true,
-    survives_restart: true,
+    // Decided per server at connect: see `RedisBroker::survives_restart`.
+    survives_restart: false,
 };
 
 const CHARLA_OPTIONS: &[&str] = &["consumer_ttl_ms", "max_deliveries", "stream_maxlen"];
@@ -65,6 +66,11 @@ pub struct RedisBroker {
     client: redis::Client,
     conn: MultiplexedConnection,
     opts: Options,
+    /// The server keeps an append-only file (`CONFIG GET appendonly` says yes), so what it
+    /// acknowledged is still there after it restarts. Without it (the Redis default, RDB
+    /// snapshots at best) a restart loses messages, and a server that does not answer
+    /// CONFIG GET (managed services often disable it) is not assumed to keep them.
+    survives_restart: bool,
 }
 
 impl RedisBroker {
@@ -92,12 +98,19 @@ impl RedisBroker {
         .map_err(invalid)?
         .set_tcp_settings(tcp_settings());
         let client = redis::Client::open(info).map_err(invalid)?;
-        let broker = RedisBroker {
-            conn: open(&client, &opts, Some(Duration::from_secs(30))).await?,
+        let mut conn = open(&client, &opts, Some(Duration::from_secs(30))).await?;
+        let appendonly: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendonly")
+            .query_async(&mut conn)
+            .await;
+        let survives_restart = matches!(appendonly.as_deref(), Ok([_, v]) if v == "yes");
+        Ok(RedisBroker {
+            conn,
             client,
             opts,
-        };
-        Ok(broker)
+            survives_restart,
+        })
     }
 
     /// A new connection of its own for blocking commands (BLMOVE, XREAD BLOCK). They block for
@@ -185,7 +198,10 @@ impl Broker for RedisBroker {
     }
 
     fn capabilities(&self) -> Capabilities {
-        CAPABILITIES
+        Capabilities {
+            survives_restart: self.survives_restart,
+            ..CAPABILITIES
+        }
     }
 
     async fn info(&self) -> Result<BrokerInfo> {

@@ -317,3 +317,19 @@ async fn a_stalled_connection_fails_a_queue_recv_transiently() {
 async fn a_stalled_connection_fails_a_stream_recv_transiently() {
     stalled_recv_fails_transiently(Mode::Stream).await;
 }
+
+/// `survives_restart` is what the server does, not a promise of the backend: true with an
+/// append-only file, false without one (the Redis default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_restart_is_declared_only_when_the_server_keeps_an_aof() {
+    let Some(plain) = RedisServer::start() else {
+        return;
+    };
+    let broker = connect(&plain.url(), 10_000).await;
+    assert!(!broker.capabilities().survives_restart);
+    let Some(aof) = RedisServer::start_with(&["--appendonly", "yes"]) else {
+        return;
+    };
+    let broker = connect(&aof.url(), 10_000).await;
+    assert!(broker.capabilities().survives_restart);
+}
