@@ -11,6 +11,7 @@ use charla_core::{Broker, BrokerUrl, Message, Mode, StartFrom, Subscriber, Subsc
 use charla_redis::RedisBroker;
 use charla_testkit::{unique_name, RedisServer};
 use redis::aio::MultiplexedConnection;
+use redis::Value;
 
 async fn connect(url: &str, ttl_ms: u64) -> RedisBroker {
     let sep = if url.contains('?') { '&' } else { '?' };
@@ -332,4 +333,162 @@ async fn survives_restart_is_declared_only_when_the_server_keeps_an_aof() {
     };
     let broker = connect(&aof.url(), 10_000).await;
     assert!(broker.capabilities().survives_restart);
+}
+
+async fn publish_stream(broker: &RedisBroker, room: &str, n: usize) -> Vec<Message> {
+    let mut p = broker.publisher(Mode::Stream, room).await.unwrap();
+    let mut sent = Vec::new();
+    for i in 0..n {
+        let m = Message::new("tester", format!("e{i}"), room);
+        p.publish(&m).await.unwrap();
+        sent.push(m);
+    }
+    sent
+}
+
+async fn recv_one(sub: &mut Box<dyn Subscriber>) -> charla_core::Delivery {
+    tokio::time::timeout(Duration::from_secs(10), sub.recv())
+        .await
+        .expect("an entry")
+        .unwrap()
+}
+
+/// A plain reader whose next entries were trimmed away is told exactly how many it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_stream_reader_is_told_what_retention_removed() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let broker = connect(&server.url(), 10_000).await;
+    let room = unique_name("s");
+    let mut conn = raw(&server).await;
+    let sent = publish_stream(&broker, &room, 5).await;
+    let mut sub = broker
+        .subscribe(
+            Subscription::new(Mode::Stream, room.as_str())
+                .start(StartFrom::Beginning)
+                .prefetch(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(recv_one(&mut sub).await.message.id, sent[0].id);
+    assert_eq!(recv_one(&mut sub).await.message.id, sent[1].id);
+    assert_eq!(sub.take_missed(), 0);
+    // Retention removes e0..e2; the reader has not read e2.
+    let _: u64 = query(&mut conn, &["XTRIM", &room, "MAXLEN", "2"]).await;
+    assert_eq!(recv_one(&mut sub).await.message.id, sent[3].id);
+    assert_eq!(sub.take_missed(), 1, "e2 was never read");
+    assert_eq!(recv_one(&mut sub).await.message.id, sent[4].id);
+    assert_eq!(sub.take_missed(), 0, "reported once");
+}
+
+/// A group behind a trimmed stream is told exactly how many entries it missed, each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_group_is_told_what_retention_removed() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let broker = connect(&server.url(), 10_000).await;
+    let room = unique_name("s");
+    let mut conn = raw(&server).await;
+    let sent = publish_stream(&broker, &room, 6).await;
+    let mut sub = broker
+        .subscribe(
+            Subscription::new(Mode::Stream, room.as_str())
+                .group("g")
+                .start(StartFrom::Beginning)
+                .prefetch(2),
+        )
+        .await
+        .unwrap();
+    for m in &sent[..2] {
+        let d = recv_one(&mut sub).await;
+        assert_eq!(d.message.id, m.id);
+        sub.ack(d.tag).await.unwrap();
+    }
+    let _: u64 = query(&mut conn, &["XTRIM", &room, "MAXLEN", "2"]).await;
+    for m in &sent[4..6] {
+        let d = recv_one(&mut sub).await;
+        assert_eq!(d.message.id, m.id);
+        sub.ack(d.tag).await.unwrap();
+    }
+    assert_eq!(sub.take_missed(), 2, "e2 and e3 were never read");
+    // A second gap is counted on its own, not with the first again.
+    let more = publish_stream(&broker, &room, 4).await;
+    let _: u64 = query(&mut conn, &["XTRIM", &room, "MAXLEN", "1"]).await;
+    let d = recv_one(&mut sub).await;
+    assert_eq!(d.message.id, more[3].id);
+    assert_eq!(sub.take_missed(), 3);
+}
+
+/// Pending entries trimmed before they were acked are reported when a member takes them over
+/// (XAUTOCLAIM's deleted ids), not settled silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trimmed_pending_entries_are_reported_when_claimed() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let broker = connect(&server.url(), 300).await;
+    let room = unique_name("s");
+    let mut conn = raw(&server).await;
+    let sub = |name: &str| {
+        Subscription::new(Mode::Stream, room.as_str())
+            .group("g")
+            .consumer(name)
+            .start(StartFrom::Beginning)
+            .prefetch(2)
+    };
+    publish_stream(&broker, &room, 2).await;
+    let mut a = broker.subscribe(sub("a")).await.unwrap();
+    recv_one(&mut a).await;
+    recv_one(&mut a).await;
+    drop(a); // dies holding both, unacked
+    let _: u64 = query(&mut conn, &["XTRIM", &room, "MAXLEN", "0"]).await;
+    let mut b = broker.subscribe(sub("b")).await.unwrap();
+    let mut missed = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while missed < 2 && Instant::now() < deadline {
+        // Nothing is left to deliver: each recv only waits, taking over what is idle.
+        if let Ok(r) = tokio::time::timeout(Duration::from_millis(700), b.recv()).await {
+            panic!("delivered from an empty stream: {:?}", r.map(|d| d.message));
+        }
+        missed += b.take_missed();
+    }
+    assert_eq!(missed, 2);
+    let pending: Vec<Value> = query(&mut conn, &["XPENDING", &room, "g", "-", "+", "10"]).await;
+    assert!(pending.is_empty(), "settled after being reported");
+}
+
+/// Retention is what the URL says: `stream_maxlen=0` keeps everything, `stream_max_age`
+/// trims by age (MINID, approximate: whole nodes of old entries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_retention_follows_the_url_options() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut conn = raw(&server).await;
+    let unlimited = connect(&format!("{}?stream_maxlen=0", server.url()), 10_000).await;
+    let room = unique_name("s");
+    publish_stream(&unlimited, &room, 250).await;
+    assert_eq!(query::<u64>(&mut conn, &["XLEN", &room]).await, 250);
+
+    // 300 entries from 1970 (explicit ids), then one published with a one-hour limit.
+    let room = unique_name("s");
+    let mut pipe = redis::pipe();
+    for i in 1..=300 {
+        pipe.cmd("XADD")
+            .arg(&room)
+            .arg(format!("1-{i}"))
+            .arg("payload")
+            .arg("{}")
+            .ignore();
+    }
+    let _: () = pipe.query_async(&mut conn).await.unwrap();
+    let aged = connect(&format!("{}?stream_max_age=1h", server.url()), 10_000).await;
+    publish_stream(&aged, &room, 1).await;
+    let left: u64 = query(&mut conn, &["XLEN", &room]).await;
+    assert!(left < 150, "old entries trimmed by age: {left} left");
+    // Bad values are refused, not ignored.
+    let bad = BrokerUrl::parse(&format!("{}?stream_max_age=soon", server.url())).unwrap();
+    assert!(RedisBroker::connect(&bad).await.is_err());
 }
