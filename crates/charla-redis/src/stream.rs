@@ -13,11 +13,13 @@
 //! entries were ever removed from the head. A plain reader knows the sequence number of its
 //! position (how many entries were ever added up to it); when its position is older than the
 //! first entry left, the difference is what it missed. A group's position and sequence come
-//! from `XINFO GROUPS` (`last-delivered-id`, `entries-read`, Redis 7); `entries-read` counts
-//! the entries delivered, so the gaps already reported are kept in `charla:{R}:missed:{G}`
-//! and subtracted. Pending entries that were trimmed (XAUTOCLAIM's deleted ids) are counted
+//! from `XINFO GROUPS` (`last-delivered-id`, `entries-read`, Redis 7); servers keep
+//! `entries-read` differently after a gap (Redis counts only entries delivered, charla serve
+//! resyncs at the stream's end), so the read asks before and after and keeps the difference to
+//! the true sequence in `charla:{R}:missed:{G}`. Pending entries that were trimmed (XAUTOCLAIM's deleted ids) are counted
 //! too. The counts are exact while entries leave the stream only through retention (charla
-//! never XDELs); when the plain reader starts after an id that is already gone, it warns that
+//! never XDELs) and, for a group, unless two members' reads interleave between one's read and
+//! its update of that key right after a gap; when the plain reader starts after an id that is already gone, it warns that
 //! it cannot say how many it missed.
 
 use std::collections::{HashMap, VecDeque};
@@ -121,6 +123,20 @@ fn field_u64(f: &HashMap<String, Value>, name: &str) -> Option<u64> {
 fn field_string(f: &HashMap<String, Value>, name: &str) -> Option<String> {
     f.get(name)
         .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+}
+
+/// Our group's `last-delivered-id` and `entries-read` (None when the server does not know it)
+/// from an `XINFO GROUPS` reply.
+fn group_info(v: Value, group: &str) -> Option<(String, Option<u64>)> {
+    let Value::Array(groups) = v else { return None };
+    let g = groups
+        .into_iter()
+        .map(info_fields)
+        .find(|f| field_string(f, "name").as_deref() == Some(group))?;
+    Some((
+        field_string(&g, "last-delivered-id").unwrap_or_else(|| "0-0".into()),
+        field_u64(&g, "entries-read"),
+    ))
 }
 
 fn stream_state(v: Value) -> Option<StreamState> {
@@ -352,29 +368,32 @@ impl StreamSubscriber {
     /// transaction. A read that jumps from a position older than the first entry left over
     /// removed entries is the one that reports them (see the module doc).
     async fn read_group(&mut self, group: &str) -> Result<()> {
-        let (groups, info, reply, reported): (Value, Value, Option<StreamReadReply>, Option<u64>) =
-            redis::pipe()
-                .atomic()
-                .cmd("XINFO")
-                .arg("GROUPS")
-                .arg(&self.room)
-                .cmd("XINFO")
-                .arg("STREAM")
-                .arg(&self.room)
-                .cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(group)
-                .arg(&self.consumer)
-                .arg("COUNT")
-                .arg(self.prefetch)
-                .arg("STREAMS")
-                .arg(&self.room)
-                .arg(">")
-                .cmd("GET")
-                .arg(&self.missed_key)
-                .query_async(&mut self.conn)
-                .await
-                .map_err(|e| self.err(e))?;
+        type Read = (Value, Value, Option<StreamReadReply>, Value, Option<u64>);
+        let (before, info, reply, after, drift): Read = redis::pipe()
+            .atomic()
+            .cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&self.room)
+            .cmd("XINFO")
+            .arg("STREAM")
+            .arg(&self.room)
+            .cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(self.prefetch)
+            .arg("STREAMS")
+            .arg(&self.room)
+            .arg(">")
+            .cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&self.room)
+            .cmd("GET")
+            .arg(&self.missed_key)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|e| self.err(e))?;
         let entries: Vec<StreamId> = reply
             .into_iter()
             .flat_map(|r| r.keys)
@@ -384,42 +403,39 @@ impl StreamSubscriber {
         if let Some(st) = &state {
             self.wait_after = st.last_generated.clone();
         }
-        let ours = match groups {
-            Value::Array(gs) => gs
-                .into_iter()
-                .map(info_fields)
-                .find(|f| field_string(f, "name").as_deref() == Some(group)),
-            _ => None,
-        };
-        if let (Some(st), Some(g), false) = (&state, &ours, entries.is_empty()) {
-            let last = field_string(g, "last-delivered-id").unwrap_or_else(|| "0-0".into());
+        let (before, after) = (group_info(before, group), group_info(after, group));
+        let n = entries.len() as u64;
+        if let (Some(st), Some((last, Some(read))), Some((_, Some(read_after))), true) =
+            (&state, before, after, n > 0)
+        {
+            // `drift` = how far the group's entries-read is behind the true sequence number of
+            // its position: the gaps it jumped that the server's counter does not include
+            // (Redis only counts entries delivered; charla serve resyncs at the stream's end).
+            let drift = drift.unwrap_or(0);
+            let seq_last = read.saturating_add(drift);
             let gap = st
                 .first
                 .as_deref()
                 .is_some_and(|first| id_before(&last, first));
-            if gap {
-                match field_u64(g, "entries-read") {
-                    Some(read) => {
-                        let lost = st
-                            .removed
-                            .saturating_sub(read.saturating_add(reported.unwrap_or(0)));
-                        if lost > 0 {
-                            self.report_missed(
-                                lost,
-                                "stream entries were removed by retention before the group read them",
-                            );
-                            redis::cmd("INCRBY")
-                                .arg(&self.missed_key)
-                                .arg(lost)
-                                .query_async::<()>(&mut self.conn)
-                                .await
-                                .map_err(|e| self.err(e))?;
-                        }
-                    }
-                    None => {
-                        tracing::warn!(room = %self.room, group, "stream entries were removed by retention before the group read them; how many is unknown")
-                    }
-                }
+            let seq_first = if gap {
+                // Everything between the group's position and the first entry left was
+                // removed unread; the first entry left is number `removed + 1`.
+                self.report_missed(
+                    st.removed.saturating_sub(seq_last),
+                    "stream entries were removed by retention before the group read them",
+                );
+                st.removed + 1
+            } else {
+                seq_last + 1
+            };
+            let new_drift = (seq_first + n - 1).saturating_sub(read_after);
+            if new_drift != drift {
+                redis::cmd("SET")
+                    .arg(&self.missed_key)
+                    .arg(new_drift)
+                    .query_async::<()>(&mut self.conn)
+                    .await
+                    .map_err(|e| self.err(e))?;
             }
         }
         for entry in entries {
