@@ -281,49 +281,50 @@ impl QueueSubscriber {
     }
 
     /// Up to `prefetch` non-blocking moves in one pipeline, then `WATCH alive` + `EXISTS
-    /// alive` for the next ack's fast path. `acks` (see `ack_many`) is sent just before, on
-    /// the same connection, so acking a batch and fetching the next cost one round trip.
+    /// alive` for the next ack's fast path. `acks` (see `ack_many`) go first in the same
+    /// pipeline, so acking a batch and fetching the next cost one round trip, and a trim's
+    /// EXEC (which ends every watch) comes before the new WATCH. LMOVE adds at the head, the
+    /// acks remove from the tail or by payload, so the two do not disturb each other.
     /// Returns whether `acks` took effect (an aborted trim did not).
     async fn fetch_batch(&mut self, acks: Option<Ack>) -> Result<bool> {
         let want = self.prefetch.saturating_sub(self.inflight.len()).max(1);
         // The LMOVE pipeline is the same every time for a given size: build it once.
         if self.moves.as_ref().map(|(n, _)| *n) != Some(want) {
             let mut pipe = redis::pipe();
-            for _ in 0..want {
-                pipe.cmd("LMOVE")
-                    .arg(&self.room)
-                    .arg(&self.processing)
-                    .arg("RIGHT")
-                    .arg("LEFT");
-            }
-            pipe.cmd("WATCH").arg(&self.alive).ignore();
-            pipe.cmd("EXISTS").arg(&self.alive);
+            self.append_moves(&mut pipe, want);
             self.moves = Some((want, pipe));
         }
-        let Some((_, moves)) = &self.moves else {
-            return Ok(false);
-        };
         self.unsure = true;
         self.watching = false;
         let mut conn = self.conn.clone();
-        let fetch = moves.query_async::<Vec<Value>>(&mut conn);
-        let (settled, moved) = match acks {
-            // Both on the same connection, the acks first (join polls in order, and the
-            // connection writes requests in the order they come): the trim's EXEC must end the
-            // previous watch before the new WATCH. LMOVE adds at the head, the acks remove
-            // from the tail or by payload, so the fetch does not disturb them.
+        let (settled, mut replies) = match acks {
             Some(acks) => {
-                let mut ack_conn = self.conn.clone();
-                let settle = acks.send(&mut ack_conn);
-                let (settled, moved) = futures::join!(settle, fetch);
-                (settled.map_err(|e| map_err(e, &self.opts.address))?, moved)
+                let mut pipe = redis::pipe();
+                let n = self.append_ack(&mut pipe, &acks);
+                self.append_moves(&mut pipe, want);
+                let mut replies: Vec<Value> = pipe
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| map_err(e, &self.opts.address))?;
+                let settled = acks.took_effect(replies.get(..n).unwrap_or_default());
+                replies.drain(..n.min(replies.len()));
+                (settled, replies)
             }
-            None => (false, fetch.await),
+            None => {
+                let Some((_, moves)) = &self.moves else {
+                    return Ok(false);
+                };
+                let replies: Vec<Value> = moves
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| map_err(e, &self.opts.address))?;
+                (false, replies)
+            }
         };
-        let mut moved = moved.map_err(|e| map_err(e, &self.opts.address))?;
-        let exists = moved.pop();
+        let exists = replies.pop();
+        replies.pop(); // WATCH's OK
         let before = self.fetched.len();
-        for v in moved {
+        for v in replies {
             match v {
                 Value::BulkString(p) => self.fetched.push_back(p),
                 Value::Nil => {}
@@ -339,6 +340,55 @@ impl QueueSubscriber {
         self.watching = matches!(exists, Some(Value::Int(1)));
         self.unsure = false;
         Ok(settled)
+    }
+
+    /// `want` LMOVEs, then WATCH and EXISTS of our heartbeat key (nothing ignored: the
+    /// replies are read by position).
+    fn append_moves(&self, pipe: &mut redis::Pipeline, want: usize) {
+        for _ in 0..want {
+            pipe.cmd("LMOVE")
+                .arg(&self.room)
+                .arg(&self.processing)
+                .arg("RIGHT")
+                .arg("LEFT");
+        }
+        pipe.cmd("WATCH").arg(&self.alive);
+        pipe.cmd("EXISTS").arg(&self.alive);
+    }
+
+    /// Append the commands of an ack; returns how many replies they produce.
+    fn append_ack(&self, pipe: &mut redis::Pipeline, ack: &Ack) -> usize {
+        match ack {
+            Ack::Trim(n) => {
+                pipe.cmd("MULTI");
+                pipe.cmd("LTRIM")
+                    .arg(&self.processing)
+                    .arg(0)
+                    .arg(-(*n as i64) - 1);
+                pipe.cmd("EXEC");
+                3
+            }
+            Ack::Remove => {
+                for payload in &self.acked {
+                    pipe.cmd("LREM").arg(&self.processing).arg(-1).arg(payload);
+                }
+                self.acked.len()
+            }
+        }
+    }
+
+    /// Send an ack on its own; returns whether it took effect.
+    async fn send_ack(&mut self, ack: Ack) -> Result<bool> {
+        let mut pipe = redis::pipe();
+        let n = self.append_ack(&mut pipe, &ack);
+        if n == 0 {
+            return Ok(true);
+        }
+        let replies: Vec<Value> = pipe
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(ack.took_effect(&replies))
     }
 
     /// The fast ack: when the acked messages are exactly the oldest in flight and our books
@@ -365,37 +415,14 @@ impl QueueSubscriber {
         {
             return None;
         }
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("LTRIM")
-            .arg(&self.processing)
-            .arg(0)
-            .arg(-(tags.len() as i64) - 1)
-            .ignore();
-        Some(Ack::Trim(pipe))
-    }
-
-    /// One LREM per acked payload, in one pipeline (not sent).
-    fn ack_pipeline(&self) -> Ack {
-        let mut pipe = redis::pipe();
-        for payload in &self.acked {
-            pipe.cmd("LREM")
-                .arg(&self.processing)
-                .arg(-1)
-                .arg(payload)
-                .ignore();
-        }
-        Ack::Remove(pipe)
+        Some(Ack::Trim(tags.len()))
     }
 
     async fn flush_acks(&mut self) -> Result<()> {
         if self.acked.is_empty() {
             return Ok(());
         }
-        self.ack_pipeline()
-            .send(&mut self.conn)
-            .await
-            .map_err(|e| self.err(e))?;
+        self.send_ack(Ack::Remove).await?;
         self.acked.clear();
         Ok(())
     }
@@ -646,7 +673,7 @@ impl Subscriber for QueueSubscriber {
         }
         if self.backlog && self.fetched.is_empty() && self.inflight.is_empty() && !self.unsure {
             // More is waiting: fetch the next batch in the same round trip as the ack.
-            let acks = trim.unwrap_or_else(|| self.ack_pipeline());
+            let acks = trim.unwrap_or(Ack::Remove);
             if self.fetch_batch(Some(acks)).await? {
                 self.acked.clear();
             }
@@ -654,8 +681,8 @@ impl Subscriber for QueueSubscriber {
             return self.flush_acks().await;
         }
         if let Some(trim) = trim {
-            self.watching = false;
-            if trim.send(&mut self.conn).await.map_err(|e| self.err(e))? {
+            self.watching = false; // the EXEC ends it
+            if self.send_ack(trim).await? {
                 self.acked.clear();
             }
         }
@@ -687,19 +714,19 @@ impl Subscriber for QueueSubscriber {
     }
 }
 
-/// How an ack is sent: a transaction trimming the tail of the processing list (see
-/// [`QueueSubscriber::trim_acked`]), or one LREM per payload.
+/// How an ack is sent: MULTI/LTRIM/EXEC dropping this many messages from the tail of the
+/// processing list (see [`QueueSubscriber::trim_acked`]), or one LREM per acked payload.
 enum Ack {
-    Trim(redis::Pipeline),
-    Remove(redis::Pipeline),
+    Trim(usize),
+    Remove,
 }
 
 impl Ack {
-    /// Send it; returns whether it took effect (a trim whose EXEC aborted did not).
-    async fn send(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<bool> {
+    /// From its replies: did it take effect? A trim whose EXEC aborted (nil) did not.
+    fn took_effect(&self, replies: &[Value]) -> bool {
         match self {
-            Ack::Trim(pipe) => Ok(pipe.query_async::<Value>(conn).await? != Value::Nil),
-            Ack::Remove(pipe) => pipe.query_async::<()>(conn).await.map(|()| true),
+            Ack::Trim(_) => matches!(replies.get(2), Some(Value::Array(_))),
+            Ack::Remove => true,
         }
     }
 }
