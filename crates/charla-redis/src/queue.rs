@@ -67,6 +67,8 @@ pub struct QueueSubscriber {
     backlog: bool,
     /// The LMOVE pipeline for the last fetch size, reused while the size stays the same.
     moves: Option<(usize, redis::Pipeline)>,
+    /// Likewise the trim + fetch pipeline of a busy consumer, for (trimmed, fetched).
+    trim_and_moves: Option<((usize, usize), redis::Pipeline)>,
     /// A command that changes our processing list was sent and its reply not recorded (the
     /// future was dropped, or the reply timed out): the list may hold what we do not know
     /// about, or lack what we think we hold. Cleared by [`QueueSubscriber::reconcile`].
@@ -161,6 +163,7 @@ impl QueueSubscriber {
             last_recovery: Instant::now(),
             backlog: false,
             moves: None,
+            trim_and_moves: None,
             unsure: false,
             watching: false,
             order_known: true,
@@ -299,9 +302,29 @@ impl QueueSubscriber {
         let mut conn = self.conn.clone();
         let (settled, mut replies) = match acks {
             Some(acks) => {
-                let mut pipe = redis::pipe();
-                let n = self.append_ack(&mut pipe, &acks);
-                self.append_moves(&mut pipe, want);
+                let mut built = None;
+                let pipe = match acks {
+                    // The steady state of a busy consumer: the same pipeline every time.
+                    Ack::Trim(k) => {
+                        if self.trim_and_moves.as_ref().map(|(key, _)| *key) != Some((k, want)) {
+                            let mut pipe = redis::pipe();
+                            self.append_ack(&mut pipe, &acks);
+                            self.append_moves(&mut pipe, want);
+                            self.trim_and_moves = Some(((k, want), pipe));
+                        }
+                        &self.trim_and_moves.as_ref().ok_or(BrokerError::Closed)?.1
+                    }
+                    Ack::Remove => {
+                        let mut pipe = redis::pipe();
+                        self.append_ack(&mut pipe, &acks);
+                        self.append_moves(&mut pipe, want);
+                        &*built.insert(pipe)
+                    }
+                };
+                let n = match acks {
+                    Ack::Trim(_) => 3,
+                    Ack::Remove => self.acked.len(),
+                };
                 let mut replies: Vec<Value> = pipe
                     .query_async(&mut conn)
                     .await
