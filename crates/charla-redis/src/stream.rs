@@ -45,6 +45,8 @@ struct Entry {
     id: String,
     payload: Option<Vec<u8>>,
     deliveries: u32,
+    /// False for a pending entry the stream no longer has (read back as `[id, nil]`).
+    exists: bool,
 }
 
 pub struct StreamSubscriber {
@@ -523,6 +525,14 @@ impl StreamSubscriber {
                         tag: AckTag(self.next_tag),
                     }));
                 }
+                // Our own pending entry from an earlier life, removed by retention since.
+                Err(_) if !entry.exists && self.group.is_some() => {
+                    self.report_missed(
+                        1,
+                        "a pending stream entry was removed by retention before it was acknowledged",
+                    );
+                    self.dead_letter(&entry.id, None).await?;
+                }
                 Err(reason) if self.group.is_some() => {
                     tracing::warn!(room = %self.room, id = %entry.id, "moved a bad entry to {}: {reason}", self.dead);
                     self.dead_letter(&entry.id, entry.payload).await?;
@@ -614,6 +624,7 @@ fn is_no_such_key(e: &redis::RedisError) -> bool {
 }
 
 fn to_entry(mut entry: StreamId, deliveries: u32) -> Entry {
+    let exists = !entry.map.is_empty();
     let payload = match entry.map.remove(PAYLOAD_FIELD) {
         Some(Value::BulkString(b)) => Some(b),
         Some(Value::SimpleString(s)) => Some(s.into_bytes()),
@@ -623,6 +634,7 @@ fn to_entry(mut entry: StreamId, deliveries: u32) -> Entry {
         id: entry.id,
         payload,
         deliveries,
+        exists,
     }
 }
 
@@ -719,6 +731,7 @@ impl Subscriber for StreamSubscriber {
             return self.dead_letter(&id, payload).await;
         }
         self.fetched.push_front(Entry {
+            exists: true,
             id,
             payload,
             deliveries: times.saturating_sub(1).max(1),

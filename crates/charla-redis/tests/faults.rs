@@ -492,3 +492,36 @@ async fn stream_retention_follows_the_url_options() {
     let bad = BrokerUrl::parse(&format!("{}?stream_max_age=soon", server.url())).unwrap();
     assert!(RedisBroker::connect(&bad).await.is_err());
 }
+
+/// A member restarted under its name finds its own pending entries gone (trimmed while it was
+/// down): they are reported as missed and settled, and it goes on with what is new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_member_reports_its_trimmed_pending_entries() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let broker = connect(&server.url(), 10_000).await;
+    let room = unique_name("s");
+    let mut conn = raw(&server).await;
+    let sub = || {
+        Subscription::new(Mode::Stream, room.as_str())
+            .group("g")
+            .consumer("a")
+            .start(StartFrom::Beginning)
+            .prefetch(10)
+    };
+    publish_stream(&broker, &room, 2).await;
+    let mut a = broker.subscribe(sub()).await.unwrap();
+    recv_one(&mut a).await;
+    recv_one(&mut a).await;
+    drop(a); // dies holding both, unacked
+    let _: u64 = query(&mut conn, &["XTRIM", &room, "MAXLEN", "0"]).await;
+    let mut a = broker.subscribe(sub()).await.unwrap();
+    let fresh = publish_stream(&broker, &room, 1).await;
+    let d = recv_one(&mut a).await;
+    assert_eq!(d.message.id, fresh[0].id);
+    a.ack(d.tag).await.unwrap();
+    assert_eq!(a.take_missed(), 2);
+    let pending: Vec<Value> = query(&mut conn, &["XPENDING", &room, "g", "-", "+", "10"]).await;
+    assert!(pending.is_empty(), "settled after being reported");
+}
