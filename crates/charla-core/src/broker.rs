@@ -207,6 +207,14 @@ pub trait Subscriber: Send {
     /// backend's delivery limit, after which it is dead-lettered); otherwise it is dead-lettered.
     async fn nack(&mut self, tag: AckTag, requeue: bool) -> Result<()>;
 
+    /// How many messages this subscriber missed since the last call because the broker's
+    /// retention removed them before they were read (a stream trimmed past entries no one had
+    /// read yet, an unacknowledged entry trimmed while pending). Losses are never silent:
+    /// backends whose retention can drop unread messages count them here; others never do.
+    fn take_missed(&mut self) -> u64 {
+        0
+    }
+
     /// Send held acks, give unacked messages back, and leave.
     async fn close(self: Box<Self>) -> Result<()>;
 }

@@ -41,6 +41,11 @@ pub fn dead(room: &str) -> String {
     format!("charla:{{{room}}}:dead")
 }
 
+/// Stream entries a consumer group has been told it missed (retention), for the next count.
+pub fn missed(room: &str, group: &str) -> String {
+    format!("charla:{{{room}}}:missed:{group}")
+}
+
 /// Glob matching every bookkeeping key of a room.
 pub fn all_bookkeeping(room: &str) -> String {
     format!("charla:{{{}}}:*", escape_glob(room))

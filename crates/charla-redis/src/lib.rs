@@ -12,8 +12,13 @@
 //! cluster too.
 //!
 //! URL options (query string): `max_message_bytes`, `consumer_ttl_ms` (how long a silent
-//! consumer is considered alive; default 10 000), `max_deliveries` (default 5),
-//! `stream_maxlen` (default 100 000); anything else is passed to the redis crate (`protocol=resp3`).
+//! consumer is considered alive; default 10 000), `max_deliveries` (default 5), and the
+//! stream retention: `stream_maxlen` (keep about this many entries, `XADD MAXLEN ~`; default
+//! 100 000, `0` = no limit) and `stream_max_age` (drop entries older than this, `XADD MINID ~`,
+//! e.g. `7d`, `12h`, `30m`, `90s`, `500ms`; a bare number is seconds; off by default). Entries
+//! removed by retention before a subscriber read them are counted and reported to it
+//! (`Subscriber::take_missed`), never dropped silently. Anything else is passed to the redis
+//! crate (`protocol=resp3`).
 
 mod keys;
 mod pubsub;
@@ -41,10 +46,16 @@ const CAPABILITIES: Capabilities = Capabilities {
     replay: true,
     redelivered_flag: true,
     dead_letters: true,
-    survives_restart: true,
+    // Decided per server at connect: see `RedisBroker::survives_restart`.
+    survives_restart: false,
 };
 
-const CHARLA_OPTIONS: &[&str] = &["consumer_ttl_ms", "max_deliveries", "stream_maxlen"];
+const CHARLA_OPTIONS: &[&str] = &[
+    "consumer_ttl_ms",
+    "max_deliveries",
+    "stream_maxlen",
+    "stream_max_age",
+];
 
 /// Settings read from the URL, shared by the publishers and subscribers of one broker.
 #[derive(Debug, Clone)]
@@ -55,8 +66,10 @@ pub(crate) struct Options {
     pub consumer_ttl: Duration,
     /// Deliveries after which a message is dead-lettered instead of handed out again.
     pub max_deliveries: u32,
-    /// Approximate cap on stream length (`XADD MAXLEN ~`).
+    /// Approximate cap on stream length (`XADD MAXLEN ~`); 0 = none.
     pub stream_maxlen: usize,
+    /// Entries older than this are trimmed (`MINID ~`, from this client's clock).
+    pub stream_max_age: Option<Duration>,
     pub address: String,
 }
 
@@ -65,6 +78,11 @@ pub struct RedisBroker {
     client: redis::Client,
     conn: MultiplexedConnection,
     opts: Options,
+    /// The server keeps an append-only file (`CONFIG GET appendonly` says yes), so what it
+    /// acknowledged is still there after it restarts. Without it (the Redis default, RDB
+    /// snapshots at best) a restart loses messages, and a server that does not answer
+    /// CONFIG GET (managed services often disable it) is not assumed to keep them.
+    survives_restart: bool,
 }
 
 impl RedisBroker {
@@ -80,28 +98,73 @@ impl RedisBroker {
             ),
             max_deliveries: url.option_num("max_deliveries")?.unwrap_or(5u32).max(1),
             stream_maxlen: url.option_num("stream_maxlen")?.unwrap_or(100_000usize),
+            stream_max_age: match url.option("stream_max_age") {
+                None => None,
+                Some(v) => Some(parse_age(&v).ok_or_else(|| BrokerError::InvalidUrl {
+                    url: url.to_string(),
+                    reason: format!(
+                        "option stream_max_age={v} is not a duration such as 7d, 12h, 30m, 90s or 500ms"
+                    ),
+                })?),
+            },
             address: url.address(),
         };
-        let client =
-            redis::Client::open(url.without_options(CHARLA_OPTIONS).as_str()).map_err(|e| {
-                BrokerError::InvalidUrl {
-                    url: url.to_string(),
-                    reason: e.to_string(),
-                }
-            })?;
-        let broker = RedisBroker {
-            conn: open(&client, &opts, Some(Duration::from_secs(30))).await?,
+        let invalid = |e: redis::RedisError| BrokerError::InvalidUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        };
+        let info = redis::IntoConnectionInfo::into_connection_info(
+            url.without_options(CHARLA_OPTIONS).as_str(),
+        )
+        .map_err(invalid)?
+        .set_tcp_settings(tcp_settings());
+        let client = redis::Client::open(info).map_err(invalid)?;
+        let mut conn = open(&client, &opts, Some(Duration::from_secs(30))).await?;
+        let appendonly: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendonly")
+            .query_async(&mut conn)
+            .await;
+        let survives_restart = matches!(appendonly.as_deref(), Ok([_, v]) if v == "yes");
+        Ok(RedisBroker {
+            conn,
             client,
             opts,
-        };
-        Ok(broker)
+            survives_restart,
+        })
     }
 
-    /// A new connection of its own, without a response timeout: it will carry blocking
-    /// commands (BLMOVE, XREAD BLOCK) whose replies legitimately take long.
+    /// A new connection of its own for blocking commands (BLMOVE, XREAD BLOCK). They block for
+    /// at most [`queue::BLOCK`] on the server, so a reply later than that plus
+    /// [`BLOCKING_MARGIN`] means the server or the path to it is gone: the command fails with
+    /// a transient error (the caller reconnects) instead of waiting forever on a dead socket.
     pub(crate) async fn blocking_connection(&self) -> Result<MultiplexedConnection> {
-        open(&self.client, &self.opts, None).await
+        open(
+            &self.client,
+            &self.opts,
+            Some(queue::BLOCK + BLOCKING_MARGIN),
+        )
+        .await
     }
+}
+
+/// How much later than its block time a blocking command's reply may come before the
+/// connection is given up (a busy server, an fsync, a long pipeline ahead of it).
+pub(crate) const BLOCKING_MARGIN: Duration = Duration::from_secs(5);
+
+/// TCP settings of every connection: no Nagle delay (requests are whole pipelines), and
+/// keepalive probes so a peer that vanished (cable pulled, machine off, NAT entry dropped) is
+/// noticed by the kernel even on a connection that is idle, e.g. a pub/sub subscriber.
+fn tcp_settings() -> redis::io::tcp::TcpSettings {
+    use redis::io::tcp::socket2::TcpKeepalive;
+    let keepalive = TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10));
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "macos"))]
+    let keepalive = keepalive.with_retries(3);
+    redis::io::tcp::TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive)
 }
 
 pub(crate) async fn open(
@@ -156,7 +219,10 @@ impl Broker for RedisBroker {
     }
 
     fn capabilities(&self) -> Capabilities {
-        CAPABILITIES
+        Capabilities {
+            survives_restart: self.survives_restart,
+            ..CAPABILITIES
+        }
     }
 
     async fn info(&self) -> Result<BrokerInfo> {
@@ -284,15 +350,29 @@ impl RedisPublisher {
                 }
             }
             Mode::Stream => {
+                // Retention, as configured: by count in XADD, by age in XADD when that is the
+                // only limit, else in one XTRIM after the batch (XADD takes one strategy).
+                let min_id = self.opts.stream_max_age.map(|age| {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default();
+                    format!("{}-0", now.saturating_sub(age).as_millis())
+                });
                 for p in payloads {
-                    pipe.cmd("XADD")
+                    let xadd = pipe.cmd("XADD").arg(&self.room);
+                    if self.opts.stream_maxlen > 0 {
+                        xadd.arg("MAXLEN").arg("~").arg(self.opts.stream_maxlen);
+                    } else if let Some(min_id) = &min_id {
+                        xadd.arg("MINID").arg("~").arg(min_id);
+                    }
+                    xadd.arg("*").arg(stream::PAYLOAD_FIELD).arg(p).ignore();
+                }
+                if let (true, Some(min_id)) = (self.opts.stream_maxlen > 0, &min_id) {
+                    pipe.cmd("XTRIM")
                         .arg(&self.room)
-                        .arg("MAXLEN")
+                        .arg("MINID")
                         .arg("~")
-                        .arg(self.opts.stream_maxlen)
-                        .arg("*")
-                        .arg(stream::PAYLOAD_FIELD)
-                        .arg(p)
+                        .arg(min_id)
                         .ignore();
                 }
             }
@@ -322,6 +402,25 @@ impl Publisher for RedisPublisher {
         self.check(payload)?;
         self.send(&[payload.to_vec()]).await
     }
+}
+
+/// `7d`, `12h`, `30m`, `90s`, `500ms`, or a bare number of seconds.
+fn parse_age(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let ms = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    Some(Duration::from_millis(n.checked_mul(ms)?))
 }
 
 /// Add one to the `deliveries` field of a JSON message, keeping every other field and their
@@ -358,6 +457,16 @@ mod tests {
         );
         let i = parse_info("redis_version:7.2.0\r\ncharla_version:0.1.0\r\n", "h:1");
         assert_eq!(i.product, "charla serve");
+    }
+
+    #[test]
+    fn ages_parse_with_units() {
+        assert_eq!(parse_age("7d"), Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_age("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_age("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_age("3w"), None);
+        assert_eq!(parse_age("h"), None);
+        assert_eq!(parse_age("99999999999999999999d"), None);
     }
 
     #[test]

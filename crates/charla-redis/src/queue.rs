@@ -4,17 +4,35 @@
 //! `enviar_mensaje`, so the seed's `BRPOP` consumer can read charla's messages and charla reads
 //! the seed's. A charla consumer does not pop, though: it moves each message with
 //! `LMOVE room processing RIGHT LEFT` into its own processing list, and removes it from there
-//! only when the message is acknowledged (`LREM processing -1 payload`). A consumer that dies
-//! between receiving and acking leaves its messages in its processing list; its heartbeat key
-//! expires, and the next consumer that looks moves them back to the queue, counting the
-//! delivery in the message's `deliveries` field. A message handed out `max_deliveries` times,
-//! or one that is not a chat message at all, goes to the dead-letter list.
+//! only when the message is acknowledged (`LREM processing -1 payload`: by its exact bytes,
+//! which the message id makes unique, so an ack removes exactly the acknowledged messages
+//! whatever else the list holds). A consumer that dies between receiving and acking leaves its
+//! messages in its processing list; its heartbeat key expires, and the next consumer that looks
+//! moves them back to the queue, counting the delivery in the message's `deliveries` field. A
+//! message handed out `max_deliveries` times, or one that is not a chat message at all, goes to
+//! the dead-letter list.
+//!
+//! Faults this survives:
+//! - a cancelled `recv` (or one whose reply timed out): the server may have moved a message
+//!   into our processing list without us seeing the reply. The subscriber remembers that it is
+//!   unsure and, before it goes on, compares the list with what it knows (`LRANGE`): messages
+//!   it did not know about are delivered, messages it thought it held but that are gone (taken
+//!   over) are forgotten.
+//! - a heartbeat that cannot be written: the heartbeat refreshes the key only while it exists
+//!   (`SET … XX`), and `recv` refuses to hand out anything once the last successful beat is
+//!   older than 3/4 of the TTL, or the key was found gone: the consumer stops with an error
+//!   before (or as soon as) the others may take its list over, instead of working on messages
+//!   that are being handed to someone else.
+//! - a live consumer whose list was taken over: acks remove by payload, so they never touch
+//!   another consumer's messages, and requeueing is a WATCH/MULTI transaction that moves a
+//!   message only if it is still in our list.
 //!
 //! Throughput: up to `prefetch` LMOVEs travel in one pipeline, and `recv_batch` + `ack_many`
-//! settle a whole batch with one pipeline of LREMs, so a busy consumer pays a couple of round
-//! trips per batch, not per message.
+//! settle a whole batch with one pipeline of LREMs (sent beside the next fetch when more is
+//! waiting), so a busy consumer pays a couple of round trips per batch, not per message.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -25,7 +43,7 @@ use redis::Value;
 use crate::{keys, map_err, Options, RedisBroker};
 
 /// How long one BLMOVE waits before the consumer looks for dead consumers' messages.
-const BLOCK: Duration = Duration::from_secs(1);
+pub(crate) const BLOCK: Duration = Duration::from_secs(1);
 
 pub struct QueueSubscriber {
     /// Carries blocking BLMOVE: a connection of this consumer's own.
@@ -49,7 +67,33 @@ pub struct QueueSubscriber {
     backlog: bool,
     /// The LMOVE pipeline for the last fetch size, reused while the size stays the same.
     moves: Option<(usize, redis::Pipeline)>,
+    /// Likewise the trim + fetch pipeline of a busy consumer, for (trimmed, fetched).
+    trim_and_moves: Option<((usize, usize), redis::Pipeline)>,
+    /// A command that changes our processing list was sent and its reply not recorded (the
+    /// future was dropped, or the reply timed out): the list may hold what we do not know
+    /// about, or lack what we think we hold. Cleared by [`QueueSubscriber::reconcile`].
+    unsure: bool,
+    /// The last fetch ended with `WATCH alive` + `EXISTS alive` and the key existed: see
+    /// [`QueueSubscriber::trim_acked`]. Any EXEC or UNWATCH on the connection ends the watch.
+    watching: bool,
+    /// The processing list holds, from its tail, the in-flight messages in tag order and then
+    /// the fetched ones in order. False after a reconcile found messages we did not know,
+    /// until the list is empty again.
+    order_known: bool,
+    /// Set once the heartbeat is lost: every later `recv` fails with it.
+    stopped: Option<BrokerError>,
+    heartbeat: Arc<Mutex<Beat>>,
     _heartbeat: AbortOnDrop,
+}
+
+/// What the heartbeat task tells the consumer.
+struct Beat {
+    /// When the last successful beat was sent (the key lives `consumer_ttl` from a bit later).
+    last_ok: Instant,
+    /// The last failure, for the error message.
+    error: Option<(String, bool)>,
+    /// The key was gone when we refreshed it: others may already be taking our list over.
+    expired: bool,
 }
 
 /// Stops the heartbeat when the subscriber goes away, so a dropped consumer looks dead.
@@ -70,15 +114,35 @@ impl QueueSubscriber {
         let mut conn = broker.blocking_connection().await?;
         // The heartbeat exists before the processing list does, so a recovering consumer
         // never mistakes a starting one for a dead one.
-        beat(&mut conn, &alive, opts.consumer_ttl, &opts.address).await?;
+        let started = Instant::now();
+        beat(&mut conn, &alive, opts.consumer_ttl, false, &opts.address).await?;
+        let state = Arc::new(Mutex::new(Beat {
+            last_ok: started,
+            error: None,
+            expired: false,
+        }));
         let heartbeat = {
             let mut conn = broker.conn.clone();
             let (alive, ttl, address) = (alive.clone(), opts.consumer_ttl, opts.address.clone());
+            let state = state.clone();
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(ttl / 3).await;
-                    if let Err(e) = beat(&mut conn, &alive, ttl, &address).await {
-                        tracing::debug!("heartbeat failed: {e}");
+                    tokio::time::sleep(ttl / 5).await;
+                    let sent = Instant::now();
+                    // XX: refresh only. Once the key has expired, others may be moving our list
+                    // away; recreating it would hide that from them and from us.
+                    let outcome = beat(&mut conn, &alive, ttl, true, &address).await;
+                    let Ok(mut s) = state.lock() else { return };
+                    match outcome {
+                        Ok(true) => s.last_ok = sent,
+                        Ok(false) => {
+                            s.expired = true;
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::debug!("heartbeat failed: {e}");
+                            s.error = Some((e.to_string(), e.is_transient()));
+                        }
                     }
                 }
             })
@@ -99,6 +163,12 @@ impl QueueSubscriber {
             last_recovery: Instant::now(),
             backlog: false,
             moves: None,
+            trim_and_moves: None,
+            unsure: false,
+            watching: false,
+            order_known: true,
+            stopped: None,
+            heartbeat: state,
             _heartbeat: AbortOnDrop(heartbeat),
         };
         // A consumer restarted under the same name finds its earlier life's messages in its
@@ -113,63 +183,269 @@ impl QueueSubscriber {
         map_err(e, &self.opts.address)
     }
 
-    /// Up to `prefetch` non-blocking moves in one pipeline, preceded by an LTRIM of `trim`
-    /// acked messages from the tail of the processing list (see `ack_many`), so acking a
-    /// batch and fetching the next cost one round trip.
-    async fn fetch_batch(&mut self, trim: usize) -> Result<()> {
+    /// Fails once the heartbeat is lost: the key expired (others may be taking our list), or
+    /// no beat succeeded for 3/4 of the TTL (it may expire any moment). Sticky: a consumer
+    /// that may have been taken over must be closed and started again, not carry on.
+    fn check_heartbeat(&mut self) -> Result<()> {
+        if let Some(e) = &self.stopped {
+            return Err(clone_err(e));
+        }
+        let ttl = self.opts.consumer_ttl;
+        let lost = match self.heartbeat.lock() {
+            Ok(s) if s.expired => Some((
+                "its heartbeat key had expired (the consumer was presumed dead and its messages are being handed to others)".to_owned(),
+                true,
+            )),
+            Ok(s) if s.last_ok.elapsed() > ttl * 3 / 4 => {
+                let (why, transient) = s
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| ("no reply".to_owned(), true));
+                Some((
+                    format!(
+                        "its heartbeat could not be written for {} ms ({why})",
+                        s.last_ok.elapsed().as_millis()
+                    ),
+                    transient,
+                ))
+            }
+            Ok(_) => None,
+            Err(_) => Some(("its heartbeat task failed".to_owned(), false)),
+        };
+        let Some((why, transient)) = lost else {
+            return Ok(());
+        };
+        let reason = format!(
+            "queue consumer '{}' of room '{}' stopped: {why}; its unacknowledged messages go to the other consumers",
+            self.consumer, self.room
+        );
+        let e = if transient {
+            BrokerError::Unreachable {
+                address: self.opts.address.clone(),
+                reason,
+            }
+        } else {
+            BrokerError::backend(crate::BACKEND, reason)
+        };
+        self.stopped = Some(clone_err(&e));
+        Err(e)
+    }
+
+    /// After a command on our processing list lost its reply, make our books match the list:
+    /// messages in it that we do not know (a BLMOVE whose reply was dropped) are delivered,
+    /// fetched messages no longer in it (taken over) are forgotten. In-flight messages that
+    /// are gone stay in flight: acking them is a no-op, and their taker redelivers them.
+    async fn reconcile(&mut self) -> Result<()> {
+        if !self.unsure {
+            return Ok(());
+        }
+        // Earlier commands on this connection (even a BLMOVE still blocked on the server) are
+        // answered in order, so this sees their effect.
+        self.flush_acks().await?;
+        let list: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(&self.processing)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut present: HashMap<&[u8], usize> = HashMap::new();
+        for p in &list {
+            *present.entry(p.as_slice()).or_default() += 1;
+        }
+        for p in self.inflight.values() {
+            if let Some(n) = present.get_mut(p.as_slice()) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        let mut kept = VecDeque::with_capacity(self.fetched.len());
+        for p in self.fetched.drain(..) {
+            match present.get_mut(p.as_slice()) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    kept.push_back(p);
+                }
+                _ => {}
+            }
+        }
+        self.fetched = kept;
+        // What is left is ours and unknown; oldest (the list's tail) first.
+        for p in list.iter().rev() {
+            if let Some(n) = present.get_mut(p.as_slice()) {
+                if *n > 0 {
+                    *n -= 1;
+                    self.fetched.push_back(p.clone());
+                    self.order_known = false;
+                }
+            }
+        }
+        self.unsure = false;
+        Ok(())
+    }
+
+    /// Up to `prefetch` non-blocking moves in one pipeline, then `WATCH alive` + `EXISTS
+    /// alive` for the next ack's fast path. `acks` (see `ack_many`) go first in the same
+    /// pipeline, so acking a batch and fetching the next cost one round trip, and a trim's
+    /// EXEC (which ends every watch) comes before the new WATCH. LMOVE adds at the head, the
+    /// acks remove from the tail or by payload, so the two do not disturb each other.
+    /// Returns whether `acks` took effect (an aborted trim did not).
+    async fn fetch_batch(&mut self, acks: Option<Ack>) -> Result<bool> {
         let want = self.prefetch.saturating_sub(self.inflight.len()).max(1);
         // The LMOVE pipeline is the same every time for a given size: build it once.
         if self.moves.as_ref().map(|(n, _)| *n) != Some(want) {
             let mut pipe = redis::pipe();
-            for _ in 0..want {
-                pipe.cmd("LMOVE")
-                    .arg(&self.room)
-                    .arg(&self.processing)
-                    .arg("RIGHT")
-                    .arg("LEFT");
-            }
+            self.append_moves(&mut pipe, want);
             self.moves = Some((want, pipe));
         }
-        let Some((_, moves)) = &self.moves else {
-            return Ok(());
-        };
+        self.unsure = true;
+        self.watching = false;
         let mut conn = self.conn.clone();
-        let fetch = moves.query_async::<Vec<Option<Vec<u8>>>>(&mut conn);
-        let moved = if trim > 0 {
-            // Concurrently on the same connection: LTRIM drops acked messages from the tail
-            // while LMOVE adds at the head, so their order does not matter.
-            let mut trim_conn = self.conn.clone();
-            let mut ltrim = redis::cmd("LTRIM");
-            ltrim.arg(&self.processing).arg(0).arg(-(trim as i64) - 1);
-            let trimmed = ltrim.query_async::<()>(&mut trim_conn);
-            let (trimmed, moved) = futures::join!(trimmed, fetch);
-            trimmed.map_err(|e| map_err(e, &self.opts.address))?;
-            moved
-        } else {
-            fetch.await
-        }
-        .map_err(|e| map_err(e, &self.opts.address))?;
+        let (settled, mut replies) = match acks {
+            Some(acks) => {
+                let mut built = None;
+                let pipe = match acks {
+                    // The steady state of a busy consumer: the same pipeline every time.
+                    Ack::Trim(k) => {
+                        if self.trim_and_moves.as_ref().map(|(key, _)| *key) != Some((k, want)) {
+                            let mut pipe = redis::pipe();
+                            self.append_ack(&mut pipe, &acks);
+                            self.append_moves(&mut pipe, want);
+                            self.trim_and_moves = Some(((k, want), pipe));
+                        }
+                        &self.trim_and_moves.as_ref().ok_or(BrokerError::Closed)?.1
+                    }
+                    Ack::Remove => {
+                        let mut pipe = redis::pipe();
+                        self.append_ack(&mut pipe, &acks);
+                        self.append_moves(&mut pipe, want);
+                        &*built.insert(pipe)
+                    }
+                };
+                let n = match acks {
+                    Ack::Trim(_) => 3,
+                    Ack::Remove => self.acked.len(),
+                };
+                let mut replies: Vec<Value> = pipe
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| map_err(e, &self.opts.address))?;
+                let settled = acks.took_effect(replies.get(..n).unwrap_or_default());
+                replies.drain(..n.min(replies.len()));
+                (settled, replies)
+            }
+            None => {
+                let Some((_, moves)) = &self.moves else {
+                    return Ok(false);
+                };
+                let replies: Vec<Value> = moves
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| map_err(e, &self.opts.address))?;
+                (false, replies)
+            }
+        };
+        let exists = replies.pop();
+        replies.pop(); // WATCH's OK
         let before = self.fetched.len();
-        self.fetched.extend(moved.into_iter().flatten());
+        for v in replies {
+            match v {
+                Value::BulkString(p) => self.fetched.push_back(p),
+                Value::Nil => {}
+                other => {
+                    return Err(BrokerError::backend(
+                        crate::BACKEND,
+                        format!("unexpected LMOVE reply {other:?}"),
+                    ))
+                }
+            }
+        }
         self.backlog = self.fetched.len() - before == want;
-        Ok(())
+        self.watching = matches!(exists, Some(Value::Int(1)));
+        self.unsure = false;
+        Ok(settled)
+    }
+
+    /// `want` LMOVEs, then WATCH and EXISTS of our heartbeat key (nothing ignored: the
+    /// replies are read by position).
+    fn append_moves(&self, pipe: &mut redis::Pipeline, want: usize) {
+        for _ in 0..want {
+            pipe.cmd("LMOVE")
+                .arg(&self.room)
+                .arg(&self.processing)
+                .arg("RIGHT")
+                .arg("LEFT");
+        }
+        pipe.cmd("WATCH").arg(&self.alive);
+        pipe.cmd("EXISTS").arg(&self.alive);
+    }
+
+    /// Append the commands of an ack; returns how many replies they produce.
+    fn append_ack(&self, pipe: &mut redis::Pipeline, ack: &Ack) -> usize {
+        match ack {
+            Ack::Trim(n) => {
+                pipe.cmd("MULTI");
+                pipe.cmd("LTRIM")
+                    .arg(&self.processing)
+                    .arg(0)
+                    .arg(-(*n as i64) - 1);
+                pipe.cmd("EXEC");
+                3
+            }
+            Ack::Remove => {
+                for payload in &self.acked {
+                    pipe.cmd("LREM").arg(&self.processing).arg(-1).arg(payload);
+                }
+                self.acked.len()
+            }
+        }
+    }
+
+    /// Send an ack on its own; returns whether it took effect.
+    async fn send_ack(&mut self, ack: Ack) -> Result<bool> {
+        let mut pipe = redis::pipe();
+        let n = self.append_ack(&mut pipe, &ack);
+        if n == 0 {
+            return Ok(true);
+        }
+        let replies: Vec<Value> = pipe
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(ack.took_effect(&replies))
+    }
+
+    /// The fast ack: when the acked messages are exactly the oldest in flight and our books
+    /// are exact, they are the tail of our processing list, and one `LTRIM` drops them all
+    /// instead of one LREM (with the whole payload) each. That is only safe while no one else
+    /// touches our list, i.e. while nobody can have seen our heartbeat key missing: the key
+    /// existed when the last fetch WATCHed it, and our heartbeat never recreates it (`XX`), so
+    /// it existed all along; the EXEC aborts if the key changed since (a beat, an expiry, a
+    /// delete), and the last successful beat is recent enough that it has not expired yet.
+    /// `None` when these do not hold: the caller sends LREMs.
+    fn trim_acked(&self, tags: &[AckTag]) -> Option<Ack> {
+        let oldest_left = self.inflight.keys().min().copied().unwrap_or(u64::MAX);
+        let in_order = !tags.is_empty() && tags.iter().all(|t| t.0 < oldest_left);
+        let fresh = self
+            .heartbeat
+            .lock()
+            .is_ok_and(|s| !s.expired && s.last_ok.elapsed() < self.opts.consumer_ttl * 3 / 4);
+        if !(in_order
+            && self.acked.len() == tags.len()
+            && self.watching
+            && !self.unsure
+            && self.order_known
+            && fresh)
+        {
+            return None;
+        }
+        Some(Ack::Trim(tags.len()))
     }
 
     async fn flush_acks(&mut self) -> Result<()> {
         if self.acked.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        for payload in &self.acked {
-            pipe.cmd("LREM")
-                .arg(&self.processing)
-                .arg(-1)
-                .arg(payload)
-                .ignore();
-        }
-        pipe.query_async::<()>(&mut self.conn)
-            .await
-            .map_err(|e| self.err(e))?;
+        self.send_ack(Ack::Remove).await?;
         self.acked.clear();
         Ok(())
     }
@@ -198,43 +474,94 @@ impl QueueSubscriber {
         Ok(None)
     }
 
-    /// Wait up to [`BLOCK`] for one message.
+    /// Wait up to [`BLOCK`] for one message, and never past the moment the heartbeat would
+    /// count as lost: the check after it must come in time.
     async fn fetch_blocking(&mut self) -> Result<()> {
+        let until_stale = match self.heartbeat.lock() {
+            Ok(s) => (self.opts.consumer_ttl * 3 / 4).saturating_sub(s.last_ok.elapsed()),
+            Err(_) => Duration::ZERO,
+        };
+        // 0 would mean "forever" to BLMOVE.
+        let block = BLOCK.min(until_stale).max(Duration::from_millis(10));
+        self.unsure = true;
         let moved: Option<Vec<u8>> = redis::cmd("BLMOVE")
             .arg(&self.room)
             .arg(&self.processing)
             .arg("RIGHT")
             .arg("LEFT")
-            .arg(BLOCK.as_secs_f64())
+            .arg(block.as_secs_f64())
             .query_async(&mut self.conn)
             .await
             .map_err(|e| self.err(e))?;
         self.fetched.extend(moved);
+        self.unsure = false;
         Ok(())
     }
 
     /// Atomically take `payload` out of our processing list and put `replacement` at the head
-    /// of the line (`RPUSH` onto the consumers' end) or onto the dead-letter list.
-    async fn move_out(&mut self, payload: &[u8], replacement: &[u8], to_dead: bool) -> Result<()> {
-        let target = if to_dead { &self.dead } else { &self.room };
-        redis::pipe()
-            .atomic()
-            .cmd("RPUSH")
-            .arg(target)
-            .arg(replacement)
-            .ignore()
-            .cmd("LREM")
-            .arg(&self.processing)
-            .arg(-1)
-            .arg(payload)
-            .ignore()
-            .query_async::<()>(&mut self.conn)
-            .await
-            .map_err(|e| self.err(e))
+    /// of the line (`RPUSH` onto the consumers' end) or onto the dead-letter list — only if it
+    /// is still in our list: a consumer that took our list over owns it now, and pushing it
+    /// anyway would duplicate it. WATCH/MULTI rather than a script, so it also works where
+    /// scripting is off. Returns whether it was moved.
+    async fn move_out(
+        &mut self,
+        payload: &[u8],
+        replacement: &[u8],
+        to_dead: bool,
+    ) -> Result<bool> {
+        let target = if to_dead {
+            self.dead.clone()
+        } else {
+            self.room.clone()
+        };
+        loop {
+            // A dropped future may leave the WATCH set: harmless, the next EXEC may only abort
+            // once more and is retried; the MULTI…EXEC block is sent as one write.
+            self.unsure = true;
+            self.watching = false; // the EXEC or UNWATCH below ends the fetch's watch
+            let (position,): (Option<i64>,) = redis::pipe()
+                .cmd("WATCH")
+                .arg(&self.processing)
+                .ignore()
+                .cmd("LPOS")
+                .arg(&self.processing)
+                .arg(payload)
+                .arg("RANK")
+                .arg(-1)
+                .query_async(&mut self.conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            if position.is_none() {
+                redis::cmd("UNWATCH")
+                    .query_async::<()>(&mut self.conn)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                self.unsure = false;
+                return Ok(false);
+            }
+            let done: Option<(i64, i64)> = redis::pipe()
+                .atomic()
+                .cmd("RPUSH")
+                .arg(&target)
+                .arg(replacement)
+                .cmd("LREM")
+                .arg(&self.processing)
+                .arg(-1)
+                .arg(payload)
+                .query_async(&mut self.conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            if done.is_some() {
+                self.unsure = false;
+                return Ok(true);
+            }
+            // Our list changed in between (a fetch of ours cannot run now; a taker's LMOVE
+            // can): look again.
+        }
     }
 
     /// Give a message back for another delivery, or dead-letter it once it has had enough.
-    async fn requeue(&mut self, payload: &[u8]) -> Result<()> {
+    async fn requeue(&mut self, payload: &[u8]) -> Result<bool> {
         match crate::bump_deliveries(payload) {
             Some((bumped, n)) if n < self.opts.max_deliveries => {
                 self.move_out(payload, &bumped, false).await
@@ -291,6 +618,7 @@ impl QueueSubscriber {
             } else {
                 // Claim one at a time into our own list (atomic), then requeue from there: a
                 // crash in between leaves the message in our list, recoverable in turn.
+                self.unsure = true;
                 let mut c = redis::cmd("LMOVE");
                 c.arg(list).arg(&self.processing).arg("RIGHT").arg("LEFT");
                 c
@@ -300,8 +628,9 @@ impl QueueSubscriber {
                 .await
                 .map_err(|e| self.err(e))?;
             let Some(payload) = payload else { break };
-            self.requeue(&payload).await?;
-            moved += 1;
+            if self.requeue(&payload).await? {
+                moved += 1;
+            }
         }
         Ok(moved)
     }
@@ -309,18 +638,10 @@ impl QueueSubscriber {
     /// Hand back everything we hold: fetched-but-unreturned messages unchanged (they were never
     /// seen), returned-but-unacked ones as redeliveries.
     async fn give_back(&mut self) -> Result<()> {
-        let unseen = self.fetched.len();
-        self.fetched.clear();
-        for _ in 0..unseen {
-            // Newest first to the consumers' end, so the oldest ends up first in line.
-            redis::cmd("LMOVE")
-                .arg(&self.processing)
-                .arg(&self.room)
-                .arg("LEFT")
-                .arg("RIGHT")
-                .query_async::<Option<Vec<u8>>>(&mut self.conn)
-                .await
-                .map_err(|e| self.err(e))?;
+        self.reconcile().await?;
+        // Newest first to the consumers' end, so the oldest ends up first in line.
+        while let Some(payload) = self.fetched.pop_back() {
+            self.move_out(&payload, &payload, false).await?;
         }
         let mut unacked: Vec<(u64, Vec<u8>)> = self.inflight.drain().collect();
         unacked.sort_by_key(|(tag, _)| std::cmp::Reverse(*tag));
@@ -335,11 +656,13 @@ impl QueueSubscriber {
 impl Subscriber for QueueSubscriber {
     async fn recv(&mut self) -> Result<Delivery> {
         loop {
+            self.check_heartbeat()?;
+            self.reconcile().await?;
             if let Some(d) = self.next_fetched().await? {
                 return Ok(d);
             }
             self.flush_acks().await?; // only left over when an earlier flush failed
-            self.fetch_batch(0).await?;
+            self.fetch_batch(None).await?;
             if self.fetched.is_empty() {
                 if self.last_recovery.elapsed() >= self.opts.consumer_ttl / 2 {
                     self.recover_dead_consumers().await?;
@@ -350,6 +673,8 @@ impl Subscriber for QueueSubscriber {
     }
 
     async fn try_recv(&mut self) -> Result<Option<Delivery>> {
+        self.check_heartbeat()?;
+        self.reconcile().await?;
         self.next_fetched().await
     }
 
@@ -365,26 +690,24 @@ impl Subscriber for QueueSubscriber {
                 .ok_or_else(|| unknown_tag(*tag))?;
             self.acked.push(payload);
         }
-        // The processing list holds, from its tail, the in-flight messages oldest first and
-        // then the fetched ones. When the acked messages are exactly the oldest in flight
-        // (the usual case: a batch acked in order), one LTRIM drops them all from the tail
-        // instead of one LREM each.
-        let oldest_left = self.inflight.keys().min().copied().unwrap_or(u64::MAX);
-        let in_order = !tags.is_empty() && tags.iter().all(|t| t.0 < oldest_left);
-        if in_order && self.acked.len() == tags.len() {
-            let trim = self.acked.len();
-            self.acked.clear();
-            if self.backlog && self.fetched.is_empty() && self.inflight.is_empty() {
-                // More is waiting: fetch the next batch in the same round trip as the ack.
-                return self.fetch_batch(trim).await;
+        let trim = self.trim_acked(tags);
+        if self.inflight.is_empty() && self.fetched.is_empty() {
+            self.order_known = true; // our list is empty by our books: its order is trivial
+        }
+        if self.backlog && self.fetched.is_empty() && self.inflight.is_empty() && !self.unsure {
+            // More is waiting: fetch the next batch in the same round trip as the ack.
+            let acks = trim.unwrap_or(Ack::Remove);
+            if self.fetch_batch(Some(acks)).await? {
+                self.acked.clear();
             }
-            return redis::cmd("LTRIM")
-                .arg(&self.processing)
-                .arg(0)
-                .arg(-(trim as i64) - 1)
-                .query_async::<()>(&mut self.conn)
-                .await
-                .map_err(|e| self.err(e));
+            // An aborted trim left `acked` as it was: remove them one by one.
+            return self.flush_acks().await;
+        }
+        if let Some(trim) = trim {
+            self.watching = false; // the EXEC ends it
+            if self.send_ack(trim).await? {
+                self.acked.clear();
+            }
         }
         self.flush_acks().await
     }
@@ -396,10 +719,10 @@ impl Subscriber for QueueSubscriber {
             .ok_or_else(|| unknown_tag(tag))?;
         self.flush_acks().await?;
         if requeue {
-            self.requeue(&payload).await
+            self.requeue(&payload).await.map(drop)
         } else {
             tracing::warn!(room = %self.room, "message rejected by the consumer: moved to {}", self.dead);
-            self.move_out(&payload, &payload, true).await
+            self.move_out(&payload, &payload, true).await.map(drop)
         }
     }
 
@@ -414,6 +737,23 @@ impl Subscriber for QueueSubscriber {
     }
 }
 
+/// How an ack is sent: MULTI/LTRIM/EXEC dropping this many messages from the tail of the
+/// processing list (see [`QueueSubscriber::trim_acked`]), or one LREM per acked payload.
+enum Ack {
+    Trim(usize),
+    Remove,
+}
+
+impl Ack {
+    /// From its replies: did it take effect? A trim whose EXEC aborted (nil) did not.
+    fn took_effect(&self, replies: &[Value]) -> bool {
+        match self {
+            Ack::Trim(_) => matches!(replies.get(2), Some(Value::Array(_))),
+            Ack::Remove => true,
+        }
+    }
+}
+
 pub(crate) fn unknown_tag(tag: AckTag) -> BrokerError {
     BrokerError::InvalidArgument(format!(
         "unknown or already acknowledged delivery {}",
@@ -421,20 +761,34 @@ pub(crate) fn unknown_tag(tag: AckTag) -> BrokerError {
     ))
 }
 
+/// The same error again (BrokerError is not Clone: its variants are plain data, rebuilt here).
+fn clone_err(e: &BrokerError) -> BrokerError {
+    match e {
+        BrokerError::Unreachable { address, reason } => BrokerError::Unreachable {
+            address: address.clone(),
+            reason: reason.clone(),
+        },
+        other => BrokerError::backend(crate::BACKEND, other.to_string()),
+    }
+}
+
+/// Write the heartbeat key; with `refresh`, only if it still exists (`XX`). Returns whether
+/// the key was written.
 async fn beat(
     conn: &mut MultiplexedConnection,
     key: &str,
     ttl: Duration,
+    refresh: bool,
     address: &str,
-) -> Result<()> {
-    redis::cmd("SET")
-        .arg(key)
-        .arg(1)
-        .arg("PX")
-        .arg(ttl.as_millis() as u64)
-        .query_async::<Value>(conn)
+) -> Result<bool> {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(1).arg("PX").arg(ttl.as_millis() as u64);
+    if refresh {
+        cmd.arg("XX");
+    }
+    cmd.query_async::<Value>(conn)
         .await
-        .map(drop)
+        .map(|v| v != Value::Nil)
         .map_err(|e| map_err(e, address))
 }
 

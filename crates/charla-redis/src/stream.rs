@@ -6,6 +6,21 @@
 //! acked), acks with `XACK`, and takes over entries that a dead member left pending with
 //! `XAUTOCLAIM` once they have been idle for `consumer_ttl`. Entries delivered
 //! `max_deliveries` times, and entries that are not chat messages, go to the dead letters.
+//!
+//! Retention (`stream_maxlen`, `stream_max_age`) trims the stream's head, also entries a
+//! reader has not reached yet. Such losses are counted, never silent (`take_missed`): every
+//! read is a MULTI with `XINFO STREAM`, whose `entries-added` minus `length` is how many
+//! entries were ever removed from the head. A plain reader knows the sequence number of its
+//! position (how many entries were ever added up to it); when its position is older than the
+//! first entry left, the difference is what it missed. A group's position and sequence come
+//! from `XINFO GROUPS` (`last-delivered-id`, `entries-read`, Redis 7); servers keep
+//! `entries-read` differently after a gap (Redis counts only entries delivered, charla serve
+//! resyncs at the stream's end), so the read asks before and after and keeps the difference to
+//! the true sequence in `charla:{R}:missed:{G}`. Pending entries that were trimmed (XAUTOCLAIM's deleted ids) are counted
+//! too. The counts are exact while entries leave the stream only through retention (charla
+//! never XDELs) and, for a group, unless two members' reads interleave between one's read and
+//! its update of that key right after a gap; when the plain reader starts after an id that is already gone, it warns that
+//! it cannot say how many it missed.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -30,6 +45,8 @@ struct Entry {
     id: String,
     payload: Option<Vec<u8>>,
     deliveries: u32,
+    /// False for a pending entry the stream no longer has (read back as `[id, nil]`).
+    exists: bool,
 }
 
 pub struct StreamSubscriber {
@@ -50,6 +67,96 @@ pub struct StreamSubscriber {
     last_claim: Instant,
     /// Our own pending entries from an earlier life are read once, at start.
     read_own_pending: bool,
+    /// Without a group: how many entries were ever added up to `position` (None: unknown).
+    seq: Option<u64>,
+    /// The stream's last id at the last read: a blocking wait starts after it.
+    wait_after: String,
+    /// Entries lost to retention since the last `take_missed`.
+    missed: u64,
+    /// Group mode: gaps already reported for the group (see the module doc).
+    missed_key: String,
+}
+
+/// What `XINFO STREAM` says about retention.
+struct StreamState {
+    /// Entries ever added minus entries left: how many were removed from the head.
+    removed: u64,
+    added: u64,
+    first: Option<String>,
+    last_generated: String,
+}
+
+/// A stream id as a comparable pair (`ms-seq`); a bare `ms` is `ms-0`.
+fn id_key(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// `a < b` for stream ids (false when either does not parse).
+fn id_before(a: &str, b: &str) -> bool {
+    matches!((id_key(a), id_key(b)), (Some(x), Some(y)) if x < y)
+}
+
+/// The fields of an XINFO reply (a RESP3 map, or RESP2 name/value pairs).
+fn info_fields(v: Value) -> HashMap<String, Value> {
+    let pairs: Vec<(Value, Value)> = match v {
+        Value::Map(m) => m,
+        Value::Array(items) => {
+            let mut out = Vec::new();
+            let mut it = items.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                out.push((k, v));
+            }
+            out
+        }
+        _ => Vec::new(),
+    };
+    pairs
+        .into_iter()
+        .filter_map(|(k, v)| Some((redis::from_redis_value::<String>(k).ok()?, v)))
+        .collect()
+}
+
+fn field_u64(f: &HashMap<String, Value>, name: &str) -> Option<u64> {
+    f.get(name)
+        .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
+}
+
+fn field_string(f: &HashMap<String, Value>, name: &str) -> Option<String> {
+    f.get(name)
+        .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+}
+
+/// Our group's `last-delivered-id` and `entries-read` (None when the server does not know it)
+/// from an `XINFO GROUPS` reply.
+fn group_info(v: Value, group: &str) -> Option<(String, Option<u64>)> {
+    let Value::Array(groups) = v else { return None };
+    let g = groups
+        .into_iter()
+        .map(info_fields)
+        .find(|f| field_string(f, "name").as_deref() == Some(group))?;
+    Some((
+        field_string(&g, "last-delivered-id").unwrap_or_else(|| "0-0".into()),
+        field_u64(&g, "entries-read"),
+    ))
+}
+
+fn stream_state(v: Value) -> Option<StreamState> {
+    let f = info_fields(v);
+    let added = field_u64(&f, "entries-added")?;
+    let length = field_u64(&f, "length")?;
+    let first = match f.get("first-entry") {
+        Some(Value::Array(e)) => e
+            .first()
+            .and_then(|id| redis::from_redis_value_ref::<String>(id).ok()),
+        _ => None,
+    };
+    Some(StreamState {
+        removed: added.saturating_sub(length),
+        added,
+        first,
+        last_generated: field_string(&f, "last-generated-id").unwrap_or_else(|| "0-0".into()),
+    })
 }
 
 impl StreamSubscriber {
@@ -59,6 +166,7 @@ impl StreamSubscriber {
         let room = sub.room.clone();
         let err = |e| map_err(e, &opts.address);
         let mut position = String::new();
+        let mut seq = None;
         if let Some(group) = &sub.group {
             let start = match &sub.start {
                 StartFrom::Latest => "$".to_owned(),
@@ -80,36 +188,50 @@ impl StreamSubscriber {
                 Err(e) => return Err(err(e)),
             }
         } else {
-            position = match &sub.start {
-                StartFrom::Beginning => "0-0".to_owned(),
-                StartFrom::After(id) => id.clone(),
-                // "$" cannot be used across successive XREADs without losing what arrives in
-                // between: resolve "now" to the current last id once.
-                StartFrom::Latest => {
-                    let last: Vec<(String, Value)> = redis::cmd("XREVRANGE")
-                        .arg(&room)
-                        .arg("+")
-                        .arg("-")
-                        .arg("COUNT")
-                        .arg(1)
-                        .query_async(&mut conn)
-                        .await
-                        .map_err(err)?;
-                    last.into_iter()
-                        .next()
-                        .map(|(id, _)| id)
-                        .unwrap_or_else(|| "0-0".into())
+            // "$" cannot be used across successive XREADs without losing what arrives in
+            // between: resolve "now" to the current last id once, with its sequence number.
+            let state = match redis::cmd("XINFO")
+                .arg("STREAM")
+                .arg(&room)
+                .query_async::<Value>(&mut conn)
+                .await
+            {
+                Ok(v) => stream_state(v),
+                Err(e) if is_no_such_key(&e) => None,
+                Err(e) => return Err(err(e)),
+            };
+            (position, seq) = match &sub.start {
+                StartFrom::Beginning => ("0-0".to_owned(), Some(0)),
+                StartFrom::Latest => match state {
+                    Some(s) => (s.last_generated, Some(s.added)),
+                    None => ("0-0".to_owned(), Some(0)),
+                },
+                StartFrom::After(id) => {
+                    // Known only at the end of the stream; elsewhere it would take counting.
+                    let seq = match &state {
+                        Some(s) if !id_before(id, &s.last_generated) => Some(s.added),
+                        None => Some(0),
+                        _ => None,
+                    };
+                    (id.clone(), seq)
                 }
             };
         }
         Ok(StreamSubscriber {
             conn,
             dead: keys::dead(&room),
+            missed_key: keys::missed(&room, sub.group.as_deref().unwrap_or("")),
             room,
             consumer: sub.consumer.clone().unwrap_or_else(default_consumer_name),
             group: sub.group,
             prefetch: sub.prefetch.max(1),
             opts,
+            // A group's first wait: for anything new.
+            wait_after: if position.is_empty() {
+                "$".to_owned()
+            } else {
+                position.clone()
+            },
             position,
             fetched: VecDeque::new(),
             inflight: HashMap::new(),
@@ -117,6 +239,8 @@ impl StreamSubscriber {
             next_tag: 0,
             last_claim: Instant::now() - Duration::from_secs(3600),
             read_own_pending: true,
+            seq,
+            missed: 0,
         })
     }
 
@@ -124,50 +248,200 @@ impl StreamSubscriber {
         map_err(e, &self.opts.address)
     }
 
+    /// Read what is there (counting what retention removed first), or with `block` only wait
+    /// up to [`BLOCK_MS`] for something new: the read that follows takes it, so every read
+    /// goes through the counting below.
     async fn fetch(&mut self, block: bool) -> Result<()> {
-        let Some(group) = self.group.clone() else {
-            let mut cmd = redis::cmd("XREAD");
-            cmd.arg("COUNT").arg(self.prefetch);
-            if block {
-                cmd.arg("BLOCK").arg(BLOCK_MS);
+        if block {
+            if self.read_own_pending {
+                return Ok(());
             }
-            cmd.arg("STREAMS").arg(&self.room).arg(&self.position);
-            let reply: Option<StreamReadReply> = cmd
-                .query_async(&mut self.conn)
+            redis::cmd("XREAD")
+                .arg("COUNT")
+                .arg(1)
+                .arg("BLOCK")
+                .arg(BLOCK_MS)
+                .arg("STREAMS")
+                .arg(&self.room)
+                .arg(&self.wait_after)
+                .query_async::<Value>(&mut self.conn)
                 .await
                 .map_err(|e| self.err(e))?;
-            for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
-                self.position = entry.id.clone();
-                self.fetched.push_back(to_entry(entry, 0));
-            }
             return Ok(());
+        }
+        let Some(group) = self.group.clone() else {
+            return self.read_plain().await;
         };
         self.flush_acks().await?;
-        let (start, redelivered) = if self.read_own_pending {
-            ("0", 1)
-        } else {
-            (">", 0)
-        };
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
+        if !self.read_own_pending {
+            return self.read_group(&group).await;
+        }
+        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
             .arg(&group)
             .arg(&self.consumer)
             .arg("COUNT")
-            .arg(self.prefetch);
-        if block && !self.read_own_pending {
-            cmd.arg("BLOCK").arg(BLOCK_MS);
-        }
-        cmd.arg("STREAMS").arg(&self.room).arg(start);
-        let reply: Option<StreamReadReply> = cmd
+            .arg(self.prefetch)
+            .arg("STREAMS")
+            .arg(&self.room)
+            .arg("0")
             .query_async(&mut self.conn)
             .await
             .map_err(|e| self.err(e))?;
         let before = self.fetched.len();
         for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
-            self.fetched.push_back(to_entry(entry, redelivered));
+            self.fetched.push_back(to_entry(entry, 1));
         }
-        if self.read_own_pending && self.fetched.len() == before {
+        if self.fetched.len() == before {
             self.read_own_pending = false; // nothing (more) left from an earlier life
+        }
+        Ok(())
+    }
+
+    fn report_missed(&mut self, lost: u64, why: &str) {
+        if lost > 0 {
+            tracing::warn!(room = %self.room, lost, "{why}");
+            self.missed += lost;
+        }
+    }
+
+    /// A plain reader's read: XREAD and XINFO STREAM in one transaction, so the count of
+    /// entries removed from the head belongs to the same moment as the entries read.
+    async fn read_plain(&mut self) -> Result<()> {
+        let read: redis::RedisResult<(Option<StreamReadReply>, Value)> = redis::pipe()
+            .atomic()
+            .cmd("XREAD")
+            .arg("COUNT")
+            .arg(self.prefetch)
+            .arg("STREAMS")
+            .arg(&self.room)
+            .arg(&self.position)
+            .cmd("XINFO")
+            .arg("STREAM")
+            .arg(&self.room)
+            .query_async(&mut self.conn)
+            .await;
+        let (reply, info) = match read {
+            Ok(r) => r,
+            Err(e) if is_no_such_key(&e) => return Ok(()), // no stream yet
+            Err(e) => return Err(self.err(e)),
+        };
+        let state = stream_state(info);
+        let entries: Vec<StreamId> = reply
+            .into_iter()
+            .flat_map(|r| r.keys)
+            .flat_map(|k| k.ids)
+            .collect();
+        if let Some(st) = &state {
+            self.wait_after = st.last_generated.clone();
+            if !entries.is_empty() {
+                let gap = st
+                    .first
+                    .as_deref()
+                    .is_some_and(|first| id_before(&self.position, first));
+                let seq_first = if gap {
+                    // Everything between our position and the first entry left was removed
+                    // before we read it; the first entry left is number `removed + 1`.
+                    match self.seq {
+                        Some(seq) => self.report_missed(
+                            st.removed.saturating_sub(seq),
+                            "stream entries were removed by retention before this reader read them",
+                        ),
+                        None => {
+                            tracing::warn!(room = %self.room, after = %self.position, "stream entries after this reader's start were removed by retention before it read them; how many is unknown")
+                        }
+                    }
+                    Some(st.removed + 1)
+                } else {
+                    self.seq.map(|s| s + 1)
+                };
+                self.seq = seq_first.map(|s| s + entries.len() as u64 - 1);
+            }
+        }
+        for entry in entries {
+            self.position = entry.id.clone();
+            self.fetched.push_back(to_entry(entry, 0));
+        }
+        Ok(())
+    }
+
+    /// A group member's read of new entries: the group's position and `entries-read`, the
+    /// stream's retention counters, the read and the gaps already reported, in one
+    /// transaction. A read that jumps from a position older than the first entry left over
+    /// removed entries is the one that reports them (see the module doc).
+    async fn read_group(&mut self, group: &str) -> Result<()> {
+        type Read = (Value, Value, Option<StreamReadReply>, Value, Option<u64>);
+        let (before, info, reply, after, drift): Read = redis::pipe()
+            .atomic()
+            .cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&self.room)
+            .cmd("XINFO")
+            .arg("STREAM")
+            .arg(&self.room)
+            .cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(self.prefetch)
+            .arg("STREAMS")
+            .arg(&self.room)
+            .arg(">")
+            .cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&self.room)
+            .cmd("GET")
+            .arg(&self.missed_key)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let entries: Vec<StreamId> = reply
+            .into_iter()
+            .flat_map(|r| r.keys)
+            .flat_map(|k| k.ids)
+            .collect();
+        let state = stream_state(info);
+        if let Some(st) = &state {
+            self.wait_after = st.last_generated.clone();
+        }
+        let (before, after) = (group_info(before, group), group_info(after, group));
+        let n = entries.len() as u64;
+        if let (Some(st), Some((last, Some(read))), Some((_, Some(read_after))), true) =
+            (&state, before, after, n > 0)
+        {
+            // `drift` = how far the group's entries-read is behind the true sequence number of
+            // its position: the gaps it jumped that the server's counter does not include
+            // (Redis only counts entries delivered; charla serve resyncs at the stream's end).
+            let drift = drift.unwrap_or(0);
+            let seq_last = read.saturating_add(drift);
+            let gap = st
+                .first
+                .as_deref()
+                .is_some_and(|first| id_before(&last, first));
+            let seq_first = if gap {
+                // Everything between the group's position and the first entry left was
+                // removed unread; the first entry left is number `removed + 1`.
+                self.report_missed(
+                    st.removed.saturating_sub(seq_last),
+                    "stream entries were removed by retention before the group read them",
+                );
+                st.removed + 1
+            } else {
+                seq_last + 1
+            };
+            let new_drift = (seq_first + n - 1).saturating_sub(read_after);
+            if new_drift != drift {
+                redis::cmd("SET")
+                    .arg(&self.missed_key)
+                    .arg(new_drift)
+                    .query_async::<()>(&mut self.conn)
+                    .await
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        for entry in entries {
+            self.fetched.push_back(to_entry(entry, 0));
         }
         Ok(())
     }
@@ -216,8 +490,13 @@ impl StreamSubscriber {
             let deliveries = entry.delivered_count.unwrap_or(2).saturating_sub(1) as u32;
             self.fetched.push_back(to_entry(entry, deliveries.max(1)));
         }
-        // Entries deleted from the stream while pending: nothing to deliver, settle them.
+        // Entries removed from the stream while pending: lost to retention. Say so (they
+        // count as missed), then settle them: there is nothing left to deliver.
         if !claimed.deleted_ids.is_empty() {
+            self.report_missed(
+                claimed.deleted_ids.len() as u64,
+                "pending stream entries were removed by retention before they were acknowledged",
+            );
             self.acked.extend(claimed.deleted_ids);
             self.flush_acks().await?;
         }
@@ -245,6 +524,14 @@ impl StreamSubscriber {
                         offset: Some(entry.id),
                         tag: AckTag(self.next_tag),
                     }));
+                }
+                // Our own pending entry from an earlier life, removed by retention since.
+                Err(_) if !entry.exists && self.group.is_some() => {
+                    self.report_missed(
+                        1,
+                        "a pending stream entry was removed by retention before it was acknowledged",
+                    );
+                    self.dead_letter(&entry.id, None).await?;
                 }
                 Err(reason) if self.group.is_some() => {
                     tracing::warn!(room = %self.room, id = %entry.id, "moved a bad entry to {}: {reason}", self.dead);
@@ -332,7 +619,12 @@ impl StreamSubscriber {
     }
 }
 
+fn is_no_such_key(e: &redis::RedisError) -> bool {
+    e.to_string().contains("no such key")
+}
+
 fn to_entry(mut entry: StreamId, deliveries: u32) -> Entry {
+    let exists = !entry.map.is_empty();
     let payload = match entry.map.remove(PAYLOAD_FIELD) {
         Some(Value::BulkString(b)) => Some(b),
         Some(Value::SimpleString(s)) => Some(s.into_bytes()),
@@ -342,6 +634,7 @@ fn to_entry(mut entry: StreamId, deliveries: u32) -> Entry {
         id: entry.id,
         payload,
         deliveries,
+        exists,
     }
 }
 
@@ -366,6 +659,10 @@ impl Subscriber for StreamSubscriber {
 
     async fn try_recv(&mut self) -> Result<Option<Delivery>> {
         self.next_fetched().await
+    }
+
+    fn take_missed(&mut self) -> u64 {
+        std::mem::take(&mut self.missed)
     }
 
     async fn ack(&mut self, tag: AckTag) -> Result<()> {
@@ -434,6 +731,7 @@ impl Subscriber for StreamSubscriber {
             return self.dead_letter(&id, payload).await;
         }
         self.fetched.push_front(Entry {
+            exists: true,
             id,
             payload,
             deliveries: times.saturating_sub(1).max(1),

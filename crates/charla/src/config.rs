@@ -16,9 +16,6 @@ use serde::Deserialize;
 use crate::cli::{GlobalArgs, Route};
 use crate::i18n::Lang;
 
-/// The workshop's broker address: `charla serve` and the seed's Redis both listen here.
-pub const DEFAULT_BROKER: &str = "redis://127.0.0.1:6380";
-
 /// Keys accepted in the config file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,7 +88,9 @@ impl Settings {
         let (broker, broker_explicit) = match global.broker.clone().or_else(|| file.broker.clone())
         {
             Some(b) => (b, true),
-            None => (DEFAULT_BROKER.to_owned(), false),
+            // The workshop's address (`charla serve` and the seed's Redis both listen there),
+            // or wherever CHARLA_SERVE_PORT moved the embedded broker.
+            None => (crate::embedded::default_broker(), false),
         };
         let password = password(global)?;
         let password_given = password.is_some();

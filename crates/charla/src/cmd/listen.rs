@@ -90,6 +90,10 @@ pub async fn run(settings: &Settings, args: ListenArgs) -> Result<ExitCode> {
         };
         match batch {
             Ok(batch) => {
+                let missed = sub.take_missed();
+                if missed > 0 {
+                    eprintln!("⚠️  {missed} message(s) of '{room}' were removed by the broker's retention before this listener read them");
+                }
                 let tags: Vec<_> = batch.iter().map(|d| d.tag).collect();
                 match state.print(&batch) {
                     Ok(()) => {}

@@ -30,10 +30,18 @@ set a password, or, on a trusted network, --protected-mode no. Give the password
 command line works too, but every user of the machine sees it in `ps`. Clients then give it
 with CHARLA_PASSWORD or --password-file (or redis://:PASSWORD@HOST:6380, visible in `ps` too).
 
-Persistence: off by default, like the workshop's Redis. With --appendonly every write is
-appended to DIR/charla.aof, replayed on start, and compacted when it grows. --appendfsync:
-always = a reply is sent only after the write is on disk; everysec = at most ~1 s lost on
-a power cut; no = the OS decides.
+Persistence: off by default when you start it yourself, like the workshop's Redis. With
+--appendonly every write is appended to DIR/charla.aof, replayed on start, and compacted when
+it grows. --appendfsync: always = a reply is sent only after the write is on disk; everysec =
+at most ~1 s lost on a power cut; no = the OS decides.
+
+Started for you: when `charla send` or `charla listen` find nothing at the default address
+(and no --broker / CHARLA_BROKER / config file names one; CHARLA_NO_AUTOSTART=1 turns this
+off), they start this broker in the background, durable, as:
+  charla serve --bind 127.0.0.1 --port 6380 --appendonly yes --appendfsync always
+               --dir $XDG_DATA_HOME/charla   (else ~/.local/share/charla)
+with its log in charla-serve.log in that directory. CHARLA_SERVE_PORT moves it (and the
+default broker address) to another port. It keeps running until you stop it: kill PID.
 
 Limits (Redis's, with its defaults): a client without the password may send only small
 requests (10 arguments of 16 KiB); --proto-max-bulk-len and --client-query-buffer-limit bound
