@@ -3,12 +3,11 @@
 //! Every case checks what a user would: no acknowledged-or-not message is lost.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use charla_core::{Broker, BrokerUrl, Message, Mode, StartFrom, Subscriber, Subscription};
 use charla_redis::RedisBroker;
+use charla_testkit::proxy::{socket_addr_of, FaultProxy};
 use charla_testkit::{unique_name, RedisServer};
 use redis::aio::MultiplexedConnection;
 use redis::Value;
@@ -236,64 +235,21 @@ async fn a_consumer_whose_heartbeat_fails_stops_and_its_messages_are_recovered()
     b.close().await.unwrap();
 }
 
-/// A TCP proxy the test controls: forwards both ways until `stall` is set, then stops
-/// forwarding without closing anything (a dead peer, a pulled cable).
-async fn stalling_proxy(target: u16) -> (u16, Arc<AtomicBool>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let stall = Arc::new(AtomicBool::new(false));
-    let flag = stall.clone();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
-                continue;
-            };
-            let (cr, cw) = client.into_split();
-            let (sr, sw) = server.into_split();
-            tokio::spawn(forward(cr, sw, flag.clone()));
-            tokio::spawn(forward(sr, cw, flag.clone()));
-        }
-    });
-    (port, stall)
-}
-
-async fn forward(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    stall: Arc<AtomicBool>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if stall.load(Ordering::SeqCst) {
-            // Keep both sockets open and forward nothing ever again.
-            std::future::pending::<()>().await;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
-}
-
 /// `listen` must not hang forever on a dead path: a blocked recv whose reply never comes
 /// fails with a transient error (the CLI then reconnects) within a bounded time.
 async fn stalled_recv_fails_transiently(mode: Mode) {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let (port, stall) = stalling_proxy(server.port()).await;
+    let proxy = FaultProxy::start(socket_addr_of(&server.url(), 6379)).await;
     // A long TTL: what must fire here is the response timeout, not the heartbeat check.
-    let broker = connect(&format!("redis://127.0.0.1:{port}"), 600_000).await;
+    let broker = connect(&proxy.url_for(&server.url()), 600_000).await;
     let room = unique_name("r");
     let mut sub = broker
         .subscribe(Subscription::new(mode, room.as_str()).start(StartFrom::Latest))
         .await
         .unwrap();
-    stall.store(true, Ordering::SeqCst);
+    proxy.stall();
     let started = Instant::now();
     let outcome = tokio::time::timeout(Duration::from_secs(30), sub.recv()).await;
     let e = match outcome {
