@@ -68,6 +68,8 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     redelivered_flag: true,
     dead_letters: true,
     survives_restart: true,
+    // lapin loses the confirms of a dropped channel: `publisher.rs` sends those again.
+    publisher_resends: true,
 };
 
 /// A connection to RabbitMQ.

@@ -74,6 +74,10 @@ pub struct Capabilities {
     pub dead_letters: bool,
     /// Messages survive the broker process restarting (given the broker's own persistence).
     pub survives_restart: bool,
+    /// After a lost connection the publisher itself sends its unconfirmed messages again
+    /// (publisher confirms that never came), so a message can arrive twice with the same id
+    /// and without the `redelivered` flag; listeners de-duplicate by id.
+    pub publisher_resends: bool,
 }
 
 impl Capabilities {

@@ -28,6 +28,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     redelivered_flag: true,
     dead_letters: true,
     survives_restart: false,
+    publisher_resends: false,
 };
 
 type Payload = Arc<[u8]>;

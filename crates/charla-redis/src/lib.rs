@@ -48,6 +48,8 @@ const CAPABILITIES: Capabilities = Capabilities {
     dead_letters: true,
     // Decided per server at connect: see `RedisBroker::survives_restart`.
     survives_restart: false,
+    // A failed publish is reported to the caller, never sent again behind its back.
+    publisher_resends: false,
 };
 
 const CHARLA_OPTIONS: &[&str] = &[
