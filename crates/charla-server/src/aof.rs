@@ -11,19 +11,19 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::cmd::{self, Ctx};
 use crate::config::AppendFsync;
 use crate::connection::Client;
 use crate::db::{Db, Value};
-use crate::frame::{encode_command, ArgSpans, Out, Scan};
+use crate::frame::{encode_command, Out};
 use crate::server::Shared;
 use crate::stream::StreamId;
 use crate::ServerError;
@@ -349,78 +349,300 @@ pub fn snapshot(db: &Db) -> Vec<u8> {
     out
 }
 
-/// Run every command of the file. Returns how many ran.
-fn replay(shared: &Shared, path: &std::path::Path) -> Result<usize, ServerError> {
-    let data = std::fs::read(path).map_err(|e| ServerError::Io {
-        what: format!("reading {}", path.display()),
-        source: e,
-    })?;
-    let total = data.len();
-    let mut buf = BytesMut::from(&data[..]);
-    drop(data);
-    let (mut client, _rx) = Client::new(0, None, true);
-    let mut out = Out::new();
-    let mut spans = ArgSpans::default();
-    let limits = crate::frame::Limits {
-        max_bulk_len: usize::MAX / 4,
-        max_multibulk_len: usize::MAX / 4,
-        max_inline_len: 1 << 20,
-    };
-    let mut n = 0;
-    let mut offset = 0usize;
+/// How a walk over the file ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Every byte was a complete command, outside any MULTI block.
+    Clean,
+    /// The last command was cut short (a crash while it was being written).
+    TruncatedTail,
+    /// A MULTI block has no EXEC (a crash while a transaction was being written).
+    OpenMulti,
+    /// Bytes that are not a well-formed RESP command.
+    Garbage { offset: u64, reason: String },
+}
+
+/// The result of walking the file: where it ended and how much of it is kept.
+#[derive(Debug)]
+pub struct Walk {
+    pub ending: Ending,
+    /// Length of the prefix made of whole commands and whole transactions.
+    pub keep: u64,
+    /// Commands in that prefix.
+    pub commands: usize,
+}
+
+/// One command parsed from the file, or why there is none.
+enum Parsed {
+    Command {
+        args: Vec<Bytes>,
+        consumed: usize,
+    },
+    /// A well-formed prefix of a command that the file ends in the middle of.
+    Incomplete,
+    /// Not RESP: the offset (relative to the command's start) and what is wrong there.
+    Bad {
+        at: usize,
+        reason: &'static str,
+    },
+}
+
+/// Parse a `<prefix><digits>\r\n` header line at `pos`; digits only, at most 19 of them.
+fn header(
+    data: &[u8],
+    pos: usize,
+    prefix: u8,
+) -> Result<Option<(usize, usize)>, (usize, &'static str)> {
+    match data.get(pos) {
+        None => return Ok(None),
+        Some(&b) if b != prefix => {
+            return Err((
+                pos,
+                if prefix == b'*' {
+                    "expected '*' (the start of a command)"
+                } else {
+                    "expected '$' (the start of an argument)"
+                },
+            ))
+        }
+        Some(_) => {}
+    }
+    let mut n: usize = 0;
+    let mut i = pos + 1;
     loop {
-        match crate::frame::scan(&buf, &limits, &mut spans) {
-            Ok(Scan::Incomplete) => break,
-            Ok(Scan::Empty { consumed }) => {
-                buf.advance(consumed);
-                offset += consumed;
+        match data.get(i) {
+            None => return Ok(None),
+            Some(b) if b.is_ascii_digit() => {
+                if i - pos > 19 {
+                    return Err((i, "length too long"));
+                }
+                n = n * 10 + usize::from(b - b'0');
             }
-            Ok(Scan::Multibulk { consumed }) => {
-                let chunk = buf.split_to(consumed).freeze();
-                offset += consumed;
-                let args: Vec<Bytes> = spans
-                    .spans
-                    .iter()
-                    .map(|&(s, e)| chunk.slice(s..e))
-                    .collect();
-                let mut ctx = Ctx {
-                    args: &args,
-                    out: &mut out,
-                    client: &mut client,
-                    shared,
-                    dirty: false,
-                    propagated: false,
+            Some(b'\r') if i > pos + 1 => {
+                return match data.get(i + 1) {
+                    None => Ok(None),
+                    Some(b'\n') => Ok(Some((n, i + 2))),
+                    Some(_) => Err((i + 1, "expected '\\n' after '\\r'")),
+                }
+            }
+            Some(_) => return Err((i, "expected a length (digits, then \\r\\n)")),
+        }
+        i += 1;
+    }
+}
+
+/// Strict RESP multibulk parser for the loader: `*N\r\n` then N × `$len\r\n<bytes>\r\n`, N ≥ 1.
+/// Unlike the network parser it accepts no inline commands, blank lines or other leniency:
+/// the file is written only by charla, so anything else is damage, not a client's style.
+fn parse_command(data: &Bytes, pos: usize) -> Parsed {
+    let bad = |(at, reason): (usize, &'static str)| Parsed::Bad {
+        at: at - pos,
+        reason,
+    };
+    let (n, mut i) = match header(data, pos, b'*') {
+        Ok(Some(x)) => x,
+        Ok(None) => return Parsed::Incomplete,
+        Err(e) => return bad(e),
+    };
+    if n == 0 {
+        return bad((pos, "a command with no arguments"));
+    }
+    // The count is only trusted as far as the file can hold that many arguments.
+    let mut args = Vec::with_capacity(n.min((data.len() - i) / 4 + 1));
+    for _ in 0..n {
+        let (len, at) = match header(data, i, b'$') {
+            Ok(Some(x)) => x,
+            Ok(None) => return Parsed::Incomplete,
+            Err(e) => return bad(e),
+        };
+        let end = at.saturating_add(len);
+        if end.saturating_add(2) > data.len() {
+            // Either the tail of a crash or a length pointing past the end: only the bytes that
+            // are there can be checked.
+            if end < data.len() && data[end] != b'\r' {
+                return bad((end, "argument not followed by \\r\\n"));
+            }
+            return Parsed::Incomplete;
+        }
+        if &data[end..end + 2] != b"\r\n" {
+            return bad((end, "argument not followed by \\r\\n"));
+        }
+        args.push(data.slice(at..end));
+        i = end + 2;
+    }
+    Parsed::Command {
+        args,
+        consumed: i - pos,
+    }
+}
+
+/// Walk the file's commands in order, handing each one inside the kept prefix to `run` (a
+/// transaction's commands are handed over as they come; the loader's client queues them until
+/// EXEC, so an unfinished MULTI block never executes). Unknown command names count as garbage:
+/// charla writes only commands it knows.
+pub fn walk(data: &Bytes, mut run: impl FnMut(&[Bytes])) -> Walk {
+    let mut pos = 0usize;
+    let mut commands = 0usize;
+    let mut multi_start: Option<(usize, usize)> = None;
+    let ending = loop {
+        if pos == data.len() {
+            break if multi_start.is_some() {
+                Ending::OpenMulti
+            } else {
+                Ending::Clean
+            };
+        }
+        match parse_command(data, pos) {
+            Parsed::Incomplete => break Ending::TruncatedTail,
+            Parsed::Bad { at, reason } => {
+                break Ending::Garbage {
+                    offset: (pos + at) as u64,
+                    reason: reason.into(),
+                }
+            }
+            Parsed::Command { args, consumed } => {
+                let Some(spec) = cmd::lookup(&args[0]) else {
+                    break Ending::Garbage {
+                        offset: pos as u64,
+                        reason: format!("unknown command '{}'", String::from_utf8_lossy(&args[0])),
+                    };
                 };
-                let _ = cmd::dispatch(&mut ctx);
-                out.buf.clear();
-                n += 1;
-            }
-            Ok(Scan::Inline { .. }) | Err(_) => {
-                return Err(ServerError::AofCorrupt {
-                    path: path.to_path_buf(),
-                    offset: offset as u64,
-                })
+                match spec.name {
+                    "MULTI" if multi_start.is_some() => {
+                        break Ending::Garbage {
+                            offset: pos as u64,
+                            reason: "MULTI inside MULTI".into(),
+                        }
+                    }
+                    "MULTI" => multi_start = Some((pos, commands)),
+                    "EXEC" if multi_start.is_none() => {
+                        break Ending::Garbage {
+                            offset: pos as u64,
+                            reason: "EXEC without MULTI".into(),
+                        }
+                    }
+                    "EXEC" => multi_start = None,
+                    _ => {}
+                }
+                run(&args);
+                pos += consumed;
+                commands += 1;
             }
         }
+    };
+    // Whatever follows the last whole command, or the start of an unfinished MULTI block, is
+    // not kept.
+    let (keep, commands) = multi_start.unwrap_or((pos, commands));
+    Walk {
+        ending,
+        keep: keep as u64,
+        commands,
     }
-    if offset < total {
-        tracing::warn!(
-            path = %path.display(),
-            valid = offset,
-            total,
-            "append-only file ends with a truncated command (crash while writing); truncating it"
-        );
-        let f = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(|e| ServerError::Io {
-                what: format!("truncating {}", path.display()),
-                source: e,
-            })?;
-        f.set_len(offset as u64).map_err(|e| ServerError::Io {
-            what: format!("truncating {}", path.display()),
+}
+
+fn read_file(path: &Path) -> Result<Bytes, ServerError> {
+    std::fs::read(path)
+        .map(Bytes::from)
+        .map_err(|e| ServerError::Io {
+            what: format!("reading {}", path.display()),
             source: e,
-        })?;
+        })
+}
+
+fn truncate(path: &Path, len: u64) -> Result<(), ServerError> {
+    let io = |e| ServerError::Io {
+        what: format!("truncating {}", path.display()),
+        source: e,
+    };
+    let f = OpenOptions::new().write(true).open(path).map_err(io)?;
+    f.set_len(len).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+/// Run every command of the file. A truncated tail (a crash mid-write), including an unfinished
+/// MULTI block, is cut off as Redis's `aof-load-truncated yes` does: otherwise the next writes
+/// would be appended inside the dangling transaction and never replay. Anything else that is not
+/// RESP stops the start with the file and byte offset (`charla serve --aof-repair` cuts it).
+/// Returns how many commands ran.
+fn replay(shared: &Shared, path: &Path) -> Result<usize, ServerError> {
+    let data = read_file(path)?;
+    let (mut client, _rx) = Client::new(0, None, true);
+    let mut out = Out::new();
+    let w = walk(&data, |args| {
+        let mut ctx = Ctx {
+            args,
+            out: &mut out,
+            client: &mut client,
+            shared,
+            dirty: false,
+            propagated: false,
+        };
+        let _ = cmd::dispatch(&mut ctx);
+        out.buf.clear();
+    });
+    match w.ending {
+        Ending::Clean => {}
+        Ending::Garbage { offset, reason } => {
+            return Err(ServerError::AofCorrupt {
+                path: path.to_path_buf(),
+                offset,
+                reason,
+            })
+        }
+        Ending::TruncatedTail | Ending::OpenMulti => {
+            let what = if w.ending == Ending::OpenMulti || client.multi.is_some() {
+                "an unfinished transaction (MULTI without EXEC), discarded whole"
+            } else {
+                "a truncated command"
+            };
+            tracing::warn!(
+                path = %path.display(),
+                valid = w.keep,
+                total = data.len(),
+                "append-only file ends with {what} (crash while writing); truncating it"
+            );
+            truncate(path, w.keep)?;
+        }
     }
-    Ok(n)
+    Ok(w.commands)
+}
+
+/// What [`repair`] did.
+#[derive(Debug)]
+pub struct Repair {
+    /// How the file ended before the repair.
+    pub ending: Ending,
+    /// Its length before and after.
+    pub old_len: u64,
+    pub new_len: u64,
+    /// Whole commands kept.
+    pub commands: usize,
+    /// The first bytes that were cut, for the operator to see what went.
+    pub cut_preview: String,
+}
+
+/// Like `redis-check-aof --fix`: keep the longest prefix of whole commands and whole
+/// transactions and cut the rest (everything from the first damaged byte, or the start of the
+/// MULTI block it is in, to the end — later commands cannot be trusted to line up).
+pub fn repair(path: &Path) -> Result<Repair, ServerError> {
+    let data = read_file(path)?;
+    let w = walk(&data, |_| {});
+    let keep = w.keep as usize;
+    let cut = &data[keep.min(data.len())..];
+    let preview: String = cut
+        .iter()
+        .take(80)
+        .flat_map(|&b| std::ascii::escape_default(b))
+        .map(char::from)
+        .collect();
+    if keep < data.len() {
+        truncate(path, w.keep)?;
+    }
+    Ok(Repair {
+        ending: w.ending,
+        old_len: data.len() as u64,
+        new_len: w.keep,
+        commands: w.commands,
+        cut_preview: preview,
+    })
 }

@@ -285,3 +285,159 @@ fn a_truncated_tail_is_cut_off_and_the_rest_loads() {
     assert_eq!(r.cmd(&["EXISTS", "b"]), ":0\r\n");
     assert_eq!(std::fs::metadata(&path).expect("meta").len() as usize, good);
 }
+
+fn resp(args: &[&str]) -> Vec<u8> {
+    let mut b = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        b.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+    }
+    b
+}
+
+/// Start a server in this process on `dir` and return its startup error, if any (a server
+/// that starts is stopped at once).
+fn start_error(dir: &std::path::Path) -> Option<String> {
+    let cfg = ServerConfig {
+        dir: dir.into(),
+        appendonly: true,
+        ..ServerConfig::default()
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async move {
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind");
+        charla_server::serve(l, cfg, async {}).await.err()
+    })
+    .map(|e| e.to_string())
+}
+
+fn aof_path(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join(ServerConfig::default().appendfilename)
+}
+
+#[test]
+fn garbage_in_the_file_is_a_startup_error_naming_the_file_and_offset() {
+    let set_a = resp(&["SET", "a", "1"]);
+    // A plain text line between commands, one at the very end (no newline: not a truncated
+    // RESP command either), a blank line, an unknown command, a broken length.
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"DEL a\r\n".to_vec(), "expected '*'"),
+        (b"DEL q".to_vec(), "expected '*'"),
+        (b"\r\n".to_vec(), "expected '*'"),
+        (resp(&["NOSUCHCMD", "x"]), "unknown command 'NOSUCHCMD'"),
+        (b"*2\r\n$3\r\nGET\r\n$x\r\n".to_vec(), "expected a length"),
+        (b"*1\r\n$4\r\nPINGxx\r\n".to_vec(), "not followed by \\r\\n"),
+    ];
+    for (garbage, reason) in cases {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut data = set_a.clone();
+        data.extend_from_slice(&garbage);
+        data.extend_from_slice(&resp(&["SET", "b", "2"]));
+        std::fs::write(aof_path(dir.path()), &data).expect("write");
+        let err = start_error(dir.path())
+            .unwrap_or_else(|| panic!("{garbage:?}: the server started on a corrupt file"));
+        let path = aof_path(dir.path()).display().to_string();
+        assert!(err.contains(&path), "{err}");
+        assert!(err.contains(reason), "{garbage:?}: {err}");
+        assert!(err.contains("--aof-repair"), "{err}");
+        // The offset is where the damage starts (inside the broken command for the last two).
+        let offset: usize = err
+            .split("at byte ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|s| s.parse().ok())
+            .expect("offset in the message");
+        assert!(
+            offset >= set_a.len() && offset < set_a.len() + garbage.len(),
+            "{garbage:?}: offset {offset} in {err}"
+        );
+        // The file is left as it was for the operator to look at.
+        assert_eq!(std::fs::read(aof_path(dir.path())).expect("read"), data);
+    }
+}
+
+#[test]
+fn repair_cuts_back_to_the_last_whole_command_and_the_server_starts() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut data = resp(&["SET", "a", "1"]);
+    let good = data.len();
+    data.extend_from_slice(b"DEL a\r\n");
+    data.extend_from_slice(&resp(&["SET", "b", "2"]));
+    std::fs::write(aof_path(dir.path()), &data).expect("write");
+    assert!(start_error(dir.path()).is_some());
+    let rep = charla_server::aof::repair(&aof_path(dir.path())).expect("repair");
+    assert_eq!((rep.old_len, rep.new_len), (data.len() as u64, good as u64));
+    assert_eq!(rep.commands, 1);
+    assert!(
+        rep.cut_preview.starts_with("DEL a\\r\\n*3"),
+        "{}",
+        rep.cut_preview
+    );
+    assert!(
+        matches!(rep.ending, charla_server::aof::Ending::Garbage { offset, .. } if offset == good as u64)
+    );
+    let port = charla_testkit::free_port();
+    let c = spawn(dir.path(), port, "always", 64 << 20);
+    let mut r = c.raw();
+    assert_eq!(r.cmd(&["GET", "a"]), "$1\r\n1\r\n");
+    assert_eq!(r.cmd(&["EXISTS", "b"]), ":0\r\n");
+    // A sound file is left alone.
+    drop(c);
+    let before = std::fs::read(aof_path(dir.path())).expect("read");
+    let rep = charla_server::aof::repair(&aof_path(dir.path())).expect("repair");
+    assert_eq!(rep.ending, charla_server::aof::Ending::Clean);
+    assert_eq!(std::fs::read(aof_path(dir.path())).expect("read"), before);
+}
+
+#[test]
+fn transactions_are_framed_in_the_file_and_a_cut_one_is_not_replayed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = charla_testkit::free_port();
+    let c = spawn(dir.path(), port, "always", 64 << 20);
+    let mut r = c.raw();
+    assert_eq!(r.cmd(&["SET", "before", "1"]), "+OK\r\n");
+    assert_eq!(r.cmd(&["MULTI"]), "+OK\r\n");
+    assert_eq!(r.cmd(&["SET", "x", "1"]), "+QUEUED\r\n");
+    assert_eq!(r.cmd(&["SET", "y", "2"]), "+QUEUED\r\n");
+    assert_eq!(r.cmd(&["EXEC"]), "*2\r\n+OK\r\n+OK\r\n");
+    c.kill9();
+    let path = aof_path(dir.path());
+    let data = std::fs::read(&path).expect("aof");
+    let tx = [
+        resp(&["MULTI"]),
+        resp(&["SET", "x", "1"]),
+        resp(&["SET", "y", "2"]),
+        resp(&["EXEC"]),
+    ]
+    .concat();
+    assert!(data.ends_with(&tx), "{}", String::from_utf8_lossy(&data));
+    // A crash after the first command of the transaction reached the disk: cut the file
+    // inside the second one, and also right before EXEC.
+    let tx_start = data.len() - tx.len();
+    for cut in [
+        tx_start + resp(&["MULTI"]).len() + resp(&["SET", "x", "1"]).len() + 5,
+        data.len() - resp(&["EXEC"]).len(),
+    ] {
+        std::fs::write(&path, &data[..cut]).expect("write");
+        let c = spawn(dir.path(), port, "always", 64 << 20);
+        let mut r = c.raw();
+        assert_eq!(r.cmd(&["GET", "before"]), "$1\r\n1\r\n");
+        assert_eq!(r.cmd(&["EXISTS", "x", "y"]), ":0\r\n", "cut at {cut}");
+        // The unfinished block is gone from the file, so what is written next replays: left
+        // in place, it would swallow every later command into a transaction that never ends.
+        assert_eq!(
+            std::fs::metadata(&path).expect("meta").len() as usize,
+            tx_start
+        );
+        assert_eq!(r.cmd(&["SET", "after", "1"]), "+OK\r\n");
+        c.kill9();
+        let c = spawn(dir.path(), port, "always", 64 << 20);
+        assert_eq!(
+            c.raw().cmd(&["GET", "after"]),
+            "$1\r\n1\r\n",
+            "cut at {cut}"
+        );
+        c.kill9();
+    }
+}

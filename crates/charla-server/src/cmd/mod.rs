@@ -187,7 +187,7 @@ pub fn table() -> &'static [Spec] {
             spec!("CLIENT", -2, 0, Conn(connection::client), 0, 0, 0),
             // server
             spec!("COMMAND", -1, 0, Conn(server::command), 0, 0, 0),
-            spec!("INFO", -1, 0, Conn(server::info), 0, 0, 0),
+            spec!("INFO", -1, 0, D(server::info), 0, 0, 0),
             spec!("DBSIZE", 1, 0, D(server::dbsize), 0, 0, 0),
             spec!("FLUSHDB", -1, WRITE, D(server::flushdb), 0, 0, 0),
             spec!("FLUSHALL", -1, WRITE, D(server::flushall), 0, 0, 0),
@@ -557,28 +557,20 @@ pub fn parse_timeout(ctx: &mut Ctx, s: &[u8]) -> Option<Option<std::time::Durati
     }
 }
 
-/// Run one queued command inside EXEC. Data commands use the held lock; connection commands
-/// (which may take locks themselves) run with it released for their duration.
-pub fn dispatch_exec<'s>(
-    ctx: &mut Ctx<'_>,
-    shared: &'s Shared,
-    guard: &mut Option<std::sync::MutexGuard<'s, Db>>,
-) -> Res {
+/// Run one queued command inside EXEC, with the keyspace lock EXEC took held throughout:
+/// nothing another client does can land between two commands of a transaction. Connection
+/// commands ([`Handler::Conn`]) never take the keyspace lock themselves (the ones that read
+/// the keyspace, like INFO, are [`Handler::Db`]), so they run under it too; they may take the
+/// pub/sub or client-registry locks, which are always taken after the keyspace lock, never
+/// before it.
+pub fn dispatch_exec(ctx: &mut Ctx<'_>, db: &mut Db) -> Res {
     let Some(spec) = lookup(&ctx.args[0]) else {
         ctx.out.err("ERR unknown command");
         return Res::Ok;
     };
     ctx.client.commands += 1;
     match spec.handler {
-        Handler::Conn(f) => {
-            *guard = None;
-            let r = f(ctx);
-            *guard = Some(shared.lock_db());
-            r
-        }
-        Handler::Db(f) => match guard.as_mut() {
-            Some(db) => run_locked(ctx, spec, f, db),
-            None => Res::Ok,
-        },
+        Handler::Conn(f) => f(ctx),
+        Handler::Db(f) => run_locked(ctx, spec, f, db),
     }
 }

@@ -79,7 +79,9 @@ pub fn command(ctx: &mut Ctx) -> Res {
     Res::Ok
 }
 
-pub fn info(ctx: &mut Ctx) -> Res {
+/// INFO reads the keyspace, so it is a data command: it runs under the keyspace lock (also
+/// inside EXEC, where taking the lock again would deadlock).
+pub fn info(ctx: &mut Ctx, db: &mut Db) -> Res {
     let sections: Vec<String> = ctx.args[1..]
         .iter()
         .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
@@ -121,7 +123,6 @@ pub fn info(ctx: &mut Ctx) -> Res {
         );
     }
     let (mem, keyspace) = {
-        let db = sh.lock_db();
         let mem = if want("memory") {
             db.approx_memory()
         } else {

@@ -33,6 +33,9 @@ appended to DIR/charla.aof, replayed on start, and compacted when it grows. --ap
 always = a reply is sent only after the write is on disk; everysec = at most ~1 s lost on
 a power cut; no = the OS decides.
 
+A damaged file (anything but whole commands, apart from a last command cut short by a
+crash, which is dropped) stops the start with its byte offset; --aof-repair cuts it there.
+
 Stop with Ctrl+C or SIGTERM: connections are closed and the file is flushed.";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -92,6 +95,11 @@ pub struct ServeArgs {
     /// Most simultaneous clients
     #[arg(long, default_value_t = 10_000)]
     pub maxclients: usize,
+
+    /// Before starting, cut a damaged append-only file back to its last whole command (like
+    /// redis-check-aof --fix), printing what was cut
+    #[arg(long)]
+    pub aof_repair: bool,
 }
 
 pub async fn run(args: ServeArgs) -> Result<ExitCode> {
@@ -110,6 +118,9 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         maxclients: args.maxclients.max(1),
         ..ServerConfig::default()
     };
+    if args.aof_repair {
+        repair(&cfg.dir.join(&cfg.appendfilename))?;
+    }
     let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
         .await
         .with_context(|| {
@@ -138,4 +149,42 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     );
     charla_server::serve(listener, cfg, crate::signal::shutdown()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--aof-repair`: cut the file to its longest sound prefix and say what went.
+fn repair(path: &std::path::Path) -> Result<()> {
+    if !path.exists() {
+        eprintln!(
+            "--aof-repair: {} does not exist, nothing to repair",
+            path.display()
+        );
+        return Ok(());
+    }
+    let r = charla_server::aof::repair(path)
+        .with_context(|| format!("repairing {}", path.display()))?;
+    if r.new_len == r.old_len {
+        eprintln!(
+            "--aof-repair: {} is sound ({} commands), left unchanged",
+            path.display(),
+            r.commands
+        );
+    } else {
+        let why = match &r.ending {
+            charla_server::aof::Ending::Garbage { offset, reason } => {
+                format!("damaged at byte {offset}: {reason}")
+            }
+            charla_server::aof::Ending::OpenMulti => "unfinished transaction at the end".into(),
+            _ => "truncated command at the end".into(),
+        };
+        eprintln!(
+            "--aof-repair: {} {why}; cut {} bytes (from byte {} to {}), kept {} commands. Cut bytes begin: {}",
+            path.display(),
+            r.old_len - r.new_len,
+            r.new_len,
+            r.old_len,
+            r.commands,
+            r.cut_preview
+        );
+    }
+    Ok(())
 }
