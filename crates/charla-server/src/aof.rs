@@ -232,7 +232,7 @@ pub fn snapshot(db: &Db) -> Vec<u8> {
             continue;
         }
         encode_command(&mut out, &[b("SELECT"), b(&i.to_string())]);
-        for (k, e) in &ks.map {
+        for (k, e) in ks.iter() {
             match &e.value {
                 Value::Str(v) => encode_command(&mut out, &[b("SET"), k.clone(), v.clone()]),
                 Value::List(l) => {

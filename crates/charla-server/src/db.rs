@@ -59,20 +59,92 @@ pub struct Entry {
     pub value: Value,
     /// Absolute expiry in ms since the epoch; 0 = persistent.
     pub expire_at: u64,
+    /// Position in [`Keyspace::slots`] (SCAN's cursor order); fixed while the key exists.
+    slot: u32,
+}
+
+/// An AOF rewrite's point-in-time view of one database, kept copy-on-write: the rewriter walks
+/// the slots in order in small chunks (taking the lock per chunk), and a write to a key it has
+/// not reached yet first saves the key's value as it was when the rewrite started. Together
+/// with the commands appended since that moment this gives what a fork would, without a fork
+/// and without serialising the dataset under the lock.
+#[derive(Debug, Default)]
+struct Snapshot {
+    /// Slots below this were serialised already.
+    cursor: usize,
+    /// Keys written since the rewrite started whose slot the rewriter had not passed yet: their
+    /// value at the start (None = the key did not exist then).
+    saved: HashMap<Bytes, Option<Entry>>,
 }
 
 /// One numbered database.
 #[derive(Debug, Default)]
 pub struct Keyspace {
-    pub map: HashMap<Bytes, Entry>,
+    map: HashMap<Bytes, Entry>,
     /// (deadline, key) for every volatile key, so the active expirer finds due keys in order
     /// instead of scanning: keeps memory bounded when clients set heartbeats and vanish.
     expires: BTreeSet<(u64, Bytes)>,
+    /// SCAN's order: every key has a slot that does not change while it exists, and a SCAN
+    /// cursor is a slot index. A key present for a whole scan therefore sits at one index the
+    /// cursor passes exactly once, whatever is added or deleted meanwhile (Redis's guarantee),
+    /// and a call visits COUNT slots, not the keyspace. (A BTreeMap ordered by key would give the
+    /// same guarantee but a key, not an integer, as cursor, and slower GET/SET; Redis's
+    /// reverse-binary cursor needs its own hash table.) Freed slots are reused, trailing free
+    /// slots are dropped, so the vector is as long as the keyspace was at its largest recently.
+    slots: Vec<Option<Bytes>>,
+    free: Vec<u32>,
+    snap: Option<Box<Snapshot>>,
 }
 
 impl Keyspace {
     fn is_expired(e: &Entry, now: u64) -> bool {
         e.expire_at != 0 && e.expire_at <= now
+    }
+
+    /// Called before any change to `key`: while a rewrite snapshot is open, remember the
+    /// value the rewrite must see if it has not serialised this key yet.
+    #[inline]
+    fn before_write(&mut self, key: &[u8]) {
+        if let Some(s) = self.snap.as_deref_mut() {
+            if s.saved.contains_key(key) {
+                return;
+            }
+            match self.map.get_key_value(key) {
+                None => {
+                    s.saved.insert(Bytes::copy_from_slice(key), None);
+                }
+                Some((k, e)) if e.slot as usize >= s.cursor => {
+                    s.saved.insert(k.clone(), Some(e.clone()));
+                }
+                // Already serialised: later changes reach the new file as commands.
+                Some(_) => {}
+            }
+        }
+    }
+
+    fn alloc_slot(&mut self, key: Bytes) -> u32 {
+        while let Some(i) = self.free.pop() {
+            // Entries beyond the end (the tail was dropped) are stale.
+            if let Some(s @ None) = self.slots.get_mut(i as usize) {
+                *s = Some(key);
+                return i;
+            }
+        }
+        self.slots.push(Some(key));
+        (self.slots.len() - 1) as u32
+    }
+
+    fn free_slot(&mut self, i: u32) {
+        if let Some(s) = self.slots.get_mut(i as usize) {
+            *s = None;
+        }
+        if i as usize + 1 == self.slots.len() {
+            while matches!(self.slots.last(), Some(None)) {
+                self.slots.pop();
+            }
+        } else {
+            self.free.push(i);
+        }
     }
 
     /// Drop `key` if its time has come (lazy expiry, as Redis does on access).
@@ -88,8 +160,13 @@ impl Keyspace {
         self.map.get(key)
     }
 
+    /// Mutable access: only for changing the value in place (expiry goes through
+    /// [`Keyspace::set_expire`]).
     pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
         self.expire_if_due(key, now);
+        if self.snap.is_some() {
+            self.before_write(key);
+        }
         self.map.get_mut(key)
     }
 
@@ -97,23 +174,48 @@ impl Keyspace {
         self.get(key, now).is_some()
     }
 
+    /// The entry as stored, without the expiry check (the caller just touched it).
+    pub fn peek(&self, key: &[u8]) -> Option<&Entry> {
+        self.map.get(key)
+    }
+
+    /// Every key and entry, expired ones included (KEYS and RANDOMKEY filter).
+    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Entry)> {
+        self.map.iter()
+    }
+
     /// Store `value` under `key`, dropping any previous value and its expiry (SET semantics).
     pub fn insert(&mut self, key: Bytes, value: Value) {
-        if let Some(old) = self.map.insert(
-            key.clone(),
-            Entry {
-                value,
-                expire_at: 0,
-            },
-        ) {
-            if old.expire_at != 0 {
-                self.expires.remove(&(old.expire_at, key));
+        if self.snap.is_some() {
+            self.before_write(&key);
+        }
+        match self.map.get_mut(&key) {
+            Some(e) => {
+                e.value = value;
+                let old = std::mem::take(&mut e.expire_at);
+                if old != 0 {
+                    self.expires.remove(&(old, key));
+                }
+            }
+            None => {
+                let slot = self.alloc_slot(key.clone());
+                self.map.insert(
+                    key,
+                    Entry {
+                        value,
+                        expire_at: 0,
+                        slot,
+                    },
+                );
             }
         }
     }
 
     /// Store `value` keeping the key's current expiry (SET ... KEEPTTL, list/hash creation).
     pub fn insert_keep_ttl(&mut self, key: Bytes, value: Value) {
+        if self.snap.is_some() {
+            self.before_write(&key);
+        }
         match self.map.get_mut(&key) {
             Some(e) => e.value = value,
             None => self.insert(key, value),
@@ -121,28 +223,37 @@ impl Keyspace {
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        if self.snap.is_some() {
+            self.before_write(key);
+        }
         let (k, e) = self.map.remove_entry(key)?;
         if e.expire_at != 0 {
             self.expires.remove(&(e.expire_at, k));
         }
+        self.free_slot(e.slot);
         Some(e)
     }
 
     /// Set (at > 0) or clear (at == 0) the expiry of an existing key. False if no such key.
     pub fn set_expire(&mut self, key: &[u8], at: u64) -> bool {
-        let Some((k, e)) = self.map.get_key_value(key) else {
+        if self.snap.is_some() {
+            self.before_write(key);
+        }
+        let Some(e) = self.map.get_mut(key) else {
             return false;
         };
-        let k = k.clone();
-        let old = e.expire_at;
-        if old != 0 {
-            self.expires.remove(&(old, k.clone()));
-        }
-        if at != 0 {
-            self.expires.insert((at, k.clone()));
-        }
-        if let Some(e) = self.map.get_mut(&k) {
-            e.expire_at = at;
+        let old = std::mem::replace(&mut e.expire_at, at);
+        if old != 0 || at != 0 {
+            let Some((k, _)) = self.map.get_key_value(key) else {
+                return false;
+            };
+            let k = k.clone();
+            if old != 0 {
+                self.expires.remove(&(old, k.clone()));
+            }
+            if at != 0 {
+                self.expires.insert((at, k));
+            }
         }
         true
     }
@@ -158,10 +269,8 @@ impl Keyspace {
                 break;
             }
             self.expires.remove(&(at, key.clone()));
-            if let Some(e) = self.map.get(&key) {
-                if e.expire_at == at {
-                    self.map.remove(&key);
-                }
+            if self.map.get(&key).is_some_and(|e| e.expire_at == at) {
+                self.remove(&key);
             }
             n += 1;
         }
@@ -181,8 +290,102 @@ impl Keyspace {
     }
 
     pub fn clear(&mut self) {
+        if let Some(s) = self.snap.as_deref_mut() {
+            // A rewrite in progress still needs every key it has not reached: hand them over
+            // (moved, not copied: they are being dropped anyway).
+            for (k, e) in self.map.drain() {
+                if e.slot as usize >= s.cursor {
+                    s.saved.entry(k).or_insert(Some(e));
+                }
+            }
+        }
         self.map.clear();
         self.expires.clear();
+        self.slots.clear();
+        self.free.clear();
+    }
+
+    /// One SCAN step from `cursor`: visits at most `count` keys and `10 × count` empty slots
+    /// (as Redis bounds a call's work), calls `f` for each live key, and returns the next
+    /// cursor (0 = done).
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        now: u64,
+        mut f: impl FnMut(&Bytes, &Entry),
+    ) -> u64 {
+        let mut i = usize::try_from(cursor).unwrap_or(usize::MAX);
+        let (mut keys, mut empty) = (0usize, 0usize);
+        let max_empty = count.saturating_mul(10);
+        while i < self.slots.len() && keys < count && empty < max_empty {
+            match &self.slots[i] {
+                Some(k) => {
+                    keys += 1;
+                    if let Some(e) = self.map.get(k) {
+                        if !Self::is_expired(e, now) {
+                            f(k, e);
+                        }
+                    }
+                }
+                None => empty += 1,
+            }
+            i += 1;
+        }
+        if i >= self.slots.len() {
+            0
+        } else {
+            i as u64
+        }
+    }
+
+    /// Start a rewrite snapshot of this database (see [`Snapshot`]).
+    pub fn snapshot_begin(&mut self) {
+        self.snap = Some(Box::default());
+    }
+
+    /// Serialise the next keys of the snapshot with `f` until it returns false (budget spent);
+    /// returns true once every slot has been passed.
+    pub fn snapshot_step(&mut self, mut f: impl FnMut(&Bytes, &Entry) -> bool) -> bool {
+        let Some(s) = self.snap.as_deref_mut() else {
+            return true;
+        };
+        while s.cursor < self.slots.len() {
+            let i = s.cursor;
+            s.cursor += 1;
+            let Some(k) = &self.slots[i] else { continue };
+            let more = match s.saved.remove(k) {
+                Some(Some(old)) => f(k, &old),
+                // Created after the rewrite started.
+                Some(None) => true,
+                None => match self.map.get(k) {
+                    Some(e) => f(k, e),
+                    None => true,
+                },
+            };
+            if !more {
+                break;
+            }
+        }
+        s.cursor >= self.slots.len()
+    }
+
+    /// Close the snapshot; returns the keys it still owes: existing when it started, deleted
+    /// before the rewriter reached them.
+    pub fn snapshot_end(&mut self) -> Vec<(Bytes, Entry)> {
+        match self.snap.take() {
+            Some(s) => s
+                .saved
+                .into_iter()
+                .filter_map(|(k, e)| e.map(|e| (k, e)))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Is a rewrite snapshot open?
+    pub fn snapshot_open(&self) -> bool {
+        self.snap.is_some()
     }
 }
 
@@ -269,7 +472,7 @@ impl Db {
     pub fn approx_memory(&self) -> usize {
         self.dbs
             .iter()
-            .flat_map(|ks| ks.map.iter())
+            .flat_map(|ks| ks.iter())
             .map(|(k, e)| k.len() + e.value.approx_size() + 64)
             .sum()
     }
