@@ -490,6 +490,15 @@ pub fn run(ctx: &mut Ctx, spec: &Spec) -> Res {
         Handler::Conn(f) => f(ctx),
         Handler::Db(f) => {
             let shared = ctx.shared;
+            if spec.flags & WRITE != 0 {
+                if let Some(e) = shared.aof.as_ref().and_then(|a| a.write_error()) {
+                    // The disk refused the last write or fsync: accept nothing that could not
+                    // be persisted (Redis's MISCONF), reads go on.
+                    ctx.client.clear_block();
+                    ctx.out.err(&e);
+                    return Res::Ok;
+                }
+            }
             let mut db = shared.lock_db();
             run_locked(ctx, spec, f, &mut db)
         }

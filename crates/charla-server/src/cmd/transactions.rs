@@ -65,6 +65,15 @@ pub fn exec(ctx: &mut Ctx) -> Res {
     // I/O thread can land before the check (and abort us) or after the last command, never
     // in between.
     let shared = ctx.shared;
+    let writes = queue
+        .iter()
+        .any(|a| super::lookup(&a[0]).is_some_and(|s| s.flags & super::WRITE != 0));
+    if writes {
+        if let Some(e) = shared.aof.as_ref().and_then(|a| a.write_error()) {
+            ctx.out.err(&e);
+            return Res::Ok;
+        }
+    }
     let mut db = shared.lock_db();
     if watched.is_some_and(|w| db.writes != w) {
         ctx.out.null_array();
