@@ -36,6 +36,34 @@ fn child_server() {
             .unwrap_or(64 << 20),
         ..ServerConfig::default()
     };
+    // A real failing disk for the fault tests: a file-size limit makes writes past it fail
+    // (EFBIG, after a short write up to the limit) until the parent raises it with prlimit.
+    if let Some(limit) = std::env::var("CHARLA_CHILD_FSIZE")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        // SAFETY: plain libc calls on this process, before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let lim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0);
+        }
+    }
+    // fsync failures cannot be made real without a special block device: the writer's test
+    // hook fails every fsync while this flag file exists.
+    if let Ok(flag) = std::env::var("CHARLA_CHILD_FAIL_FSYNC_FLAG") {
+        std::thread::spawn(move || loop {
+            let on = std::path::Path::new(&flag).exists();
+            if charla_server::aof::fault::FAIL_FSYNC.swap(on, Ordering::Relaxed) != on {
+                // Tell the test the switch is in effect.
+                let _ = std::fs::write(format!("{flag}.{on}"), b"");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        });
+    }
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async move {
         let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -58,8 +86,19 @@ struct Child_ {
 }
 
 fn spawn(dir: &std::path::Path, port: u16, fsync: &str, rewrite_min: u64) -> Child_ {
+    spawn_env(dir, port, fsync, rewrite_min, &[])
+}
+
+fn spawn_env(
+    dir: &std::path::Path,
+    port: u16,
+    fsync: &str,
+    rewrite_min: u64,
+    env: &[(&str, &str)],
+) -> Child_ {
     let child = Command::new(std::env::current_exe().expect("exe"))
         .args(["--exact", "child_server", "--nocapture", "--test-threads=1"])
+        .envs(env.iter().copied())
         .env("CHARLA_CHILD_DIR", dir)
         .env("CHARLA_CHILD_PORT", port.to_string())
         .env("CHARLA_CHILD_FSYNC", fsync)
@@ -439,5 +478,159 @@ fn transactions_are_framed_in_the_file_and_a_cut_one_is_not_replayed() {
             "cut at {cut}"
         );
         c.kill9();
+    }
+}
+
+/// Poll `f` until it returns true, at most `secs` seconds.
+fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const MISCONF: &str = "-MISCONF Errors writing to the AOF file: ";
+
+#[test]
+fn a_failed_write_refuses_writes_until_the_disk_works_and_continues_where_it_stopped() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = charla_testkit::free_port();
+    let limit = 100_000u64;
+    let c = spawn_env(
+        dir.path(),
+        port,
+        "always",
+        64 << 20,
+        &[("CHARLA_CHILD_FSIZE", &limit.to_string())],
+    );
+    let pad = "x".repeat(1000);
+    let mut a = c.raw();
+    // Append until the file-size limit stops the disk: that reply never comes (the data is not
+    // on disk, so it must not be acknowledged).
+    let mut acked = 0usize;
+    let held = loop {
+        let item = format!("{acked}:{pad}");
+        a.send(&resp(&["RPUSH", "l", &item]));
+        match a.try_reply(Duration::from_secs(1)) {
+            Some(r) => {
+                assert_eq!(r, format!(":{}\r\n", acked + 1));
+                acked += 1;
+                assert!(acked < 1000, "the file-size limit never hit");
+            }
+            None => break acked,
+        }
+    };
+    assert!(acked > 10);
+    // Other clients: writes refused with MISCONF (alone and in a transaction), reads served.
+    let mut b = c.raw();
+    let r = b.cmd(&["SET", "x", "1"]);
+    assert!(r.starts_with(MISCONF), "{r}");
+    assert!(r.contains("too large"), "the OS error is named: {r}");
+    assert_eq!(b.cmd(&["MULTI"]), "+OK\r\n");
+    assert_eq!(b.cmd(&["INCR", "n"]), "+QUEUED\r\n");
+    assert!(b.cmd(&["EXEC"]).starts_with(MISCONF));
+    // (Reads of the keyspace wait like the held write: with fsync always no reply shows data
+    // that is not on disk.)
+    assert_eq!(b.cmd(&["PING"]), "+PONG\r\n");
+    assert!(b
+        .cmd(&["INFO", "persistence"])
+        .contains("aof_last_write_status:err"));
+    // Still refused a while later: failures are not retried into an acknowledgement.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(b.cmd(&["SET", "x", "1"]).starts_with(MISCONF));
+    assert_eq!(a.try_reply(Duration::from_millis(10)), None);
+    // The disk works again: the held write completes and is acknowledged, writes resume.
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: prlimit on our own child process with a valid struct.
+    let rc = unsafe {
+        libc::prlimit(
+            c.child.id() as libc::pid_t,
+            libc::RLIMIT_FSIZE,
+            &lim,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    assert_eq!(a.reply(), format!(":{}\r\n", held + 1));
+    wait_until(10, "writes accepted again", || {
+        b.cmd(&["SET", "x", "1"]) == "+OK\r\n"
+    });
+    assert!(b
+        .cmd(&["INFO", "persistence"])
+        .contains("aof_last_write_status:ok"));
+    c.kill9();
+    // The file is whole: the short write was continued, not written again from its start.
+    let c = spawn(dir.path(), port, "always", 64 << 20);
+    let mut r = c.raw();
+    let all = r.cmd(&["LRANGE", "l", "0", "-1"]);
+    let items: Vec<&str> = all.split("\r\n").skip(2).step_by(2).collect();
+    let want: Vec<String> = (0..=held).map(|i| format!("{i}:{pad}")).collect();
+    assert_eq!(items.len(), want.len(), "duplicated or lost entries");
+    assert!(items.iter().zip(&want).all(|(a, b)| a == b));
+    assert_eq!(r.cmd(&["GET", "x"]), "$1\r\n1\r\n");
+}
+
+#[test]
+fn a_failed_fsync_is_never_acknowledged_and_refuses_writes_until_a_rewrite_succeeds() {
+    for fsync in ["always", "everysec"] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let flags = tempfile::tempdir().expect("tmp");
+        let flag = flags.path().join("fail-fsync");
+        let port = charla_testkit::free_port();
+        let c = spawn_env(
+            dir.path(),
+            port,
+            fsync,
+            64 << 20,
+            &[(
+                "CHARLA_CHILD_FAIL_FSYNC_FLAG",
+                flag.to_str().expect("utf-8 path"),
+            )],
+        );
+        let mut a = c.raw();
+        let mut b = c.raw();
+        assert_eq!(a.cmd(&["SET", "k0", "v"]), "+OK\r\n");
+        std::fs::write(&flag, b"").expect("flag");
+        let seen = flags.path().join("fail-fsync.true");
+        wait_until(10, "the child to see the flag", || seen.exists());
+        a.send(&resp(&["SET", "k1", "v"]));
+        if fsync == "always" {
+            // Never OK while the data is not known to be on disk.
+            assert_eq!(a.try_reply(Duration::from_secs(1)), None);
+        } else {
+            assert_eq!(a.reply(), "+OK\r\n");
+        }
+        wait_until(10, "MISCONF after the failed fsync", || {
+            b.cmd(&["SET", "k2", "v"]).starts_with(MISCONF)
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(b.cmd(&["SET", "k2", "v"]).starts_with(MISCONF));
+        if fsync == "always" {
+            assert_eq!(a.try_reply(Duration::from_millis(10)), None);
+        }
+        std::fs::remove_file(&flag).expect("unflag");
+        let seen = flags.path().join("fail-fsync.false");
+        wait_until(10, "the child to see the flag gone", || seen.exists());
+        if fsync == "always" {
+            assert_eq!(a.reply(), "+OK\r\n");
+        }
+        wait_until(10, "writes accepted again", || {
+            b.cmd(&["SET", "k2", "v"]) == "+OK\r\n"
+        });
+        // Recovery went through a rewrite (a retried fsync proves nothing).
+        assert!(b.cmd(&["INFO", "persistence"]).contains("aof_rewrites:1"));
+        c.kill9();
+        let c = spawn(dir.path(), port, fsync, 64 << 20);
+        assert_eq!(
+            c.raw()
+                .cmd(&["MGET", "k0", "k1", "k2"])
+                .matches("$1\r\nv")
+                .count(),
+            3
+        );
     }
 }
