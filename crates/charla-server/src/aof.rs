@@ -561,6 +561,10 @@ impl Writer {
         aof.rewriting.store(false, Ordering::Relaxed);
         shared.stats.aof_rewrites.fetch_add(1, Ordering::Relaxed);
         shared.stats.aof_size.store(size, Ordering::Relaxed);
+        shared.stats.aof_rewrite_max_lock_us.store(
+            u64::try_from(rw.max_lock.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         tracing::info!(
             size,
             elapsed = ?rw.started.elapsed(),

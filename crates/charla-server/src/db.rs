@@ -77,6 +77,19 @@ struct Snapshot {
     saved: HashMap<Bytes, Option<Entry>>,
 }
 
+/// Give `key` a free slot (reused if any, else a new one at the end).
+fn alloc_slot(slots: &mut Vec<Option<Bytes>>, free: &mut Vec<u32>, key: Bytes) -> u32 {
+    while let Some(i) = free.pop() {
+        // Entries beyond the end (the tail was dropped) are stale.
+        if let Some(s @ None) = slots.get_mut(i as usize) {
+            *s = Some(key);
+            return i;
+        }
+    }
+    slots.push(Some(key));
+    (slots.len() - 1) as u32
+}
+
 /// One numbered database.
 #[derive(Debug, Default)]
 pub struct Keyspace {
@@ -120,18 +133,6 @@ impl Keyspace {
                 Some(_) => {}
             }
         }
-    }
-
-    fn alloc_slot(&mut self, key: Bytes) -> u32 {
-        while let Some(i) = self.free.pop() {
-            // Entries beyond the end (the tail was dropped) are stale.
-            if let Some(s @ None) = self.slots.get_mut(i as usize) {
-                *s = Some(key);
-                return i;
-            }
-        }
-        self.slots.push(Some(key));
-        (self.slots.len() - 1) as u32
     }
 
     fn free_slot(&mut self, i: u32) {
@@ -189,24 +190,22 @@ impl Keyspace {
         if self.snap.is_some() {
             self.before_write(&key);
         }
-        match self.map.get_mut(&key) {
-            Some(e) => {
+        match self.map.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                let e = o.get_mut();
                 e.value = value;
                 let old = std::mem::take(&mut e.expire_at);
                 if old != 0 {
-                    self.expires.remove(&(old, key));
+                    self.expires.remove(&(old, o.key().clone()));
                 }
             }
-            None => {
-                let slot = self.alloc_slot(key.clone());
-                self.map.insert(
-                    key,
-                    Entry {
-                        value,
-                        expire_at: 0,
-                        slot,
-                    },
-                );
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let slot = alloc_slot(&mut self.slots, &mut self.free, v.key().clone());
+                v.insert(Entry {
+                    value,
+                    expire_at: 0,
+                    slot,
+                });
             }
         }
     }

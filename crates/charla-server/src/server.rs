@@ -32,6 +32,8 @@ pub struct Stats {
     pub pubsub_clients: AtomicUsize,
     pub aof_rewrites: AtomicU64,
     pub aof_size: AtomicU64,
+    /// Longest single hold of the keyspace lock by the last AOF rewrite, in microseconds.
+    pub aof_rewrite_max_lock_us: AtomicU64,
 }
 
 pub struct Shared {

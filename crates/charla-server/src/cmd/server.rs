@@ -147,7 +147,7 @@ pub fn info(ctx: &mut Ctx, db: &mut Db) -> Res {
     if want("persistence") {
         let _ = write!(
             s,
-            "# Persistence\r\nloading:0\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_last_write_status:{}\r\naof_rewrites:{}\r\naof_current_size:{}\r\nrdb_changes_since_last_save:0\r\n\r\n",
+            "# Persistence\r\nloading:0\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_last_write_status:{}\r\naof_rewrites:{}\r\naof_last_rewrite_max_lock_us:{}\r\naof_current_size:{}\r\nrdb_changes_since_last_save:0\r\n\r\n",
             u8::from(sh.config.appendonly),
             u8::from(sh.aof.as_ref().is_some_and(|a| a.rewriting())),
             if sh.aof.as_ref().is_some_and(|a| a.write_error().is_some()) {
@@ -156,6 +156,7 @@ pub fn info(ctx: &mut Ctx, db: &mut Db) -> Res {
                 "ok"
             },
             st.aof_rewrites.load(Ordering::Relaxed),
+            st.aof_rewrite_max_lock_us.load(Ordering::Relaxed),
             st.aof_size.load(Ordering::Relaxed),
         );
     }
