@@ -53,10 +53,11 @@ pub mod fault {
     pub static FAIL_FSYNC: AtomicBool = AtomicBool::new(false);
 }
 
-/// A rewrite serialises at most this many keys, or about this many bytes, per lock
-/// acquisition (one huge value is still serialised whole).
+/// A rewrite serialises at most this many keys, or about this many bytes, and passes at most
+/// this many slots per lock acquisition (one huge value is still serialised whole).
 const REWRITE_CHUNK_KEYS: usize = 256;
 const REWRITE_CHUNK_BYTES: usize = 256 * 1024;
+const REWRITE_CHUNK_SLOTS: usize = 8192;
 
 pub struct Aof {
     pub fsync: AppendFsync,
@@ -467,7 +468,7 @@ impl Writer {
                 let i = rw.db;
                 let (buf, selected) = (&mut rw.buf, &mut rw.selected);
                 let mut keys = 0;
-                db_done = db.dbs[i].snapshot_step(|k, e| {
+                db_done = db.dbs[i].snapshot_step(REWRITE_CHUNK_SLOTS, |k, e| {
                     if !*selected {
                         select(buf, i);
                         *selected = true;

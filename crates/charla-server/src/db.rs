@@ -343,13 +343,20 @@ impl Keyspace {
         self.snap = Some(Box::default());
     }
 
-    /// Serialise the next keys of the snapshot with `f` until it returns false (budget spent);
-    /// returns true once every slot has been passed.
-    pub fn snapshot_step(&mut self, mut f: impl FnMut(&Bytes, &Entry) -> bool) -> bool {
+    /// Serialise the next keys of the snapshot with `f` until it returns false (budget spent)
+    /// or `max_slots` slots were passed (empty ones and keys created since the start cost no
+    /// serialising, but they cost time under the lock too); returns true once every slot has
+    /// been passed.
+    pub fn snapshot_step(
+        &mut self,
+        max_slots: usize,
+        mut f: impl FnMut(&Bytes, &Entry) -> bool,
+    ) -> bool {
         let Some(s) = self.snap.as_deref_mut() else {
             return true;
         };
-        while s.cursor < self.slots.len() {
+        let end = s.cursor.saturating_add(max_slots);
+        while s.cursor < self.slots.len() && s.cursor < end {
             let i = s.cursor;
             s.cursor += 1;
             let Some(k) = &self.slots[i] else { continue };
@@ -629,7 +636,7 @@ mod tests {
                 }
                 let budget = rng.usize(1..8);
                 let mut taken = 0;
-                let done = ks.snapshot_step(|k, e| {
+                let done = ks.snapshot_step(rng.usize(1..50), |k, e| {
                     got.push((k.clone(), (str_of(&e.value), e.expire_at)));
                     taken += 1;
                     taken < budget
