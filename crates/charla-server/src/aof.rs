@@ -458,9 +458,9 @@ impl Writer {
         let Some(mut rw) = self.rewrite.take() else {
             return;
         };
-        let mut leftovers = Vec::new();
+        let mut leftovers = None;
         let mut db_done = false;
-        let aborted = {
+        let (aborted, (mut taken, seq)) = {
             let t = Instant::now();
             let mut db = shared.lock_db();
             let aborted = db.rewrite_aborted;
@@ -478,31 +478,31 @@ impl Writer {
                     keys < REWRITE_CHUNK_KEYS && buf.len() < REWRITE_CHUNK_BYTES
                 });
                 if db_done {
-                    leftovers = db.dbs[i].snapshot_end();
+                    leftovers = Some(db.dbs[i].snapshot_end());
                 }
             }
-            // Same critical section: what was appended up to here is in the diff, and the
-            // image reflects exactly the state before it.
-            rw.diff.extend_from_slice(&db.aof_buf);
-            let seq = db.aof_seq;
-            self.take(&mut db.aof_buf, seq);
+            // Same critical section: what was appended up to here goes in the diff, and the
+            // image reflects exactly the state before it. (Taken in O(1); copied below.)
+            let taken = (std::mem::take(&mut db.aof_buf), db.aof_seq);
             drop(db);
             rw.max_lock = rw.max_lock.max(t.elapsed());
-            aborted
+            (aborted, taken)
         };
+        rw.diff.extend_from_slice(&taken);
+        self.take(&mut taken, seq);
         if aborted {
             // SWAPDB moved databases under the rewriter's feet: start over later.
             abandon(shared, rw, aof, Some("SWAPDB ran during the rewrite"));
             aof.rewrite.store(true, Ordering::Relaxed);
             return;
         }
-        if !leftovers.is_empty() {
+        // Outside the lock: the keys deleted before the rewriter reached them, as they were.
+        for (k, e) in leftovers.into_iter().flat_map(|r| r.into_entries()) {
             if !rw.selected {
                 select(&mut rw.buf, rw.db);
+                rw.selected = true;
             }
-            for (k, e) in &leftovers {
-                encode_entry(&mut rw.buf, k, e);
-            }
+            encode_entry(&mut rw.buf, &k, &e);
         }
         if db_done {
             rw.db += 1;
@@ -577,13 +577,12 @@ impl Writer {
 
 /// Give up a rewrite: close the snapshots, delete the temporary file.
 fn abandon(shared: &Shared, rw: Rewrite, aof: &Aof, why: Option<&str>) {
-    {
+    let rest: Vec<_> = {
         let mut db = shared.lock_db();
-        for ks in &mut db.dbs {
-            drop(ks.snapshot_end());
-        }
         db.rewrite_aborted = false;
-    }
+        db.dbs.iter_mut().map(|ks| ks.snapshot_end()).collect()
+    };
+    drop(rest);
     drop(rw.tmp);
     let _ = std::fs::remove_file(&rw.tmp_path);
     aof.rewriting.store(false, Ordering::Relaxed);

@@ -90,6 +90,20 @@ fn alloc_slot(slots: &mut Vec<Option<Bytes>>, free: &mut Vec<u32>, key: Bytes) -
     (slots.len() - 1) as u32
 }
 
+/// What a closed rewrite snapshot still owes: keys that existed when it started and were
+/// deleted before the rewriter reached them, with their values then.
+#[derive(Debug)]
+pub struct SnapshotRest(Option<Box<Snapshot>>);
+
+impl SnapshotRest {
+    pub fn into_entries(self) -> impl Iterator<Item = (Bytes, Entry)> {
+        self.0
+            .into_iter()
+            .flat_map(|s| s.saved.into_iter())
+            .filter_map(|(k, e)| e.map(|e| (k, e)))
+    }
+}
+
 /// One numbered database.
 #[derive(Debug, Default)]
 pub struct Keyspace {
@@ -376,17 +390,10 @@ impl Keyspace {
         s.cursor >= self.slots.len()
     }
 
-    /// Close the snapshot; returns the keys it still owes: existing when it started, deleted
-    /// before the rewriter reached them.
-    pub fn snapshot_end(&mut self) -> Vec<(Bytes, Entry)> {
-        match self.snap.take() {
-            Some(s) => s
-                .saved
-                .into_iter()
-                .filter_map(|(k, e)| e.map(|e| (k, e)))
-                .collect(),
-            None => Vec::new(),
-        }
+    /// Close the snapshot; returns what it still owes (O(1) under the lock: the caller walks
+    /// or drops it after releasing the lock, as it may hold many saved values).
+    pub fn snapshot_end(&mut self) -> SnapshotRest {
+        SnapshotRest(self.snap.take())
     }
 
     /// Is a rewrite snapshot open?
@@ -480,14 +487,14 @@ impl Db {
 
     /// SWAPDB moves whole databases, which a rewrite's per-database snapshot cannot follow:
     /// close the snapshots and tell the rewriter to start again.
-    pub fn swap_dbs(&mut self, a: usize, b: usize) {
+    pub fn swap_dbs(&mut self, a: usize, b: usize) -> Vec<SnapshotRest> {
+        let mut rest = Vec::new();
         if self.dbs.iter().any(Keyspace::snapshot_open) {
-            for ks in &mut self.dbs {
-                drop(ks.snapshot_end());
-            }
+            rest = self.dbs.iter_mut().map(Keyspace::snapshot_end).collect();
             self.rewrite_aborted = true;
         }
         self.dbs.swap(a, b);
+        rest
     }
 
     pub fn approx_memory(&self) -> usize {
@@ -645,7 +652,7 @@ mod tests {
                     break;
                 }
             }
-            for (k, e) in ks.snapshot_end() {
+            for (k, e) in ks.snapshot_end().into_entries() {
                 got.push((k, (str_of(&e.value), e.expire_at)));
             }
             let mut seen = HashMap::new();
