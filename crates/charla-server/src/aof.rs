@@ -425,9 +425,11 @@ impl Writer {
                 return;
             }
         };
-        let t = Instant::now();
+        let started = Instant::now();
+        let held;
         {
             let mut db = shared.lock_db();
+            let t = Instant::now();
             // Everything before this point is in the image; everything after goes in the diff.
             let seq = db.aof_seq;
             self.take(&mut db.aof_buf, seq);
@@ -437,6 +439,7 @@ impl Writer {
             db.rewrite_aborted = false;
             // The diff must start by selecting its database.
             db.aof_db = usize::MAX;
+            held = t.elapsed();
         }
         aof.rewriting.store(true, Ordering::Relaxed);
         tracing::info!("append-only file rewrite started");
@@ -447,8 +450,8 @@ impl Writer {
             selected: false,
             diff: Vec::new(),
             buf: Vec::new(),
-            started: t,
-            max_lock: t.elapsed(),
+            started,
+            max_lock: held,
         });
     }
 
@@ -461,8 +464,8 @@ impl Writer {
         let mut leftovers = None;
         let mut db_done = false;
         let (aborted, (mut taken, seq)) = {
-            let t = Instant::now();
             let mut db = shared.lock_db();
+            let t = Instant::now();
             let aborted = db.rewrite_aborted;
             if !aborted && rw.db < NUM_DBS {
                 let i = rw.db;
