@@ -748,3 +748,53 @@ fn a_rewrite_of_a_big_dataset_does_not_stall_clients_and_keeps_concurrent_writes
     );
     assert_eq!(r.cmd(&["LLEN", "list:49"]), ":2000\r\n");
 }
+
+#[test]
+fn swapdb_during_a_rewrite_restarts_it_and_the_file_stays_right() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = charla_testkit::free_port();
+    let c = spawn(dir.path(), port, "everysec", 1 << 40);
+    let mut r = c.raw();
+    let mut batch = Vec::new();
+    for chunk in (0..200_000).collect::<Vec<_>>().chunks(1000) {
+        let mut args = vec!["MSET".to_string()];
+        for i in chunk {
+            args.push(format!("k{i}"));
+            args.push(format!("v{i}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        batch.extend_from_slice(&resp(&args));
+    }
+    batch.extend_from_slice(&resp(&["SELECT", "1"]));
+    batch.extend_from_slice(&resp(&["SET", "only-in-1", "x"]));
+    r.send(&batch);
+    for _ in 0..202 {
+        assert_eq!(r.reply(), "+OK\r\n");
+    }
+    assert!(r.cmd(&["BGREWRITEAOF"]).starts_with("+Background"));
+    let mut swaps = 0;
+    wait_until(300, "the rewrite", || {
+        let info = r.cmd(&["INFO", "persistence"]);
+        // A few times: each one restarts the rewrite, which must still complete.
+        if info.contains("aof_rewrite_in_progress:1") && swaps < 3 {
+            assert_eq!(r.cmd(&["SWAPDB", "0", "1"]), "+OK\r\n");
+            swaps += 1;
+        }
+        info.contains("aof_rewrites:1")
+    });
+    assert!(swaps > 0, "no SWAPDB landed during the rewrite");
+    let sizes = |r: &mut Raw| {
+        (0..2)
+            .map(|d| {
+                assert_eq!(r.cmd(&["SELECT", &d.to_string()]), "+OK\r\n");
+                r.cmd(&["DBSIZE"])
+            })
+            .collect::<Vec<_>>()
+    };
+    let want = sizes(&mut r);
+    eprintln!("{swaps} SWAPDB during the rewrite; sizes {want:?}");
+    c.term();
+    let c = spawn(dir.path(), port, "everysec", 1 << 40);
+    let mut r = c.raw();
+    assert_eq!(sizes(&mut r), want);
+}
