@@ -59,20 +59,107 @@ pub struct Entry {
     pub value: Value,
     /// Absolute expiry in ms since the epoch; 0 = persistent.
     pub expire_at: u64,
+    /// Position in [`Keyspace::slots`] (SCAN's cursor order); fixed while the key exists.
+    slot: u32,
+}
+
+/// An AOF rewrite's point-in-time view of one database, kept copy-on-write: the rewriter walks
+/// the slots in order in small chunks (taking the lock per chunk), and a write to a key it has
+/// not reached yet first saves the key's value as it was when the rewrite started. Together
+/// with the commands appended since that moment this gives what a fork would, without a fork
+/// and without serialising the dataset under the lock.
+#[derive(Debug, Default)]
+struct Snapshot {
+    /// Slots below this were serialised already.
+    cursor: usize,
+    /// Keys written since the rewrite started whose slot the rewriter had not passed yet: their
+    /// value at the start (None = the key did not exist then).
+    saved: HashMap<Bytes, Option<Entry>>,
+}
+
+/// Give `key` a free slot (reused if any, else a new one at the end).
+fn alloc_slot(slots: &mut Vec<Option<Bytes>>, free: &mut Vec<u32>, key: Bytes) -> u32 {
+    while let Some(i) = free.pop() {
+        // Entries beyond the end (the tail was dropped) are stale.
+        if let Some(s @ None) = slots.get_mut(i as usize) {
+            *s = Some(key);
+            return i;
+        }
+    }
+    slots.push(Some(key));
+    (slots.len() - 1) as u32
+}
+
+/// What a closed rewrite snapshot still owes: keys that existed when it started and were
+/// deleted before the rewriter reached them, with their values then.
+#[derive(Debug)]
+pub struct SnapshotRest(Option<Box<Snapshot>>);
+
+impl SnapshotRest {
+    pub fn into_entries(self) -> impl Iterator<Item = (Bytes, Entry)> {
+        self.0
+            .into_iter()
+            .flat_map(|s| s.saved.into_iter())
+            .filter_map(|(k, e)| e.map(|e| (k, e)))
+    }
 }
 
 /// One numbered database.
 #[derive(Debug, Default)]
 pub struct Keyspace {
-    pub map: HashMap<Bytes, Entry>,
+    map: HashMap<Bytes, Entry>,
     /// (deadline, key) for every volatile key, so the active expirer finds due keys in order
     /// instead of scanning: keeps memory bounded when clients set heartbeats and vanish.
     expires: BTreeSet<(u64, Bytes)>,
+    /// SCAN's order: every key has a slot that does not change while it exists, and a SCAN
+    /// cursor is a slot index. A key present for a whole scan therefore sits at one index the
+    /// cursor passes exactly once, whatever is added or deleted meanwhile (Redis's guarantee),
+    /// and a call visits COUNT slots, not the keyspace. (A BTreeMap ordered by key would give the
+    /// same guarantee but a key, not an integer, as cursor, and slower GET/SET; Redis's
+    /// reverse-binary cursor needs its own hash table.) Freed slots are reused, trailing free
+    /// slots are dropped, so the vector is as long as the keyspace was at its largest recently.
+    slots: Vec<Option<Bytes>>,
+    free: Vec<u32>,
+    snap: Option<Box<Snapshot>>,
 }
 
 impl Keyspace {
     fn is_expired(e: &Entry, now: u64) -> bool {
         e.expire_at != 0 && e.expire_at <= now
+    }
+
+    /// Called before any change to `key`: while a rewrite snapshot is open, remember the
+    /// value the rewrite must see if it has not serialised this key yet.
+    #[inline]
+    fn before_write(&mut self, key: &[u8]) {
+        if let Some(s) = self.snap.as_deref_mut() {
+            if s.saved.contains_key(key) {
+                return;
+            }
+            match self.map.get_key_value(key) {
+                None => {
+                    s.saved.insert(Bytes::copy_from_slice(key), None);
+                }
+                Some((k, e)) if e.slot as usize >= s.cursor => {
+                    s.saved.insert(k.clone(), Some(e.clone()));
+                }
+                // Already serialised: later changes reach the new file as commands.
+                Some(_) => {}
+            }
+        }
+    }
+
+    fn free_slot(&mut self, i: u32) {
+        if let Some(s) = self.slots.get_mut(i as usize) {
+            *s = None;
+        }
+        if i as usize + 1 == self.slots.len() {
+            while matches!(self.slots.last(), Some(None)) {
+                self.slots.pop();
+            }
+        } else {
+            self.free.push(i);
+        }
     }
 
     /// Drop `key` if its time has come (lazy expiry, as Redis does on access).
@@ -88,8 +175,13 @@ impl Keyspace {
         self.map.get(key)
     }
 
+    /// Mutable access: only for changing the value in place (expiry goes through
+    /// [`Keyspace::set_expire`]).
     pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
         self.expire_if_due(key, now);
+        if self.snap.is_some() {
+            self.before_write(key);
+        }
         self.map.get_mut(key)
     }
 
@@ -97,23 +189,46 @@ impl Keyspace {
         self.get(key, now).is_some()
     }
 
+    /// The entry as stored, without the expiry check (the caller just touched it).
+    pub fn peek(&self, key: &[u8]) -> Option<&Entry> {
+        self.map.get(key)
+    }
+
+    /// Every key and entry, expired ones included (KEYS and RANDOMKEY filter).
+    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Entry)> {
+        self.map.iter()
+    }
+
     /// Store `value` under `key`, dropping any previous value and its expiry (SET semantics).
     pub fn insert(&mut self, key: Bytes, value: Value) {
-        if let Some(old) = self.map.insert(
-            key.clone(),
-            Entry {
-                value,
-                expire_at: 0,
-            },
-        ) {
-            if old.expire_at != 0 {
-                self.expires.remove(&(old.expire_at, key));
+        if self.snap.is_some() {
+            self.before_write(&key);
+        }
+        match self.map.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                let e = o.get_mut();
+                e.value = value;
+                let old = std::mem::take(&mut e.expire_at);
+                if old != 0 {
+                    self.expires.remove(&(old, o.key().clone()));
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let slot = alloc_slot(&mut self.slots, &mut self.free, v.key().clone());
+                v.insert(Entry {
+                    value,
+                    expire_at: 0,
+                    slot,
+                });
             }
         }
     }
 
     /// Store `value` keeping the key's current expiry (SET ... KEEPTTL, list/hash creation).
     pub fn insert_keep_ttl(&mut self, key: Bytes, value: Value) {
+        if self.snap.is_some() {
+            self.before_write(&key);
+        }
         match self.map.get_mut(&key) {
             Some(e) => e.value = value,
             None => self.insert(key, value),
@@ -121,28 +236,37 @@ impl Keyspace {
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        if self.snap.is_some() {
+            self.before_write(key);
+        }
         let (k, e) = self.map.remove_entry(key)?;
         if e.expire_at != 0 {
             self.expires.remove(&(e.expire_at, k));
         }
+        self.free_slot(e.slot);
         Some(e)
     }
 
     /// Set (at > 0) or clear (at == 0) the expiry of an existing key. False if no such key.
     pub fn set_expire(&mut self, key: &[u8], at: u64) -> bool {
-        let Some((k, e)) = self.map.get_key_value(key) else {
+        if self.snap.is_some() {
+            self.before_write(key);
+        }
+        let Some(e) = self.map.get_mut(key) else {
             return false;
         };
-        let k = k.clone();
-        let old = e.expire_at;
-        if old != 0 {
-            self.expires.remove(&(old, k.clone()));
-        }
-        if at != 0 {
-            self.expires.insert((at, k.clone()));
-        }
-        if let Some(e) = self.map.get_mut(&k) {
-            e.expire_at = at;
+        let old = std::mem::replace(&mut e.expire_at, at);
+        if old != 0 || at != 0 {
+            let Some((k, _)) = self.map.get_key_value(key) else {
+                return false;
+            };
+            let k = k.clone();
+            if old != 0 {
+                self.expires.remove(&(old, k.clone()));
+            }
+            if at != 0 {
+                self.expires.insert((at, k));
+            }
         }
         true
     }
@@ -158,10 +282,8 @@ impl Keyspace {
                 break;
             }
             self.expires.remove(&(at, key.clone()));
-            if let Some(e) = self.map.get(&key) {
-                if e.expire_at == at {
-                    self.map.remove(&key);
-                }
+            if self.map.get(&key).is_some_and(|e| e.expire_at == at) {
+                self.remove(&key);
             }
             n += 1;
         }
@@ -181,8 +303,102 @@ impl Keyspace {
     }
 
     pub fn clear(&mut self) {
+        if let Some(s) = self.snap.as_deref_mut() {
+            // A rewrite in progress still needs every key it has not reached: hand them over
+            // (moved, not copied: they are being dropped anyway).
+            for (k, e) in self.map.drain() {
+                if e.slot as usize >= s.cursor {
+                    s.saved.entry(k).or_insert(Some(e));
+                }
+            }
+        }
         self.map.clear();
         self.expires.clear();
+        self.slots.clear();
+        self.free.clear();
+    }
+
+    /// One SCAN step from `cursor`: visits at most `count` keys and `10 × count` empty slots
+    /// (as Redis bounds a call's work), calls `f` for each live key, and returns the next
+    /// cursor (0 = done).
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        now: u64,
+        mut f: impl FnMut(&Bytes, &Entry),
+    ) -> u64 {
+        let mut i = usize::try_from(cursor).unwrap_or(usize::MAX);
+        let (mut keys, mut empty) = (0usize, 0usize);
+        let max_empty = count.saturating_mul(10);
+        while i < self.slots.len() && keys < count && empty < max_empty {
+            match &self.slots[i] {
+                Some(k) => {
+                    keys += 1;
+                    if let Some(e) = self.map.get(k) {
+                        if !Self::is_expired(e, now) {
+                            f(k, e);
+                        }
+                    }
+                }
+                None => empty += 1,
+            }
+            i += 1;
+        }
+        if i >= self.slots.len() {
+            0
+        } else {
+            i as u64
+        }
+    }
+
+    /// Start a rewrite snapshot of this database (see [`Snapshot`]).
+    pub fn snapshot_begin(&mut self) {
+        self.snap = Some(Box::default());
+    }
+
+    /// Serialise the next keys of the snapshot with `f` until it returns false (budget spent)
+    /// or `max_slots` slots were passed (empty ones and keys created since the start cost no
+    /// serialising, but they cost time under the lock too); returns true once every slot has
+    /// been passed.
+    pub fn snapshot_step(
+        &mut self,
+        max_slots: usize,
+        mut f: impl FnMut(&Bytes, &Entry) -> bool,
+    ) -> bool {
+        let Some(s) = self.snap.as_deref_mut() else {
+            return true;
+        };
+        let end = s.cursor.saturating_add(max_slots);
+        while s.cursor < self.slots.len() && s.cursor < end {
+            let i = s.cursor;
+            s.cursor += 1;
+            let Some(k) = &self.slots[i] else { continue };
+            let more = match s.saved.remove(k) {
+                Some(Some(old)) => f(k, &old),
+                // Created after the rewrite started.
+                Some(None) => true,
+                None => match self.map.get(k) {
+                    Some(e) => f(k, e),
+                    None => true,
+                },
+            };
+            if !more {
+                break;
+            }
+        }
+        s.cursor >= self.slots.len()
+    }
+
+    /// Close the snapshot; returns what it still owes (O(1) under the lock: the caller walks
+    /// or drops it after releasing the lock, as it may hold many saved values).
+    pub fn snapshot_end(&mut self) -> SnapshotRest {
+        SnapshotRest(self.snap.take())
+    }
+
+    /// Is a rewrite snapshot open?
+    pub fn snapshot_open(&self) -> bool {
+        self.snap.is_some()
     }
 }
 
@@ -200,6 +416,8 @@ pub struct Db {
     pub aof_db: usize,
     /// Count of dataset changes (WATCH compares it).
     pub writes: u64,
+    /// Set when SWAPDB ran while an AOF rewrite was taking its snapshot (the rewrite restarts).
+    pub rewrite_aborted: bool,
 }
 
 impl Default for Db {
@@ -218,6 +436,7 @@ impl Db {
             aof_on: false,
             aof_db: usize::MAX,
             writes: 0,
+            rewrite_aborted: false,
         }
     }
 
@@ -266,10 +485,22 @@ impl Db {
         self.aof_seq += 1;
     }
 
+    /// SWAPDB moves whole databases, which a rewrite's per-database snapshot cannot follow:
+    /// close the snapshots and tell the rewriter to start again.
+    pub fn swap_dbs(&mut self, a: usize, b: usize) -> Vec<SnapshotRest> {
+        let mut rest = Vec::new();
+        if self.dbs.iter().any(Keyspace::snapshot_open) {
+            rest = self.dbs.iter_mut().map(Keyspace::snapshot_end).collect();
+            self.rewrite_aborted = true;
+        }
+        self.dbs.swap(a, b);
+        rest
+    }
+
     pub fn approx_memory(&self) -> usize {
         self.dbs
             .iter()
-            .flat_map(|ks| ks.map.iter())
+            .flat_map(|ks| ks.iter())
             .map(|(k, e)| k.len() + e.value.approx_size() + 64)
             .sum()
     }
@@ -358,7 +589,83 @@ fn match_one(p: &[u8], c: u8) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use super::{glob_match, Keyspace, Value};
+    use bytes::Bytes;
+    use std::collections::HashMap;
+
+    fn str_of(v: &Value) -> Bytes {
+        match v {
+            Value::Str(b) => b.clone(),
+            _ => unreachable!(),
+        }
+    }
+
+    /// The rewrite snapshot yields exactly the keyspace as it was when it began, each key once,
+    /// whatever is written, deleted, re-created or flushed between its chunks.
+    #[test]
+    fn snapshot_is_the_state_at_its_start_under_concurrent_writes() {
+        for seed in 0..200u64 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let mut ks = Keyspace::default();
+            let key = |i: u32| Bytes::from(format!("k{i}"));
+            for i in 0..rng.u32(0..300) {
+                ks.insert(key(i), Value::Str(Bytes::from(format!("v{i}"))));
+                if rng.u8(0..4) == 0 {
+                    ks.set_expire(&key(i), u64::MAX / 2);
+                }
+            }
+            for _ in 0..rng.u32(0..100) {
+                ks.remove(&key(rng.u32(0..300)));
+            }
+            let at_start: HashMap<Bytes, (Bytes, u64)> = ks
+                .iter()
+                .map(|(k, e)| (k.clone(), (str_of(&e.value), e.expire_at)))
+                .collect();
+            ks.snapshot_begin();
+            let mut got: Vec<(Bytes, (Bytes, u64))> = Vec::new();
+            let mut n = 0;
+            loop {
+                for _ in 0..rng.usize(0..20) {
+                    n += 1;
+                    let k = key(rng.u32(0..400));
+                    match rng.u8(0..100) {
+                        0..=39 => ks.insert(k, Value::Str(Bytes::from(format!("w{n}")))),
+                        40..=64 => drop(ks.remove(&k)),
+                        65..=79 => {
+                            if let Some(e) = ks.get_mut(&k, 0) {
+                                e.value = Value::Str(Bytes::from(format!("m{n}")));
+                            }
+                        }
+                        80..=97 => drop(ks.set_expire(&k, rng.u64(0..1000))),
+                        98 => ks.clear(),
+                        _ => drop(ks.expire_due(500, 10)),
+                    }
+                }
+                let budget = rng.usize(1..8);
+                let mut taken = 0;
+                let done = ks.snapshot_step(rng.usize(1..50), |k, e| {
+                    got.push((k.clone(), (str_of(&e.value), e.expire_at)));
+                    taken += 1;
+                    taken < budget
+                });
+                if done {
+                    break;
+                }
+            }
+            for (k, e) in ks.snapshot_end().into_entries() {
+                got.push((k, (str_of(&e.value), e.expire_at)));
+            }
+            let mut seen = HashMap::new();
+            for (k, v) in got {
+                assert!(
+                    seen.insert(k.clone(), v).is_none(),
+                    "seed {seed}: {k:?} twice"
+                );
+            }
+            assert_eq!(seen, at_start, "seed {seed}");
+            assert!(!ks.snapshot_open());
+        }
+    }
 
     #[test]
     fn globs() {

@@ -56,8 +56,12 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the append-only file {path} is corrupt at byte {offset}; move it away or repair it")]
-    AofCorrupt { path: PathBuf, offset: u64 },
+    #[error("the append-only file {path} is corrupt at byte {offset} ({reason}); `charla serve --aof-repair` cuts the file there (back to the last whole command) and starts, or move the file away")]
+    AofCorrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
 }
 
 impl From<std::io::Error> for ServerError {

@@ -43,6 +43,8 @@ pub struct Stats {
     pub query_limit_disconnections: AtomicU64,
     /// Subscribers closed for `client-output-buffer-limit pubsub`.
     pub output_limit_disconnections: AtomicU64,
+    /// Longest single hold of the keyspace lock by the last AOF rewrite, in microseconds.
+    pub aof_rewrite_max_lock_us: AtomicU64,
 }
 
 /// The limits `CONFIG SET` can change while clients are connected (read on every use, so a

@@ -41,7 +41,6 @@ pub fn keys(ctx: &mut Ctx, db: &mut Db) -> Res {
     let now = now_ms();
     let pat = &ctx.args[1];
     let found: Vec<_> = ks
-        .map
         .iter()
         .filter(|(k, e)| (e.expire_at == 0 || e.expire_at > now) && glob_match(pat, k))
         .map(|(k, _)| k.clone())
@@ -53,8 +52,9 @@ pub fn keys(ctx: &mut Ctx, db: &mut Db) -> Res {
     Res::Ok
 }
 
-/// SCAN with a cursor over a sorted snapshot of key names: stable across calls as long as the
-/// keyspace does not change much, and a full iteration always ends (cursor = position).
+/// SCAN: the cursor is a slot index of the keyspace's stable slot order (see
+/// [`crate::db::Keyspace::scan`]), so a call does COUNT's worth of work and a key present for
+/// the whole iteration is returned whatever else is deleted or added.
 pub fn scan(ctx: &mut Ctx, db: &mut Db) -> Res {
     let Some(cursor) = std::str::from_utf8(&ctx.args[1])
         .ok()
@@ -95,30 +95,17 @@ pub fn scan(ctx: &mut Ctx, db: &mut Db) -> Res {
         }
         i += 2;
     }
-    let ks = &mut db.dbs[ctx.client.db];
-    let now = now_ms();
-    let mut names: Vec<&bytes::Bytes> = ks
-        .map
-        .iter()
-        .filter(|(_, e)| e.expire_at == 0 || e.expire_at > now)
-        .map(|(k, _)| k)
-        .collect();
-    names.sort_unstable();
-    let start = (cursor as usize).min(names.len());
-    let end = (start + count).min(names.len());
-    let next = if end >= names.len() { 0 } else { end };
+    let ks = &db.dbs[ctx.client.db];
     let mut found = Vec::new();
-    for k in &names[start..end] {
+    let next = ks.scan(cursor, count, now_ms(), |k, e| {
         if pat.as_ref().is_some_and(|p| !glob_match(p, k)) {
-            continue;
+            return;
         }
-        if let Some(t) = &ty {
-            if ks.map.get(*k).map(|e| e.value.type_name()) != Some(t.as_str()) {
-                continue;
-            }
+        if ty.as_deref().is_some_and(|t| e.value.type_name() != t) {
+            return;
         }
-        found.push((*k).clone());
-    }
+        found.push(k.clone());
+    });
     ctx.out.array(2);
     ctx.out.bulk(next.to_string().as_bytes());
     ctx.out.array(found.len());
@@ -279,7 +266,7 @@ pub fn rename(ctx: &mut Ctx, db: &mut Db) -> Res {
 
 pub fn randomkey(ctx: &mut Ctx, db: &mut Db) -> Res {
     let ks = &mut db.dbs[ctx.client.db];
-    match ks.map.keys().next() {
+    match ks.iter().map(|(k, _)| k).next() {
         Some(k) => {
             let k = k.clone();
             ctx.out.bulk(&k)

@@ -27,7 +27,7 @@ fn list<'a>(db: &'a mut Db, dbi: usize, key: &[u8]) -> L<'a> {
 
 fn drop_if_empty(db: &mut Db, dbi: usize, key: &[u8]) {
     let ks = &mut db.dbs[dbi];
-    if matches!(ks.map.get(key).map(|e| &e.value), Some(Value::List(l)) if l.is_empty()) {
+    if matches!(ks.peek(key).map(|e| &e.value), Some(Value::List(l)) if l.is_empty()) {
         ks.remove(key);
     }
 }

@@ -111,6 +111,9 @@ pub const TX_CTL: u32 = 8;
 pub const NO_MULTI: u32 = 16;
 /// May block (for COMMAND flags).
 pub const BLOCKING: u32 = 32;
+/// Reads the keyspace's shape, not its data (INFO): its reply need not wait, with
+/// `appendfsync always`, for other clients' writes to reach the disk.
+pub const NO_DATA: u32 = 64;
 
 pub struct Spec {
     pub name: &'static str,
@@ -187,7 +190,7 @@ pub fn table() -> &'static [Spec] {
             spec!("CLIENT", -2, 0, Conn(connection::client), 0, 0, 0),
             // server
             spec!("COMMAND", -1, 0, Conn(server::command), 0, 0, 0),
-            spec!("INFO", -1, 0, Conn(server::info), 0, 0, 0),
+            spec!("INFO", -1, NO_DATA, D(server::info), 0, 0, 0),
             spec!("DBSIZE", 1, 0, D(server::dbsize), 0, 0, 0),
             spec!("FLUSHDB", -1, WRITE, D(server::flushdb), 0, 0, 0),
             spec!("FLUSHALL", -1, WRITE, D(server::flushall), 0, 0, 0),
@@ -493,6 +496,15 @@ pub fn run(ctx: &mut Ctx, spec: &Spec) -> Res {
         Handler::Conn(f) => f(ctx),
         Handler::Db(f) => {
             let shared = ctx.shared;
+            if spec.flags & WRITE != 0 {
+                if let Some(e) = shared.aof.as_ref().and_then(|a| a.write_error()) {
+                    // The disk refused the last write or fsync: accept nothing that could not
+                    // be persisted (Redis's MISCONF), reads go on.
+                    ctx.client.clear_block();
+                    ctx.out.err(&e);
+                    return Res::Ok;
+                }
+            }
             let mut db = shared.lock_db();
             run_locked(ctx, spec, f, &mut db)
         }
@@ -510,7 +522,11 @@ pub fn run_locked(ctx: &mut Ctx, spec: &Spec, f: DbFn, db: &mut Db) -> Res {
     if spec.flags & WRITE != 0 && ctx.dirty && !ctx.propagated {
         db.propagate(ctx.client.db, ctx.args);
     }
-    ctx.client.aof_seq = db.aof_seq;
+    // Nothing this client is told may be lost in a crash: its reply waits (fsync always)
+    // until everything it could have observed is on disk.
+    if spec.flags & NO_DATA == 0 {
+        ctx.client.aof_seq = db.aof_seq;
+    }
     if r != Res::Block {
         ctx.client.clear_block();
     }
@@ -560,28 +576,20 @@ pub fn parse_timeout(ctx: &mut Ctx, s: &[u8]) -> Option<Option<std::time::Durati
     }
 }
 
-/// Run one queued command inside EXEC. Data commands use the held lock; connection commands
-/// (which may take locks themselves) run with it released for their duration.
-pub fn dispatch_exec<'s>(
-    ctx: &mut Ctx<'_>,
-    shared: &'s Shared,
-    guard: &mut Option<std::sync::MutexGuard<'s, Db>>,
-) -> Res {
+/// Run one queued command inside EXEC, with the keyspace lock EXEC took held throughout:
+/// nothing another client does can land between two commands of a transaction. Connection
+/// commands ([`Handler::Conn`]) never take the keyspace lock themselves (the ones that read
+/// the keyspace, like INFO, are [`Handler::Db`]), so they run under it too; they may take the
+/// pub/sub or client-registry locks, which are always taken after the keyspace lock, never
+/// before it.
+pub fn dispatch_exec(ctx: &mut Ctx<'_>, db: &mut Db) -> Res {
     let Some(spec) = lookup(&ctx.args[0]) else {
         ctx.out.err("ERR unknown command");
         return Res::Ok;
     };
     ctx.client.commands += 1;
     match spec.handler {
-        Handler::Conn(f) => {
-            *guard = None;
-            let r = f(ctx);
-            *guard = Some(shared.lock_db());
-            r
-        }
-        Handler::Db(f) => match guard.as_mut() {
-            Some(db) => run_locked(ctx, spec, f, db),
-            None => Res::Ok,
-        },
+        Handler::Conn(f) => f(ctx),
+        Handler::Db(f) => run_locked(ctx, spec, f, db),
     }
 }

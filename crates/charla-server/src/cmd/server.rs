@@ -79,7 +79,9 @@ pub fn command(ctx: &mut Ctx) -> Res {
     Res::Ok
 }
 
-pub fn info(ctx: &mut Ctx) -> Res {
+/// INFO reads the keyspace, so it is a data command: it runs under the keyspace lock (also
+/// inside EXEC, where taking the lock again would deadlock).
+pub fn info(ctx: &mut Ctx, db: &mut Db) -> Res {
     let sections: Vec<String> = ctx.args[1..]
         .iter()
         .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
@@ -121,7 +123,6 @@ pub fn info(ctx: &mut Ctx) -> Res {
         );
     }
     let (mem, keyspace) = {
-        let db = sh.lock_db();
         let mem = if want("memory") {
             db.approx_memory()
         } else {
@@ -146,9 +147,16 @@ pub fn info(ctx: &mut Ctx) -> Res {
     if want("persistence") {
         let _ = write!(
             s,
-            "# Persistence\r\nloading:0\r\naof_enabled:{}\r\naof_rewrite_in_progress:0\r\naof_rewrites:{}\r\naof_current_size:{}\r\nrdb_changes_since_last_save:0\r\n\r\n",
+            "# Persistence\r\nloading:0\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_last_write_status:{}\r\naof_rewrites:{}\r\naof_last_rewrite_max_lock_us:{}\r\naof_current_size:{}\r\nrdb_changes_since_last_save:0\r\n\r\n",
             u8::from(sh.config.appendonly),
+            u8::from(sh.aof.as_ref().is_some_and(|a| a.rewriting())),
+            if sh.aof.as_ref().is_some_and(|a| a.write_error().is_some()) {
+                "err"
+            } else {
+                "ok"
+            },
             st.aof_rewrites.load(Ordering::Relaxed),
+            st.aof_rewrite_max_lock_us.load(Ordering::Relaxed),
             st.aof_size.load(Ordering::Relaxed),
         );
     }
@@ -237,7 +245,9 @@ pub fn swapdb(ctx: &mut Ctx, db: &mut Db) -> Res {
         ctx.out.err("ERR DB index is out of range");
         return Res::Ok;
     }
-    db.dbs.swap(a as usize, b as usize);
+    // (Dropping what an interrupted AOF rewrite had saved happens under the lock here; SWAPDB
+    // during a rewrite is rare enough for that.)
+    drop(db.swap_dbs(a as usize, b as usize));
     ctx.dirty = true;
     ctx.out.ok();
     Res::Ok

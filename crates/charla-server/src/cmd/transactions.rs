@@ -1,9 +1,13 @@
-//! MULTI / EXEC / DISCARD / WATCH. Queued commands run with the keyspace lock held for the
-//! whole EXEC, so no other client sees half a transaction. WATCH is conservative: any write to
+//! MULTI / EXEC / DISCARD / WATCH. WATCH's check and every queued command run under one
+//! acquisition of the keyspace lock, so no other client sees half a transaction or slips a
+//! write between the check and the execution; the AOF gets the transaction framed in
+//! MULTI … EXEC. WATCH is conservative: any write to
 //! the watched database since WATCH aborts the EXEC (a false abort only costs the client a
 //! retry, which optimistic-locking loops already do; a missed conflict would be a bug).
 
 use super::{dispatch_exec, Ctx, Res};
+use crate::db::Db;
+use crate::frame::encode_command;
 
 pub fn multi(ctx: &mut Ctx) -> Res {
     if ctx.client.multi.is_some() {
@@ -57,17 +61,28 @@ pub fn exec(ctx: &mut Ctx) -> Res {
             .err("EXECABORT Transaction discarded because of previous errors.");
         return Res::Ok;
     }
-    if let Some(w) = watched {
-        if ctx.shared.lock_db().writes != w {
-            ctx.out.null_array();
+    // One lock acquisition for WATCH's check and every queued command: a write from another
+    // I/O thread can land before the check (and abort us) or after the last command, never
+    // in between.
+    let shared = ctx.shared;
+    let writes = queue
+        .iter()
+        .any(|a| super::lookup(&a[0]).is_some_and(|s| s.flags & super::WRITE != 0));
+    if writes {
+        if let Some(e) = shared.aof.as_ref().and_then(|a| a.write_error()) {
+            ctx.out.err(&e);
             return Res::Ok;
         }
     }
+    let mut db = shared.lock_db();
+    if watched.is_some_and(|w| db.writes != w) {
+        ctx.out.null_array();
+        return Res::Ok;
+    }
+    let aof_mark = db.aof_on.then(|| (db.aof_buf.len(), db.aof_seq));
     ctx.out.array(queue.len());
     ctx.client.in_exec = true;
     let mut close = false;
-    let shared = ctx.shared;
-    let mut guard = Some(shared.lock_db());
     for args in &queue {
         let mut inner = Ctx {
             args,
@@ -77,15 +92,33 @@ pub fn exec(ctx: &mut Ctx) -> Res {
             dirty: false,
             propagated: false,
         };
-        if dispatch_exec(&mut inner, shared, &mut guard) == Res::Close {
+        if dispatch_exec(&mut inner, &mut db) == Res::Close {
             close = true;
         }
     }
-    drop(guard);
     ctx.client.in_exec = false;
+    if let Some((start, seq)) = aof_mark {
+        frame_in_aof(&mut db, start, seq);
+        ctx.client.aof_seq = db.aof_seq;
+    }
+    drop(db);
     if close {
         Res::Close
     } else {
         Res::Ok
     }
+}
+
+/// Wrap what the transaction appended to the AOF stream (from byte `start`, sequence `seq`) in
+/// MULTI … EXEC, as Redis does, so a crash in the middle of writing it leaves a MULTI block
+/// without EXEC, which the loader discards whole instead of replaying half a transaction.
+fn frame_in_aof(db: &mut Db, start: usize, seq: u64) {
+    if db.aof_seq == seq {
+        return;
+    }
+    let mut multi = Vec::with_capacity(16);
+    encode_command(&mut multi, &[b"MULTI".as_slice()]);
+    db.aof_buf.splice(start..start, multi);
+    encode_command(&mut db.aof_buf, &[b"EXEC".as_slice()]);
+    db.aof_seq += 1;
 }

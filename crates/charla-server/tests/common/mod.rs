@@ -176,6 +176,36 @@ impl Raw {
         }
     }
 
+    /// One complete reply, or None if none arrives within `timeout` (the connection stays
+    /// usable: a late reply is read by the next call).
+    pub fn try_reply(&mut self, timeout: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(n) = reply_len(&self.buf) {
+                let r: Vec<u8> = self.buf.drain(..n).collect();
+                return Some(String::from_utf8_lossy(&r).into_owned());
+            }
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            self.s
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .ok();
+            let mut tmp = [0u8; 65536];
+            let r = self.s.read(&mut tmp);
+            self.s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+            match r {
+                Ok(0) => return Some(format!("<closed>{}", String::from_utf8_lossy(&self.buf))),
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    return None
+                }
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
     /// Read until the server closes; returns everything that came.
     pub fn read_to_close(&mut self) -> String {
         let mut all = std::mem::take(&mut self.buf);

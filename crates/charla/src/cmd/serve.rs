@@ -49,6 +49,9 @@ what anyone may send (refused with an error before it is read); a subscriber tha
 read what is published to it is disconnected (--client-output-buffer-limit); TCP keepalive
 finds clients that vanished. CONFIG SET changes these while running.
 
+A damaged file (anything but whole commands, apart from a last command cut short by a
+crash, which is dropped) stops the start with its byte offset; --aof-repair cuts it there.
+
 Stop with Ctrl+C or SIGTERM: connections are closed and the file is flushed.";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -138,6 +141,11 @@ pub struct ServeArgs {
     /// Seconds of silence before TCP keepalive probes a client (0 = off)
     #[arg(long, default_value_t = 300, value_name = "SECS")]
     pub tcp_keepalive: u64,
+
+    /// Before starting, cut a damaged append-only file back to its last whole command (like
+    /// redis-check-aof --fix), printing what was cut
+    #[arg(long)]
+    pub aof_repair: bool,
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -179,6 +187,9 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         tcp_keepalive: args.tcp_keepalive,
         ..ServerConfig::default()
     };
+    if args.aof_repair {
+        repair(&cfg.dir.join(&cfg.appendfilename))?;
+    }
     let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
         .await
         .with_context(|| {
@@ -207,4 +218,42 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     );
     charla_server::serve(listener, cfg, crate::signal::shutdown()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--aof-repair`: cut the file to its longest sound prefix and say what went.
+fn repair(path: &std::path::Path) -> Result<()> {
+    if !path.exists() {
+        eprintln!(
+            "--aof-repair: {} does not exist, nothing to repair",
+            path.display()
+        );
+        return Ok(());
+    }
+    let r = charla_server::aof::repair(path)
+        .with_context(|| format!("repairing {}", path.display()))?;
+    if r.new_len == r.old_len {
+        eprintln!(
+            "--aof-repair: {} is sound ({} commands), left unchanged",
+            path.display(),
+            r.commands
+        );
+    } else {
+        let why = match &r.ending {
+            charla_server::aof::Ending::Garbage { offset, reason } => {
+                format!("damaged at byte {offset}: {reason}")
+            }
+            charla_server::aof::Ending::OpenMulti => "unfinished transaction at the end".into(),
+            _ => "truncated command at the end".into(),
+        };
+        eprintln!(
+            "--aof-repair: {} {why}; cut {} bytes (from byte {} to {}), kept {} commands. Cut bytes begin: {}",
+            path.display(),
+            r.old_len - r.new_len,
+            r.new_len,
+            r.old_len,
+            r.commands,
+            r.cut_preview
+        );
+    }
+    Ok(())
 }
