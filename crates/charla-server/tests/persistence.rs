@@ -481,15 +481,6 @@ fn transactions_are_framed_in_the_file_and_a_cut_one_is_not_replayed() {
     }
 }
 
-/// Poll `f` until it returns true, at most `secs` seconds.
-fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 const MISCONF: &str = "-MISCONF Errors writing to the AOF file: ";
 
 #[test]
@@ -556,7 +547,7 @@ fn a_failed_write_refuses_writes_until_the_disk_works_and_continues_where_it_sto
     };
     assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
     assert_eq!(a.reply(), format!(":{}\r\n", held + 1));
-    wait_until(10, "writes accepted again", || {
+    common::wait_until("writes accepted again", Duration::from_secs(10), || {
         b.cmd(&["SET", "x", "1"]) == "+OK\r\n"
     });
     assert!(b
@@ -596,7 +587,9 @@ fn a_failed_fsync_is_never_acknowledged_and_refuses_writes_until_a_rewrite_succe
         assert_eq!(a.cmd(&["SET", "k0", "v"]), "+OK\r\n");
         std::fs::write(&flag, b"").expect("flag");
         let seen = flags.path().join("fail-fsync.true");
-        wait_until(10, "the child to see the flag", || seen.exists());
+        common::wait_until("the child to see the flag", Duration::from_secs(10), || {
+            seen.exists()
+        });
         a.send(&resp(&["SET", "k1", "v"]));
         if fsync == "always" {
             // Never OK while the data is not known to be on disk.
@@ -604,9 +597,11 @@ fn a_failed_fsync_is_never_acknowledged_and_refuses_writes_until_a_rewrite_succe
         } else {
             assert_eq!(a.reply(), "+OK\r\n");
         }
-        wait_until(10, "MISCONF after the failed fsync", || {
-            b.cmd(&["SET", "k2", "v"]).starts_with(MISCONF)
-        });
+        common::wait_until(
+            "MISCONF after the failed fsync",
+            Duration::from_secs(10),
+            || b.cmd(&["SET", "k2", "v"]).starts_with(MISCONF),
+        );
         std::thread::sleep(Duration::from_millis(300));
         assert!(b.cmd(&["SET", "k2", "v"]).starts_with(MISCONF));
         if fsync == "always" {
@@ -614,11 +609,15 @@ fn a_failed_fsync_is_never_acknowledged_and_refuses_writes_until_a_rewrite_succe
         }
         std::fs::remove_file(&flag).expect("unflag");
         let seen = flags.path().join("fail-fsync.false");
-        wait_until(10, "the child to see the flag gone", || seen.exists());
+        common::wait_until(
+            "the child to see the flag gone",
+            Duration::from_secs(10),
+            || seen.exists(),
+        );
         if fsync == "always" {
             assert_eq!(a.reply(), "+OK\r\n");
         }
-        wait_until(10, "writes accepted again", || {
+        common::wait_until("writes accepted again", Duration::from_secs(10), || {
             b.cmd(&["SET", "k2", "v"]) == "+OK\r\n"
         });
         // Recovery went through a rewrite (a retried fsync proves nothing).
@@ -705,7 +704,7 @@ fn a_rewrite_of_a_big_dataset_does_not_stall_clients_and_keeps_concurrent_writes
     };
     let t = Instant::now();
     assert!(r.cmd(&["BGREWRITEAOF"]).starts_with("+Background"));
-    wait_until(300, "the rewrite", || {
+    common::wait_until("the rewrite", Duration::from_secs(300), || {
         r.cmd(&["INFO", "persistence"]).contains("aof_rewrites:1")
     });
     let took = t.elapsed();
@@ -773,7 +772,7 @@ fn swapdb_during_a_rewrite_restarts_it_and_the_file_stays_right() {
     }
     assert!(r.cmd(&["BGREWRITEAOF"]).starts_with("+Background"));
     let mut swaps = 0;
-    wait_until(300, "the rewrite", || {
+    common::wait_until("the rewrite", Duration::from_secs(300), || {
         let info = r.cmd(&["INFO", "persistence"]);
         // A few times: each one restarts the rewrite, which must still complete.
         if info.contains("aof_rewrite_in_progress:1") && swaps < 3 {
