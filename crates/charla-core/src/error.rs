@@ -16,6 +16,11 @@ pub enum BrokerError {
     #[error("cannot reach the broker at {address}: {reason}")]
     Unreachable { address: String, reason: String },
 
+    /// The broker answers but cannot serve for a while (loading its data after a restart,
+    /// its disk failing, a failover): worth retrying, like [`Unreachable`](Self::Unreachable).
+    #[error("the broker at {address} cannot serve requests for now: {reason}")]
+    Unavailable { address: String, reason: String },
+
     /// The broker refused our credentials (or wants some we did not give).
     #[error("the broker at {address} refused authentication: {reason}")]
     Auth { address: String, reason: String },
@@ -64,6 +69,9 @@ impl BrokerError {
     /// True when retrying after a reconnect may succeed (the broker went away), as opposed to
     /// errors that will repeat (bad URL, bad password, unsupported mode).
     pub fn is_transient(&self) -> bool {
-        matches!(self, BrokerError::Unreachable { .. } | BrokerError::Closed)
+        matches!(
+            self,
+            BrokerError::Unreachable { .. } | BrokerError::Unavailable { .. } | BrokerError::Closed
+        )
     }
 }

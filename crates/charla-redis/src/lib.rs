@@ -205,6 +205,18 @@ pub(crate) fn map_err(e: redis::RedisError, address: &str) -> BrokerError {
             detail: "it holds another kind of value; use another --room for this mode".into(),
         };
     }
+    // Replies a server gives while it cannot serve for a moment: still loading its AOF after a
+    // restart (LOADING), a disk that fails (MISCONF), a cluster failing over. A client that
+    // gave up on them would stop on every broker restart.
+    if matches!(
+        code,
+        "LOADING" | "MISCONF" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN"
+    ) {
+        return BrokerError::Unavailable {
+            address: address.to_owned(),
+            reason: e.detail().unwrap_or(&e.to_string()).to_owned(),
+        };
+    }
     if e.is_connection_refusal() || e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
         return BrokerError::Unreachable {
             address: address.to_owned(),
@@ -459,6 +471,27 @@ mod tests {
         );
         let i = parse_info("redis_version:7.2.0\r\ncharla_version:0.1.0\r\n", "h:1");
         assert_eq!(i.product, "charla serve");
+    }
+
+    /// A server restarted with a big AOF answers LOADING for a while (seen in bench/chaos.sh:
+    /// `charla send` gave up on it); a failing disk answers MISCONF. Both are retried.
+    #[test]
+    fn a_server_that_cannot_serve_for_now_is_a_transient_error() {
+        for reply in [
+            &b"-LOADING Redis is loading the dataset in memory\r\n"[..],
+            b"-MISCONF Errors writing to the AOF file: No space left on device\r\n",
+            b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n",
+        ] {
+            let e = redis::parse_redis_value(reply)
+                .and_then(|v| v.extract_error())
+                .expect_err("an error reply");
+            let mapped = map_err(e, "h:1");
+            assert!(mapped.is_transient(), "{mapped}");
+        }
+        let e = redis::parse_redis_value(b"-ERR unknown command\r\n")
+            .and_then(|v| v.extract_error())
+            .expect_err("an error reply");
+        assert!(!map_err(e, "h:1").is_transient());
     }
 
     #[test]
