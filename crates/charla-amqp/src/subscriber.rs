@@ -56,6 +56,12 @@ pub(crate) struct AmqpSubscriber {
     /// Queue mode: what the room's queue is (who counts deliveries).
     kind: QueueKind,
     active: Option<Active>,
+    /// A channel `open` created and had not finished with: set before each await that can
+    /// leave state on the broker, cleared once the consumer is active. A `recv` cancelled
+    /// inside `open` (a timeout around it, say) leaves it here, possibly with a consumer
+    /// RabbitMQ already delivers to — up to `prefetch` messages held by nobody until the
+    /// connection closes. The next `open` (or `close`) closes it, which gives them back.
+    opening: Option<Channel>,
     epoch: u64,
     /// Queue mode: deliveries not settled yet on the current channel, with what it takes
     /// to publish them again (requeue with a count, or dead-letter).
@@ -101,6 +107,7 @@ impl AmqpSubscriber {
             max_deliveries,
             kind: QueueKind::Quorum,
             active: None,
+            opening: None,
             epoch: 0,
             unacked: HashMap::new(),
             next_offset: None,
@@ -121,10 +128,12 @@ impl AmqpSubscriber {
 
     async fn open(&mut self) -> Result<()> {
         self.drop_active();
+        self.close_abandoned().await;
         let conn = self.link.connection().await?;
         let address = self.link.address.clone();
         let map = |e: lapin::Error| map_error(&address, &e);
         let ch = conn.create_channel().await.map_err(map)?;
+        self.opening = Some(ch.clone());
         let prefetch = self.sub.prefetch.clamp(1, u16::MAX as usize) as u16;
         let room = self.sub.room.clone();
         let mut args = FieldTable::default();
@@ -174,6 +183,9 @@ impl AmqpSubscriber {
                 (ch, q, false)
             }
         };
+        // The declares may have replaced the channel: the one the consumer lives on is the
+        // one to close if this is cancelled from here on.
+        self.opening = Some(ch.clone());
         let consumer = ch
             .basic_consume(
                 short(&queue)?,
@@ -188,11 +200,23 @@ impl AmqpSubscriber {
             .map_err(map)?;
         self.epoch += 1;
         self.opened_at = Instant::now();
+        self.opening = None;
         self.active = Some(Active {
             channel: ch,
             consumer,
         });
         Ok(())
+    }
+
+    /// Close the channel a cancelled `open` left behind (see [`AmqpSubscriber::opening`]):
+    /// RabbitMQ then gives whatever it delivered there to the consumers that read.
+    async fn close_abandoned(&mut self) {
+        if let Some(ch) = self.opening.take() {
+            tracing::debug!("closing the channel of a cancelled subscribe");
+            let _ = ch
+                .close(200, "abandoned by a cancelled subscribe".into())
+                .await;
+        }
     }
 
     fn drop_active(&mut self) {
@@ -692,7 +716,33 @@ impl Subscriber for AmqpSubscriber {
         if let Some(dead) = self.side_channel.take() {
             let _ = dead.close(200, "closing".into()).await;
         }
+        self.close_abandoned().await;
         Ok(())
+    }
+}
+
+impl Drop for AmqpSubscriber {
+    /// Dropped without `close` (a task cancelled, a caller that gave up): close its channels
+    /// in the background where a runtime runs, so RabbitMQ gives what it delivered to them
+    /// to other consumers now rather than when the shared connection closes.
+    fn drop(&mut self) {
+        let channels: Vec<Channel> = self
+            .active
+            .take()
+            .map(|a| a.channel)
+            .into_iter()
+            .chain(self.opening.take())
+            .collect();
+        if channels.is_empty() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                for ch in channels {
+                    let _ = ch.close(200, "subscriber dropped".into()).await;
+                }
+            });
+        }
     }
 }
 

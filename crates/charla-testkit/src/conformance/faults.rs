@@ -282,6 +282,60 @@ async fn cancelled_recv(ctx: &Ctx<'_>, shape: Shape) {
     let _ = b.purge(shape.mode(), &place.room).await;
 }
 
+/// A consumer whose connection is cut keeps calling `recv` under a short timeout, as a loop
+/// with a deadline or a select would: the timeouts cancel `recv` at every point of its
+/// reconnection (connecting, subscribing again). Nothing may be stranded by a cancelled
+/// re-subscription: every message arrives within the patience window.
+pub async fn fault_queue_recv_cancelled_while_reconnecting(ctx: &Ctx<'_>) {
+    let t = ctx.target;
+    let url = t.url().expect("the case needs a URL");
+    let proxy = FaultProxy::start(socket_addr_of(&url, 0)).await;
+    let through = proxy.url_for(&url);
+    let b = t.connect().await;
+    let place = Place::new(Shape::Queue, "f-cancel-reconnect-");
+    let tally: Shared = Arc::default();
+    let open_sub = || async {
+        let broker = (ctx.suite.open)(through.clone()).await.ok()?;
+        let sub = broker.subscribe(place.subscription("c", 20)).await.ok()?;
+        Some((broker, sub))
+    };
+    let mut link = open_sub().await;
+    assert!(link.is_some(), "subscribe through the proxy");
+    publish_counted(&*b, &place, 300, &tally).await;
+    let deadline = Instant::now() + t.recovery_time() + PATIENCE * 2;
+    let mut round = 0u64;
+    while !lock(&tally).complete() && Instant::now() < deadline {
+        round += 1;
+        if round % 25 == 0 && round <= 250 {
+            // Again and again, so that many re-subscriptions get cancelled; then no more,
+            // so that whatever the last one stranded stays stranded unless it was handled.
+            proxy.cut();
+        }
+        let Some((_, sub)) = link.as_mut() else {
+            link = open_sub().await;
+            continue;
+        };
+        // 1 to 30 ms: short enough to land inside a reconnection now and then.
+        let wait = Duration::from_millis(1 + round * 7 % 30);
+        match tokio::time::timeout(wait, sub.recv()).await {
+            Err(_) => {}
+            Ok(Ok(d)) => {
+                lock(&tally).record(&d.message.id, d.redelivered);
+                if sub.ack(d.tag).await.is_err() {
+                    link = None;
+                }
+            }
+            Ok(Err(_)) => link = None,
+        }
+    }
+    lock(&tally).assert_sound(
+        &format!("{} recv cancelled while reconnecting", ctx.suite.backend),
+        &caps_of(&*b),
+        false,
+    );
+    let _ = b.purge(Mode::Queue, &place.room).await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // a consumer process killed with SIGKILL mid-batch
 

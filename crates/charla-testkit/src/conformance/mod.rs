@@ -186,6 +186,10 @@ pub static CASES: &[Case] = &[
     case!(basic::unsupported_modes_fail_at_subscribe, []),
     case!(faults::fault_queue_cancelled_recv, [Queue]),
     case!(faults::fault_stream_group_cancelled_recv, [StreamGroups]),
+    case!(
+        faults::fault_queue_recv_cancelled_while_reconnecting,
+        [Queue, Url]
+    ),
     case!(faults::fault_queue_consumer_process_killed, [Queue, Url]),
     case!(
         faults::fault_stream_group_consumer_process_killed,
