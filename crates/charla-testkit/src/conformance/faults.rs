@@ -306,7 +306,7 @@ pub async fn fault_queue_recv_cancelled_while_reconnecting(ctx: &Ctx<'_>) {
     let mut round = 0u64;
     while !lock(&tally).complete() && Instant::now() < deadline {
         round += 1;
-        if round % 25 == 0 && round <= 250 {
+        if round.is_multiple_of(25) && round <= 250 {
             // Again and again, so that many re-subscriptions get cancelled; then no more,
             // so that whatever the last one stranded stays stranded unless it was handled.
             proxy.cut();
