@@ -117,6 +117,18 @@ enum State {
     Inline { searched: usize },
 }
 
+impl State {
+    /// How far into the request scanning has got (where it resumes).
+    fn position(self) -> usize {
+        match self {
+            State::Start => 0,
+            State::Multi(Cursor::Header { pos, .. }) => pos,
+            State::Multi(Cursor::Body { start, .. }) => start,
+            State::Inline { searched } => searched,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Cursor {
     /// `left` bulks to come, the next one's `$` header at `pos`.
@@ -150,27 +162,14 @@ impl Parser {
         adm: &Admission,
         out: &mut ArgSpans,
     ) -> Result<Scan, ProtocolError> {
-        let from = match self.state {
-            State::Start => 0,
-            State::Multi(Cursor::Header { pos, .. }) => pos,
-            State::Multi(Cursor::Body { start, .. }) => start,
-            State::Inline { searched } => searched,
-        };
+        let from = self.state.position();
         let r = self.step(buf, limits, adm, out);
-        let reached = match (&r, self.state) {
-            (Ok(Scan::Incomplete), State::Multi(Cursor::Header { pos, .. })) => pos,
-            (Ok(Scan::Incomplete), State::Multi(Cursor::Body { start, .. })) => start,
-            (Ok(Scan::Incomplete), State::Inline { searched }) => searched,
-            (Ok(Scan::Incomplete), State::Start) => 0,
-            (
-                Ok(
-                    Scan::Multibulk { consumed }
-                    | Scan::Inline { consumed }
-                    | Scan::Empty { consumed },
-                ),
-                _,
+        let reached = match &r {
+            Ok(Scan::Incomplete) => self.state.position(),
+            Ok(
+                Scan::Multibulk { consumed } | Scan::Inline { consumed } | Scan::Empty { consumed },
             ) => *consumed,
-            (Err(_), _) => buf.len(),
+            Err(_) => buf.len(),
         };
         self.scanned += reached.saturating_sub(from) as u64;
         if !matches!(r, Ok(Scan::Incomplete)) {
