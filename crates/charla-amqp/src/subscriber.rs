@@ -1,7 +1,7 @@
 //! Consuming: one channel and one consumer per subscriber, opened again (with the topology
 //! declared again) when the connection drops.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,7 +65,7 @@ pub(crate) struct AmqpSubscriber {
     epoch: u64,
     /// Queue mode: deliveries not settled yet on the current channel, with what it takes
     /// to publish them again (requeue with a count, or dead-letter).
-    unacked: HashMap<u64, Pending>,
+    unacked: BTreeMap<u64, Pending>,
     /// Stream mode: offset of the next message wanted (where to resume after a reconnect).
     next_offset: Option<u64>,
     /// Stream mode: deliveries below this offset are skipped (RabbitMQ starts at the
@@ -109,7 +109,7 @@ impl AmqpSubscriber {
             active: None,
             opening: None,
             epoch: 0,
-            unacked: HashMap::new(),
+            unacked: BTreeMap::new(),
             next_offset: None,
             skip_below: None,
             side_channel: None,
@@ -128,7 +128,7 @@ impl AmqpSubscriber {
 
     async fn open(&mut self) -> Result<()> {
         self.drop_active();
-        self.close_abandoned().await;
+        self.close_abandoned();
         let conn = self.link.connection().await?;
         let address = self.link.address.clone();
         let map = |e: lapin::Error| map_error(&address, &e);
@@ -210,17 +210,20 @@ impl AmqpSubscriber {
 
     /// Close the channel a cancelled `open` left behind (see [`AmqpSubscriber::opening`]):
     /// RabbitMQ then gives whatever it delivered there to the consumers that read.
-    async fn close_abandoned(&mut self) {
+    fn close_abandoned(&mut self) {
         if let Some(ch) = self.opening.take() {
             tracing::debug!("closing the channel of a cancelled subscribe");
-            let _ = ch
-                .close(200, "abandoned by a cancelled subscribe".into())
-                .await;
+            close_in_background(ch, "abandoned by a cancelled subscribe");
         }
     }
 
+    /// Forget the current channel, closing it: it may be alive (a failed ack, a cancelled
+    /// consumer) and still hold prefetched messages that RabbitMQ gives back only when the
+    /// channel closes.
     fn drop_active(&mut self) {
-        self.active = None;
+        if let Some(active) = self.active.take() {
+            close_in_background(active.channel, "subscribing again");
+        }
         self.unacked.clear();
         self.poison.clear();
         self.side_channel = None;
@@ -640,9 +643,12 @@ impl Subscriber for AmqpSubscriber {
         // held ones when the channel closes, so a message acked in a burst just before a
         // close could come back. A batch as one command keeps far below that limit (and is
         // faster).
+        // `unacked` is ordered: its lowest held tag is its first key (poison is rare and short).
         let held = self
             .unacked
             .keys()
+            .next()
+            .into_iter()
             .chain(self.poison.iter().map(|(t, _, _)| t))
             .min()
             .copied()
@@ -716,7 +722,7 @@ impl Subscriber for AmqpSubscriber {
         if let Some(dead) = self.side_channel.take() {
             let _ = dead.close(200, "closing".into()).await;
         }
-        self.close_abandoned().await;
+        self.close_abandoned();
         Ok(())
     }
 }
@@ -726,23 +732,20 @@ impl Drop for AmqpSubscriber {
     /// in the background where a runtime runs, so RabbitMQ gives what it delivered to them
     /// to other consumers now rather than when the shared connection closes.
     fn drop(&mut self) {
-        let channels: Vec<Channel> = self
-            .active
-            .take()
-            .map(|a| a.channel)
-            .into_iter()
-            .chain(self.opening.take())
-            .collect();
-        if channels.is_empty() {
-            return;
-        }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                for ch in channels {
-                    let _ = ch.close(200, "subscriber dropped".into()).await;
-                }
-            });
-        }
+        self.drop_active();
+        self.close_abandoned();
+    }
+}
+
+/// Close a channel in a task of its own: a close awaited inside `recv` could be cancelled
+/// with it, and a channel whose close never went out keeps its prefetched messages from
+/// every other consumer for as long as the shared connection lives. Without a runtime (a
+/// subscriber dropped after it) the connection's own end gives them back.
+fn close_in_background(ch: Channel, why: &'static str) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            let _ = ch.close(200, why.into()).await;
+        });
     }
 }
 

@@ -3,6 +3,8 @@
 //! random names; the restart cases stop and start the local node (`rabbitmqctl`) while holding
 //! the RabbitMQ lock alone, so no other RabbitMQ test runs meanwhile.
 
+mod common;
+
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -61,16 +63,9 @@ impl Target for RabbitMq {
 
 fn setup() -> BoxFuture<'static, Option<Box<dyn Target>>> {
     Box::pin(async {
-        let lock = tokio::task::spawn_blocking(rabbitmq::shared_use)
-            .await
-            .ok()?;
-        if !rabbitmq::rabbitmq_available().await {
-            return None;
-        }
-        let base = rabbitmq::amqp_url();
-        let sep = if base.contains('?') { '&' } else { '?' };
+        let lock = common::rabbitmq_available().await?;
         Some(Box::new(RabbitMq {
-            url: format!("{base}{sep}heartbeat={HEARTBEAT_S}"),
+            url: charla_testkit::with_option(&common::url_text(), "heartbeat", HEARTBEAT_S),
             lock: Mutex::new(Some(lock)),
         }) as Box<dyn Target>)
     })

@@ -14,12 +14,15 @@ use charla_amqp::AmqpBroker;
 use charla_core::{Broker, BrokerUrl, Message, Mode, Subscription};
 use charla_testkit::proxy::{socket_addr_of, FaultProxy};
 
-/// The test URL through `proxy`, with `options` appended.
+/// The test URL through `proxy`, with `options` (`key=value&…`) appended.
 fn through(proxy: &FaultProxy, options: &str) -> BrokerUrl {
-    let mut text = proxy.url_for(&common::url_text());
-    text.push(if text.contains('?') { '&' } else { '?' });
-    text.push_str(options);
-    BrokerUrl::parse(&text).unwrap()
+    let (key, value) = options.split_once('=').unwrap();
+    BrokerUrl::parse(&charla_testkit::with_option(
+        &proxy.url_for(&common::url_text()),
+        key,
+        value,
+    ))
+    .unwrap()
 }
 
 /// Works through the proxy, stalls it, and checks that `recv` and `publish` (sharing the

@@ -33,30 +33,20 @@ impl Drop for StartOnDrop {
     }
 }
 
-fn local_broker(url: &BrokerUrl) -> bool {
-    let host = url.url().host_str().unwrap_or("");
-    matches!(host, "127.0.0.1" | "localhost" | "::1" | "[::1]")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_confirmed_message_survives_a_restart() {
     // Alone: no other RabbitMQ test (of any test process) runs while RabbitMQ restarts.
     let Some(_lock) = common::rabbitmq_exclusive().await else {
         return;
     };
-    let url = common::url();
-    if !local_broker(&url) || rabbitmqctl(&["status"]).is_err() {
+    if !charla_testkit::rabbitmq::is_local() || rabbitmqctl(&["status"]).is_err() {
         charla_testkit::service_missing("rabbitmqctl controlling the local RabbitMQ");
         return;
     }
-    let url = BrokerUrl::parse(&format!(
-        "{}{}recovery_timeout_ms=90000",
-        common::url_text(),
-        if common::url_text().contains('?') {
-            "&"
-        } else {
-            "?"
-        }
+    let url = BrokerUrl::parse(&charla_testkit::with_option(
+        &common::url_text(),
+        "recovery_timeout_ms",
+        90000,
     ))
     .unwrap();
     let queue_room = charla_testkit::unique_name("restart-q-");
@@ -155,14 +145,10 @@ async fn every_confirmed_message_survives_a_restart() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // A publisher that may wait only half a second for the broker.
-    let impatient = BrokerUrl::parse(&format!(
-        "{}{}recovery_timeout_ms=500",
-        common::url_text(),
-        if common::url_text().contains('?') {
-            "&"
-        } else {
-            "?"
-        }
+    let impatient = BrokerUrl::parse(&charla_testkit::with_option(
+        &common::url_text(),
+        "recovery_timeout_ms",
+        500,
     ))
     .unwrap();
     let impatient = AmqpBroker::connect(&impatient).await.expect("connect");

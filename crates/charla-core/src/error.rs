@@ -6,7 +6,7 @@ use crate::mode::Mode;
 /// Result alias used across the backends.
 pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BrokerError {
     /// The URL could not be understood (bad scheme, bad port, bad query option).
     #[error("invalid broker URL '{url}': {reason}")]

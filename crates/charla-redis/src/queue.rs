@@ -183,20 +183,34 @@ impl QueueSubscriber {
         map_err(e, &self.opts.address)
     }
 
+    /// How long without a successful beat before the heartbeat counts as lost: 3/4 of the TTL,
+    /// so the consumer stops before the key can expire and others take its list over.
+    fn stale_after(&self) -> Duration {
+        self.opts.consumer_ttl * 3 / 4
+    }
+
+    /// Time left before the heartbeat counts as lost (zero when it is, or the key expired).
+    fn beat_left(&self) -> Duration {
+        match self.heartbeat.lock() {
+            Ok(s) if !s.expired => self.stale_after().saturating_sub(s.last_ok.elapsed()),
+            _ => Duration::ZERO,
+        }
+    }
+
     /// Fails once the heartbeat is lost: the key expired (others may be taking our list), or
     /// no beat succeeded for 3/4 of the TTL (it may expire any moment). Sticky: a consumer
     /// that may have been taken over must be closed and started again, not carry on.
     fn check_heartbeat(&mut self) -> Result<()> {
         if let Some(e) = &self.stopped {
-            return Err(clone_err(e));
+            return Err(e.clone());
         }
-        let ttl = self.opts.consumer_ttl;
+        let stale_after = self.stale_after();
         let lost = match self.heartbeat.lock() {
             Ok(s) if s.expired => Some((
                 "its heartbeat key had expired (the consumer was presumed dead and its messages are being handed to others)".to_owned(),
                 true,
             )),
-            Ok(s) if s.last_ok.elapsed() > ttl * 3 / 4 => {
+            Ok(s) if s.last_ok.elapsed() > stale_after => {
                 let (why, transient) = s
                     .error
                     .clone()
@@ -227,7 +241,7 @@ impl QueueSubscriber {
         } else {
             BrokerError::backend(crate::BACKEND, reason)
         };
-        self.stopped = Some(clone_err(&e));
+        self.stopped = Some(e.clone());
         Err(e)
     }
 
@@ -425,10 +439,7 @@ impl QueueSubscriber {
     fn trim_acked(&self, tags: &[AckTag]) -> Option<Ack> {
         let oldest_left = self.inflight.keys().min().copied().unwrap_or(u64::MAX);
         let in_order = !tags.is_empty() && tags.iter().all(|t| t.0 < oldest_left);
-        let fresh = self
-            .heartbeat
-            .lock()
-            .is_ok_and(|s| !s.expired && s.last_ok.elapsed() < self.opts.consumer_ttl * 3 / 4);
+        let fresh = !self.beat_left().is_zero();
         if !(in_order
             && self.acked.len() == tags.len()
             && self.watching
@@ -477,12 +488,8 @@ impl QueueSubscriber {
     /// Wait up to [`BLOCK`] for one message, and never past the moment the heartbeat would
     /// count as lost: the check after it must come in time.
     async fn fetch_blocking(&mut self) -> Result<()> {
-        let until_stale = match self.heartbeat.lock() {
-            Ok(s) => (self.opts.consumer_ttl * 3 / 4).saturating_sub(s.last_ok.elapsed()),
-            Err(_) => Duration::ZERO,
-        };
         // 0 would mean "forever" to BLMOVE.
-        let block = BLOCK.min(until_stale).max(Duration::from_millis(10));
+        let block = BLOCK.min(self.beat_left()).max(Duration::from_millis(10));
         self.unsure = true;
         let moved: Option<Vec<u8>> = redis::cmd("BLMOVE")
             .arg(&self.room)
@@ -610,6 +617,10 @@ impl QueueSubscriber {
     /// `own`), counting a delivery for each. Returns how many were moved.
     async fn requeue_list(&mut self, list: &str, own: bool) -> Result<usize> {
         let mut moved = 0usize;
+        // Unsure while an LMOVE's reply or the requeue after it is outstanding (a cancel there
+        // leaves a message in our list we do not know of); once the list came back empty
+        // and everything was requeued, we are what we were before.
+        let was_unsure = self.unsure;
         loop {
             let cmd = if own {
                 let mut c = redis::cmd("LINDEX");
@@ -627,7 +638,13 @@ impl QueueSubscriber {
                 .query_async(&mut self.conn)
                 .await
                 .map_err(|e| self.err(e))?;
-            let Some(payload) = payload else { break };
+            let Some(payload) = payload else {
+                // Nothing moved, and every earlier message was requeued in full.
+                if !own {
+                    self.unsure = was_unsure;
+                }
+                break;
+            };
             if self.requeue(&payload).await? {
                 moved += 1;
             }
@@ -762,16 +779,6 @@ pub(crate) fn unknown_tag(tag: AckTag) -> BrokerError {
 }
 
 /// The same error again (BrokerError is not Clone: its variants are plain data, rebuilt here).
-fn clone_err(e: &BrokerError) -> BrokerError {
-    match e {
-        BrokerError::Unreachable { address, reason } => BrokerError::Unreachable {
-            address: address.clone(),
-            reason: reason.clone(),
-        },
-        other => BrokerError::backend(crate::BACKEND, other.to_string()),
-    }
-}
-
 /// Write the heartbeat key; with `refresh`, only if it still exists (`XX`). Returns whether
 /// the key was written.
 async fn beat(

@@ -13,8 +13,8 @@ use redis::aio::MultiplexedConnection;
 use redis::Value;
 
 async fn connect(url: &str, ttl_ms: u64) -> RedisBroker {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let url = BrokerUrl::parse(&format!("{url}{sep}consumer_ttl_ms={ttl_ms}")).unwrap();
+    let url =
+        BrokerUrl::parse(&charla_testkit::with_option(url, "consumer_ttl_ms", ttl_ms)).unwrap();
     RedisBroker::connect(&url).await.unwrap()
 }
 

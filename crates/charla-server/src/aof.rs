@@ -323,9 +323,6 @@ impl Writer {
         if buf.is_empty() {
             return;
         }
-        if let Some(rw) = self.rewrite.as_mut() {
-            rw.diff.extend_from_slice(buf);
-        }
         if self.written == self.pending.len() {
             self.pending.clear();
             self.written = 0;

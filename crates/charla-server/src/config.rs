@@ -139,11 +139,7 @@ pub fn parse_output_limits(s: &str) -> Result<Option<OutputLimit>, String> {
     }
     let mut pubsub = None;
     for w in words.chunks(4) {
-        let size = |v: &str| {
-            parse_memory(v)
-                .and_then(|n| usize::try_from(n).ok())
-                .ok_or_else(|| format!("invalid size {v:?}"))
-        };
+        let size = |v: &str| parse_size(v).ok_or_else(|| format!("invalid size {v:?}"));
         let limit = OutputLimit {
             hard: size(w[1])?,
             soft: size(w[2])?,
@@ -173,6 +169,11 @@ pub fn parse_output_limits(s: &str) -> Result<Option<OutputLimit>, String> {
 
 /// A size as `redis.conf` writes it: plain bytes, or with a unit `k`/`m`/`g` (powers of 1000)
 /// or `kb`/`mb`/`gb` (powers of 1024), in any case.
+/// [`parse_memory`] as an in-memory size (`None` also when it does not fit a `usize`).
+pub fn parse_size(s: &str) -> Option<usize> {
+    parse_memory(s).and_then(|n| usize::try_from(n).ok())
+}
+
 pub fn parse_memory(s: &str) -> Option<u64> {
     let s = s.trim().to_ascii_lowercase();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());

@@ -179,9 +179,7 @@ impl Keyspace {
     /// [`Keyspace::set_expire`]).
     pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
         self.expire_if_due(key, now);
-        if self.snap.is_some() {
-            self.before_write(key);
-        }
+        self.before_write(key);
         self.map.get_mut(key)
     }
 
@@ -201,9 +199,7 @@ impl Keyspace {
 
     /// Store `value` under `key`, dropping any previous value and its expiry (SET semantics).
     pub fn insert(&mut self, key: Bytes, value: Value) {
-        if self.snap.is_some() {
-            self.before_write(&key);
-        }
+        self.before_write(&key);
         match self.map.entry(key) {
             std::collections::hash_map::Entry::Occupied(mut o) => {
                 let e = o.get_mut();
@@ -226,9 +222,7 @@ impl Keyspace {
 
     /// Store `value` keeping the key's current expiry (SET ... KEEPTTL, list/hash creation).
     pub fn insert_keep_ttl(&mut self, key: Bytes, value: Value) {
-        if self.snap.is_some() {
-            self.before_write(&key);
-        }
+        self.before_write(&key);
         match self.map.get_mut(&key) {
             Some(e) => e.value = value,
             None => self.insert(key, value),
@@ -236,9 +230,7 @@ impl Keyspace {
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        if self.snap.is_some() {
-            self.before_write(key);
-        }
+        self.before_write(key);
         let (k, e) = self.map.remove_entry(key)?;
         if e.expire_at != 0 {
             self.expires.remove(&(e.expire_at, k));
@@ -249,9 +241,7 @@ impl Keyspace {
 
     /// Set (at > 0) or clear (at == 0) the expiry of an existing key. False if no such key.
     pub fn set_expire(&mut self, key: &[u8], at: u64) -> bool {
-        if self.snap.is_some() {
-            self.before_write(key);
-        }
+        self.before_write(key);
         let Some(e) = self.map.get_mut(key) else {
             return false;
         };

@@ -38,17 +38,23 @@ pub struct ProtocolError(pub &'static str);
 impl ProtocolError {
     /// A request bigger than `client-query-buffer-limit` allows.
     pub const QUERY_BUFFER: ProtocolError = ProtocolError("query buffer limit reached");
+    /// A bulk over the unauthenticated limit, before AUTH.
+    pub const UNAUTH_BULK: ProtocolError = ProtocolError("unauthenticated bulk length");
+    /// Too many arguments before AUTH.
+    pub const UNAUTH_MULTIBULK: ProtocolError = ProtocolError("unauthenticated multibulk length");
+    /// An inline request longer than the inline limit.
+    pub const INLINE_TOO_BIG: ProtocolError = ProtocolError("too big inline request");
 
     /// The request broke a limit on unauthenticated clients or on the query buffer (rather
     /// than the syntax): worth a warning in the log and a count in INFO.
     pub fn is_limit(&self) -> bool {
-        matches!(
-            self.0,
-            "unauthenticated bulk length"
-                | "unauthenticated multibulk length"
-                | "too big inline request"
-                | "query buffer limit reached"
-        )
+        [
+            Self::UNAUTH_BULK,
+            Self::UNAUTH_MULTIBULK,
+            Self::INLINE_TOO_BIG,
+            Self::QUERY_BUFFER,
+        ]
+        .contains(self)
     }
 }
 
@@ -225,7 +231,7 @@ impl Parser {
                         return Err(ProtocolError("invalid bulk length"));
                     }
                     if adm.unauthenticated && len > UNAUTH_MAX_BULK {
-                        return Err(ProtocolError("unauthenticated bulk length"));
+                        return Err(ProtocolError::UNAUTH_BULK);
                     }
                     let start = end + 2;
                     // The request so far plus this bulk must fit the query buffer limit:
@@ -274,7 +280,7 @@ impl Parser {
             .map(|p| p + searched)
         else {
             if buf.len() > limits.max_inline_len {
-                return Err(ProtocolError("too big inline request"));
+                return Err(ProtocolError::INLINE_TOO_BIG);
             }
             self.state = State::Inline {
                 searched: buf.len(),
@@ -303,7 +309,7 @@ fn multibulk_header(
         return Err(ProtocolError("invalid multibulk length"));
     }
     if adm.unauthenticated && n > UNAUTH_MAX_MULTIBULK {
-        return Err(ProtocolError("unauthenticated multibulk length"));
+        return Err(ProtocolError::UNAUTH_MULTIBULK);
     }
     if n <= 0 {
         return Ok(Err(Scan::Empty { consumed: end + 2 }));
@@ -364,7 +370,7 @@ fn scan_inline_line(
     out: &mut ArgSpans,
 ) -> Result<Scan, ProtocolError> {
     if nl > limits.max_inline_len {
-        return Err(ProtocolError("too big inline request"));
+        return Err(ProtocolError::INLINE_TOO_BIG);
     }
     let line = if nl > 0 && buf[nl - 1] == b'\r' {
         &buf[..nl - 1]
@@ -781,12 +787,12 @@ mod tests {
             |b: &[u8], adm: &Admission| Parser::default().parse(b, &limits, adm, &mut spans);
         assert_eq!(
             parse(b"*11\r\n", &unauth),
-            Err(ProtocolError("unauthenticated multibulk length"))
+            Err(ProtocolError::UNAUTH_MULTIBULK)
         );
         assert_eq!(parse(b"*10\r\n$16384\r\n", &unauth), Ok(Scan::Incomplete));
         assert_eq!(
             parse(b"*10\r\n$16385\r\n", &unauth),
-            Err(ProtocolError("unauthenticated bulk length"))
+            Err(ProtocolError::UNAUTH_BULK)
         );
         let authed = Admission {
             unauthenticated: false,

@@ -161,15 +161,6 @@ fn info_field(r: &mut Raw, field: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Poll `cond` until it holds or the deadline passes.
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Read from `s` until the server closes it; returns what came (a reset counts as closed).
 fn read_until_closed(s: &mut TcpStream, timeout: Duration) -> Result<Vec<u8>, String> {
     s.set_read_timeout(Some(timeout)).unwrap();
@@ -461,7 +452,7 @@ fn a_trickled_request_is_parsed_once_not_once_per_read() {
     let mut r = srv.raw();
     let mut scanned = 0;
     let mut input = 0;
-    wait_for(
+    common::wait_until(
         "the tricklers' bytes in INFO",
         Duration::from_secs(20),
         || {
@@ -636,13 +627,13 @@ fn a_blocked_client_that_hangs_up_is_removed_and_never_served() {
             )
             .as_bytes(),
         );
-        wait_for("the client to block", Duration::from_secs(5), || {
+        common::wait_until("the client to block", Duration::from_secs(5), || {
             info_field(&mut admin, "blocked_clients") == Some(1)
         });
         // It hangs up; a value arrives right after.
         drop(blocked);
         assert_eq!(pusher.cmd(&["LPUSH", &key, "v"]), ":1\r\n");
-        wait_for(
+        common::wait_until(
             "the hung-up client to leave CLIENT LIST",
             Duration::from_secs(2),
             || client_count(&mut admin) == 2,

@@ -51,6 +51,25 @@ pub fn report_skip_of(test: &str, why: &str) {
     }
 }
 
+/// Poll `probe` until it returns true, failing the test after `limit` with `what`: tests wait
+/// for a condition, never for a guessed number of milliseconds.
+pub fn wait_until(what: &str, limit: std::time::Duration, mut probe: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !probe() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// `url` with the query option `key=value` added (after `?`, or `&` when it has a query).
+pub fn with_option(url: &str, key: &str, value: impl std::fmt::Display) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{key}={value}")
+}
+
 /// True when running under CI.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")

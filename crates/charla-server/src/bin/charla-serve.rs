@@ -7,7 +7,7 @@
 //! --client-query-buffer-limit SIZE --client-output-buffer-limit "pubsub HARD SOFT SECS"
 //! --tcp-backlog N --tcp-keepalive SECS`. `--port 0` picks a free port (logged when ready).
 
-use charla_server::config::{parse_memory, parse_output_limits};
+use charla_server::config::{parse_output_limits, parse_size};
 use charla_server::{AppendFsync, ServerConfig};
 
 fn main() {
@@ -41,14 +41,11 @@ fn main() {
             "--maxclients" => cfg.maxclients = v.parse().unwrap_or_else(|_| bad("a number")),
             "--threads" => cfg.threads = v.parse().unwrap_or_else(|_| bad("a number")),
             "--proto-max-bulk-len" => {
-                cfg.max_bulk_len = parse_memory(&v)
-                    .and_then(|n| usize::try_from(n).ok())
-                    .unwrap_or_else(|| bad("a size such as 512mb"))
+                cfg.max_bulk_len = parse_size(&v).unwrap_or_else(|| bad("a size such as 512mb"))
             }
             "--client-query-buffer-limit" => {
-                cfg.client_query_buffer_limit = parse_memory(&v)
-                    .and_then(|n| usize::try_from(n).ok())
-                    .unwrap_or_else(|| bad("a size such as 1gb"))
+                cfg.client_query_buffer_limit =
+                    parse_size(&v).unwrap_or_else(|| bad("a size such as 1gb"))
             }
             "--client-output-buffer-limit" => match parse_output_limits(&v) {
                 Ok(Some(l)) => cfg.pubsub_output_limit = l,

@@ -353,9 +353,8 @@ enum Setting {
 fn parse_setting(name: &str, value: &str) -> Result<Setting, &'static str> {
     // Redis's floor for both sizes: smaller ones would refuse ordinary commands.
     let size = |v: &str| {
-        crate::config::parse_memory(v)
+        crate::config::parse_size(v)
             .filter(|&n| n >= 1024 * 1024)
-            .and_then(|n| usize::try_from(n).ok())
             .ok_or("argument must be a memory value of at least 1mb")
     };
     Ok(match name {

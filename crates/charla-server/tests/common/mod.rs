@@ -96,18 +96,7 @@ impl Drop for TestServer {
     }
 }
 
-/// Poll `probe` until it returns true, failing the test after `limit` with `what`: tests wait
-/// for a condition, never for a guessed number of milliseconds.
-pub fn wait_until(what: &str, limit: Duration, mut probe: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + limit;
-    while !probe() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
+pub use charla_testkit::wait_until;
 
 impl TestServer {
     /// `INFO clients`' `blocked_clients` equals `n` (within 5 s).

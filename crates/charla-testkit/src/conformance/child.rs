@@ -30,7 +30,8 @@ pub struct ConsumerSpec {
 }
 
 impl ConsumerSpec {
-    fn subscription(&self) -> Subscription {
+    /// The subscription this consumer (process or not) makes.
+    pub(super) fn subscription(&self) -> Subscription {
         let mut s = Subscription::new(self.mode, self.room.as_str())
             .prefetch(self.prefetch)
             .consumer(self.consumer.as_str());

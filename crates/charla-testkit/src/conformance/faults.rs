@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use charla_core::{Broker, Delivery, Message, Mode, StartFrom, Subscriber, Subscription};
+use charla_core::{Broker, Delivery, Message, Mode, Subscriber, Subscription};
 
 use super::child::{ChildConsumer, ConsumerSpec};
 use super::{msg, recv_within, Ctx, Open, PATIENCE, QUIET};
@@ -160,13 +160,7 @@ impl Place {
     }
 
     fn subscription(&self, consumer: &str, prefetch: usize) -> Subscription {
-        let mut s = Subscription::new(self.shape.mode(), self.room.as_str())
-            .prefetch(prefetch)
-            .consumer(consumer);
-        if let Some(g) = &self.group {
-            s = s.group(g.as_str()).start(StartFrom::Beginning);
-        }
-        s
+        self.spec("", consumer, prefetch).subscription()
     }
 
     fn spec(&self, url: &str, consumer: &str, prefetch: usize) -> ConsumerSpec {
@@ -226,10 +220,6 @@ async fn settle(sub: &mut dyn Subscriber, d: Delivery, tally: &Shared) {
     lock(tally).acked.insert(d.message.id);
 }
 
-fn caps_of(b: &dyn Broker) -> charla_core::Capabilities {
-    b.capabilities()
-}
-
 // ---------------------------------------------------------------------------------------------
 // a cancelled recv
 
@@ -276,7 +266,7 @@ async fn cancelled_recv(ctx: &Ctx<'_>, shape: Shape) {
     second.close().await.expect("close");
     lock(&tally).assert_sound(
         &format!("{} cancelled recv", ctx.suite.backend),
-        &caps_of(&*b),
+        &b.capabilities(),
         false,
     );
     let _ = b.purge(shape.mode(), &place.room).await;
@@ -330,7 +320,7 @@ pub async fn fault_queue_recv_cancelled_while_reconnecting(ctx: &Ctx<'_>) {
     }
     lock(&tally).assert_sound(
         &format!("{} recv cancelled while reconnecting", ctx.suite.backend),
-        &caps_of(&*b),
+        &b.capabilities(),
         false,
     );
     let _ = b.purge(Mode::Queue, &place.room).await;
@@ -412,7 +402,7 @@ async fn killed_process(ctx: &Ctx<'_>, shape: Shape) {
         }
         t.assert_sound(
             &format!("{} consumer process killed", ctx.suite.backend),
-            &caps_of(&*b),
+            &b.capabilities(),
             false,
         );
     }
@@ -571,7 +561,8 @@ async fn taken_over(ctx: &Ctx<'_>, shape: Shape) {
     let deadline = Instant::now() + t.recovery_time() + PATIENCE;
     let mut a_alive = true;
     while !lock(&tally).complete() && Instant::now() < deadline {
-        if let Some(d) = recv_within_ok(&mut *other, Duration::from_millis(200)).await {
+        // An error is a pause here: the loop tries again until the deadline.
+        if let Ok(Ok(d)) = tokio::time::timeout(Duration::from_millis(200), other.recv()).await {
             settle(&mut *other, d, &tally).await;
         }
         if a_alive {
@@ -595,18 +586,10 @@ async fn taken_over(ctx: &Ctx<'_>, shape: Shape) {
     other.close().await.expect("close");
     lock(&tally).assert_sound(
         &format!("{} consumer taken over while alive", ctx.suite.backend),
-        &caps_of(&*b),
+        &b.capabilities(),
         false,
     );
     let _ = b.purge(shape.mode(), &place.room).await;
-}
-
-/// Like [`recv_within`] but an error is `None` (the caller treats it as a pause).
-async fn recv_within_ok(sub: &mut dyn Subscriber, wait: Duration) -> Option<Delivery> {
-    match tokio::time::timeout(wait, sub.recv()).await {
-        Ok(Ok(d)) => Some(d),
-        _ => None,
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -653,7 +636,7 @@ async fn traffic_through(ctx: &Ctx<'_>, shape: Shape, disruption: Disruption) {
     };
     let client_url = proxy.as_ref().map_or(url.clone(), |p| p.url_for(&url));
     let b = t.connect().await;
-    let caps = caps_of(&*b);
+    let caps = b.capabilities();
     let place = Arc::new(Place::new(shape, "f-traffic-"));
     place.prepare(&*b).await;
     drop(b);

@@ -337,7 +337,6 @@ async fn subscribe(broker: &dyn Broker, sub: Subscription) -> Box<dyn Subscriber
 pub struct ServerTarget {
     server: std::sync::Mutex<crate::RedisServer>,
     url: String,
-    ttl: Duration,
     open: Open,
 }
 
@@ -346,11 +345,10 @@ impl ServerTarget {
     pub const TTL: Duration = Duration::from_millis(1500);
 
     pub fn new(server: crate::RedisServer, open: Open) -> ServerTarget {
-        let url = format!("{}?consumer_ttl_ms={}", server.url(), Self::TTL.as_millis());
+        let url = crate::with_option(&server.url(), "consumer_ttl_ms", Self::TTL.as_millis());
         ServerTarget {
             server: std::sync::Mutex::new(server),
             url,
-            ttl: Self::TTL,
             open,
         }
     }
@@ -365,7 +363,7 @@ impl Target for ServerTarget {
     }
 
     fn recovery_time(&self) -> Duration {
-        self.ttl * 2
+        Self::TTL * 2
     }
 
     fn url(&self) -> Option<String> {

@@ -149,8 +149,7 @@ pub struct ServeArgs {
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
-    charla_server::config::parse_memory(s)
-        .and_then(|n| usize::try_from(n).ok())
+    charla_server::config::parse_size(s)
         .ok_or_else(|| format!("{s:?} is not a size (e.g. 1048576, 512mb, 1gb)"))
 }
 
