@@ -70,6 +70,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     survives_restart: true,
     // lapin loses the confirms of a dropped channel: `publisher.rs` sends those again.
     publisher_resends: true,
+    queue_order: true,
 };
 
 /// A connection to RabbitMQ.
@@ -244,6 +245,7 @@ impl Broker for AmqpBroker {
             product,
             version,
             address: self.url.to_string(),
+            details: Vec::new(),
         })
     }
 

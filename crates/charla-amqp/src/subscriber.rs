@@ -515,13 +515,8 @@ fn stream_start(start: &StartFrom) -> Result<(AMQPValue, Option<u64>)> {
         StartFrom::Beginning => (text("first"), None),
         StartFrom::After(s) => {
             let s = s.trim();
-            if let Some(secs) = s.strip_prefix('@').or_else(|| s.strip_prefix("time:")) {
-                let secs: u64 = secs.parse().map_err(|_| {
-                    BrokerError::InvalidArgument(format!(
-                        "stream start '{s}': a time is @<seconds since 1970-01-01 UTC>"
-                    ))
-                })?;
-                (AMQPValue::Timestamp(secs), None)
+            if let Some(secs) = start.time() {
+                (AMQPValue::Timestamp(secs?), None)
             } else {
                 let offset: u64 = s.parse().map_err(|_| {
                     BrokerError::InvalidArgument(format!(

@@ -28,6 +28,8 @@ pub struct BrokerInfo {
     pub version: String,
     /// Redacted address or URL.
     pub address: String,
+    /// More lines worth showing (Kafka: its topics), one per entry.
+    pub details: Vec<String>,
 }
 
 /// Where a stream subscription starts.
@@ -38,8 +40,28 @@ pub enum StartFrom {
     Latest,
     /// Everything the broker still keeps.
     Beginning,
-    /// After (not including) the given backend offset, as printed in `Delivery::offset`.
+    /// After (not including) the given backend offset, as printed in `Delivery::offset`;
+    /// or, written `@<unix seconds>`, from the first message stored at or after that time.
     After(String),
+}
+
+impl StartFrom {
+    /// The time of an `After("@<unix seconds>")` start (`time:<secs>` is accepted too), as
+    /// seconds since 1970-01-01 UTC: `None` for every other start.
+    pub fn time(&self) -> Option<Result<u64>> {
+        let StartFrom::After(text) = self else {
+            return None;
+        };
+        let text = text.trim();
+        let secs = text
+            .strip_prefix('@')
+            .or_else(|| text.strip_prefix("time:"))?;
+        Some(secs.parse().map_err(|_| {
+            crate::BrokerError::InvalidArgument(format!(
+                "stream start '{text}': a time is @<seconds since 1970-01-01 UTC>"
+            ))
+        }))
+    }
 }
 
 /// What to subscribe to.

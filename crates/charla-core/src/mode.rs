@@ -78,6 +78,10 @@ pub struct Capabilities {
     /// (publisher confirms that never came), so a message can arrive twice with the same id
     /// and without the `redelivered` flag; listeners de-duplicate by id.
     pub publisher_resends: bool,
+    /// With one consumer, queue mode hands messages out in the order they were published.
+    /// Kafka orders a partition, not a topic, and a queue spreads over partitions so that a
+    /// group can share it: there only stream mode keeps a room's order.
+    pub queue_order: bool,
 }
 
 impl Capabilities {

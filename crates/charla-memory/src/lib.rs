@@ -29,6 +29,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     dead_letters: true,
     survives_restart: false,
     publisher_resends: false,
+    queue_order: true,
 };
 
 type Payload = Arc<[u8]>;
@@ -116,6 +117,7 @@ impl Broker for MemoryBroker {
             product: "charla in-process broker".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             address: format!("memory://{}", self.name),
+            details: Vec::new(),
         })
     }
 

@@ -50,6 +50,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     survives_restart: false,
     // A failed publish is reported to the caller, never sent again behind its back.
     publisher_resends: false,
+    queue_order: true,
 };
 
 const CHARLA_OPTIONS: &[&str] = &[
@@ -326,6 +327,7 @@ fn parse_info(text: &str, address: &str) -> BrokerInfo {
         product,
         version,
         address: address.to_owned(),
+        details: Vec::new(),
     }
 }
 

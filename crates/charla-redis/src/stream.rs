@@ -167,8 +167,17 @@ impl StreamSubscriber {
         let err = |e| map_err(e, &opts.address);
         let mut position = String::new();
         let mut seq = None;
+        // A time: after the last id any earlier millisecond could have.
+        let start_from = match sub.start.time() {
+            Some(secs) => StartFrom::After(format!(
+                "{}-{}",
+                secs?.saturating_mul(1000).saturating_sub(1),
+                u64::MAX
+            )),
+            None => sub.start.clone(),
+        };
         if let Some(group) = &sub.group {
-            let start = match &sub.start {
+            let start = match &start_from {
                 StartFrom::Latest => "$".to_owned(),
                 StartFrom::Beginning => "0".to_owned(),
                 StartFrom::After(id) => id.clone(),
@@ -200,7 +209,7 @@ impl StreamSubscriber {
                 Err(e) if is_no_such_key(&e) => None,
                 Err(e) => return Err(err(e)),
             };
-            (position, seq) = match &sub.start {
+            (position, seq) = match &start_from {
                 StartFrom::Beginning => ("0-0".to_owned(), Some(0)),
                 StartFrom::Latest => match state {
                     Some(s) => (s.last_generated, Some(s.added)),

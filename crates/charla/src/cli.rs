@@ -159,9 +159,15 @@ pub struct ListenArgs {
     #[arg(long, conflicts_with = "from")]
     pub from_beginning: bool,
 
-    /// Stream mode: start after this offset (as printed in --json output)
-    #[arg(long, value_name = "OFFSET")]
+    /// Stream mode: start after this offset (as printed in --json output: a Redis stream id,
+    /// a RabbitMQ offset, a Kafka PARTITION:OFFSET)
+    #[arg(long, value_name = "OFFSET", conflicts_with = "since")]
     pub from: Option<String>,
+
+    /// Stream mode: start at the first message stored at or after TIME: a date-time
+    /// (2026-11-24T14:30:00Z), unix seconds (1764000000), or an age (90s, 10m, 2h, 1d)
+    #[arg(long, value_name = "TIME", conflicts_with = "from_beginning")]
+    pub since: Option<String>,
 
     /// Print one JSON object per line (NDJSON) instead of text
     #[arg(long)]

@@ -10,13 +10,7 @@ pub async fn connect(url: &str) -> Result<Box<dyn Broker>, BrokerError> {
         BackendKind::Memory => Ok(Box::new(charla_memory::MemoryBroker::connect(&url)?)),
         BackendKind::Redis => Ok(Box::new(charla_redis::RedisBroker::connect(&url).await?)),
         BackendKind::Amqp => Ok(Box::new(charla_amqp::AmqpBroker::connect(&url).await?)),
-        BackendKind::Kafka => Err(BrokerError::InvalidUrl {
-            url: url.to_string(),
-            reason: format!(
-                "the {} backend is not built into this charla yet",
-                url.kind().name()
-            ),
-        }),
+        BackendKind::Kafka => Ok(Box::new(charla_kafka::KafkaBroker::connect(&url).await?)),
     }
 }
 

@@ -14,7 +14,6 @@ use charla_core::{Broker, Delivery, Message, Mode, Subscriber, Subscription};
 
 use super::child::{ChildConsumer, ConsumerSpec};
 use super::{msg, recv_within, Ctx, Open, PATIENCE, QUIET};
-use crate::proxy::{socket_addr_of, FaultProxy};
 use crate::unique_name;
 
 // ---------------------------------------------------------------------------------------------
@@ -278,9 +277,7 @@ async fn cancelled_recv(ctx: &Ctx<'_>, shape: Shape) {
 /// re-subscription: every message arrives within the patience window.
 pub async fn fault_queue_recv_cancelled_while_reconnecting(ctx: &Ctx<'_>) {
     let t = ctx.target;
-    let url = t.url().expect("the case needs a URL");
-    let proxy = FaultProxy::start(socket_addr_of(&url, 0)).await;
-    let through = proxy.url_for(&url);
+    let (proxy, through) = t.fault_proxy().await.expect("the case needs a URL");
     let b = t.connect().await;
     let place = Place::new(Shape::Queue, "f-cancel-reconnect-");
     let tally: Shared = Arc::default();
@@ -515,13 +512,12 @@ pub async fn fault_stream_group_consumer_taken_over_while_alive(ctx: &Ctx<'_>) {
 /// is published after the stall, is received.
 async fn taken_over(ctx: &Ctx<'_>, shape: Shape) {
     let t = ctx.target;
-    let url = t.url().expect("the case needs a URL");
-    let proxy = FaultProxy::start(socket_addr_of(&url, 0)).await;
+    let (proxy, through) = t.fault_proxy().await.expect("the case needs a URL");
     let b = t.connect().await;
     let place = Place::new(shape, "f-takeover-");
     place.prepare(&*b).await;
     let tally: Shared = Arc::default();
-    let a_broker = (ctx.suite.open)(proxy.url_for(&url))
+    let a_broker = (ctx.suite.open)(through)
         .await
         .expect("connect through the proxy");
     let mut a = a_broker
@@ -630,11 +626,13 @@ async fn traffic_through(ctx: &Ctx<'_>, shape: Shape, disruption: Disruption) {
     if disruption == Disruption::Restart {
         t.prepare_restart().await;
     }
-    let proxy = match disruption {
-        Disruption::Network => Some(FaultProxy::start(socket_addr_of(&url, 0)).await),
-        Disruption::Restart => None,
+    let (proxy, client_url) = match disruption {
+        Disruption::Network => {
+            let (proxy, through) = t.fault_proxy().await.expect("the case needs a URL");
+            (Some(proxy), through)
+        }
+        Disruption::Restart => (None, url.clone()),
     };
-    let client_url = proxy.as_ref().map_or(url.clone(), |p| p.url_for(&url));
     let b = t.connect().await;
     let caps = b.capabilities();
     let place = Arc::new(Place::new(shape, "f-traffic-"));

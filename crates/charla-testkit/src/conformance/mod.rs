@@ -18,10 +18,14 @@ use std::pin::Pin;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use charla_core::{Broker, Capabilities, Delivery, Message, Mode, Subscriber, Subscription};
 
 pub use faults::Tally;
+
+use crate::proxy::{socket_addr_of, FaultProxy};
 
 /// A boxed future, as the case table stores its functions.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -42,6 +46,23 @@ pub trait Target: Send + Sync {
     /// replaced) opens it with [`Suite::open`]. `None`: the broker lives inside this process.
     fn url(&self) -> Option<String> {
         None
+    }
+
+    /// A fault proxy the case controls, and the broker's URL through it. By default a new
+    /// proxy in front of [`url`](Target::url); a broker that tells its clients where to
+    /// connect next (Kafka advertises its own address) keeps one in front of it from the
+    /// start, advertised, and hands that one out.
+    async fn fault_proxy(&self) -> Option<(Arc<FaultProxy>, String)> {
+        let url = self.url()?;
+        let proxy = FaultProxy::start(socket_addr_of(&url, 0)).await;
+        let through = proxy.url_for(&url);
+        Some((Arc::new(proxy), through))
+    }
+
+    /// Whether clients that do not use the [`fault_proxy`](Target::fault_proxy) reach the
+    /// broker past it, so that one client's network can fail alone.
+    fn proxy_isolates(&self) -> bool {
+        true
     }
 
     /// Whether [`restart`](Target::restart) can stop and start the broker.
@@ -78,6 +99,8 @@ pub struct Suite {
 #[derive(Debug, Clone, Copy)]
 pub enum Need {
     Queue,
+    /// Queue mode keeps publish order for a single consumer.
+    QueueOrder,
     Broadcast,
     Stream,
     StreamGroups,
@@ -88,6 +111,8 @@ pub enum Need {
     Restart,
     /// The broker can be reached from another process and through a TCP proxy (a URL).
     Url,
+    /// One client's network can fail while the others' works (see [`Target::proxy_isolates`]).
+    IsolatedFault,
 }
 
 /// What the harness learnt about a backend before building the trials.
@@ -96,6 +121,7 @@ pub struct Profile {
     pub caps: Capabilities,
     pub url: bool,
     pub restart: bool,
+    pub isolates: bool,
 }
 
 impl Need {
@@ -104,6 +130,10 @@ impl Need {
         let c = &p.caps;
         let (ok, why) = match self {
             Need::Queue => (c.queue, "no queue mode"),
+            Need::QueueOrder => (
+                c.queue && c.queue_order,
+                "queue mode spreads a room over partitions (order is per partition; stream mode keeps it)",
+            ),
             Need::Broadcast => (c.broadcast, "no broadcast mode"),
             Need::Stream => (c.stream, "no stream mode"),
             Need::StreamGroups => (c.stream && c.stream_groups, "no stream consumer groups"),
@@ -117,6 +147,11 @@ impl Need {
             Need::Url => (
                 p.url,
                 "the broker lives inside the test process (no other process or proxy can reach it)",
+            ),
+            Need::IsolatedFault => (
+                p.url && p.isolates,
+                "the broker advertises one address that every client connects to, so a proxy \
+                 in front of it stalls every client at once, never one alone",
             ),
         };
         (!ok).then_some(why)
@@ -153,7 +188,7 @@ macro_rules! case {
 
 /// Every case, in the order they are listed by the test binary.
 pub static CASES: &[Case] = &[
-    case!(basic::queue_keeps_order_per_room, [Queue]),
+    case!(basic::queue_keeps_order_per_room, [Queue, QueueOrder]),
     case!(
         basic::queue_competing_consumers_share_without_duplicates,
         [Queue]
@@ -201,11 +236,11 @@ pub static CASES: &[Case] = &[
     ),
     case!(
         faults::fault_queue_consumer_taken_over_while_alive,
-        [Queue, Url]
+        [Queue, Url, IsolatedFault]
     ),
     case!(
         faults::fault_stream_group_consumer_taken_over_while_alive,
-        [StreamGroups, Url]
+        [StreamGroups, Url, IsolatedFault]
     ),
     case!(faults::fault_queue_network_cut, [Queue, Url]),
     case!(faults::fault_stream_group_network_cut, [StreamGroups, Url]),
@@ -275,6 +310,7 @@ async fn profile(suite: &Suite) -> Result<Profile, String> {
         caps: broker.capabilities(),
         url: target.url().is_some(),
         restart: target.can_restart(),
+        isolates: target.proxy_isolates(),
     })
 }
 

@@ -52,6 +52,7 @@ pub async fn run(settings: &Settings, args: CheckArgs) -> Result<ExitCode> {
                 "address": info.address,
                 "connect_ms": elapsed.as_secs_f64() * 1000.0,
                 "modes": modes,
+                "details": info.details,
             })
         );
     } else {
@@ -59,6 +60,9 @@ pub async fn run(settings: &Settings, args: CheckArgs) -> Result<ExitCode> {
             "{}",
             lang.connected(&info.product, &info.version, &info.address)
         );
+        for line in &info.details {
+            println!("   {line}");
+        }
         let ms = elapsed.as_secs_f64() * 1000.0;
         if lang.es() {
             println!(

@@ -33,11 +33,13 @@ pub async fn run(settings: &Settings, args: ListenArgs) -> Result<ExitCode> {
         StartFrom::Beginning
     } else if let Some(id) = &args.from {
         StartFrom::After(id.clone())
+    } else if let Some(time) = &args.since {
+        StartFrom::After(format!("@{}", super::since_secs(time)?))
     } else {
         StartFrom::Latest
     };
     if mode != Mode::Stream && (group.is_some() || start != StartFrom::Latest) {
-        anyhow::bail!("--group, --from-beginning and --from apply to --mode stream only (this is {mode} mode)");
+        anyhow::bail!("--group, --from-beginning, --from and --since apply to --mode stream only (this is {mode} mode)");
     }
     let mut subscription = Subscription::new(mode, room.as_str())
         .start(start)

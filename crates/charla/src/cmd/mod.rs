@@ -115,3 +115,48 @@ mod tests {
         );
     }
 }
+
+/// `--since`: a date-time (RFC 3339), unix seconds, or an age back from now (`90s`, `10m`,
+/// `2h`, `1d`), as unix seconds.
+pub fn since_secs(text: &str) -> anyhow::Result<u64> {
+    let text = text.trim();
+    let now = chrono::Utc::now().timestamp().max(0) as u64;
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(secs);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return u64::try_from(t.timestamp())
+            .map_err(|_| anyhow::anyhow!("--since {text}: before 1970"));
+    }
+    let unit = |suffix: &str, secs: u64| {
+        text.strip_suffix(suffix)
+            .and_then(|n| n.parse::<u64>().ok())
+            .map(|n| n.saturating_mul(secs))
+    };
+    let age = unit("s", 1)
+        .or_else(|| unit("m", 60))
+        .or_else(|| unit("h", 3600))
+        .or_else(|| unit("d", 86_400));
+    match age {
+        Some(age) => Ok(now.saturating_sub(age)),
+        None => anyhow::bail!(
+            "--since {text}: expected a date-time (2026-11-24T14:30:00Z), unix seconds, or an \
+             age such as 90s, 10m, 2h, 1d"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod since_tests {
+    use super::since_secs;
+
+    #[test]
+    fn since_takes_times_seconds_and_ages() {
+        assert_eq!(since_secs("1764000000").ok(), Some(1_764_000_000));
+        assert_eq!(since_secs("2026-11-24T14:30:00Z").ok(), Some(1_795_530_600));
+        let now = chrono::Utc::now().timestamp() as u64;
+        let ten_min = since_secs("10m").expect("age");
+        assert!((now - 601..=now - 599).contains(&ten_min));
+        assert!(since_secs("yesterday").is_err());
+    }
+}

@@ -1,0 +1,262 @@
+//! What is particular to Kafka, against a real Kafka-protocol broker (tansu) per test:
+//! partitions shared by a group's members, a group resuming exactly where it acked, and bad
+//! input (unreachable broker, a name Kafka refuses, a payload that is not a chat message).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use charla_core::{
+    Broker, BrokerError, BrokerUrl, Message, Mode, StartFrom, Subscriber, Subscription,
+};
+use charla_kafka::KafkaBroker;
+use charla_testkit::{unique_name, KafkaServer};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+async fn connect(server: &KafkaServer) -> KafkaBroker {
+    let url = BrokerUrl::parse(&server.url()).expect("url");
+    KafkaBroker::connect(&url).await.expect("connect")
+}
+
+fn messages(room: &str, n: usize) -> Vec<Message> {
+    (0..n)
+        .map(|i| Message::new("test", format!("m{i}"), room))
+        .collect()
+}
+
+async fn recv(sub: &mut dyn Subscriber) -> Option<charla_core::Delivery> {
+    match tokio::time::timeout(PATIENCE, sub.recv()).await {
+        Ok(d) => Some(d.expect("recv")),
+        Err(_) => None,
+    }
+}
+
+async fn quiet(sub: &mut dyn Subscriber) -> bool {
+    tokio::time::timeout(Duration::from_secs(2), sub.recv())
+        .await
+        .is_err()
+}
+
+/// Two members of one group, records spread over three partitions: they split the
+/// partitions and together get every message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_members_of_a_group_split_the_partitions() {
+    let Some(server) = KafkaServer::start() else {
+        return;
+    };
+    let b = connect(&server).await;
+    let room = unique_name("split-");
+    let group = unique_name("g-");
+    let sub = || {
+        Subscription::new(Mode::Stream, room.as_str())
+            .group(group.as_str())
+            .start(StartFrom::Beginning)
+    };
+    // Queue mode keys each record by its id: they spread over the partitions.
+    let sent = messages(&room, 300);
+    b.publisher(Mode::Queue, &room)
+        .await
+        .expect("publisher")
+        .publish_batch(&sent)
+        .await
+        .expect("publish");
+    let b2 = connect(&server).await;
+    let mut one = b.subscribe(sub()).await.expect("subscribe");
+    let mut two = b2.subscribe(sub()).await.expect("subscribe");
+    let (mut got_one, mut got_two) = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + PATIENCE * 2;
+    while got_one.len() + got_two.len() < sent.len() && Instant::now() < deadline {
+        tokio::select! {
+            d = one.recv() => { let d = d.expect("recv"); one.ack(d.tag).await.expect("ack"); got_one.push(d.message.id); }
+            d = two.recv() => { let d = d.expect("recv"); two.ack(d.tag).await.expect("ack"); got_two.push(d.message.id); }
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    let all: HashSet<&String> = got_one.iter().chain(&got_two).collect();
+    assert_eq!(all.len(), sent.len(), "every message arrived");
+    assert_eq!(got_one.len() + got_two.len(), sent.len(), "each once");
+    assert!(
+        !got_one.is_empty() && !got_two.is_empty(),
+        "both members got partitions: {} and {}",
+        got_one.len(),
+        got_two.len()
+    );
+    one.close().await.expect("close");
+    two.close().await.expect("close");
+}
+
+/// A member acks part of a batch and leaves; the next member of the group gets exactly the
+/// rest: nothing acked again, nothing missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_resumes_exactly_where_it_acked() {
+    let Some(server) = KafkaServer::start() else {
+        return;
+    };
+    let b = connect(&server).await;
+    let room = unique_name("resume-");
+    let group = unique_name("g-");
+    let sub = || {
+        Subscription::new(Mode::Stream, room.as_str())
+            .group(group.as_str())
+            .start(StartFrom::Beginning)
+    };
+    let sent = messages(&room, 20);
+    b.publisher(Mode::Stream, &room)
+        .await
+        .expect("publisher")
+        .publish_batch(&sent)
+        .await
+        .expect("publish");
+    let mut first = b.subscribe(sub()).await.expect("subscribe");
+    for expected in &sent[..7] {
+        let d = recv(&mut *first).await.expect("a message");
+        assert_eq!(d.message.id, expected.id, "in order");
+        first.ack(d.tag).await.expect("ack");
+    }
+    // Three more are taken and never acked: the group must give them again.
+    for _ in 0..3 {
+        recv(&mut *first).await.expect("a message");
+    }
+    first.close().await.expect("close");
+    let mut next = b.subscribe(sub()).await.expect("subscribe");
+    for expected in &sent[7..] {
+        let d = recv(&mut *next).await.expect("the rest");
+        assert_eq!(d.message.id, expected.id, "exactly the rest, in order");
+        next.ack(d.tag).await.expect("ack");
+    }
+    assert!(quiet(&mut *next).await, "nothing more");
+    next.close().await.expect("close");
+}
+
+/// A group that starts at the end misses nothing published once `subscribe` returned, even
+/// before its first poll; and a new group replays everything from the beginning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_group_starts_at_the_end_and_another_replays_history() {
+    let Some(server) = KafkaServer::start() else {
+        return;
+    };
+    let b = connect(&server).await;
+    let room = unique_name("latest-");
+    let mut p = b.publisher(Mode::Stream, &room).await.expect("publisher");
+    let old = messages(&room, 5);
+    p.publish_batch(&old).await.expect("publish");
+    let mut late = b
+        .subscribe(Subscription::new(Mode::Stream, room.as_str()).group(unique_name("g-")))
+        .await
+        .expect("subscribe");
+    let new = messages(&room, 3);
+    p.publish_batch(&new).await.expect("publish");
+    for expected in &new {
+        let d = recv(&mut *late).await.expect("a new message");
+        assert_eq!(d.message.id, expected.id, "only what came after subscribe");
+        late.ack(d.tag).await.expect("ack");
+    }
+    late.close().await.expect("close");
+    let mut replay = b
+        .subscribe(
+            Subscription::new(Mode::Stream, room.as_str())
+                .group(unique_name("g-"))
+                .start(StartFrom::Beginning),
+        )
+        .await
+        .expect("subscribe");
+    for expected in old.iter().chain(&new) {
+        let d = recv(&mut *replay).await.expect("history");
+        assert_eq!(
+            d.message.id, expected.id,
+            "a new group replays history in order"
+        );
+        replay.ack(d.tag).await.expect("ack");
+    }
+    replay.close().await.expect("close");
+}
+
+/// A record that is not a chat message (another application's JSON, or not JSON at all) is
+/// moved to the room's dead letters by a group member and the group goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_records_go_to_the_dead_letters_in_a_group() {
+    let Some(server) = KafkaServer::start() else {
+        return;
+    };
+    let b = connect(&server).await;
+    let room = unique_name("foreign-");
+    let mut p = b.publisher(Mode::Stream, &room).await.expect("publisher");
+    p.publish_raw(br#"{"type":"user_created","userId":123}"#)
+        .await
+        .expect("raw");
+    p.publish_raw(b"\xff not json").await.expect("raw");
+    let good = Message::new("test", "after the poison", room.as_str());
+    p.publish(&good).await.expect("publish");
+    let mut s = b
+        .subscribe(
+            Subscription::new(Mode::Stream, room.as_str())
+                .group(unique_name("g-"))
+                .start(StartFrom::Beginning),
+        )
+        .await
+        .expect("subscribe");
+    let d = recv(&mut *s).await.expect("the good one");
+    assert_eq!(d.message.id, good.id);
+    s.ack(d.tag).await.expect("ack");
+    s.close().await.expect("close");
+    let dead = b.dead_letters(&room, 10).await.expect("dead letters");
+    assert_eq!(dead.len(), 2, "both foreign records are kept as they were");
+    assert_eq!(dead[1].payload, b"\xff not json");
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_is_a_clear_error_within_seconds() {
+    let port = charla_testkit::free_port();
+    let url = BrokerUrl::parse(&format!("kafka://127.0.0.1:{port}")).expect("url");
+    let started = Instant::now();
+    match KafkaBroker::connect(&url).await {
+        Err(e @ BrokerError::Unreachable { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+            assert!(!text.contains('\n'), "one line: {text}");
+        }
+        Err(e) => panic!("expected Unreachable, got {e}"),
+        Ok(_) => panic!("nothing listens there"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(15), "no hang");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_kafka_refuses_are_clear_errors() {
+    let Some(server) = KafkaServer::start() else {
+        return;
+    };
+    let b = connect(&server).await;
+    for room in ["sala con espacios", "ñandú", "a/b"] {
+        let e = match b.publisher(Mode::Stream, room).await {
+            Err(e) => e,
+            Ok(_) => panic!("{room:?} accepted"),
+        };
+        assert!(
+            matches!(e, BrokerError::InvalidArgument(_)) && e.to_string().contains("Kafka topic"),
+            "{e}"
+        );
+        assert!(b
+            .subscribe(Subscription::new(Mode::Queue, room))
+            .await
+            .is_err());
+    }
+}
+
+#[tokio::test]
+async fn bad_url_options_are_refused() {
+    for (url, why) in [
+        ("kafka://127.0.0.1:9?partitions=0", "partitions"),
+        ("kafka://127.0.0.1:9?colour=red", "unknown option colour"),
+        ("kafka://u:p@127.0.0.1:9", "no user or password"),
+    ] {
+        let url = BrokerUrl::parse(url).expect("url");
+        match KafkaBroker::connect(&url).await {
+            Err(e @ BrokerError::InvalidUrl { .. }) => {
+                assert!(e.to_string().contains(why), "{e}")
+            }
+            Err(e) => panic!("expected InvalidUrl, got {e}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+}
