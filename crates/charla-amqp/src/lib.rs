@@ -71,6 +71,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     // lapin loses the confirms of a dropped channel: `publisher.rs` sends those again.
     publisher_resends: true,
     queue_order: true,
+    counts_crashed_deliveries: true,
 };
 
 /// A connection to RabbitMQ.

@@ -82,6 +82,9 @@ pub struct Capabilities {
     /// Kafka orders a partition, not a topic, and a queue spreads over partitions so that a
     /// group can share it: there only stream mode keeps a room's order.
     pub queue_order: bool,
+    /// A queue message whose consumer dies holding it (killed, crashed) counts as delivered,
+    /// so a message that crashes every consumer is dead-lettered after the delivery limit.
+    pub counts_crashed_deliveries: bool,
 }
 
 impl Capabilities {

@@ -19,6 +19,10 @@ pub const RESERVED_PREFIX: &str = "charla-";
 /// Kafka's longest topic name.
 const MAX_TOPIC_LEN: usize = 249;
 
+/// librdkafka wants a group id even to read assigned partitions; consumers that only
+/// `assign` (never subscribe, never commit) use this one, which never joins or stores anything.
+pub const READER_GROUP: &str = "charla-reader";
+
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The topic of a room, or a clear error when Kafka would refuse the name.
@@ -232,6 +236,7 @@ fn is_unknown_topic(e: &rdkafka::error::KafkaError) -> bool {
 pub fn plain_consumer(settings: &Settings) -> Result<BaseConsumer<Tracing>> {
     settings
         .base()
+        .set("group.id", READER_GROUP)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .create_with_context(settings.context())

@@ -20,6 +20,7 @@ const OPTIONS: &[&str] = &[
     "session_timeout_ms",
     "delivery_timeout_ms",
     "linger_ms",
+    "delete_topics",
 ];
 
 /// Settings of one connection, from the URL.
@@ -36,6 +37,10 @@ pub struct Settings {
     pub session_timeout: Duration,
     pub delivery_timeout: Duration,
     pub linger_ms: u32,
+    /// `purge` deletes the room's topics (`?delete_topics=false` keeps them and only forgets
+    /// charla's groups: for brokers whose topic deletion is unsafe, such as tansu 0.6, which
+    /// deletes every topic of the cluster whatever topic was named).
+    pub delete_topics: bool,
 }
 
 impl Settings {
@@ -80,6 +85,15 @@ impl Settings {
         let delivery_ms = url
             .option_num::<u64>("delivery_timeout_ms")?
             .unwrap_or(60_000);
+        let delete_topics = match url.option("delete_topics").as_deref() {
+            None | Some("true") | Some("1") => true,
+            Some("false") | Some("0") => false,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "delete_topics={other}: expected true or false"
+                )))
+            }
+        };
         Ok(Settings {
             address: url.address(),
             partitions,
@@ -89,6 +103,7 @@ impl Settings {
             session_timeout: Duration::from_millis(session_ms),
             delivery_timeout: Duration::from_millis(delivery_ms),
             linger_ms: url.option_num::<u32>("linger_ms")?.unwrap_or(2),
+            delete_topics,
         })
     }
 

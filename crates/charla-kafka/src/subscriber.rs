@@ -19,18 +19,17 @@ use charla_core::{
     topic, AckTag, BrokerError, Delivery, Message, Mode, Result, StartFrom, Subscriber,
     Subscription,
 };
-use futures::FutureExt;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
-use rdkafka::message::BorrowedMessage;
-use rdkafka::{Message as _, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::admin::{partition_ends, queue_group, topic_name, RESERVED_PREFIX};
 use crate::client::{blocking, is_rebalance, is_transient, Tracing};
+use crate::feed::{self, Feed, Item, Record};
 use crate::Shared;
 
 type Partition = (String, i32);
@@ -52,6 +51,8 @@ struct Part {
     committed: Option<i64>,
     /// The first offset delivered in this epoch: where the group stood already.
     base: Option<i64>,
+    /// The delivery count of the partition's first record was read and raised (groups).
+    counted: bool,
 }
 
 impl Part {
@@ -119,6 +120,19 @@ impl Book {
         points
     }
 
+    /// Whether the next record of `p` is the first of this epoch, whose earlier deliveries
+    /// are counted in the group's commit metadata.
+    fn needs_count(&self, p: &Partition) -> bool {
+        self.parts.get(p).is_none_or(|part| !part.counted)
+    }
+
+    fn set_counted(&mut self, p: &Partition, epoch: u64) {
+        let part = self.parts.entry(p.clone()).or_default();
+        if part.epoch == epoch {
+            part.counted = true;
+        }
+    }
+
     fn epoch_of(&self, p: &Partition) -> u64 {
         self.parts.get(p).map_or(0, |part| part.epoch)
     }
@@ -137,6 +151,8 @@ fn to_tpl(points: &[(Partition, i64)]) -> TopicPartitionList {
 pub struct Tracking {
     inner: Tracing,
     book: Arc<Mutex<Book>>,
+    /// Set once the group gave this member its partitions (the first rebalance is over).
+    assigned: tokio::sync::watch::Sender<bool>,
 }
 
 impl Tracking {
@@ -166,9 +182,32 @@ impl ConsumerContext for Tracking {
             }
         }
     }
+
+    fn post_rebalance(&self, _base: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(_) = rebalance {
+            self.assigned.send_replace(true);
+        }
+    }
 }
 
 type KConsumer = StreamConsumer<Tracking>;
+
+/// What the commit metadata of a partition says: `charla-deliveries:<offset>:<count>`, the
+/// times the record at the committed offset was handed out without being acked.
+const DELIVERIES_TAG: &str = "charla-deliveries";
+
+fn deliveries_of(metadata: &str, offset: i64) -> u32 {
+    let mut parts = metadata.split(':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(DELIVERIES_TAG), Some(o), Some(n)) if o.parse() == Ok(offset) => {
+            n.parse().unwrap_or(0)
+        }
+        _ => 0,
+    }
+}
+
+/// How long `subscribe` waits for a group to give the new member its partitions.
+const JOIN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A delivery the caller holds.
 struct Held {
@@ -189,6 +228,8 @@ struct Poison {
 pub struct KafkaSubscriber {
     shared: Arc<Shared>,
     consumer: Option<Arc<KConsumer>>,
+    /// The poll loop's records (see [`feed`]).
+    feed: Option<Feed>,
     book: Arc<Mutex<Book>>,
     /// Acks become commits (queue, stream in a group); otherwise nothing is committed.
     commits: bool,
@@ -197,6 +238,9 @@ pub struct KafkaSubscriber {
     /// A group of this subscriber's own, deleted on close (routing).
     own_group: Option<String>,
     held: HashMap<u64, Held>,
+    /// The first record of a partition while its delivery count is read and raised; kept
+    /// here so that a cancelled `recv` finds it again.
+    staged: Option<Record>,
     /// Nacked with requeue: handed out again, in order.
     retry: VecDeque<u64>,
     poison: VecDeque<Poison>,
@@ -249,15 +293,18 @@ impl KafkaSubscriber {
                 (Some(own), false, Some(sub.room.clone()))
             }
         };
-        if let Some(g) = &group {
-            config
+        match &group {
+            Some(g) => config
                 .set("group.id", g)
-                .set("auto.offset.reset", "earliest");
-        }
+                .set("auto.offset.reset", "earliest"),
+            None => config.set("group.id", crate::admin::READER_GROUP),
+        };
+        let (assigned, mut assigned_rx) = tokio::sync::watch::channel(false);
         let consumer: KConsumer = config
             .create_with_context(Tracking {
                 inner: settings.context(),
                 book: book.clone(),
+                assigned,
             })
             .map_err(|e| settings.error(e))?;
         let consumer = Arc::new(consumer);
@@ -266,7 +313,7 @@ impl KafkaSubscriber {
         let room = sub.room.clone();
         let mode = sub.mode;
         let start = sub.start.clone();
-        let in_group = group.is_some();
+        let in_group = group.is_some() && sub.mode != Mode::Routing;
         blocking(move || -> Result<()> {
             let err = |e: KafkaError| s.error(e);
             match mode {
@@ -304,14 +351,31 @@ impl KafkaSubscriber {
             }
         })
         .await??;
+        let epochs = book.clone();
+        let feed = feed::start(consumer.clone(), sub.prefetch, move |p| {
+            epochs.lock().unwrap_or_else(|e| e.into_inner()).epoch_of(p)
+        });
+        if in_group {
+            // Join the group now, so that members subscribed one after the other share the
+            // partitions from the first record on (instead of a rebalance taking records
+            // from a member that already holds them). Bounded: a group that cannot settle
+            // (another member not polling) does not hold `subscribe` up for long.
+            let joined =
+                tokio::time::timeout(JOIN_WAIT, assigned_rx.wait_for(|assigned| *assigned)).await;
+            if joined.is_err() {
+                tracing::debug!("the group did not assign partitions within {JOIN_WAIT:?}");
+            }
+        }
         Ok(KafkaSubscriber {
             shared,
             consumer: Some(consumer),
+            feed: Some(feed),
             book,
             commits,
             pattern,
             own_group: (sub.mode == Mode::Routing).then_some(group).flatten(),
             held: HashMap::new(),
+            staged: None,
             retry: VecDeque::new(),
             poison: VecDeque::new(),
             next_tag: 0,
@@ -328,9 +392,12 @@ impl KafkaSubscriber {
 
     /// Take one record from the consumer: a delivery for the caller, or `None` when it was
     /// not for the caller (poison, another pattern's topic) and has been dealt with.
-    fn accept(&mut self, m: &BorrowedMessage<'_>) -> Option<Delivery> {
-        let p: Partition = (m.topic().to_owned(), m.partition());
-        let offset = m.offset();
+    fn accept(&mut self, record: Record, deliveries: u32) -> Option<Delivery> {
+        let Record {
+            partition: p,
+            offset,
+            payload,
+        } = record;
         let epoch = self.book().delivered(&p, offset);
         let settles = (p.clone(), offset, epoch);
         if let Some(pattern) = &self.pattern {
@@ -339,14 +406,14 @@ impl KafkaSubscriber {
                 return None;
             }
         }
-        let payload = m.payload().unwrap_or_default();
-        match Message::decode(payload, &p.0, self.shared.settings.max_bytes) {
-            Ok(message) => {
+        match Message::decode(&payload, &p.0, self.shared.settings.max_bytes) {
+            Ok(mut message) => {
+                message.deliveries = deliveries;
                 let tag = self.next_tag;
                 self.next_tag += 1;
                 let delivery = Delivery {
                     message: message.clone(),
-                    redelivered: false,
+                    redelivered: deliveries > 0,
                     offset: Some(format!("{}:{offset}", p.1)),
                     tag: AckTag(tag),
                 };
@@ -357,7 +424,7 @@ impl KafkaSubscriber {
                         offset,
                         epoch,
                         message,
-                        redelivered: false,
+                        redelivered: deliveries > 0,
                     },
                 );
                 Some(delivery)
@@ -370,7 +437,7 @@ impl KafkaSubscriber {
                 );
                 self.poison.push_back(Poison {
                     room: p.0.clone(),
-                    payload: payload.to_vec(),
+                    payload,
                     settles: Some(settles),
                 });
                 None
@@ -385,6 +452,84 @@ impl KafkaSubscriber {
                 None
             }
         }
+    }
+
+    /// The first record of a partition in a group, before it is handed out: read how many
+    /// times it was delivered already (the group's commit metadata), dead-letter it if that
+    /// reaches the limit, otherwise record one more delivery (a commit at its own offset with
+    /// the new count) so that a consumer that dies holding it — killed by it, say — is
+    /// counted. Kafka keeps no per-message delivery count: this counts the record a consumer
+    /// is stuck on, the one that matters for a message that crashes its consumers.
+    async fn first_of_partition(&mut self) -> Result<Option<Delivery>> {
+        let Some(record) = self.staged.clone() else {
+            return Ok(None);
+        };
+        let consumer = self.consumer()?.clone();
+        let (topic, partition) = record.partition.clone();
+        let offset = record.offset;
+        let epoch = self.book().epoch_of(&record.partition);
+        let max = self.shared.settings.max_deliveries;
+        let outcome = blocking(move || -> Result<u32, KafkaError> {
+            let mut probe = TopicPartitionList::new();
+            probe.add_partition(&topic, partition);
+            let committed =
+                consumer.committed_offsets(probe, std::time::Duration::from_secs(10))?;
+            let before = committed
+                .find_partition(&topic, partition)
+                .map_or(0, |e| deliveries_of(e.metadata(), offset));
+            if before < max {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
+                if let Some(mut e) = tpl.find_partition(&topic, partition) {
+                    e.set_metadata(format!("{DELIVERIES_TAG}:{offset}:{}", before + 1));
+                }
+                consumer.commit(&tpl, CommitMode::Sync)?;
+            }
+            Ok(before)
+        })
+        .await?;
+        let before = match outcome {
+            Ok(n) => n,
+            // The partition is moving to another member: it counts there.
+            Err(e) if e.rdkafka_error_code().is_some_and(is_rebalance) => 0,
+            Err(e) => return Err(self.shared.settings.error(e)),
+        };
+        self.staged = None;
+        self.book().set_counted(&record.partition, epoch);
+        if before >= max {
+            tracing::warn!(
+                "{}[{}] offset {offset} was delivered {before} times without an ack: moved to \
+                 the dead letters",
+                record.partition.0,
+                record.partition.1
+            );
+            let epoch = self.book().delivered(&record.partition, offset);
+            self.poison.push_back(Poison {
+                room: record.partition.0.clone(),
+                payload: record.payload,
+                settles: Some((record.partition, offset, epoch)),
+            });
+            return Ok(None);
+        }
+        Ok(self.accept(record, before))
+    }
+
+    /// Whether a record fetched at `epoch` belongs to a partition revoked since: it was never
+    /// delivered, and the partition's new owner reads it.
+    fn stale(&self, record: &Record, epoch: u64) -> bool {
+        self.book().epoch_of(&record.partition) != epoch
+    }
+
+    /// Hand a record on, or stage it first when its delivery count must be read.
+    async fn take(&mut self, record: Record, epoch: u64) -> Result<Option<Delivery>> {
+        if self.stale(&record, epoch) {
+            return Ok(None);
+        }
+        if self.commits && self.book().needs_count(&record.partition) {
+            self.staged = Some(record);
+            return self.first_of_partition().await;
+        }
+        Ok(self.accept(record, 0))
     }
 
     /// A nacked message handed out again, if any is still ours.
@@ -477,6 +622,12 @@ impl KafkaSubscriber {
     /// reconnects by itself); anything else is the caller's.
     fn on_error(&self, e: KafkaError) -> Result<()> {
         match e.rdkafka_error_code() {
+            // A pattern's topics come and go.
+            Some(rdkafka::error::RDKafkaErrorCode::UnknownTopicOrPartition)
+                if self.pattern.is_some() =>
+            {
+                Ok(())
+            }
             Some(code) if is_transient(code) || is_rebalance(code) => {
                 tracing::debug!("Kafka consumer: {code}; waiting for the broker");
                 Ok(())
@@ -620,16 +771,23 @@ impl Subscriber for KafkaSubscriber {
             if let Some(d) = self.take_retry() {
                 return Ok(d);
             }
-            let consumer = self.consumer()?.clone();
-            // `recv` returns a record in the same poll that takes it from librdkafka's queue,
-            // so cancelling this await loses nothing.
-            match consumer.recv().await {
-                Ok(m) => {
-                    if let Some(d) = self.accept(&m) {
+            if self.staged.is_some() {
+                if let Some(d) = self.first_of_partition().await? {
+                    return Ok(d);
+                }
+                continue;
+            }
+            let feed = self.feed.as_mut().ok_or(BrokerError::Closed)?;
+            // A channel receive is cancel-safe, and a record is kept (`staged`) across any
+            // later await, so cancelling `recv` loses nothing.
+            match feed.items.recv().await {
+                Some(Item::Record(record, epoch)) => {
+                    if let Some(d) = self.take(record, epoch).await? {
                         return Ok(d);
                     }
                 }
-                Err(e) => self.on_error(e)?,
+                Some(Item::Error(e)) => self.on_error(e)?,
+                None => return Err(BrokerError::Closed),
             }
         }
     }
@@ -638,16 +796,26 @@ impl Subscriber for KafkaSubscriber {
         if let Some(d) = self.take_retry() {
             return Ok(Some(d));
         }
-        let consumer = self.consumer()?.clone();
+        if self.staged.is_some() {
+            return Ok(None); // `recv` finishes it
+        }
         loop {
-            match consumer.recv().now_or_never() {
-                None => return Ok(None),
-                Some(Ok(m)) => {
-                    if let Some(d) = self.accept(&m) {
+            let feed = self.feed.as_mut().ok_or(BrokerError::Closed)?;
+            match feed.items.try_recv() {
+                Err(_) => return Ok(None),
+                Ok(Item::Record(record, epoch)) => {
+                    if self.stale(&record, epoch) {
+                        continue;
+                    }
+                    if self.commits && self.book().needs_count(&record.partition) {
+                        self.staged = Some(record);
+                        return Ok(None);
+                    }
+                    if let Some(d) = self.accept(record, 0) {
                         return Ok(Some(d));
                     }
                 }
-                Some(Err(e)) => {
+                Ok(Item::Error(e)) => {
                     self.on_error(e)?;
                     return Ok(None);
                 }
@@ -694,6 +862,7 @@ impl Subscriber for KafkaSubscriber {
 
     async fn close(mut self: Box<Self>) -> Result<()> {
         let flushed = self.flush_poison().await;
+        self.feed = None; // stops the poll loop
         let Some(consumer) = self.consumer.take() else {
             return flushed;
         };
@@ -716,6 +885,7 @@ impl Subscriber for KafkaSubscriber {
 impl Drop for KafkaSubscriber {
     fn drop(&mut self) {
         // Closing a consumer waits for the broker (leaving the group): not on the runtime.
+        self.feed = None;
         if let Some(consumer) = self.consumer.take() {
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 handle.spawn_blocking(move || drop(consumer));
@@ -758,6 +928,18 @@ mod tests {
         // A late ack of the old epoch is ignored: the new owner reads 10 again.
         assert!(book.settle(&[(p(1), 10, e)]).is_empty());
         assert_ne!(book.epoch_of(&p(1)), e);
+    }
+
+    #[test]
+    fn delivery_counts_belong_to_the_committed_offset() {
+        assert_eq!(deliveries_of("charla-deliveries:41:3", 41), 3);
+        assert_eq!(
+            deliveries_of("charla-deliveries:41:3", 42),
+            0,
+            "another record"
+        );
+        assert_eq!(deliveries_of("", 41), 0);
+        assert_eq!(deliveries_of("someone else's metadata", 41), 0);
     }
 
     #[test]

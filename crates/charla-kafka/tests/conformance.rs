@@ -70,7 +70,10 @@ fn setup() -> BoxFuture<'static, Option<Box<dyn Target>>> {
         .expect("start task")?;
         Some(Box::new(Kafka {
             server: Mutex::new(server),
-            url: format!("kafka://127.0.0.1:{advertised}"),
+            // tansu 0.6 deletes every topic of the cluster when one is deleted (its
+            // sql/topic_delete_by.sql filters on the cluster only), and then fails reads of
+            // them: the suite's clean-up keeps topics (each case has a broker of its own).
+            url: format!("kafka://127.0.0.1:{advertised}?delete_topics=false"),
             proxy: Arc::new(proxy),
         }) as Box<dyn Target>)
     })

@@ -52,17 +52,20 @@ async fn two_members_of_a_group_split_the_partitions() {
             .group(group.as_str())
             .start(StartFrom::Beginning)
     };
-    // Queue mode keys each record by its id: they spread over the partitions.
-    let sent = messages(&room, 300);
-    b.publisher(Mode::Queue, &room)
-        .await
-        .expect("publisher")
-        .publish_batch(&sent)
-        .await
-        .expect("publish");
     let b2 = connect(&server).await;
     let mut one = b.subscribe(sub()).await.expect("subscribe");
     let mut two = b2.subscribe(sub()).await.expect("subscribe");
+    // Queue mode keys each record by its id: they spread over the partitions. Published a
+    // little at a time, so that both members have joined before most of them arrive.
+    let sent = messages(&room, 300);
+    let mut p = b.publisher(Mode::Queue, &room).await.expect("publisher");
+    let batches: Vec<Vec<Message>> = sent.chunks(20).map(<[Message]>::to_vec).collect();
+    let publishing = tokio::spawn(async move {
+        for batch in batches {
+            p.publish_batch(&batch).await.expect("publish");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
     let (mut got_one, mut got_two) = (Vec::new(), Vec::new());
     let deadline = Instant::now() + PATIENCE * 2;
     while got_one.len() + got_two.len() < sent.len() && Instant::now() < deadline {
@@ -72,6 +75,7 @@ async fn two_members_of_a_group_split_the_partitions() {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
+    publishing.await.expect("publisher task");
     let all: HashSet<&String> = got_one.iter().chain(&got_two).collect();
     assert_eq!(all.len(), sent.len(), "every message arrived");
     assert_eq!(got_one.len() + got_two.len(), sent.len(), "each once");

@@ -30,6 +30,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     survives_restart: false,
     publisher_resends: false,
     queue_order: true,
+    counts_crashed_deliveries: true,
 };
 
 type Payload = Arc<[u8]>;

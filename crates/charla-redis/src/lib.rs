@@ -51,6 +51,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     // A failed publish is reported to the caller, never sent again behind its back.
     publisher_resends: false,
     queue_order: true,
+    counts_crashed_deliveries: true,
 };
 
 const CHARLA_OPTIONS: &[&str] = &[

@@ -130,9 +130,11 @@ impl KafkaServer {
         self.port
     }
 
-    /// `kafka://127.0.0.1:<port>`
+    /// `kafka://127.0.0.1:<port>?delete_topics=false`: tansu 0.6 deletes every topic of
+    /// the cluster when any one is deleted (its `sql/topic_delete_by.sql` filters on the
+    /// cluster only), so charla's clean-up must leave topics alone on it.
     pub fn url(&self) -> String {
-        format!("kafka://127.0.0.1:{}", self.port)
+        format!("kafka://127.0.0.1:{}?delete_topics=false", self.port)
     }
 
     /// `127.0.0.1:<port>`, as other Kafka clients take their bootstrap servers.

@@ -61,11 +61,12 @@ fn main() -> std::process::ExitCode {
 
 /// Warnings (poison messages, reconnects) always reach stderr; `-v` adds more, RUST_LOG rules.
 fn init_logging(verbose: u8) {
-    // lapin logs its own ERROR lines for conditions charla already reports in one line of its
-    // own (wrong password, broker restarting): keep them out unless RUST_LOG asks.
+    // lapin and rdkafka log their own lines for conditions charla already reports in one line
+    // of its own (wrong password, broker restarting, broker unreachable): keep them out unless
+    // RUST_LOG asks (librdkafka's own log reaches `tracing` at debug level, target librdkafka).
     let default = match verbose {
-        0 => "warn,lapin=off",
-        1 => "info,lapin=off",
+        0 => "warn,lapin=off,rdkafka=off",
+        1 => "info,lapin=off,rdkafka=off",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

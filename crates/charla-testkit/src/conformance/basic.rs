@@ -113,7 +113,15 @@ pub async fn queue_nack_redelivers_then_ack_settles(ctx: &Ctx<'_>) {
     )
     .await;
     let first = must_recv(&mut *sub).await;
-    assert_eq!(first.message.id, sent[0].id);
+    if caps.queue_order {
+        assert_eq!(first.message.id, sent[0].id);
+    }
+    let nacked = first.message.id.clone();
+    let other = sent
+        .iter()
+        .find(|m| m.id != nacked)
+        .map(|m| m.id.clone())
+        .expect("two were sent");
     sub.nack(first.tag, true).await.expect("nack");
     let mut got = HashMap::new();
     for _ in 0..2 {
@@ -121,7 +129,7 @@ pub async fn queue_nack_redelivers_then_ack_settles(ctx: &Ctx<'_>) {
         sub.ack(d.tag).await.expect("ack");
         got.insert(d.message.id.clone(), d);
     }
-    let again = &got[&sent[0].id];
+    let again = &got[&nacked];
     if caps.redelivered_flag {
         assert!(
             again.redelivered,
@@ -129,7 +137,7 @@ pub async fn queue_nack_redelivers_then_ack_settles(ctx: &Ctx<'_>) {
         );
         assert!(again.message.deliveries >= 1);
     }
-    assert!(!got[&sent[1].id].redelivered);
+    assert!(!got[&other].redelivered);
     assert!(
         recv_within(&mut *sub, QUIET).await.is_none(),
         "acked messages stay settled"
@@ -161,7 +169,7 @@ pub async fn queue_killed_consumer_loses_nothing(ctx: &Ctx<'_>) {
     let caps = b.capabilities();
     let room = unique_name("q-killed-");
     let sent = publish_n(&*b, Mode::Queue, &room, 5).await;
-    {
+    let acked = {
         // The victim takes three, acks one, and dies without closing.
         let conn = t.connect().await;
         let mut victim = subscribe(
@@ -175,7 +183,8 @@ pub async fn queue_killed_consumer_loses_nothing(ctx: &Ctx<'_>) {
         let _ = must_recv(&mut *victim).await;
         drop(victim);
         drop(conn);
-    }
+        first.message.id
+    };
     let mut survivor = subscribe(&*b, Subscription::new(Mode::Queue, room.as_str())).await;
     let mut ids = HashSet::new();
     let mut redelivered = 0;
@@ -187,9 +196,10 @@ pub async fn queue_killed_consumer_loses_nothing(ctx: &Ctx<'_>) {
         survivor.ack(d.tag).await.expect("ack");
         ids.insert(d.message.id);
     }
-    for m in &sent[1..] {
+    for m in sent.iter().filter(|m| m.id != acked) {
         assert!(ids.contains(&m.id), "message {} was lost", m.mensaje);
     }
+    assert!(!ids.contains(&acked), "the acked message came back");
     if caps.redelivered_flag {
         assert!(
             redelivered >= 2,
@@ -243,15 +253,17 @@ pub async fn queue_poison_message_is_dead_lettered(ctx: &Ctx<'_>) {
         "the poison message is skipped, the next one arrives"
     );
     sub.ack(d.tag).await.expect("ack");
+    // Waiting for more also lets a backend that spreads a room (Kafka's partitions) reach
+    // the poison if the good message came first.
+    assert!(
+        recv_within(&mut *sub, QUIET).await.is_none(),
+        "the poison does not loop"
+    );
     if caps.dead_letters {
         let dead = b.dead_letters(&room, 10).await.expect("dead letters");
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].payload, b"{this is not json");
     }
-    assert!(
-        recv_within(&mut *sub, QUIET).await.is_none(),
-        "the poison does not loop"
-    );
     sub.close().await.expect("close");
     b.purge(Mode::Queue, &room).await.expect("purge");
 }
@@ -558,6 +570,9 @@ pub async fn routing_patterns_match_topics(ctx: &Ctx<'_>) {
     while let Some(d) = recv_within(&mut *errors, QUIET).await {
         got.push(ids[&d.message.id]);
     }
+    // Which topics match is the point; order across topics is not promised (a topic per
+    // routing key on Kafka).
+    got.sort_unstable();
     assert_eq!(
         got,
         ["app.error", "app.error.database"],
@@ -626,15 +641,17 @@ pub async fn unsupported_modes_fail_at_subscribe(ctx: &Ctx<'_>) {
     for mode in Mode::ALL {
         let room = unique_name("u-");
         let result = b.subscribe(Subscription::new(mode, room.as_str())).await;
-        // Leave nothing behind on shared brokers, whatever happened.
-        let _ = b.purge(mode, &room).await;
         if caps.supports(mode) {
-            if let Ok(s) = result {
-                s.close().await.expect("close");
-            } else if let Err(e) = result {
-                panic!("{mode} is declared but subscribing failed: {e}");
-            }
+            let closed = match result {
+                Ok(s) => s.close().await,
+                Err(e) => panic!("{mode} is declared but subscribing failed: {e}"),
+            };
+            // Leave nothing behind on shared brokers; purged once nobody reads the room
+            // (tansu, the Kafka test broker, fails when a topic is deleted under a reader).
+            let _ = b.purge(mode, &room).await;
+            closed.expect("close");
         } else {
+            let _ = b.purge(mode, &room).await;
             match result {
                 Err(BrokerError::Unsupported { .. }) => {}
                 Err(e) => panic!("{mode}: expected an Unsupported error, got {e}"),

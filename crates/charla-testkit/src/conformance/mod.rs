@@ -107,6 +107,8 @@ pub enum Need {
     Replay,
     Routing,
     DeadLetters,
+    /// A consumer that dies holding a message counts as a delivery of it.
+    CrashCount,
     /// The broker keeps messages across a restart and the target can restart it.
     Restart,
     /// The broker can be reached from another process and through a TCP proxy (a URL).
@@ -140,6 +142,10 @@ impl Need {
             Need::Replay => (c.stream && c.replay, "no stream replay"),
             Need::Routing => (c.routing, "no routing mode"),
             Need::DeadLetters => (c.dead_letters, "no readable dead letters"),
+            Need::CrashCount => (
+                c.counts_crashed_deliveries,
+                "the backend does not count a delivery to a consumer that died holding it",
+            ),
             Need::Restart => (
                 c.survives_restart && p.restart,
                 "the broker cannot be restarted by the test or keeps nothing across restarts",
@@ -232,7 +238,7 @@ pub static CASES: &[Case] = &[
     ),
     case!(
         faults::fault_queue_poison_kills_its_consumer_process,
-        [Queue, DeadLetters, Url]
+        [Queue, DeadLetters, CrashCount, Url]
     ),
     case!(
         faults::fault_queue_consumer_taken_over_while_alive,

@@ -1,0 +1,367 @@
+//! The `charla` binary on Kafka, against a real Kafka-protocol broker (tansu) per test, and
+//! with Kafka clients charla did not write: the seed's own kafkajs producer and consumer
+//! (compat/kafka/, from npm) and confluent-kafka (pip). Each reads what charla sends and
+//! charla reads what they send; the seed's event-streaming pattern runs with charla as the
+//! producer; bad input ends in one clear line, never a hang.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use charla_testkit::{service_missing, unique_name, KafkaServer};
+use common::*;
+
+fn kafka_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../compat/kafka")
+}
+
+/// `node` running one of compat/kafka's scripts, or None after reporting what is missing.
+fn node(script: &str, server: &KafkaServer) -> Option<Command> {
+    let has_node = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_node || !kafka_dir().join("node_modules/kafkajs").is_dir() {
+        service_missing("node with compat/kafka's kafkajs (cd compat/kafka && npm ci)");
+        return None;
+    }
+    let mut cmd = Command::new("node");
+    cmd.current_dir(kafka_dir())
+        .arg(script)
+        .env("KAFKA_BROKERS", server.bootstrap())
+        .env("TIMEOUT_MS", "30000");
+    Some(cmd)
+}
+
+/// compat/kafka/confluent_client.py, or None after reporting that confluent-kafka is missing.
+fn confluent(server: &KafkaServer, args: &[&str]) -> Option<Command> {
+    let ok = Command::new("python3")
+        .args(["-c", "import confluent_kafka"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        service_missing("python3 with confluent-kafka (pip install confluent-kafka)");
+        return None;
+    }
+    let mut cmd = Command::new("python3");
+    cmd.arg(kafka_dir().join("confluent_client.py"))
+        .arg(args[0])
+        .args(["--bootstrap", &server.bootstrap()])
+        .args(&args[1..]);
+    Some(cmd)
+}
+
+fn json_values(stdout: &str) -> Vec<serde_json::Value> {
+    json_lines(stdout)
+        .into_iter()
+        .map(|line| {
+            let value = line["value"].as_str().expect("value is a string");
+            serde_json::from_str(value).unwrap_or_else(|e| panic!("value not JSON: {value}: {e}"))
+        })
+        .collect()
+}
+
+#[test]
+fn charla_and_the_seeds_kafkajs_read_each_other() {
+    let Some(server) = KafkaServer::start() else {
+        return;
+    };
+    let topic = unique_name("user-events-");
+    // charla → the seed's consumer (group user-service, fromBeginning: true).
+    ok(&run(
+        charla(&server.url()).args([
+            "send",
+            "--mode",
+            "stream",
+            "--room",
+            &topic,
+            "--name",
+            "Juan",
+            "Hola María!",
+        ]),
+        b"",
+    ));
+    let Some(mut consumer) = node("consumer.mjs", &server) else {
+        return;
+    };
+    let out = ok(&run(consumer.env("TOPIC", &topic).env("COUNT", "1"), b""));
+    let got = json_values(&out);
+    assert_eq!(got[0]["usuario"], "Juan");
+    assert_eq!(got[0]["mensaje"], "Hola María!");
+    assert_eq!(json_lines(&out)[0]["key"], topic.as_str(), "keyed by room");
+    // The seed's producer (key user-123) → charla.
+    let Some(mut producer) = node("producer.mjs", &server) else {
+        return;
+    };
+    ok(&run(
+        producer
+            .env("TOPIC", &topic)
+            .env("CHAT_MESSAGE", "hola desde kafkajs"),
+        b"",
+    ));
+    let out = ok(&run(
+        charla(&server.url()).args([
+            "listen",
+            "--mode",
+            "stream",
+            "--room",
+            &topic,
+            "--from-beginning",
+            "--json",
+            "--count",
+            "2",
+        ]),
+        b"",
+    ));
+    // Two keys, two partitions: no order between them.
+    let mut got: Vec<(String, String)> = json_lines(&out)
+        .iter()
+        .map(|v| {
+            let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+            (field("usuario"), field("mensaje"))
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("Juan".to_owned(), "Hola María!".to_owned()),
+            ("kafkajs".to_owned(), "hola desde kafkajs".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn charla_and_confluent_kafka_read_each_other() {
+    let Some(server) = KafkaServer::start() else {
+        return;
+    };
+    let topic = unique_name("confluent-");
+    let Some(mut produce) = confluent(
+        &server,
+        &["produce", "--topic", &topic, "--count", "5", "--chat"],
+    ) else {
+        return;
+    };
+    ok(&run(&mut produce, b""));
+    let out = ok(&run(
+        charla(&server.url()).args([
+            "listen",
+            "--mode",
+            "stream",
+            "--room",
+            &topic,
+            "--group",
+            "lectores",
+            "--from-beginning",
+            "--json",
+            "--count",
+            "5",
+        ]),
+        b"",
+    ));
+    assert_eq!(json_lines(&out).len(), 5);
+    ok(&run(
+        charla(&server.url()).args([
+            "send", "--mode", "stream", "--room", &topic, "--name", "Ana",
+        ]),
+        b"uno\ndos\ntres\n",
+    ));
+    let Some(mut consume) = confluent(
+        &server,
+        &[
+            "consume", "--topic", &topic, "--group", "py", "--count", "8",
+        ],
+    ) else {
+        return;
+    };
+    let got = json_values(&ok(&run(&mut consume, b"")));
+    let from_charla: Vec<&str> = got
+        .iter()
+        .filter(|v| v["usuario"] == "Ana")
+        .filter_map(|v| v["mensaje"].as_str())
+        .collect();
+    assert_eq!(from_charla, ["uno", "dos", "tres"], "in order");
+    // The group `lectores` committed what it read: it resumes with exactly charla's three.
+    let out = ok(&run(
+        charla(&server.url()).args([
+            "listen", "--mode", "stream", "--room", &topic, "--group", "lectores", "--json",
+            "--count", "3",
+        ]),
+        b"",
+    ));
+    let again: Vec<String> = json_lines(&out)
+        .iter()
+        .map(|v| v["mensaje"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(again, ["uno", "dos", "tres"]);
+}
+
+/// The seed's "Event Streaming (Kafka)" pattern as written, charla publishing: three
+/// services in their own groups each get every order.
+#[test]
+fn the_seeds_event_streaming_pattern_with_charla_as_the_producer() {
+    let Some(server) = KafkaServer::start() else {
+        return;
+    };
+    let topic = unique_name("orders-");
+    // The topic exists before the services subscribe, as in a deployment.
+    ok(&run(
+        charla(&server.url()).args([
+            "send", "--mode", "stream", "--room", &topic, "--name", "api",
+        ]),
+        b"order_created 1\n",
+    ));
+    let Some(mut pattern) = node("event_streaming.mjs", &server) else {
+        return;
+    };
+    let services = pattern
+        .env("TOPIC", &topic)
+        .env("ORDERS", "3")
+        .env("CHARLA_ORDERS_FROM_CHARLA", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node");
+    std::thread::sleep(Duration::from_secs(1));
+    ok(&run(
+        charla(&server.url()).args([
+            "send", "--mode", "stream", "--room", &topic, "--name", "api",
+        ]),
+        b"order_created 2\norder_created 3\n",
+    ));
+    let out = ok(&wait(services, Duration::from_secs(60)));
+    for service in ["inventario", "notificaciones", "analytics"] {
+        assert!(out.contains(&format!("{service}: 3 orders")), "{out}");
+    }
+}
+
+/// charla's own listeners as the seed's three services: one producer, three groups, every
+/// group gets every event, and a group started later replays them.
+#[test]
+fn three_charla_services_in_their_own_groups_each_get_every_event() {
+    let Some(server) = KafkaServer::start() else {
+        return;
+    };
+    let topic = unique_name("orders-");
+    ok(&run(
+        charla(&server.url()).args([
+            "send", "--mode", "stream", "--room", &topic, "--name", "api",
+        ]),
+        b"order 1\norder 2\norder 3\n",
+    ));
+    for group in ["inventario", "notificaciones", "analytics"] {
+        let out = ok(&run(
+            charla(&server.url()).args([
+                "listen",
+                "--mode",
+                "stream",
+                "--room",
+                &topic,
+                "--group",
+                group,
+                "--from-beginning",
+                "--json",
+                "--count",
+                "3",
+            ]),
+            b"",
+        ));
+        let got: Vec<&str> = out.lines().collect();
+        assert_eq!(got.len(), 3, "{group}: {out}");
+    }
+}
+
+#[test]
+fn bad_input_ends_in_one_clear_line() {
+    // An unreachable broker.
+    let port = charla_testkit::free_port();
+    let out = run(
+        charla(&format!("kafka://127.0.0.1:{port}")).args(["send", "hola"]),
+        b"",
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    let Some(server) = KafkaServer::start() else {
+        return;
+    };
+    // A topic name Kafka refuses.
+    let out = run(
+        charla(&server.url()).args(["send", "--room", "sala de espera", "hola"]),
+        b"",
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("cannot be a Kafka topic"), "{err}");
+    // A message over the size limit: refused before it is sent, nothing else is lost.
+    let room = unique_name("big-");
+    let big = "x".repeat(2 * 1024 * 1024);
+    let out = run(
+        charla(&server.url()).args(["send", "--mode", "stream", "--room", &room, "--name", "a"]),
+        format!("antes\n{big}\ndespués\n").as_bytes(),
+    );
+    assert!(!out.status.success(), "an oversized line fails the run");
+    let err = text(&out.stderr);
+    assert!(err.contains("line 2"), "{err}");
+    let out = ok(&run(
+        charla(&server.url()).args([
+            "listen",
+            "--mode",
+            "stream",
+            "--room",
+            &room,
+            "--from-beginning",
+            "--json",
+            "--count",
+            "2",
+        ]),
+        b"",
+    ));
+    let got: Vec<String> = json_lines(&out)
+        .iter()
+        .map(|v| v["mensaje"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(got, ["antes", "después"]);
+    // A record that is not a chat message, from another client: skipped with a warning by a
+    // reader without a group, moved to the dead letters by a group; the next one arrives.
+    let topic = unique_name("mixed-");
+    let Some(mut producer) = node("producer.mjs", &server) else {
+        return;
+    };
+    ok(&run(producer.env("TOPIC", &topic), b"")); // the seed's user_created event
+    ok(&run(
+        charla(&server.url()).args([
+            "send", "--mode", "stream", "--room", &topic, "--name", "b", "ok",
+        ]),
+        b"",
+    ));
+    let out = run(
+        charla(&server.url()).args([
+            "listen",
+            "--mode",
+            "stream",
+            "--room",
+            &topic,
+            "--group",
+            "g",
+            "--from-beginning",
+            "--json",
+            "--count",
+            "1",
+        ]),
+        b"",
+    );
+    let stdout = ok(&out);
+    assert_eq!(json_lines(&stdout)[0]["mensaje"], "ok");
+    assert!(
+        text(&out.stderr).contains("not a chat message"),
+        "{}",
+        text(&out.stderr)
+    );
+}
