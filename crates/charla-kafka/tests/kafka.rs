@@ -175,6 +175,48 @@ async fn a_new_group_starts_at_the_end_and_another_replays_history() {
     replay.close().await.expect("close");
 }
 
+/// `--since TIME`: a reader starting at a time gets exactly what was stored from then on
+/// (Kafka's offsets-for-times), with and without a group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_can_start_at_a_time() {
+    let Some(server) = KafkaServer::start() else {
+        return;
+    };
+    let b = connect(&server).await;
+    let room = unique_name("since-");
+    let mut p = b.publisher(Mode::Stream, &room).await.expect("publisher");
+    p.publish_batch(&messages(&room, 3)).await.expect("publish");
+    // The next whole second: everything before it is older.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    let since = now.as_secs() + 1;
+    tokio::time::sleep(Duration::from_millis(
+        1000 - u64::from(now.subsec_millis()) + 50,
+    ))
+    .await;
+    let recent = messages(&room, 2);
+    p.publish_batch(&recent).await.expect("publish");
+    for group in [None, Some(unique_name("g-"))] {
+        let mut sub = Subscription::new(Mode::Stream, room.as_str())
+            .start(StartFrom::After(format!("@{since}")));
+        if let Some(g) = &group {
+            sub = sub.group(g.as_str());
+        }
+        let mut s = b.subscribe(sub).await.expect("subscribe");
+        for expected in &recent {
+            let d = recv(&mut *s).await.expect("a recent message");
+            assert_eq!(
+                d.message.id, expected.id,
+                "from the time on (group {group:?})"
+            );
+            s.ack(d.tag).await.expect("ack");
+        }
+        assert!(quiet(&mut *s).await, "nothing older");
+        s.close().await.expect("close");
+    }
+}
+
 /// A record that is not a chat message (another application's JSON, or not JSON at all) is
 /// moved to the room's dead letters by a group member and the group goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,9 +11,10 @@
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::free_port;
+use crate::redis_server::{await_ready, stop};
 
 /// The `tansu` executable: `CHARLA_TANSU`, else `tansu` on PATH, else `~/.cargo/bin/tansu`
 /// (where `cargo install tansu` puts it, which is not always on a test's PATH).
@@ -110,20 +111,10 @@ impl KafkaServer {
             .spawn()
             .expect("cannot run tansu");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return true;
-            }
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return false; // exited: port taken or bad arguments
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.kill();
-        false
+        let port = self.port;
+        await_ready(&mut self.child, Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -152,10 +143,7 @@ impl KafkaServer {
 
     /// SIGKILL the broker (a crash), keeping its directory so it can be started again.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        stop(&mut self.child);
     }
 
     /// Start again on the same port and directory (after [`kill`](Self::kill)).

@@ -117,35 +117,56 @@ impl RedisServer {
             }
         };
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.answers() {
-                return true;
-            }
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return false; // exited: port taken or bad arguments
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.kill();
-        false
+        let port = self.port;
+        await_ready(&mut self.child, Duration::from_secs(10), || answers(port))
     }
+}
 
-    /// True once the server replies to PING (an auth error also proves it is up).
-    fn answers(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-        if s.write_all(b"PING\r\n").is_err() {
-            return false;
+/// Poll `ready` until it holds (true), the child exits, or `limit` passes (the child is then
+/// killed): how every test server waits for its process to come up.
+pub(crate) fn await_ready(
+    child: &mut Option<Child>,
+    limit: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if ready() {
+            return true;
         }
-        let mut buf = [0u8; 64];
-        matches!(s.read(&mut buf), Ok(n) if n > 0 && (buf.starts_with(b"+PONG") || buf.starts_with(b"-NOAUTH")))
+        if let Some(c) = child.as_mut() {
+            if let Ok(Some(_)) = c.try_wait() {
+                return false; // exited: port taken or bad arguments
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
+    stop(child);
+    false
+}
 
+/// SIGKILL a test server and reap it.
+pub(crate) fn stop(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// True once the server on `port` replies to PING (an auth error also proves it is up).
+fn answers(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    matches!(s.read(&mut buf), Ok(n) if n > 0 && (buf.starts_with(b"+PONG") || buf.starts_with(b"-NOAUTH")))
+}
+
+impl RedisServer {
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -165,10 +186,7 @@ impl RedisServer {
 
     /// SIGKILL the server (a crash), keeping its directory so it can be started again.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        stop(&mut self.child);
     }
 
     /// Start again on the same port and directory (after [`kill`](Self::kill)).

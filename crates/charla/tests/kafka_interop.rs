@@ -240,6 +240,27 @@ fn the_seeds_event_streaming_pattern_with_charla_as_the_producer() {
     }
 }
 
+/// The seed's pattern exactly as written (kafkajs publishing and consuming), only the broker
+/// address changed: it runs against the test broker.
+#[test]
+fn the_seeds_event_streaming_pattern_runs_as_written() {
+    let Some(server) = KafkaServer::start() else {
+        return;
+    };
+    let Some(mut pattern) = node("event_streaming.mjs", &server) else {
+        return;
+    };
+    let out = ok(&run(
+        pattern
+            .env("TOPIC", unique_name("orders-"))
+            .env("ORDERS", "3"),
+        b"",
+    ));
+    for service in ["inventario", "notificaciones", "analytics"] {
+        assert!(out.contains(&format!("{service}: 3 orders")), "{out}");
+    }
+}
+
 /// charla's own listeners as the seed's three services: one producer, three groups, every
 /// group gets every event, and a group started later replays them.
 #[test]
