@@ -5,14 +5,16 @@
 # line the listeners printed), lost (sent, never received: must be 0) and duplicated
 # (received more than once: redeliveries of messages a killed listener had not acked).
 #
-#   bench/chaos.sh [BACKEND...]     backends: redis serve amqp (default: all three)
+#   bench/chaos.sh [BACKEND...]     backends: redis serve amqp kafka (default: all four)
 #   env: CHAOS_SECONDS (60 per backend), LISTENERS (3), RATE (messages/s, 200), MODE (queue)
 #        SEED (random seed, default: the current time; printed so a run can be replayed)
+#        KEEP_WORK=1 keeps the logs (broker, send, each listener) for a look afterwards
 #
 # redis: a redis-server with appendonly yes / appendfsync always, killed with SIGKILL.
 # serve: `charla serve --appendonly yes --appendfsync always`, killed with SIGKILL.
 # amqp:  the machine's RabbitMQ (127.0.0.1:5672, guest/guest), stopped and started with
 #        `rabbitmqctl stop_app` / `start_app` (it is shared, so it is not SIGKILLed).
+# kafka: a tansu broker (SQLite storage, as the tests run it), killed with SIGKILL.
 # Listeners are always killed with SIGKILL. Everything runs on loopback and stops by itself.
 # Exit status: 0 when nothing was lost on any backend.
 set -uo pipefail
@@ -25,7 +27,8 @@ mode=${MODE:-queue}
 seed=${SEED:-$(date +%s)}
 RANDOM=$seed
 backends=("$@")
-[ ${#backends[@]} -gt 0 ] || backends=(redis serve amqp)
+[ ${#backends[@]} -gt 0 ] || backends=(redis serve amqp kafka)
+tansu=${CHARLA_TANSU:-$(command -v tansu || echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu")}
 
 cargo build --release -q -p charla || exit 1
 charla=$PWD/target/release/charla
@@ -33,7 +36,7 @@ work=$(mktemp -d -t charla-chaos-XXXXXX)
 pids_to_kill=()
 cleanup() {
   for p in "${pids_to_kill[@]}"; do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$work"
+  if [ -n "${KEEP_WORK:-}" ]; then echo "work dir kept: $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -53,6 +56,11 @@ broker_start() {
       broker_pid=$! ;;
     amqp)
       rabbitmqctl start_app >/dev/null 2>&1; rabbitmqctl await_startup >/dev/null 2>&1 ;;
+    kafka)
+      (cd "$dir" && exec "$tansu" broker --listener-url "tcp://127.0.0.1:$port" \
+        --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine sqlite://tansu.db \
+        >>"$dir/broker.log" 2>&1) &
+      broker_pid=$! ;;
   esac
   [ -n "${broker_pid:-}" ] && pids_to_kill+=("$broker_pid")
   for _ in $(seq 1 200); do up "$port" && return 0; sleep 0.05; done
@@ -60,7 +68,7 @@ broker_start() {
 }
 broker_crash() {
   case $backend in
-    redis|serve) kill -9 "$broker_pid" 2>/dev/null; wait "$broker_pid" 2>/dev/null ;;
+    redis|serve|kafka) kill -9 "$broker_pid" 2>/dev/null; wait "$broker_pid" 2>/dev/null ;;
     amqp) rabbitmqctl stop_app >/dev/null 2>&1 ;;
   esac
 }
@@ -83,6 +91,8 @@ run_backend() {
   room="chaos-$backend-$seed-$RANDOM"
   case $backend in
     redis|serve) port=$(free_port); url="redis://127.0.0.1:$port" ;;
+    # tansu 0.6 deletes every topic when one is deleted: nothing here deletes any.
+    kafka) port=$(free_port); url="kafka://127.0.0.1:$port?delete_topics=false" ;;
     amqp) port=5672; url="amqp://guest:guest@127.0.0.1:5672/%2f"
           up 5672 || { log "RabbitMQ is not running on 127.0.0.1:5672"; return 2; }
           # The lock charla's RabbitMQ tests share (charla-testkit): no test runs while we

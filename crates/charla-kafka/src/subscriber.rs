@@ -245,6 +245,8 @@ pub struct KafkaSubscriber {
     retry: VecDeque<u64>,
     poison: VecDeque<Poison>,
     next_tag: u64,
+    /// A broker outage was reported and no record has arrived since.
+    outage: bool,
 }
 
 impl KafkaSubscriber {
@@ -379,6 +381,7 @@ impl KafkaSubscriber {
             retry: VecDeque::new(),
             poison: VecDeque::new(),
             next_tag: 0,
+            outage: false,
         })
     }
 
@@ -522,6 +525,9 @@ impl KafkaSubscriber {
 
     /// Hand a record on, or stage it first when its delivery count must be read.
     async fn take(&mut self, record: Record, epoch: u64) -> Result<Option<Delivery>> {
+        if std::mem::take(&mut self.outage) {
+            tracing::info!("the Kafka broker is back");
+        }
         if self.stale(&record, epoch) {
             return Ok(None);
         }
@@ -620,7 +626,7 @@ impl KafkaSubscriber {
 
     /// A consumer error while waiting: a broker that went away is waited for (librdkafka
     /// reconnects by itself); anything else is the caller's.
-    fn on_error(&self, e: KafkaError) -> Result<()> {
+    fn on_error(&mut self, e: KafkaError) -> Result<()> {
         match e.rdkafka_error_code() {
             // A pattern's topics come and go.
             Some(rdkafka::error::RDKafkaErrorCode::UnknownTopicOrPartition)
@@ -628,8 +634,19 @@ impl KafkaSubscriber {
             {
                 Ok(())
             }
-            Some(code) if is_transient(code) || is_rebalance(code) => {
-                tracing::debug!("Kafka consumer: {code}; waiting for the broker");
+            Some(code) if is_rebalance(code) => {
+                tracing::debug!("Kafka consumer: {code}");
+                Ok(())
+            }
+            // Said once per outage; librdkafka reconnects by itself.
+            Some(code) if is_transient(code) => {
+                if !self.outage {
+                    self.outage = true;
+                    tracing::warn!(
+                        "the Kafka broker at {} is unavailable ({code}); waiting for it",
+                        self.shared.settings.address
+                    );
+                }
                 Ok(())
             }
             _ => Err(self.shared.settings.error(e)),
