@@ -183,8 +183,15 @@ impl ConsumerContext for Tracking {
         }
     }
 
-    fn post_rebalance(&self, _base: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(_) = rebalance {
+    fn post_rebalance(&self, base: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            // A partition paused by the poll loop (`feed`), taken away and given back later
+            // can come back still paused, and the loop resumes only what it paused itself:
+            // start every new assignment flowing (the loop pauses it again if its channel is
+            // still full).
+            if let Err(e) = base.resume(tpl) {
+                tracing::debug!("resuming assigned partitions: {e}");
+            }
             self.assigned.send_replace(true);
         }
     }

@@ -55,6 +55,38 @@ fn confluent(server: &KafkaServer, args: &[&str]) -> Option<Command> {
     Some(cmd)
 }
 
+/// `charla send --mode stream --room ROOM --name NAME [TEXT]` on the test broker.
+fn send_cmd(server: &KafkaServer, room: &str, name: &str, text: Option<&str>) -> Command {
+    let mut cmd = charla(&server.url());
+    cmd.args(["send", "--mode", "stream", "--room", room, "--name", name]);
+    cmd.args(text);
+    cmd
+}
+
+/// `charla listen --mode stream --room ROOM --json --count N` plus `extra` flags, run to its
+/// end: the messages it printed.
+fn listen_json(
+    server: &KafkaServer,
+    room: &str,
+    count: usize,
+    extra: &[&str],
+) -> Vec<serde_json::Value> {
+    let count = count.to_string();
+    let mut cmd = charla(&server.url());
+    cmd.args([
+        "listen", "--mode", "stream", "--room", room, "--json", "--count", &count,
+    ])
+    .args(extra);
+    json_lines(&ok(&run(&mut cmd, b"")))
+}
+
+fn texts(messages: &[serde_json::Value]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|v| v["mensaje"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 fn json_values(stdout: &str) -> Vec<serde_json::Value> {
     json_lines(stdout)
         .into_iter()
@@ -73,16 +105,7 @@ fn charla_and_the_seeds_kafkajs_read_each_other() {
     let topic = unique_name("user-events-");
     // charla → the seed's consumer (group user-service, fromBeginning: true).
     ok(&run(
-        charla(&server.url()).args([
-            "send",
-            "--mode",
-            "stream",
-            "--room",
-            &topic,
-            "--name",
-            "Juan",
-            "Hola María!",
-        ]),
+        &mut send_cmd(&server, &topic, "Juan", Some("Hola María!")),
         b"",
     ));
     let Some(mut consumer) = node("consumer.mjs", &server) else {
@@ -103,22 +126,8 @@ fn charla_and_the_seeds_kafkajs_read_each_other() {
             .env("CHAT_MESSAGE", "hola desde kafkajs"),
         b"",
     ));
-    let out = ok(&run(
-        charla(&server.url()).args([
-            "listen",
-            "--mode",
-            "stream",
-            "--room",
-            &topic,
-            "--from-beginning",
-            "--json",
-            "--count",
-            "2",
-        ]),
-        b"",
-    ));
     // Two keys, two partitions: no order between them.
-    let mut got: Vec<(String, String)> = json_lines(&out)
+    let mut got: Vec<(String, String)> = listen_json(&server, &topic, 2, &["--from-beginning"])
         .iter()
         .map(|v| {
             let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
@@ -148,27 +157,16 @@ fn charla_and_confluent_kafka_read_each_other() {
         return;
     };
     ok(&run(&mut produce, b""));
-    let out = ok(&run(
-        charla(&server.url()).args([
-            "listen",
-            "--mode",
-            "stream",
-            "--room",
-            &topic,
-            "--group",
-            "lectores",
-            "--from-beginning",
-            "--json",
-            "--count",
-            "5",
-        ]),
-        b"",
-    ));
-    assert_eq!(json_lines(&out).len(), 5);
+    let group = ["--group", "lectores"];
+    let first = listen_json(
+        &server,
+        &topic,
+        5,
+        &[&group[..], &["--from-beginning"]].concat(),
+    );
+    assert_eq!(first.len(), 5);
     ok(&run(
-        charla(&server.url()).args([
-            "send", "--mode", "stream", "--room", &topic, "--name", "Ana",
-        ]),
+        &mut send_cmd(&server, &topic, "Ana", None),
         b"uno\ndos\ntres\n",
     ));
     let Some(mut consume) = confluent(
@@ -187,18 +185,10 @@ fn charla_and_confluent_kafka_read_each_other() {
         .collect();
     assert_eq!(from_charla, ["uno", "dos", "tres"], "in order");
     // The group `lectores` committed what it read: it resumes with exactly charla's three.
-    let out = ok(&run(
-        charla(&server.url()).args([
-            "listen", "--mode", "stream", "--room", &topic, "--group", "lectores", "--json",
-            "--count", "3",
-        ]),
-        b"",
-    ));
-    let again: Vec<String> = json_lines(&out)
-        .iter()
-        .map(|v| v["mensaje"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    assert_eq!(again, ["uno", "dos", "tres"]);
+    assert_eq!(
+        texts(&listen_json(&server, &topic, 3, &group)),
+        ["uno", "dos", "tres"]
+    );
 }
 
 /// The seed's "Event Streaming (Kafka)" pattern as written, charla publishing: three
@@ -211,9 +201,7 @@ fn the_seeds_event_streaming_pattern_with_charla_as_the_producer() {
     let topic = unique_name("orders-");
     // The topic exists before the services subscribe, as in a deployment.
     ok(&run(
-        charla(&server.url()).args([
-            "send", "--mode", "stream", "--room", &topic, "--name", "api",
-        ]),
+        &mut send_cmd(&server, &topic, "api", None),
         b"order_created 1\n",
     ));
     let Some(mut pattern) = node("event_streaming.mjs", &server) else {
@@ -229,9 +217,7 @@ fn the_seeds_event_streaming_pattern_with_charla_as_the_producer() {
         .expect("node");
     std::thread::sleep(Duration::from_secs(1));
     ok(&run(
-        charla(&server.url()).args([
-            "send", "--mode", "stream", "--room", &topic, "--name", "api",
-        ]),
+        &mut send_cmd(&server, &topic, "api", None),
         b"order_created 2\norder_created 3\n",
     ));
     let out = ok(&wait(services, Duration::from_secs(60)));
@@ -262,7 +248,7 @@ fn the_seeds_event_streaming_pattern_runs_as_written() {
 }
 
 /// charla's own listeners as the seed's three services: one producer, three groups, every
-/// group gets every event, and a group started later replays them.
+/// group gets every event.
 #[test]
 fn three_charla_services_in_their_own_groups_each_get_every_event() {
     let Some(server) = KafkaServer::start() else {
@@ -270,30 +256,12 @@ fn three_charla_services_in_their_own_groups_each_get_every_event() {
     };
     let topic = unique_name("orders-");
     ok(&run(
-        charla(&server.url()).args([
-            "send", "--mode", "stream", "--room", &topic, "--name", "api",
-        ]),
+        &mut send_cmd(&server, &topic, "api", None),
         b"order 1\norder 2\norder 3\n",
     ));
     for group in ["inventario", "notificaciones", "analytics"] {
-        let out = ok(&run(
-            charla(&server.url()).args([
-                "listen",
-                "--mode",
-                "stream",
-                "--room",
-                &topic,
-                "--group",
-                group,
-                "--from-beginning",
-                "--json",
-                "--count",
-                "3",
-            ]),
-            b"",
-        ));
-        let got: Vec<&str> = out.lines().collect();
-        assert_eq!(got.len(), 3, "{group}: {out}");
+        let got = listen_json(&server, &topic, 3, &["--group", group, "--from-beginning"]);
+        assert_eq!(texts(&got), ["order 1", "order 2", "order 3"], "{group}");
     }
 }
 
@@ -324,44 +292,24 @@ fn bad_input_ends_in_one_clear_line() {
     let room = unique_name("big-");
     let big = "x".repeat(2 * 1024 * 1024);
     let out = run(
-        charla(&server.url()).args(["send", "--mode", "stream", "--room", &room, "--name", "a"]),
+        &mut send_cmd(&server, &room, "a", None),
         format!("antes\n{big}\ndespués\n").as_bytes(),
     );
     assert!(!out.status.success(), "an oversized line fails the run");
     let err = text(&out.stderr);
     assert!(err.contains("line 2"), "{err}");
-    let out = ok(&run(
-        charla(&server.url()).args([
-            "listen",
-            "--mode",
-            "stream",
-            "--room",
-            &room,
-            "--from-beginning",
-            "--json",
-            "--count",
-            "2",
-        ]),
-        b"",
-    ));
-    let got: Vec<String> = json_lines(&out)
-        .iter()
-        .map(|v| v["mensaje"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    assert_eq!(got, ["antes", "después"]);
-    // A record that is not a chat message, from another client: skipped with a warning by a
-    // reader without a group, moved to the dead letters by a group; the next one arrives.
+    assert_eq!(
+        texts(&listen_json(&server, &room, 2, &["--from-beginning"])),
+        ["antes", "después"]
+    );
+    // A record that is not a chat message, from another client: moved to the dead letters by
+    // a group, with a warning; the next one arrives.
     let topic = unique_name("mixed-");
     let Some(mut producer) = node("producer.mjs", &server) else {
         return;
     };
     ok(&run(producer.env("TOPIC", &topic), b"")); // the seed's user_created event
-    ok(&run(
-        charla(&server.url()).args([
-            "send", "--mode", "stream", "--room", &topic, "--name", "b", "ok",
-        ]),
-        b"",
-    ));
+    ok(&run(&mut send_cmd(&server, &topic, "b", Some("ok")), b""));
     let out = run(
         charla(&server.url()).args([
             "listen",
@@ -378,8 +326,7 @@ fn bad_input_ends_in_one_clear_line() {
         ]),
         b"",
     );
-    let stdout = ok(&out);
-    assert_eq!(json_lines(&stdout)[0]["mensaje"], "ok");
+    assert_eq!(texts(&json_lines(&ok(&out))), ["ok"]);
     assert!(
         text(&out.stderr).contains("not a chat message"),
         "{}",
