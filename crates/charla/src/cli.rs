@@ -72,6 +72,11 @@ pub struct GlobalArgs {
     #[arg(long, env = "CHARLA_PASSWORD_FILE", global = true, value_name = "PATH")]
     pub password_file: Option<PathBuf>,
 
+    /// Kafka: partitions of the topics charla creates (a topic that exists keeps its own);
+    /// the same as ?partitions=N in the URL [default: 3]
+    #[arg(long, env = "CHARLA_PARTITIONS", global = true, value_name = "N")]
+    pub partitions: Option<u32>,
+
     /// Config file (TOML) [default: ./charla.toml, then ~/.config/charla/config.toml]
     #[arg(long, env = "CHARLA_CONFIG", global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,

@@ -98,6 +98,10 @@ impl Settings {
             Some(p) => charla_core::with_password(&broker, &p)?,
             None => broker,
         };
+        let broker = match global.partitions {
+            Some(n) => with_partitions(&broker, n)?,
+            None => broker,
+        };
         let lang = match (global.lang, &file.lang) {
             (Some(l), _) => l,
             (None, Some(l)) => l
@@ -134,6 +138,25 @@ impl Settings {
             .or_else(|| self.file.room.clone())
             .unwrap_or_else(|| default_room(mode, listening).to_owned())
     }
+}
+
+/// `--partitions N` as the Kafka URL option `?partitions=N` (the one place the backend reads
+/// it). Refused for other brokers (only Kafka has partitions) and when the URL has it already.
+fn with_partitions(broker: &str, n: u32) -> Result<String> {
+    let parsed = charla_core::BrokerUrl::parse(broker)?;
+    if parsed.kind() != charla_core::BackendKind::Kafka {
+        anyhow::bail!(
+            "--partitions applies to kafka:// brokers only (this is {})",
+            parsed.kind().name()
+        );
+    }
+    if parsed.option("partitions").is_some() {
+        anyhow::bail!("--partitions and ?partitions= in the broker URL: give it once");
+    }
+    let mut url = parsed.url().clone();
+    url.query_pairs_mut()
+        .append_pair("partitions", &n.to_string());
+    Ok(url.into())
 }
 
 /// The broker password given apart from the URL: the file named by `--password-file` (or

@@ -308,8 +308,10 @@ fn bad_input_ends_in_one_clear_line() {
     let Some(mut producer) = node("producer.mjs", &server) else {
         return;
     };
-    ok(&run(producer.env("TOPIC", &topic), b"")); // the seed's user_created event
-    ok(&run(&mut send_cmd(&server, &topic, "b", Some("ok")), b""));
+    // The seed's user_created event, then a chat message under the same key (user-123): one
+    // partition, so the group meets the foreign record first.
+    ok(&run(producer.env("TOPIC", &topic), b""));
+    ok(&run(producer.env("CHAT_MESSAGE", "ok"), b""));
     let out = run(
         charla(&server.url()).args([
             "listen",
@@ -331,5 +333,30 @@ fn bad_input_ends_in_one_clear_line() {
         text(&out.stderr).contains("not a chat message"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+/// `--partitions N` sets the partitions of the topics charla creates; `check` shows them.
+#[test]
+fn partitions_come_from_a_flag_and_check_lists_the_topics() {
+    let Some(server) = KafkaServer::start() else {
+        return;
+    };
+    let room = unique_name("wide-");
+    ok(&run(
+        send_cmd(&server, &room, "a", Some("hola")).args(["--partitions", "5"]),
+        b"",
+    ));
+    let out = ok(&run(charla(&server.url()).arg("check"), b""));
+    assert!(out.contains(&format!("{room} (5 partitions)")), "{out}");
+    let refused = run(
+        charla("redis://127.0.0.1:1").args(["check", "--partitions", "5"]),
+        b"",
+    );
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("kafka:// brokers only"),
+        "{}",
+        text(&refused.stderr)
     );
 }
