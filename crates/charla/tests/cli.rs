@@ -149,6 +149,59 @@ fn send_then_listen_json_carries_seed_and_charla_fields() {
     assert!(m["ts_us"].as_i64().unwrap_or(0) > 0);
 }
 
+/// `listen --since TIME` on a Redis stream, with and without a group: exactly what was stored
+/// from that second on.
+#[test]
+fn listen_since_a_time_reads_a_redis_stream_from_then_on() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let room = unique_name("since-");
+    let send = |lines: &[u8]| {
+        ok(&run(
+            charla(&server.url())
+                .args(["send", "--mode", "stream", "--room", &room, "--name", "a"]),
+            lines,
+        ))
+    };
+    send(b"old 1\nold 2\n");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    let since = (now.as_secs() + 1).to_string();
+    std::thread::sleep(std::time::Duration::from_millis(
+        1000 - u64::from(now.subsec_millis()) + 50,
+    ));
+    send(b"new 1\nnew 2\n");
+    for group in [None, Some("desde")] {
+        let mut cmd = charla(&server.url());
+        cmd.args([
+            "listen", "--mode", "stream", "--room", &room, "--since", &since,
+        ])
+        .args(["--json", "--count", "2"]);
+        if let Some(g) = group {
+            cmd.args(["--group", g]);
+        }
+        let got: Vec<String> = json_lines(&ok(&run(&mut cmd, b"")))
+            .iter()
+            .map(|m| m["mensaje"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(got, ["new 1", "new 2"], "group {group:?}");
+    }
+    let bad = run(
+        charla(&server.url()).args([
+            "listen", "--mode", "stream", "--room", &room, "--since", "ayer",
+        ]),
+        b"",
+    );
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("--since ayer"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
+
 #[test]
 fn piped_lines_arrive_in_order_and_spanish_output_matches_the_seed() {
     let Some(server) = RedisServer::start() else {
