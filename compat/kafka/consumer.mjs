@@ -10,11 +10,12 @@
 //     the group (consumer.disconnect()); without COUNT, run until killed;
 //   - exit 1 with a one-line message on stderr if no message arrives for TIMEOUT_MS
 //     (default 30000, counted from the start and again after each message; 0 = never);
-//   - the topic is created first if missing (tansu does not auto-create; see ensureTopic);
+//   - the topic is created first if missing (tansu does not auto-create; see topic.mjs);
 //   - fetch max wait FETCH_MAX_WAIT_MS (default 500) instead of 5000 (tansu; see below);
 //   - kafkajs logs only WARN/ERROR.
 // Env KAFKA_CREATE_TOPIC=0 skips creating the topic.
 import { Kafka, logLevel } from 'kafkajs'
+import { ensureTopic } from './topic.mjs'
 
 const brokers = (process.env.KAFKA_BROKERS || 'localhost:9092').split(',').map((b) => b.trim()).filter(Boolean)
 const topic = process.env.TOPIC || 'user-events'
@@ -44,24 +45,6 @@ const kafka = new Kafka({
 })
 
 const consumer = kafka.consumer({ groupId, maxWaitTimeInMs })
-
-// Workaround for tansu: tansu 0.6.0 does not create a topic on first use (its Metadata handler
-// ignores allow_auto_topic_creation and answers UNKNOWN_TOPIC_OR_PARTITION), while Apache
-// Kafka's default auto.create.topics.enable=true is what the seed relies on. So the topic is
-// created first if missing, with the broker's default partitions, which is what auto-creation
-// would do. KAFKA_CREATE_TOPIC=0 skips this.
-async function ensureTopic (kafka, topic) {
-  if (process.env.KAFKA_CREATE_TOPIC === '0') return
-  const admin = kafka.admin()
-  await admin.connect()
-  try {
-    if (!(await admin.listTopics()).includes(topic)) {
-      await admin.createTopics({ topics: [{ topic }], waitForLeaders: true })
-    }
-  } finally {
-    await admin.disconnect()
-  }
-}
 
 let received = 0
 let stopping = null // the disconnect() promise, once COUNT messages are in

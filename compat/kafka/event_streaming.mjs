@@ -11,7 +11,7 @@
 //   GROUP_SUFFIX   appended to each service's groupId (default none), so reruns on one broker
 //                  can start from the beginning in fresh groups
 //   FETCH_MAX_WAIT_MS  consumers' fetch max wait (default 500; see the tansu note below)
-//   KAFKA_CREATE_TOPIC=0  do not create the topic when missing (see ensureTopic)
+//   KAFKA_CREATE_TOPIC=0  do not create the topic when missing (see topic.mjs)
 //   CHARLA_ORDERS_FROM_CHARLA=1
 //                  publish nothing: only consume, and expect ORDERS messages from another
 //                  producer (charla). Every message counts, whatever its shape; the summary
@@ -24,6 +24,7 @@
 // messages in a reused topic do not make it pass.
 import { randomBytes } from 'node:crypto'
 import { Kafka, logLevel } from 'kafkajs'
+import { ensureTopic } from './topic.mjs'
 
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1'
 
@@ -68,24 +69,6 @@ const state = Object.fromEntries(SERVICES.map((name) => [name, {
   emails: new Set(), // notificaciones: customers to notify
   revenue: 0 // analytics: total sold
 }]))
-
-// Workaround for tansu: tansu 0.6.0 does not create a topic on first use (its Metadata handler
-// ignores allow_auto_topic_creation and answers UNKNOWN_TOPIC_OR_PARTITION), while Apache
-// Kafka's default auto.create.topics.enable=true is what the seed relies on. So the topic is
-// created first if missing, with the broker's default partitions, which is what auto-creation
-// would do. KAFKA_CREATE_TOPIC=0 skips this.
-async function ensureTopic (kafka, topic) {
-  if (process.env.KAFKA_CREATE_TOPIC === '0') return
-  const admin = kafka.admin()
-  await admin.connect()
-  try {
-    if (!(await admin.listTopics()).includes(topic)) {
-      await admin.createTopics({ topics: [{ topic }], waitForLeaders: true })
-    }
-  } finally {
-    await admin.disconnect()
-  }
-}
 
 let allDone
 const everyServiceDone = new Promise((resolve) => { allDone = resolve })

@@ -5,10 +5,11 @@
 //   - with CHAT_MESSAGE set, the value is a charla chat message instead of the user event:
 //     {usuario:'kafkajs', mensaje, hora, id, room, ts_us};
 //   - kafkajs logs only WARN/ERROR, and its one-time v2 partitioner notice is silenced;
-//   - the topic is created first if missing (tansu does not auto-create; see ensureTopic);
+//   - the topic is created first if missing (tansu does not auto-create; see topic.mjs);
 //   - exit 0 after disconnect, or 1 with a one-line error on stderr.
 import { randomBytes } from 'node:crypto'
 import { Kafka, logLevel } from 'kafkajs'
+import { ensureTopic } from './topic.mjs'
 
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1'
 
@@ -27,24 +28,6 @@ function ulid () {
   const rand = randomBytes(16)
   for (let i = 0; i < 16; i++) out += alphabet[rand[i] % 32]
   return out
-}
-
-// Workaround for tansu: tansu 0.6.0 does not create a topic on first use (its Metadata handler
-// ignores allow_auto_topic_creation and answers UNKNOWN_TOPIC_OR_PARTITION), while Apache
-// Kafka's default auto.create.topics.enable=true is what the seed relies on. So the topic is
-// created first if missing, with the broker's default partitions, which is what auto-creation
-// would do. KAFKA_CREATE_TOPIC=0 skips this.
-async function ensureTopic (kafka, topic) {
-  if (process.env.KAFKA_CREATE_TOPIC === '0') return
-  const admin = kafka.admin()
-  await admin.connect()
-  try {
-    if (!(await admin.listTopics()).includes(topic)) {
-      await admin.createTopics({ topics: [{ topic }], waitForLeaders: true })
-    }
-  } finally {
-    await admin.disconnect()
-  }
 }
 
 function chatMessage (mensaje) {

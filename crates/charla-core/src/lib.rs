@@ -7,6 +7,7 @@
 //! - [`BrokerUrl`]: how a URL picks a backend.
 //! - [`topic`]: the routing-pattern language (`room.*`, `app.error.#`), the same on every backend.
 
+pub mod age;
 pub mod broker;
 pub mod error;
 pub mod message;
@@ -14,6 +15,7 @@ pub mod mode;
 pub mod topic;
 pub mod url;
 
+pub use age::parse_age;
 pub use broker::{
     AckTag, Broker, BrokerInfo, DeadLetter, Delivery, Publisher, StartFrom, Subscriber,
     Subscription,

@@ -59,7 +59,8 @@ pub struct Overview {
 
 /// The admin client of a connection.
 pub struct Admin {
-    client: AdminClient<Tracing>,
+    /// Shared with the blocking calls that read metadata through it.
+    client: std::sync::Arc<AdminClient<Tracing>>,
     address: String,
 }
 
@@ -70,7 +71,7 @@ impl Admin {
             .create_with_context(settings.context())
             .map_err(|e| settings.error(e))?;
         Ok(Admin {
-            client,
+            client: std::sync::Arc::new(client),
             address: settings.address.clone(),
         })
     }
@@ -152,10 +153,11 @@ impl Admin {
 
     /// Broker count and topics.
     pub async fn overview(&self, settings: &Settings) -> Result<Overview> {
-        let consumer = plain_consumer(settings)?;
+        let client = self.client.clone();
         let settings2 = settings.clone();
         let (brokers, mut topics) = blocking(move || {
-            let md = consumer
+            let md = client
+                .inner()
                 .fetch_metadata(None, ADMIN_TIMEOUT)
                 .map_err(|e| settings2.error(e))?;
             let topics: Vec<(String, usize)> = md

@@ -130,21 +130,16 @@ impl KafkaBroker {
 impl Shared {
     /// Create `topic` if it does not exist yet (once per connection).
     pub async fn ensure_topic(&self, topic: &str) -> Result<()> {
-        let known = |t: &str| {
-            self.known_topics
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(t)
-        };
-        if known(topic) {
+        if self.known_topics().contains(topic) {
             return Ok(());
         }
         self.admin.create_topic(&self.settings, topic).await?;
-        self.known_topics
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(topic.to_owned());
+        self.known_topics().insert(topic.to_owned());
         Ok(())
+    }
+
+    fn known_topics(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.known_topics.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -207,11 +202,7 @@ impl Broker for KafkaBroker {
             topics.push(dead_letter_topic(room)?);
         }
         {
-            let mut known = self
-                .shared
-                .known_topics
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut known = self.shared.known_topics();
             for t in &topics {
                 known.remove(t);
             }

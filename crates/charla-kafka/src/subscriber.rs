@@ -138,6 +138,11 @@ impl Book {
     }
 }
 
+/// The bookkeeping, whoever holds it (a panic elsewhere leaves it usable).
+fn lock(book: &Mutex<Book>) -> std::sync::MutexGuard<'_, Book> {
+    book.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn to_tpl(points: &[(Partition, i64)]) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
     for ((t, p), offset) in points {
@@ -157,7 +162,7 @@ pub struct Tracking {
 
 impl Tracking {
     fn book(&self) -> std::sync::MutexGuard<'_, Book> {
-        self.book.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.book)
     }
 }
 
@@ -362,7 +367,7 @@ impl KafkaSubscriber {
         .await??;
         let epochs = book.clone();
         let feed = feed::start(consumer.clone(), sub.prefetch, move |p| {
-            epochs.lock().unwrap_or_else(|e| e.into_inner()).epoch_of(p)
+            lock(&epochs).epoch_of(p)
         });
         if in_group {
             // Join the group now, so that members subscribed one after the other share the
@@ -397,7 +402,7 @@ impl KafkaSubscriber {
     }
 
     fn book(&self) -> std::sync::MutexGuard<'_, Book> {
-        self.book.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.book)
     }
 
     /// Take one record from the consumer: a delivery for the caller, or `None` when it was

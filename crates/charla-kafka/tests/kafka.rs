@@ -31,6 +31,21 @@ async fn recv(sub: &mut dyn Subscriber) -> Option<charla_core::Delivery> {
     }
 }
 
+/// Receive and ack exactly `expected`, in that order (`what` says why the order is owed).
+async fn expect_in_order<'a>(
+    sub: &mut dyn Subscriber,
+    expected: impl IntoIterator<Item = &'a Message>,
+    what: &str,
+) {
+    for m in expected {
+        let d = recv(sub)
+            .await
+            .unwrap_or_else(|| panic!("{what}: {} did not arrive", m.mensaje));
+        assert_eq!(d.message.id, m.id, "{what}");
+        sub.ack(d.tag).await.expect("ack");
+    }
+}
+
 async fn quiet(sub: &mut dyn Subscriber) -> bool {
     tokio::time::timeout(Duration::from_secs(2), sub.recv())
         .await
@@ -112,22 +127,14 @@ async fn a_group_resumes_exactly_where_it_acked() {
         .await
         .expect("publish");
     let mut first = b.subscribe(sub()).await.expect("subscribe");
-    for expected in &sent[..7] {
-        let d = recv(&mut *first).await.expect("a message");
-        assert_eq!(d.message.id, expected.id, "in order");
-        first.ack(d.tag).await.expect("ack");
-    }
+    expect_in_order(&mut *first, &sent[..7], "in order").await;
     // Three more are taken and never acked: the group must give them again.
     for _ in 0..3 {
         recv(&mut *first).await.expect("a message");
     }
     first.close().await.expect("close");
     let mut next = b.subscribe(sub()).await.expect("subscribe");
-    for expected in &sent[7..] {
-        let d = recv(&mut *next).await.expect("the rest");
-        assert_eq!(d.message.id, expected.id, "exactly the rest, in order");
-        next.ack(d.tag).await.expect("ack");
-    }
+    expect_in_order(&mut *next, &sent[7..], "exactly the rest, in order").await;
     assert!(quiet(&mut *next).await, "nothing more");
     next.close().await.expect("close");
 }
@@ -150,11 +157,7 @@ async fn a_new_group_starts_at_the_end_and_another_replays_history() {
         .expect("subscribe");
     let new = messages(&room, 3);
     p.publish_batch(&new).await.expect("publish");
-    for expected in &new {
-        let d = recv(&mut *late).await.expect("a new message");
-        assert_eq!(d.message.id, expected.id, "only what came after subscribe");
-        late.ack(d.tag).await.expect("ack");
-    }
+    expect_in_order(&mut *late, &new, "only what came after subscribe").await;
     late.close().await.expect("close");
     let mut replay = b
         .subscribe(
@@ -164,14 +167,12 @@ async fn a_new_group_starts_at_the_end_and_another_replays_history() {
         )
         .await
         .expect("subscribe");
-    for expected in old.iter().chain(&new) {
-        let d = recv(&mut *replay).await.expect("history");
-        assert_eq!(
-            d.message.id, expected.id,
-            "a new group replays history in order"
-        );
-        replay.ack(d.tag).await.expect("ack");
-    }
+    expect_in_order(
+        &mut *replay,
+        old.iter().chain(&new),
+        "a new group replays history in order",
+    )
+    .await;
     replay.close().await.expect("close");
 }
 
@@ -204,14 +205,8 @@ async fn a_reader_can_start_at_a_time() {
             sub = sub.group(g.as_str());
         }
         let mut s = b.subscribe(sub).await.expect("subscribe");
-        for expected in &recent {
-            let d = recv(&mut *s).await.expect("a recent message");
-            assert_eq!(
-                d.message.id, expected.id,
-                "from the time on (group {group:?})"
-            );
-            s.ack(d.tag).await.expect("ack");
-        }
+        let what = format!("from the time on (group {group:?})");
+        expect_in_order(&mut *s, &recent, &what).await;
         assert!(quiet(&mut *s).await, "nothing older");
         s.close().await.expect("close");
     }

@@ -104,7 +104,7 @@ impl RedisBroker {
             stream_maxlen: url.option_num("stream_maxlen")?.unwrap_or(100_000usize),
             stream_max_age: match url.option("stream_max_age") {
                 None => None,
-                Some(v) => Some(parse_age(&v).ok_or_else(|| BrokerError::InvalidUrl {
+                Some(v) => Some(charla_core::parse_age(&v).ok_or_else(|| BrokerError::InvalidUrl {
                     url: url.to_string(),
                     reason: format!(
                         "option stream_max_age={v} is not a duration such as 7d, 12h, 30m, 90s or 500ms"
@@ -421,25 +421,6 @@ impl Publisher for RedisPublisher {
     }
 }
 
-/// `7d`, `12h`, `30m`, `90s`, `500ms`, or a bare number of seconds.
-fn parse_age(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (n, unit) = text.split_at(split);
-    let n: u64 = n.parse().ok()?;
-    let ms = match unit {
-        "ms" => 1,
-        "" | "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    };
-    Some(Duration::from_millis(n.checked_mul(ms)?))
-}
-
 /// Add one to the `deliveries` field of a JSON message, keeping every other field and their
 /// order. Returns the new payload and count, or `None` when the payload is not a JSON object.
 pub(crate) fn bump_deliveries(payload: &[u8]) -> Option<(Vec<u8>, u32)> {
@@ -495,16 +476,6 @@ mod tests {
             .and_then(|v| v.extract_error())
             .expect_err("an error reply");
         assert!(!map_err(e, "h:1").is_transient());
-    }
-
-    #[test]
-    fn ages_parse_with_units() {
-        assert_eq!(parse_age("7d"), Some(Duration::from_secs(7 * 86_400)));
-        assert_eq!(parse_age("90"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_age("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_age("3w"), None);
-        assert_eq!(parse_age("h"), None);
-        assert_eq!(parse_age("99999999999999999999d"), None);
     }
 
     #[test]

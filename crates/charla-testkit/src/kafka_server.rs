@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::free_port;
-use crate::redis_server::{await_ready, stop};
+use crate::redis_server::{await_ready, print_log_tail, stop};
 
 /// The `tansu` executable: `CHARLA_TANSU`, else `tansu` on PATH, else `~/.cargo/bin/tansu`
 /// (where `cargo install tansu` puts it, which is not always on a test's PATH).
@@ -157,25 +157,10 @@ impl KafkaServer {
     }
 
     fn print_log(&self) {
-        match std::fs::read_to_string(self.log_path()) {
-            Ok(log) => {
-                // tansu can be chatty: the end is what explains a failure.
-                let tail: String = log
-                    .lines()
-                    .rev()
-                    .take(200)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                eprintln!(
-                    "---- kafka broker log (port {}) ----\n{tail}\n----",
-                    self.port
-                )
-            }
-            Err(e) => eprintln!("(no broker log: {e})"),
-        }
+        print_log_tail(
+            &self.log_path(),
+            &format!("kafka broker log (port {})", self.port),
+        );
     }
 }
 

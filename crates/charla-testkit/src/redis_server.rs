@@ -200,10 +200,23 @@ impl RedisServer {
     }
 
     fn print_log(&self) {
-        match std::fs::read_to_string(self.log_path()) {
-            Ok(log) => eprintln!("---- server log (port {}) ----\n{log}----", self.port),
-            Err(e) => eprintln!("(no server log: {e})"),
+        print_log_tail(
+            &self.log_path(),
+            &format!("server log (port {})", self.port),
+        );
+    }
+}
+
+/// Print the end of a test server's log (its last 200 lines: what explains a failure), for a
+/// failing test.
+pub(crate) fn print_log_tail(path: &Path, title: &str) {
+    match std::fs::read_to_string(path) {
+        Ok(log) => {
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(200)..].join("\n");
+            eprintln!("---- {title} ----\n{tail}\n----");
         }
+        Err(e) => eprintln!("(no {title}: {e})"),
     }
 }
 

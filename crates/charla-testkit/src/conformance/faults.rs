@@ -149,6 +149,17 @@ struct Place {
     group: Option<String>,
 }
 
+/// The end of a fault case with no publishing during the fault: the tally must be sound;
+/// then the room is removed (best effort: the assertion is what counts).
+async fn conclude(ctx: &Ctx<'_>, b: &dyn Broker, place: &Place, tally: &Shared, what: &str) {
+    lock(tally).assert_sound(
+        &format!("{} {what}", ctx.suite.backend),
+        &b.capabilities(),
+        false,
+    );
+    let _ = b.purge(place.shape.mode(), &place.room).await;
+}
+
 impl Place {
     fn new(shape: Shape, prefix: &str) -> Place {
         Place {
@@ -263,12 +274,7 @@ async fn cancelled_recv(ctx: &Ctx<'_>, shape: Shape) {
         .expect("subscribe");
     drain(&mut *second, &tally, t.recovery_time() + PATIENCE).await;
     second.close().await.expect("close");
-    lock(&tally).assert_sound(
-        &format!("{} cancelled recv", ctx.suite.backend),
-        &b.capabilities(),
-        false,
-    );
-    let _ = b.purge(shape.mode(), &place.room).await;
+    conclude(ctx, &*b, &place, &tally, "cancelled recv").await;
 }
 
 /// A consumer whose connection is cut keeps calling `recv` under a short timeout, as a loop
@@ -315,12 +321,14 @@ pub async fn fault_queue_recv_cancelled_while_reconnecting(ctx: &Ctx<'_>) {
             Ok(Err(_)) => link = None,
         }
     }
-    lock(&tally).assert_sound(
-        &format!("{} recv cancelled while reconnecting", ctx.suite.backend),
-        &b.capabilities(),
-        false,
-    );
-    let _ = b.purge(Mode::Queue, &place.room).await;
+    conclude(
+        ctx,
+        &*b,
+        &place,
+        &tally,
+        "recv cancelled while reconnecting",
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -388,22 +396,14 @@ async fn killed_process(ctx: &Ctx<'_>, shape: Shape) {
         );
         lock(&tally).absorb(&by_survivor);
     }
-    {
-        let t = lock(&tally);
-        for (id, _) in &acked {
-            assert_eq!(
-                t.received[id].len(),
-                1,
-                "{id} was acked by the killed process and came back"
-            );
-        }
-        t.assert_sound(
-            &format!("{} consumer process killed", ctx.suite.backend),
-            &b.capabilities(),
-            false,
+    for (id, _) in &acked {
+        assert_eq!(
+            lock(&tally).received[id].len(),
+            1,
+            "{id} was acked by the killed process and came back"
         );
     }
-    let _ = b.purge(shape.mode(), &place.room).await;
+    conclude(ctx, &*b, &place, &tally, "consumer process killed").await;
 }
 
 /// A message that makes its consumer crash — the consumer process is killed with SIGKILL each
@@ -580,12 +580,7 @@ async fn taken_over(ctx: &Ctx<'_>, shape: Shape) {
     }
     drop(a);
     other.close().await.expect("close");
-    lock(&tally).assert_sound(
-        &format!("{} consumer taken over while alive", ctx.suite.backend),
-        &b.capabilities(),
-        false,
-    );
-    let _ = b.purge(shape.mode(), &place.room).await;
+    conclude(ctx, &*b, &place, &tally, "consumer taken over while alive").await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -128,17 +128,9 @@ pub fn since_secs(text: &str) -> anyhow::Result<u64> {
         return u64::try_from(t.timestamp())
             .map_err(|_| anyhow::anyhow!("--since {text}: before 1970"));
     }
-    let unit = |suffix: &str, secs: u64| {
-        text.strip_suffix(suffix)
-            .and_then(|n| n.parse::<u64>().ok())
-            .map(|n| n.saturating_mul(secs))
-    };
-    let age = unit("s", 1)
-        .or_else(|| unit("m", 60))
-        .or_else(|| unit("h", 3600))
-        .or_else(|| unit("d", 86_400));
-    match age {
-        Some(age) => Ok(now.saturating_sub(age)),
+    // A bare number was unix seconds above: what is left is an age with its unit.
+    match charla_core::parse_age(text) {
+        Some(age) => Ok(now.saturating_sub(age.as_secs())),
         None => anyhow::bail!(
             "--since {text}: expected a date-time (2026-11-24T14:30:00Z), unix seconds, or an \
              age such as 90s, 10m, 2h, 1d"
