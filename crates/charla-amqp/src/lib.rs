@@ -72,6 +72,8 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     publisher_resends: true,
     queue_order: true,
     counts_crashed_deliveries: true,
+    history: false,
+    list_rooms: false,
 };
 
 /// A connection to RabbitMQ.

@@ -164,6 +164,36 @@ pub trait Broker: Send + Sync {
 
     /// Remove a room's messages and bookkeeping (tests and `charla` housekeeping).
     async fn purge(&self, mode: Mode, room: &str) -> Result<()>;
+
+    /// A stream room's most recent messages, oldest first: at most `limit` of them, all
+    /// stored before the position `before` (a [`Delivery::offset`] of an earlier page) when
+    /// given. Each delivery carries its offset, so the next older page starts from the first
+    /// one's. Reading history takes nothing from anyone: no group, no ack. An unknown room
+    /// has no history (an empty page). Backends with `Capabilities::history` false refuse.
+    async fn history(
+        &self,
+        room: &str,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<Vec<Delivery>> {
+        let _ = (room, limit, before);
+        Err(crate::BrokerError::Unsupported {
+            backend: self.backend(),
+            mode: Mode::Stream,
+            reason: "this broker cannot read a room's history back".into(),
+        })
+    }
+
+    /// The rooms this broker keeps stream messages for, sorted by name (charla's own
+    /// bookkeeping and dead letters left out). Backends with `Capabilities::list_rooms`
+    /// false refuse.
+    async fn rooms(&self) -> Result<Vec<String>> {
+        Err(crate::BrokerError::Unsupported {
+            backend: self.backend(),
+            mode: Mode::Stream,
+            reason: "this broker cannot list its rooms".into(),
+        })
+    }
 }
 
 /// Sends messages to one room.

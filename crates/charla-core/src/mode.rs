@@ -85,6 +85,11 @@ pub struct Capabilities {
     /// A queue message whose consumer dies holding it (killed, crashed) counts as delivered,
     /// so a message that crashes every consumer is dead-lettered after the delivery limit.
     pub counts_crashed_deliveries: bool,
+    /// A stream room's recent messages can be read back, newest page first
+    /// (`Broker::history`): what a chat shows on joining a room.
+    pub history: bool,
+    /// The broker can list the rooms it keeps messages for (`Broker::rooms`).
+    pub list_rooms: bool,
 }
 
 impl Capabilities {

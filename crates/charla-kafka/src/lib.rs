@@ -70,6 +70,8 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     // stuck on in the group's commit metadata (see `subscriber::first_of_partition`), but
     // the test broker (tansu 0.6) does not return commit metadata, so it is not claimed.
     counts_crashed_deliveries: false,
+    history: false,
+    list_rooms: false,
 };
 
 /// The longest `charla` waits for the broker to answer when connecting.

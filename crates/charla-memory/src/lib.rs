@@ -31,6 +31,8 @@ const CAPABILITIES: Capabilities = Capabilities {
     publisher_resends: false,
     queue_order: true,
     counts_crashed_deliveries: true,
+    history: false,
+    list_rooms: false,
 };
 
 type Payload = Arc<[u8]>;

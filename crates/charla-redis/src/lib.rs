@@ -52,6 +52,8 @@ const CAPABILITIES: Capabilities = Capabilities {
     publisher_resends: false,
     queue_order: true,
     counts_crashed_deliveries: true,
+    history: false,
+    list_rooms: false,
 };
 
 const CHARLA_OPTIONS: &[&str] = &[
