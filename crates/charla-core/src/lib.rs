@@ -5,13 +5,17 @@
 //! - [`Mode`]: the four delivery modes of the brief (queue, broadcast, stream, routing).
 //! - [`Broker`], [`Publisher`], [`Subscriber`]: the abstraction each backend crate implements.
 //! - [`BrokerUrl`]: how a URL picks a backend.
+//! - [`presence`]: who is online, kept with beats through the broker on every backend.
 //! - [`topic`]: the routing-pattern language (`room.*`, `app.error.#`), the same on every backend.
 
 pub mod age;
 pub mod broker;
+pub mod dedupe;
 pub mod error;
 pub mod message;
 pub mod mode;
+pub mod presence;
+pub mod text;
 pub mod topic;
 pub mod url;
 
@@ -20,7 +24,9 @@ pub use broker::{
     AckTag, Broker, BrokerInfo, DeadLetter, Delivery, Publisher, StartFrom, Subscriber,
     Subscription,
 };
+pub use dedupe::IdWindow;
 pub use error::{BrokerError, Result};
 pub use message::{DecodeError, Message, MAX_MESSAGE_BYTES};
 pub use mode::{Capabilities, Mode};
+pub use text::visible;
 pub use url::{redact, with_password, BackendKind, BrokerUrl};

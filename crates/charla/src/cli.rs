@@ -18,6 +18,8 @@ Examples (the workshop, on two computers that both reach 192.168.0.10):
   seq 1000 | charla send --name bot              # one message per line of stdin
   charla listen --json --count 10                # NDJSON, stop after 10
   charla check --broker redis://192.168.0.10:6380
+  charla chat --name Juan                        # the terminal chat: rooms, history, who is on
+  charla web                                     # the browser chat on http://127.0.0.1:8080/
 
 Brokers (--broker or CHARLA_BROKER):
   redis://[:password@]host[:port][/db]   Redis, Valkey or `charla serve` (rediss:// for TLS)
@@ -102,6 +104,10 @@ pub enum Command {
     Bench(BenchArgs),
     /// Run the embedded broker: the Redis protocol on 127.0.0.1:6380, no install needed
     Serve(crate::cmd::serve::ServeArgs),
+    /// Chat in the terminal: rooms, history, who is online (`charla chat --name Juan`)
+    Chat(crate::cmd::chat::ChatArgs),
+    /// Serve the browser chat: a page, a WebSocket and an HTTP API over the broker's rooms
+    Web(crate::cmd::web::WebArgs),
 }
 
 /// Where messages go or come from.

@@ -4,7 +4,6 @@
 //! nothing (the broker redelivers). Redelivered duplicates are recognised by id and dropped.
 //! When the broker goes away the listener reconnects with backoff and carries on.
 
-use std::collections::{HashSet, VecDeque};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -71,8 +70,7 @@ pub async fn run(settings: &Settings, args: ListenArgs) -> Result<ExitCode> {
         lang,
         received: 0,
         limit: args.count,
-        seen: HashSet::new(),
-        order: VecDeque::new(),
+        seen: charla_core::IdWindow::new(DEDUPE_WINDOW),
         keep_duplicates: args.keep_duplicates,
     };
     let mut broker = broker;
@@ -165,8 +163,7 @@ struct Printer {
     lang: crate::i18n::Lang,
     received: u64,
     limit: Option<u64>,
-    seen: HashSet<String>,
-    order: VecDeque<String>,
+    seen: charla_core::IdWindow,
     keep_duplicates: bool,
 }
 
@@ -190,17 +187,7 @@ impl Printer {
         if self.keep_duplicates {
             return true;
         }
-        if self.seen.contains(id) {
-            return false;
-        }
-        self.seen.insert(id.to_owned());
-        self.order.push_back(id.to_owned());
-        if self.order.len() > DEDUPE_WINDOW {
-            if let Some(old) = self.order.pop_front() {
-                self.seen.remove(&old);
-            }
-        }
-        true
+        self.seen.first_time(id)
     }
 
     fn print(&mut self, batch: &[Delivery]) -> std::io::Result<()> {

@@ -2,10 +2,12 @@
 //! making message text safe to print on a terminal.
 
 pub mod bench;
+pub mod chat;
 pub mod check;
 pub mod listen;
 pub mod send;
 pub mod serve;
+pub mod web;
 
 use anyhow::Result;
 use charla_core::{Broker, BrokerError};
@@ -39,36 +41,32 @@ pub async fn connect_or_start(settings: &Settings) -> Result<Box<dyn Broker>> {
     }
 }
 
-/// `text` as it may reach a terminal: control characters (C0, DEL, C1) and the Unicode
-/// bidirectional overrides are shown as visible escapes (`\x1b`, `\r`, `\n`, `\t`,
-/// `\u{202e}`), so a message cannot retitle the window, recolour or clear the screen, ring the
-/// bell, overwrite a line with `\r`, fake a second "received" line with `\n`, or reorder what
-/// the reader sees. Backslashes are left as they are: a literal `\n` typed by a sender shows the
-/// same as an escaped newline, which is harmless, and chat text keeps `C:\dir` readable.
-/// JSON output does not go through here: it stays exact.
-pub fn visible(text: &str) -> std::borrow::Cow<'_, str> {
-    fn hidden(c: char) -> bool {
-        c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    }
-    if !text.chars().any(hidden) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if hidden(c) && (c as u32) < 0x80 => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c if hidden(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    std::borrow::Cow::Owned(out)
+/// The chats' connection: the configured broker (the embedded one started first when nothing
+/// was named and nothing answers, as for `send`), re-made by the chat engine when it breaks.
+pub async fn chat_link(settings: &Settings) -> Result<std::sync::Arc<charla_chat::Link>> {
+    drop(connect_or_start(settings).await?);
+    let url = settings.broker.clone();
+    let connector: charla_chat::Connector = std::sync::Arc::new(move || {
+        let url = url.clone();
+        Box::pin(async move { crate::connect::connect(&url).await })
+    });
+    charla_chat::Link::open(connector)
+        .await
+        .map_err(|e| anyhow::anyhow!(explain(settings, &e)))
 }
+
+/// A chat room is a stream (history) or a broadcast channel (live only).
+pub fn chat_mode(mode: charla_core::Mode) -> Result<()> {
+    use charla_core::Mode;
+    match mode {
+        Mode::Stream | Mode::Broadcast => Ok(()),
+        other => anyhow::bail!(
+            "--mode {other}: a chat room is a stream (with history) or broadcast (live only)"
+        ),
+    }
+}
+
+pub use charla_core::visible;
 
 /// The error, plus a hint when the cause is a common first-day mistake.
 pub fn explain(settings: &Settings, e: &BrokerError) -> String {
@@ -99,20 +97,6 @@ pub fn explain(settings: &Settings, e: &BrokerError) -> String {
     match hint {
         Some(h) => format!("{e} — {h}"),
         None => e.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::visible;
-
-    #[test]
-    fn control_characters_are_shown_escaped() {
-        assert_eq!(visible("hola ñ 👋 C:\\dir"), "hola ñ 👋 C:\\dir");
-        assert_eq!(
-            visible("a\x1b]0;pwned\x07b\rc\nd\te\u{7f}\u{9b}\u{202e}"),
-            "a\\x1b]0;pwned\\x07b\\rc\\nd\\te\\x7f\\u{9b}\\u{202e}"
-        );
     }
 }
 

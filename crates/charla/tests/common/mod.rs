@@ -232,3 +232,4 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+pub mod web;

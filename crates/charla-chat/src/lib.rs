@@ -1,0 +1,57 @@
+//! charla-chat: the chat engine both front ends share (`charla chat` in a terminal,
+//! `charla web` in a browser), with no screen of its own.
+//!
+//! - [`Link`]: the connection to the broker, re-made with backoff when it breaks, with a
+//!   status the screens show (connected, reconnecting and why).
+//! - [`RoomFeed`]: one subscription to a room's live messages, shared by every local reader
+//!   of the room, resumed after a reconnect from the last offset seen (stream mode) so nothing
+//!   is skipped, with duplicates dropped by id; [`RoomFeed::join`] gives a reader the room's
+//!   recent history followed by live messages, without a gap or a duplicate between them.
+//! - [`Outbox`]: what people type, published in order and retried through outages until the
+//!   broker has it: nothing typed while disconnected is lost.
+//! - [`Presence`]: who is online, with beats through the broker (`charla_core::presence`).
+//!
+//! Everything goes through `charla_core::Broker`, so both chats run on every backend that has
+//! the chosen mode: stream (history and no gaps) or broadcast (live only).
+
+mod feed;
+mod link;
+mod outbox;
+mod presence;
+
+pub use charla_core::presence::Change;
+pub use feed::{Joined, RoomFeed, DEFAULT_HISTORY};
+pub use link::{Connector, Link, Status};
+pub use outbox::{Outbox, Posted};
+pub use presence::{Presence, Session};
+
+/// What went wrong, said so a person can act on it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ChatError {
+    #[error(transparent)]
+    Broker(#[from] charla_core::BrokerError),
+    /// The engine is shutting down.
+    #[error("the chat is closing")]
+    Closed,
+}
+
+/// A room name every backend accepts (Kafka's topic rules are the narrowest): 1 to 64 ASCII
+/// letters, digits, '.', '_' or '-'; not the presence room.
+pub fn check_room(room: &str) -> Result<(), String> {
+    let ok = !room.is_empty()
+        && room.len() <= 64
+        && room != "."
+        && room != ".."
+        && room != charla_core::presence::PRESENCE_ROOM
+        && room
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "room '{}': use 1 to 64 letters, digits, '.', '_' or '-'",
+            charla_core::visible(room)
+        ))
+    }
+}

@@ -1,0 +1,14 @@
+//! charla-tui: the terminal chat, `charla chat`.
+//!
+//! One screen: the room's messages above, the input line below, and at the side the rooms
+//! (where people are, and what the broker keeps) and who is online. Commands: `/join ROOM`,
+//! `/name NAME`, `/who`, `/help`, `/quit` (also Esc or Ctrl+C). PageUp / PageDown scroll.
+//!
+//! The engine (history then live without gaps, presence, reconnects, the outbox) is
+//! `charla-chat`; this crate only draws it. [`App`] is the screen's state, updated by events
+//! and drawn by [`ui::draw`], so the drawing is a pure function of the state.
+
+mod app;
+mod ui;
+
+pub use app::{run, ChatOptions};

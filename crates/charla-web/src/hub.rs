@@ -1,0 +1,193 @@
+//! What the pages of one gateway share.
+//!
+//! A room read by any page here has one [`RoomFeed`] (one subscription to the broker) and a
+//! task that turns each message into its WebSocket frame once, whatever the number of pages:
+//! a thousand pages in a room cost one JSON encoding per message, not a thousand. A room
+//! nobody here reads any more is let go after a grace period.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use charla_chat::{Link, Outbox, Presence, RoomFeed};
+use charla_core::Message;
+use tokio::sync::{broadcast, watch};
+
+use crate::WebConfig;
+
+/// A message as every page of the room receives it.
+#[derive(Debug)]
+pub struct Frame {
+    pub id: String,
+    pub text: Utf8Bytes,
+}
+
+/// How many frames a page may fall behind before it is disconnected, by default.
+pub const PAGE_BACKLOG: usize = 1024;
+
+/// One room as this gateway serves it.
+pub struct Room {
+    pub feed: RoomFeed,
+    frames: broadcast::Sender<Arc<Frame>>,
+    encoder: tokio::task::AbortHandle,
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        self.encoder.abort();
+    }
+}
+
+impl Room {
+    /// A receiver of this room's frames from now on.
+    pub fn frames(&self) -> broadcast::Receiver<Arc<Frame>> {
+        self.frames.subscribe()
+    }
+}
+
+/// The gateway's shared state.
+pub struct Hub {
+    pub link: Arc<Link>,
+    pub config: WebConfig,
+    pub presence: Presence,
+    pub outbox: Outbox,
+    rooms: Mutex<HashMap<String, Arc<Room>>>,
+    closing: watch::Sender<bool>,
+    /// Pages connected now (the shutdown waits for their goodbyes).
+    pages: watch::Sender<usize>,
+}
+
+/// Counts a page as connected while it lives.
+pub struct PageGuard(Arc<Hub>);
+
+impl Drop for PageGuard {
+    fn drop(&mut self) {
+        self.0.pages.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl Hub {
+    pub fn new(link: Arc<Link>, config: WebConfig) -> Arc<Hub> {
+        let hub = Arc::new(Hub {
+            presence: Presence::start(link.clone()),
+            outbox: Outbox::start(link.clone(), config.mode),
+            link,
+            config,
+            rooms: Mutex::new(HashMap::new()),
+            closing: watch::channel(false).0,
+            pages: watch::channel(0).0,
+        });
+        tokio::spawn(sweep(Arc::downgrade(&hub)));
+        hub
+    }
+
+    fn rooms(&self) -> MutexGuard<'_, HashMap<String, Arc<Room>>> {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The room, started if nobody here reads it yet.
+    pub fn room(&self, name: &str) -> Arc<Room> {
+        let mut rooms = self.rooms();
+        if let Some(room) = rooms.get(name) {
+            return room.clone();
+        }
+        let feed = RoomFeed::start(self.link.clone(), self.config.mode, name);
+        let (frames, _) = broadcast::channel(self.config.page_backlog.max(1));
+        let encoder = tokio::spawn(encode(feed.subscribe(), frames.clone())).abort_handle();
+        let room = Arc::new(Room {
+            feed,
+            frames,
+            encoder,
+        });
+        rooms.insert(name.to_owned(), room.clone());
+        room
+    }
+
+    /// Rooms this gateway reads now.
+    pub fn open_rooms(&self) -> Vec<String> {
+        self.rooms().keys().cloned().collect()
+    }
+
+    /// A page connected; it counts until the guard is dropped.
+    pub fn page(self: &Arc<Self>) -> PageGuard {
+        self.pages.send_modify(|n| *n += 1);
+        PageGuard(self.clone())
+    }
+
+    /// Wait (at most `limit`) until every page has been told goodbye.
+    pub async fn pages_gone(&self, limit: Duration) {
+        let mut pages = self.pages.subscribe();
+        let _ = tokio::time::timeout(limit, async {
+            let _ = pages.wait_for(|n| *n == 0).await.is_ok();
+        })
+        .await;
+    }
+
+    /// Tell every page the gateway is closing.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Completes when the gateway starts closing.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+}
+
+/// The WebSocket frame of a message: `{"type":"message","message":{…}}`.
+pub fn message_frame(message: &Message) -> Utf8Bytes {
+    let json = serde_json::json!({"type": "message", "message": message});
+    Utf8Bytes::from(json.to_string())
+}
+
+async fn encode(
+    mut live: broadcast::Receiver<Arc<Message>>,
+    frames: broadcast::Sender<Arc<Frame>>,
+) {
+    loop {
+        match live.recv().await {
+            Ok(message) => {
+                let frame = Frame {
+                    id: message.id.clone(),
+                    text: message_frame(&message),
+                };
+                let _ = frames.send(Arc::new(frame));
+            }
+            // This task only encodes; it cannot fall far behind, but if it ever does the
+            // pages have missed messages too, and are told so by their own lag.
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "the frame encoder fell behind its room");
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Let go of rooms that no page here has read for a while (one sweep every 30 s: a page that
+/// reloads keeps its room's feed, and its place in it).
+async fn sweep(hub: std::sync::Weak<Hub>) {
+    let mut idle: HashMap<String, u32> = HashMap::new();
+    loop {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let Some(hub) = hub.upgrade() else { return };
+        let mut rooms = hub.rooms();
+        rooms.retain(|name, room| {
+            // The hub's own Arc is the only one left, and no page reads frames.
+            let unused = Arc::strong_count(room) == 1 && room.frames.receiver_count() == 0;
+            if !unused {
+                idle.remove(name);
+                return true;
+            }
+            let sweeps = idle.entry(name.clone()).or_insert(0);
+            *sweeps += 1;
+            if *sweeps >= 2 {
+                idle.remove(name);
+                tracing::info!(room = %name, "no page reads the room any more; stopped reading it");
+                false
+            } else {
+                true
+            }
+        });
+    }
+}

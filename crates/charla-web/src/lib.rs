@@ -1,0 +1,95 @@
+//! charla-web: the browser chat (`charla web`).
+//!
+//! - `/` serves one page (HTML, CSS and JS compiled into the binary: `assets/`);
+//! - `/ws?room=ROOM&name=NAME` carries a page's live traffic (protocol in [`ws`]);
+//! - `/api/…` is a small HTTP API over the same rooms ([`api`]);
+//! - [`hub`] holds what the pages of one gateway share: one feed per room, presence, one
+//!   outbox. Several gateways pointed at one broker serve the same rooms: everything a page
+//!   sees went through the broker.
+//!
+//! Hygiene: text from users is only ever put into the page as text (never as HTML); message
+//! size and per-connection rate are limited; each page reads from a bounded window of its
+//! room's feed, and a page that falls out of it is disconnected with a reason rather than
+//! holding memory or slowing the others.
+
+pub mod api;
+pub mod assets;
+pub mod hub;
+pub mod limits;
+pub mod ws;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use charla_chat::Link;
+use charla_core::Mode;
+use tokio::net::TcpListener;
+
+pub use hub::Hub;
+pub use limits::Limits;
+
+/// How a gateway behaves.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// Stream (history, no gaps) or broadcast (live only).
+    pub mode: Mode,
+    /// Messages shown on joining a room.
+    pub history: usize,
+    pub limits: Limits,
+    /// Frames a page may fall behind its room before it is disconnected.
+    pub page_backlog: usize,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            mode: Mode::Stream,
+            history: charla_chat::DEFAULT_HISTORY,
+            limits: Limits::default(),
+            page_backlog: hub::PAGE_BACKLOG,
+        }
+    }
+}
+
+/// The routes, over a hub.
+pub fn router(hub: Arc<Hub>) -> Router {
+    Router::new()
+        .route("/", get(assets::index))
+        .route("/app.js", get(assets::script))
+        .route("/style.css", get(assets::style))
+        .route("/ws", get(ws::upgrade))
+        .route("/healthz", get(api::health))
+        .route("/api/rooms", get(api::rooms))
+        .route(
+            "/api/rooms/{room}/messages",
+            post(api::post_message).get(api::messages),
+        )
+        .with_state(hub)
+}
+
+/// Serve on a bound listener until `shutdown` completes; then pages are told the gateway is
+/// closing, their sockets closed, and in-flight requests finished.
+pub async fn serve(
+    listener: TcpListener,
+    link: Arc<Link>,
+    config: WebConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let hub = Hub::new(link, config);
+    let app = router(hub.clone());
+    let closing = hub.clone();
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        closing.close();
+    })
+    .await?;
+    // WebSockets left hyper's books when they were upgraded: give their goodbyes a moment.
+    hub.pages_gone(std::time::Duration::from_secs(5)).await;
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! A page's WebSocket: `GET /ws?room=ROOM&name=NAME`.
+//!
+//! Server → page, one JSON object per text frame, told apart by `type`:
+//! - `hello` `{room, name, mode, history: bool}` — first frame;
+//! - `history` `{messages: [Message…]}` — the room's recent messages, oldest first;
+//! - `online` `{names: […]}` — who is in the room now (again after the page missed changes);
+//! - `presence` `{event: "join"|"leave", name}` — a change;
+//! - `message` `{message: Message}` — live, in the room's order, charla's wire format;
+//! - `status` `{connected: bool, detail}` — the gateway lost / regained the broker;
+//! - `error` `{error}` — a post was refused (too long, too fast, empty); the socket stays.
+//!
+//! Page → server: `{"mensaje": "text"}` (or the bare text). The gateway stamps the name,
+//! the room, the time and a fresh id.
+//!
+//! A page that falls `page_backlog` messages behind its room is closed with code 1008 and the
+//! reason, rather than slowing the room or holding memory for it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
+use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use charla_chat::{Change, Status};
+use charla_core::Message;
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::hub::Hub;
+use crate::limits::{check_name, check_room, check_text, Bucket};
+
+#[derive(Debug, Deserialize)]
+pub struct Join {
+    room: Option<String>,
+    name: Option<String>,
+}
+
+/// Close codes (RFC 6455): going away, policy violation.
+const GOING_AWAY: u16 = 1001;
+const POLICY: u16 = 1008;
+
+/// Frames written before a flush when several are ready at once.
+const WRITE_BATCH: usize = 64;
+
+pub async fn upgrade(
+    State(hub): State<Arc<Hub>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(join): Query<Join>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let room = join.room.unwrap_or_else(|| "general".to_owned());
+    if let Err(e) = check_room(&room) {
+        return (StatusCode::BAD_REQUEST, e).into_response();
+    }
+    let name = match check_name(
+        join.name.as_deref().unwrap_or_default(),
+        hub.config.limits.max_name_chars,
+    ) {
+        Ok(n) => n,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    // Small buffers: a gateway holds thousands of idle pages, and chat frames are small.
+    // Frames over the message limit (plus JSON overhead) are refused by the protocol layer.
+    let max_frame = hub.config.limits.max_text_bytes * 2 + 1024;
+    ws.read_buffer_size(4096)
+        .write_buffer_size(8192)
+        .max_write_buffer_size(1 << 20)
+        .max_message_size(max_frame)
+        .max_frame_size(max_frame)
+        .on_upgrade(move |socket| async move {
+            tracing::info!(%peer, %room, %name, "page joined");
+            let reason = session(socket, hub, room.clone(), name.clone()).await;
+            tracing::info!(%peer, %room, %name, %reason, "page left");
+        })
+}
+
+fn text(value: serde_json::Value) -> WsMessage {
+    WsMessage::Text(Utf8Bytes::from(value.to_string()))
+}
+
+fn close(code: u16, reason: &str) -> WsMessage {
+    WsMessage::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason),
+    }))
+}
+
+/// Serve one page until it leaves; why it ended, for the log.
+async fn session(socket: WebSocket, hub: Arc<Hub>, room_name: String, name: String) -> String {
+    let _page = hub.page();
+    let room = hub.room(&room_name);
+    let (mut sink, mut stream) = socket.split();
+    let mut changes = hub.presence.changes();
+    let mut status = hub.link.status();
+    let mut closing = hub.closing();
+    let mut joined = match room.feed.join_with(room.frames(), hub.config.history).await {
+        Ok(j) => j,
+        Err(e) => {
+            let _ = sink.send(close(GOING_AWAY, &e.to_string())).await;
+            return e.to_string();
+        }
+    };
+    let _session = hub.presence.enter(&name, &room_name);
+    let hello = [
+        text(json!({"type": "hello", "room": room_name, "name": name,
+            "mode": hub.config.mode.as_str(),
+            "history": hub.config.mode == charla_core::Mode::Stream})),
+        text(json!({"type": "history", "messages": joined.history})),
+        text(json!({"type": "online", "names": hub.presence.online(&room_name)})),
+        status_frame(&status.borrow_and_update()),
+    ];
+    for frame in hello {
+        if sink.feed(frame).await.is_err() {
+            return "the page went away".into();
+        }
+    }
+    joined.history = Vec::new();
+    if sink.flush().await.is_err() {
+        return "the page went away".into();
+    }
+    let limits = &hub.config.limits;
+    let mut bucket = Bucket::new(limits.posts_per_sec, limits.burst);
+    loop {
+        tokio::select! {
+            frame = joined.live.recv() => {
+                let mut batch = 0;
+                let mut next = frame;
+                loop {
+                    match next {
+                        Ok(f) => {
+                            if joined.is_new(&f.id)
+                                && sink.feed(WsMessage::Text(f.text.clone())).await.is_err()
+                            {
+                                return "the page went away".into();
+                            }
+                        }
+                        Err(RecvError::Lagged(n)) => {
+                            let why = format!("too slow: fell {n} messages behind the room; reload to catch up");
+                            let _ = sink.send(close(POLICY, &why)).await;
+                            return why;
+                        }
+                        Err(RecvError::Closed) => {
+                            let _ = sink.send(close(GOING_AWAY, "the room closed")).await;
+                            return "the room closed".into();
+                        }
+                    }
+                    batch += 1;
+                    if batch >= WRITE_BATCH {
+                        break;
+                    }
+                    next = match joined.live.try_recv() {
+                        Ok(f) => Ok(f),
+                        Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                        Err(_) => break,
+                    };
+                }
+                if sink.flush().await.is_err() {
+                    return "the page went away".into();
+                }
+            }
+            change = changes.recv() => {
+                let frame = match change {
+                    // The page's own name is in its `online` list already.
+                    Ok(Change::Joined { room, name: who }) if room == room_name && who != name =>
+                        text(json!({"type": "presence", "event": "join", "name": who})),
+                    Ok(Change::Left { room, name: who }) if room == room_name && who != name =>
+                        text(json!({"type": "presence", "event": "leave", "name": who})),
+                    Ok(_) => continue,
+                    // Missed some changes: send the whole list instead.
+                    Err(RecvError::Lagged(_)) =>
+                        text(json!({"type": "online", "names": hub.presence.online(&room_name)})),
+                    Err(RecvError::Closed) => return "the gateway is closing".into(),
+                };
+                if sink.send(frame).await.is_err() {
+                    return "the page went away".into();
+                }
+            }
+            changed = status.changed() => {
+                if changed.is_err() {
+                    return "the gateway is closing".into();
+                }
+                let frame = status_frame(&status.borrow_and_update());
+                if sink.send(frame).await.is_err() {
+                    return "the page went away".into();
+                }
+            }
+            () = until_closing(&mut closing) => {
+                let _ = sink.send(close(GOING_AWAY, "the gateway is shutting down")).await;
+                return "the gateway is shutting down".into();
+            }
+            incoming = stream.next() => {
+                let body = match incoming {
+                    Some(Ok(WsMessage::Text(t))) => t,
+                    Some(Ok(WsMessage::Close(_))) | None => return "the page closed".into(),
+                    Some(Ok(WsMessage::Binary(_))) => {
+                        let _ = sink.send(close(1003, "send text frames")).await;
+                        return "binary frame".into();
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return format!("socket error: {e}"),
+                };
+                let reply = match post(&hub, &mut bucket, &room_name, &name, body.as_str()).await {
+                    Ok(()) => continue,
+                    Err(e) => text(json!({"type": "error", "error": e})),
+                };
+                if sink.send(reply).await.is_err() {
+                    return "the page went away".into();
+                }
+            }
+        }
+    }
+}
+
+/// A page's post: checked, limited, queued for the broker.
+async fn post(
+    hub: &Hub,
+    bucket: &mut Bucket,
+    room: &str,
+    name: &str,
+    body: &str,
+) -> Result<(), String> {
+    #[derive(Deserialize)]
+    struct Post {
+        mensaje: String,
+    }
+    let text = match serde_json::from_str::<Post>(body) {
+        Ok(p) => p.mensaje,
+        Err(_) if !body.trim_start().starts_with('{') => body.to_owned(),
+        Err(e) => return Err(format!("expected {{\"mensaje\": \"…\"}}: {e}")),
+    };
+    check_text(&text, hub.config.limits.max_text_bytes)?;
+    if !bucket.take(Instant::now()) {
+        return Err(format!(
+            "too fast: at most {} messages per second; wait {:.1} s",
+            hub.config.limits.posts_per_sec,
+            bucket.wait().as_secs_f64()
+        ));
+    }
+    hub.outbox
+        .post(Message::new(name, text, room))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn until_closing(closing: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard `wait_for` returns must not live across the close frame's await.
+    let _ = closing.wait_for(|c| *c).await.is_ok();
+}
+
+fn status_frame(status: &Status) -> WsMessage {
+    match status {
+        Status::Connected { broker } => {
+            text(json!({"type": "status", "connected": true, "detail": broker}))
+        }
+        Status::Reconnecting { reason } => {
+            text(json!({"type": "status", "connected": false, "detail": reason}))
+        }
+    }
+}

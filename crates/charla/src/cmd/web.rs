@@ -1,0 +1,92 @@
+//! `charla web`: the browser chat gateway (crates/charla-web) on the configured broker.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use charla_core::Mode;
+use clap::Args;
+
+use crate::config::Settings;
+
+#[derive(Debug, Args)]
+pub struct WebArgs {
+    /// Address to serve the page, the WebSocket and the API on (0.0.0.0:8080 for the LAN)
+    #[arg(
+        long,
+        short = 'l',
+        env = "CHARLA_WEB_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
+    pub listen: SocketAddr,
+
+    /// stream: rooms keep their history (shown on joining, no gaps after a broker restart);
+    /// broadcast: live only
+    #[arg(
+        long,
+        short = 'm',
+        env = "CHARLA_WEB_MODE",
+        default_value = "stream",
+        value_name = "MODE"
+    )]
+    pub mode: Mode,
+
+    /// Messages shown on joining a room
+    #[arg(long, default_value_t = charla_chat::DEFAULT_HISTORY, value_name = "N")]
+    pub history: usize,
+
+    /// Longest message, in bytes of UTF-8 text
+    #[arg(long, default_value_t = 4096, value_name = "BYTES")]
+    pub max_message_bytes: usize,
+
+    /// Messages a page (or an API client address) may post per second, sustained
+    #[arg(long, default_value_t = 5.0, value_name = "N")]
+    pub rate: f64,
+
+    /// Messages a page may post in a burst above the rate
+    #[arg(long, default_value_t = 20.0, value_name = "N")]
+    pub burst: f64,
+
+    /// Messages a page may fall behind its room before it is disconnected (with the reason)
+    #[arg(long, default_value_t = charla_web::hub::PAGE_BACKLOG, value_name = "N")]
+    pub page_backlog: usize,
+}
+
+pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
+    super::chat_mode(args.mode)?;
+    if args.max_message_bytes == 0 || args.max_message_bytes > charla_core::MAX_MESSAGE_BYTES / 2 {
+        anyhow::bail!(
+            "--max-message-bytes: 1 to {} bytes",
+            charla_core::MAX_MESSAGE_BYTES / 2
+        );
+    }
+    if !(args.rate > 0.0 && args.burst >= 1.0) {
+        anyhow::bail!("--rate must be above 0 and --burst at least 1");
+    }
+    let link = super::chat_link(settings).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    let config = charla_web::WebConfig {
+        mode: args.mode,
+        history: args.history,
+        limits: charla_web::Limits {
+            max_text_bytes: args.max_message_bytes,
+            posts_per_sec: args.rate,
+            burst: args.burst,
+            ..charla_web::Limits::default()
+        },
+        page_backlog: args.page_backlog.max(1),
+    };
+    eprintln!(
+        "💬 charla web on http://{address}/ — broker {} ({} mode); Ctrl+C stops",
+        charla_core::redact(&settings.broker),
+        args.mode
+    );
+    tracing::info!(%address, mode = %args.mode, "gateway started");
+    charla_web::serve(listener, link, config, crate::signal::shutdown()).await?;
+    eprintln!("charla web stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,360 @@
+//! `charla web` end to end: two gateway processes on one `charla serve`, pages as real
+//! WebSocket clients, the HTTP API over plain HTTP. What a page sees went through the broker.
+
+mod common;
+
+use std::time::Duration;
+
+use charla_testkit::{unique_name, RedisServer};
+use common::web::{Gateway, Page};
+
+const LONG: Duration = Duration::from_secs(20);
+
+fn broker() -> RedisServer {
+    RedisServer::start_charla(std::path::Path::new(env!("CARGO_BIN_EXE_charla")), &[])
+}
+
+/// Test gateways: limits raised so a test can post quickly through the API.
+const FAST: &[&str] = &["--rate", "100000", "--burst", "100000"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_share_a_room_in_order() {
+    let server = broker();
+    let a = Gateway::start(&server.url(), FAST);
+    let b = Gateway::start(&server.url(), FAST);
+    let room = unique_name("web");
+    let mut beto = Page::open(&b.ws_url(&room, "Beto")).await;
+    let hello = beto.until("hello", LONG).await;
+    assert_eq!(hello["room"], room.as_str());
+    beto.until("history", LONG).await;
+    let mut ana = Page::open(&a.ws_url(&room, "Ana")).await;
+    ana.until("history", LONG).await;
+
+    for i in 0..20 {
+        let (code, body) = a.post(&room, "Ana", &format!("api {i}"));
+        assert_eq!(code, 201, "{body}");
+        assert_eq!(body["usuario"], "Ana");
+        assert_eq!(body["room"], room.as_str());
+    }
+    ana.say("por websocket").await;
+    let expected: Vec<String> = (0..20)
+        .map(|i| format!("api {i}"))
+        .chain(["por websocket".to_string()])
+        .collect();
+    assert_eq!(
+        beto.messages(21, LONG).await,
+        expected,
+        "gateway B shows A's messages in order"
+    );
+    assert_eq!(
+        ana.messages(21, LONG).await,
+        expected,
+        "and A its own, once each"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_on_join_then_live_and_paging() {
+    let server = broker();
+    let a = Gateway::start(&server.url(), FAST);
+    let room = unique_name("hist");
+    for i in 0..60 {
+        assert_eq!(a.post(&room, "Ana", &format!("m{i:02}")).0, 201);
+    }
+    let mut page = Page::open(&a.ws_url(&room, "Beto")).await;
+    let history = page.until("history", LONG).await;
+    let texts: Vec<&str> = history["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["mensaje"].as_str())
+        .collect();
+    let last_50: Vec<String> = (10..60).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(texts, last_50, "the last 50, oldest first");
+    assert_eq!(a.post(&room, "Ana", "after").0, 201);
+    assert_eq!(
+        page.messages(1, LONG).await,
+        vec!["after"],
+        "then live, no repeat"
+    );
+
+    let (code, body) = a.get(&format!("/api/rooms/{room}/messages?limit=5"));
+    assert_eq!(code, 200, "{body}");
+    let last: Vec<&str> = body["messages"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|m| m["mensaje"].as_str())
+        .collect();
+    assert_eq!(last, ["m56", "m57", "m58", "m59", "after"]);
+    // Walk back with before=ID to the first message: no gap, no overlap.
+    let mut oldest = body["messages"][0]["id"].as_str().expect("id").to_owned();
+    let mut seen: Vec<String> = last.iter().map(|s| s.to_string()).collect();
+    loop {
+        let (code, body) = a.get(&format!(
+            "/api/rooms/{room}/messages?limit=7&before={oldest}"
+        ));
+        assert_eq!(code, 200, "{body}");
+        let page = body["messages"].as_array().expect("array");
+        if page.is_empty() {
+            break;
+        }
+        let mut texts: Vec<String> = page
+            .iter()
+            .filter_map(|m| m["mensaje"].as_str().map(str::to_owned))
+            .collect();
+        texts.append(&mut seen);
+        seen = texts;
+        oldest = page[0]["id"].as_str().expect("id").to_owned();
+    }
+    let all: Vec<String> = (0..60)
+        .map(|i| format!("m{i:02}"))
+        .chain(["after".to_string()])
+        .collect();
+    assert_eq!(seen, all);
+
+    let (code, body) = a.get("/api/rooms");
+    assert_eq!(code, 200);
+    assert!(
+        body["rooms"]
+            .as_array()
+            .expect("rooms")
+            .iter()
+            .any(|r| r["room"] == room.as_str()),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_across_gateways_and_a_killed_gateway_drops_out() {
+    let server = broker();
+    let a = Gateway::start(&server.url(), FAST);
+    let mut b = Gateway::start(&server.url(), FAST);
+    let room = unique_name("who");
+    let mut ana = Page::open(&a.ws_url(&room, "Ana")).await;
+    ana.until("history", LONG).await;
+    let mut beto = Page::open(&b.ws_url(&room, "Beto")).await;
+    let online = beto.until("online", LONG).await;
+    assert!(online["names"]
+        .as_array()
+        .expect("names")
+        .iter()
+        .any(|n| n == "Beto"));
+    let joined = ana.until("presence", LONG).await;
+    assert_eq!(
+        (joined["event"].as_str(), joined["name"].as_str()),
+        (Some("join"), Some("Beto")),
+        "a page hears others join, not itself"
+    );
+    // Beto's gateway dies without a word: Beto drops out within seconds.
+    b.child.kill().expect("kill -9 gateway B");
+    let started = std::time::Instant::now();
+    let left = ana.until("presence", LONG).await;
+    assert_eq!(
+        (left["event"].as_str(), left["name"].as_str()),
+        (Some("leave"), Some("Beto"))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(beto);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_answer() {
+    let server = broker();
+    let a = Gateway::start(
+        &server.url(),
+        &["--max-message-bytes", "100", "--rate", "2", "--burst", "3"],
+    );
+    let room = unique_name("bad");
+    let (code, body) = a.post(&room, "Ana", &"x".repeat(101));
+    assert_eq!(code, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("limit is 100")),
+        "{body}"
+    );
+    let (code, body) = a.post("no spaces", "Ana", "hola");
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = a.post(&room, "a\u{1b}[2J", "hola");
+    assert_eq!(code, 400, "{body}");
+    let (code, _) = common::web::http(
+        a.port,
+        "POST",
+        &format!("/api/rooms/{room}/messages"),
+        Some("{not json"),
+    )
+    .expect("answer");
+    assert_eq!(code, 400);
+    let (code, body) = a.get(&format!("/api/rooms/{room}/messages?limit=0"));
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = a.get(&format!("/api/rooms/{room}/messages?q=hola"));
+    assert_eq!(code, 501, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("--archive")),
+        "{body}"
+    );
+    let (code, _) =
+        common::web::http(a.port, "GET", "/ws?room=a%20b&name=x", None).expect("answer");
+    assert_eq!(code, 400);
+
+    // A page: an over-long message and a burst over the rate are refused, the socket stays.
+    let mut page = Page::open(&a.ws_url(&room, "Ana")).await;
+    page.until("history", LONG).await;
+    page.say(&"y".repeat(101)).await;
+    let refused = page.until("error", LONG).await;
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("limit is 100")),
+        "{refused}"
+    );
+    for i in 0..6 {
+        page.say(&format!("r{i}")).await;
+    }
+    let too_fast = page.until("error", LONG).await;
+    assert!(
+        too_fast["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("too fast")),
+        "{too_fast}"
+    );
+    let got = page.messages(3, LONG).await;
+    assert_eq!(
+        got,
+        ["r0", "r1", "r2"],
+        "the burst of 3 went through, in order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_does_not_read_is_dropped_and_the_others_get_everything() {
+    let server = broker();
+    let a = Gateway::start(
+        &server.url(),
+        &[
+            "--rate",
+            "100000",
+            "--burst",
+            "100000",
+            "--page-backlog",
+            "256",
+        ],
+    );
+    let room = unique_name("slow");
+    let mut fast = Page::open(&a.ws_url(&room, "Rapido")).await;
+    fast.until("history", LONG).await;
+    let mut slow = Page::open(&a.ws_url(&room, "Lento")).await;
+    slow.until("history", LONG).await;
+    // 4000 messages of ~4 KB, posted one by one: more than the loopback socket buffers (a few
+    // MB each way) and the page backlog hold, at a pace a reading page keeps up with.
+    const N: usize = 4000;
+    let port = a.port;
+    let room_name = room.clone();
+    let sender = std::thread::spawn(move || {
+        let text = "z".repeat(4000);
+        for i in 0..N {
+            let body =
+                serde_json::json!({"usuario": "bot", "mensaje": format!("{i} {text}")}).to_string();
+            let (code, answer) = common::web::http(
+                port,
+                "POST",
+                &format!("/api/rooms/{room_name}/messages"),
+                Some(&body),
+            )
+            .expect("POST");
+            assert_eq!(code, 201, "{answer}");
+        }
+    });
+    let got = fast.messages(N, Duration::from_secs(120)).await;
+    for (i, t) in got.iter().enumerate() {
+        assert!(t.starts_with(&format!("{i} ")), "message {i} out of order");
+    }
+    sender.join().expect("sender");
+    // The slow page now reads: some messages, then the close frame with the reason.
+    let mut closed = None;
+    while let Some(frame) = slow.next(LONG).await {
+        if frame["type"] == "close" {
+            closed = Some(frame);
+            break;
+        }
+    }
+    let closed = closed.expect("the slow page was closed");
+    assert_eq!(closed["code"], 1008, "{closed}");
+    assert!(
+        closed["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("too slow")),
+        "{closed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_pages_on_two_gateways_get_every_message() {
+    const PAGES: usize = 40;
+    const MESSAGES: usize = 200;
+    let server = broker();
+    let gateways = [
+        Gateway::start(&server.url(), FAST),
+        Gateway::start(&server.url(), FAST),
+    ];
+    let room = unique_name("load");
+    let mut pages = Vec::new();
+    for i in 0..PAGES {
+        let mut p = Page::open(&gateways[i % 2].ws_url(&room, &format!("p{i}"))).await;
+        p.until("history", LONG).await;
+        pages.push(p);
+    }
+    for i in 0..MESSAGES {
+        let (code, body) = gateways[i % 2].post(&room, "bot", &format!("n{i}"));
+        assert_eq!(code, 201, "{body}");
+    }
+    let expected: Vec<String> = (0..MESSAGES).map(|i| format!("n{i}")).collect();
+    let readers = pages.into_iter().map(|mut p| {
+        let expected = expected.clone();
+        tokio::spawn(async move {
+            assert_eq!(
+                p.messages(MESSAGES, Duration::from_secs(60)).await,
+                expected
+            );
+        })
+    });
+    for r in readers {
+        r.await.expect("every page got every message in order");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_tells_the_pages_and_exits() {
+    let server = broker();
+    let mut a = Gateway::start(&server.url(), FAST);
+    let mut page = Page::open(&a.ws_url(&unique_name("bye"), "Ana")).await;
+    page.until("history", LONG).await;
+    common::signal(&a.child, "TERM");
+    let closed = page.until("close", LONG).await;
+    assert_eq!(closed["code"], 1001, "{closed}");
+    assert!(
+        closed["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("shutting down")),
+        "{closed}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = a.child.try_wait().expect("wait") {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

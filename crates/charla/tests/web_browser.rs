@@ -1,0 +1,57 @@
+//! The web page in a real browser: Debian's headless Chromium driven by playwright-core
+//! (compat/web/e2e.mjs), two pages on two gateways sharing one `charla serve`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use charla_testkit::{service_missing, unique_name, RedisServer};
+use common::web::Gateway;
+
+fn web_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../compat/web")
+}
+
+#[test]
+fn two_pages_on_two_gateways_and_no_script_injection() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let has_node = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_node
+        || !PathBuf::from(&chromium).exists()
+        || !web_dir().join("node_modules/playwright-core").is_dir()
+    {
+        service_missing(
+            "node, Debian's chromium and compat/web's playwright-core (apt-get install chromium; cd compat/web && npm ci)",
+        );
+        return;
+    }
+    let server = RedisServer::start_charla(std::path::Path::new(env!("CARGO_BIN_EXE_charla")), &[]);
+    let a = Gateway::start(&server.url(), &[]);
+    let b = Gateway::start(&server.url(), &[]);
+    let room = unique_name("browser");
+    // CHARLA_SCREENSHOT=path keeps a picture of the page (the README's comes from here).
+    let shot = std::env::var("CHARLA_SCREENSHOT").unwrap_or_default();
+    let mut cmd = Command::new("node");
+    cmd.current_dir(web_dir())
+        .arg("e2e.mjs")
+        .arg(format!("http://127.0.0.1:{}", a.port))
+        .arg(format!("http://127.0.0.1:{}", b.port))
+        .arg(&room)
+        .env("CHROMIUM", &chromium);
+    if !shot.is_empty() {
+        cmd.arg(&shot);
+    }
+    let out = common::run(&mut cmd, b"");
+    let stdout = common::text(&out.stdout);
+    let stderr = common::text(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the browser test failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("OK:"), "{stdout}\n{stderr}");
+}
