@@ -60,6 +60,12 @@ pub struct Joined<T = Arc<Message>> {
 }
 
 impl<T> Joined<T> {
+    /// History from elsewhere (an archive), overlap with live messages dropped the same way.
+    pub fn set_history(&mut self, history: Vec<Message>) {
+        self.seen = history.iter().map(|m| m.id.clone()).collect();
+        self.history = history;
+    }
+
     /// False for a live message the history already showed.
     pub fn is_new(&mut self, id: &str) -> bool {
         // Each history id can repeat once; it is forgotten when it does.

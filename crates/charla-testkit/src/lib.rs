@@ -3,6 +3,7 @@
 //! - [`RedisServer`]: a real `redis-server` on a free port in a temporary directory, probed
 //!   until it answers, killed on drop, its log printed when the test fails.
 //! - [`KafkaServer`]: the same for a Kafka-protocol broker (`tansu`, SQLite storage).
+//! - [`PostgresServer`]: a private PostgreSQL (initdb / pg_ctl) that a test may stop and start.
 //! - [`conformance`]: ONE suite of behaviour and fault injection written against the `Broker`
 //!   trait; each backend runs it from a `harness = false` test whose `main` calls
 //!   [`conformance::run`], and its capability flags decide which cases apply (the others are
@@ -13,11 +14,13 @@
 
 pub mod conformance;
 mod kafka_server;
+mod postgres_server;
 pub mod proxy;
 pub mod rabbitmq;
 mod redis_server;
 
 pub use kafka_server::{tansu_path, KafkaServer};
+pub use postgres_server::{PostgresServer, ScratchDatabase};
 pub use redis_server::{free_port, RedisServer};
 
 /// Call when a service a test needs is not there. On CI (`CI` set to anything but `false`/`0`)

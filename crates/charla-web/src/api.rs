@@ -4,8 +4,11 @@
 //!   message as sent (charla's wire format) once the broker has it; `202` when the broker is
 //!   away (the message waits in the gateway's outbox and goes out when it is back); `400` bad
 //!   input; `429` too fast (per client address, like a page's own limit).
-//! - `GET /api/rooms/{room}/messages?limit=N&before=ID` → the room's messages, oldest first:
-//!   the last `N` (default 50, at most 1000), or the `N` before the message `ID`.
+//! - `GET /api/rooms/{room}/messages?limit=N&before=ID&q=WORDS` → the room's messages,
+//!   oldest first: the last `N` (default 50, at most 1000), or the `N` before the message
+//!   `ID`; with `q`, those matching the words (PostgreSQL full-text search: needs
+//!   `--archive`). The broker answers where it keeps the room's history; the archive answers
+//!   beyond it (older pages, broadcast rooms, searches), and when the broker cannot.
 //! - `GET /api/rooms` → `{"rooms": [{"room", "online"}]}`: rooms with people in them, rooms
 //!   this gateway reads, and the rooms the broker keeps (where it can list them).
 //! - `GET /healthz` → `200 {"status": "ok", "broker"}`, or `503` while reconnecting.
@@ -75,6 +78,7 @@ pub async fn post_message(
             ),
         );
     }
+    hub.archive_room(&room);
     let message = Message::new(name, body.mensaje, room);
     let posted = match hub.outbox.post_confirmed(message.clone()).await {
         Ok(p) => p,
@@ -136,7 +140,23 @@ pub async fn messages(
             format!("limit: 1 to {MAX_PAGE} messages"),
         );
     }
-    if page.q.is_some() {
+    if let Some(archive) = hub.archive() {
+        // The archive has every page and can search; the broker's own history is used for
+        // the newest page when it has one (it is never behind live delivery).
+        let broker_first = page.q.is_none() && page.before.is_none() && broker_keeps_history(&hub).await;
+        if !broker_first {
+            return match archive
+                .page(&room, limit, page.before.as_deref(), page.q.as_deref())
+                .await
+            {
+                Ok(messages) => Json(json!({"room": room, "messages": messages})).into_response(),
+                Err(charla_archive::ArchiveError::InvalidArgument(e)) => {
+                    error(StatusCode::BAD_REQUEST, e)
+                }
+                Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+            };
+        }
+    } else if page.q.is_some() {
         return error(
             StatusCode::NOT_IMPLEMENTED,
             "searching needs the archive: start the gateway with --archive postgres://…",
@@ -155,6 +175,13 @@ pub async fn messages(
     }
 }
 
+/// Whether the broker keeps this gateway's rooms' history (stream mode on a backend that
+/// reads it back).
+pub async fn broker_keeps_history(hub: &Hub) -> bool {
+    let (_, broker) = hub.link.broker().await;
+    broker.capabilities().history && hub.config.mode == charla_core::Mode::Stream
+}
+
 /// A page of history from the broker: the last `limit`, or the `limit` before message `before`.
 async fn broker_page(
     hub: &Hub,
@@ -162,10 +189,10 @@ async fn broker_page(
     limit: usize,
     before: Option<&str>,
 ) -> Result<Vec<Message>, BrokerError> {
-    let (_, broker) = hub.link.broker().await;
-    if !broker.capabilities().history || hub.config.mode != charla_core::Mode::Stream {
+    if !broker_keeps_history(hub).await {
         return Ok(Vec::new());
     }
+    let (_, broker) = hub.link.broker().await;
     let Some(before_id) = before else {
         let page = broker.history(room, limit, None).await?;
         return Ok(page.into_iter().map(|d| d.message).collect());
@@ -232,13 +259,19 @@ pub async fn rooms(State(hub): State<Arc<Hub>>) -> Response {
 
 pub async fn health(State(hub): State<Arc<Hub>>) -> Response {
     let status = hub.link.status().borrow().clone();
+    // The archive's state is reported, not required: live chat does not need it.
+    let archive = match hub.archive() {
+        None => "none",
+        Some(a) if a.ping().await => "ok",
+        Some(_) => "unreachable",
+    };
     match status {
         Status::Connected { broker } => {
-            Json(json!({"status": "ok", "broker": broker})).into_response()
+            Json(json!({"status": "ok", "broker": broker, "archive": archive})).into_response()
         }
         Status::Reconnecting { reason } => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "reconnecting", "detail": reason})),
+            Json(json!({"status": "reconnecting", "detail": reason, "archive": archive})),
         )
             .into_response(),
     }

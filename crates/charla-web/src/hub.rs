@@ -52,6 +52,7 @@ pub struct Hub {
     pub config: WebConfig,
     pub presence: Presence,
     pub outbox: Outbox,
+    pub archiver: Option<Arc<charla_archive::Archiver>>,
     rooms: Mutex<HashMap<String, Arc<Room>>>,
     closing: watch::Sender<bool>,
     /// Pages connected now (the shutdown waits for their goodbyes).
@@ -69,7 +70,16 @@ impl Drop for PageGuard {
 
 impl Hub {
     pub fn new(link: Arc<Link>, config: WebConfig) -> Arc<Hub> {
+        let archiver = config.archive.clone().map(|archive| {
+            charla_archive::Archiver::new(
+                link.clone(),
+                archive,
+                config.mode,
+                charla_archive::ARCHIVE_GROUP,
+            )
+        });
         let hub = Arc::new(Hub {
+            archiver,
             presence: Presence::start(link.clone()),
             outbox: Outbox::start(link.clone(), config.mode),
             link,
@@ -86,8 +96,9 @@ impl Hub {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The room, started if nobody here reads it yet.
+    /// The room, started if nobody here reads it yet (and archived from then on).
     pub fn room(&self, name: &str) -> Arc<Room> {
+        self.archive_room(name);
         let mut rooms = self.rooms();
         if let Some(room) = rooms.get(name) {
             return room.clone();
@@ -102,6 +113,18 @@ impl Hub {
         });
         rooms.insert(name.to_owned(), room.clone());
         room
+    }
+
+    /// Archive `room` (when the gateway keeps an archive).
+    pub fn archive_room(&self, room: &str) {
+        if let Some(archiver) = &self.archiver {
+            archiver.room(room);
+        }
+    }
+
+    /// The archive, if any.
+    pub fn archive(&self) -> Option<&charla_archive::Archive> {
+        self.archiver.as_ref().map(|a| a.archive())
     }
 
     /// Rooms this gateway reads now.

@@ -4,7 +4,7 @@
 //! - `/ws?room=ROOM&name=NAME` carries a page's live traffic (protocol in [`ws`]);
 //! - `/api/…` is a small HTTP API over the same rooms ([`api`]);
 //! - [`hub`] holds what the pages of one gateway share: one feed per room, presence, one
-//!   outbox. Several gateways pointed at one broker serve the same rooms: everything a page
+//!   outbox, and with `--archive` the archiver of the rooms it serves (charla-archive). Several gateways pointed at one broker serve the same rooms: everything a page
 //!   sees went through the broker.
 //!
 //! Hygiene: text from users is only ever put into the page as text (never as HTML); message
@@ -40,6 +40,9 @@ pub struct WebConfig {
     pub limits: Limits,
     /// Frames a page may fall behind its room before it is disconnected.
     pub page_backlog: usize,
+    /// The PostgreSQL archive, when the gateway keeps one: every room it serves is archived,
+    /// and history beyond the broker's (older pages, broadcast rooms, search) comes from it.
+    pub archive: Option<charla_archive::Archive>,
 }
 
 impl Default for WebConfig {
@@ -49,6 +52,7 @@ impl Default for WebConfig {
             history: charla_chat::DEFAULT_HISTORY,
             limits: Limits::default(),
             page_backlog: hub::PAGE_BACKLOG,
+            archive: None,
         }
     }
 }

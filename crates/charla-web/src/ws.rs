@@ -105,10 +105,22 @@ async fn session(socket: WebSocket, hub: Arc<Hub>, room_name: String, name: Stri
         }
     };
     let _session = hub.presence.enter(&name, &room_name);
+    let broker_history = crate::api::broker_keeps_history(&hub).await;
+    if !broker_history && hub.config.history > 0 {
+        // The broker keeps none (broadcast mode): the archive's, when there is one. Live
+        // messages it already has are dropped by id like the broker's.
+        if let Some(archive) = hub.archive() {
+            match archive.page(&room_name, hub.config.history, None, None).await {
+                Ok(page) => joined.set_history(page),
+                Err(e) => tracing::warn!(room = %room_name, "history from the archive: {e}"),
+            }
+        }
+    }
     let hello = [
         text(json!({"type": "hello", "room": room_name, "name": name,
             "mode": hub.config.mode.as_str(),
-            "history": hub.config.mode == charla_core::Mode::Stream})),
+            "history": broker_history || hub.archive().is_some(),
+            "archive": hub.archive().is_some()})),
         text(json!({"type": "history", "messages": joined.history})),
         text(json!({"type": "online", "names": hub.presence.online(&room_name)})),
         status_frame(&status.borrow_and_update()),

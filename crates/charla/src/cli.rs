@@ -20,6 +20,7 @@ Examples (the workshop, on two computers that both reach 192.168.0.10):
   charla check --broker redis://192.168.0.10:6380
   charla chat --name Juan                        # the terminal chat: rooms, history, who is on
   charla web                                     # the browser chat on http://127.0.0.1:8080/
+  charla web --archive postgres://postgres@127.0.0.1/charla   # with history and search in PostgreSQL
 
 Brokers (--broker or CHARLA_BROKER):
   redis://[:password@]host[:port][/db]   Redis, Valkey or `charla serve` (rediss:// for TLS)
@@ -106,6 +107,8 @@ pub enum Command {
     Serve(crate::cmd::serve::ServeArgs),
     /// Chat in the terminal: rooms, history, who is online (`charla chat --name Juan`)
     Chat(crate::cmd::chat::ChatArgs),
+    /// Store rooms' messages in PostgreSQL, in a consumer group that catches up after outages
+    Archive(crate::cmd::archive::ArchiveArgs),
     /// Serve the browser chat: a page, a WebSocket and an HTTP API over the broker's rooms
     Web(crate::cmd::web::WebArgs),
 }

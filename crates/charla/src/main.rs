@@ -46,6 +46,7 @@ fn main() -> std::process::ExitCode {
             Command::Listen(args) => cmd::listen::run(&settings, args).await,
             Command::Bench(args) => cmd::bench::run(&settings, args).await,
             Command::Serve(args) => cmd::serve::run(args).await,
+            Command::Archive(args) => cmd::archive::run(&settings, args).await,
             Command::Chat(args) => cmd::chat::run(&settings, args).await,
             Command::Web(args) => cmd::web::run(&settings, args).await,
         }

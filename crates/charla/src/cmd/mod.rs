@@ -1,6 +1,7 @@
 //! One module per subcommand, plus what they share: connecting with a helpful error, and
 //! making message text safe to print on a terminal.
 
+pub mod archive;
 pub mod bench;
 pub mod chat;
 pub mod check;
@@ -53,6 +54,16 @@ pub async fn chat_link(settings: &Settings) -> Result<std::sync::Arc<charla_chat
     charla_chat::Link::open(connector)
         .await
         .map_err(|e| anyhow::anyhow!(explain(settings, &e)))
+}
+
+/// The archive database, or one line saying why not.
+pub async fn open_archive(url: &str) -> Result<charla_archive::Archive> {
+    charla_archive::Archive::open(url).await.map_err(|e| {
+        anyhow::anyhow!(
+            "{e} (archive {}) — is PostgreSQL running there, and the URL postgres://USER@HOST:PORT/DATABASE?",
+            charla_archive::redact(url)
+        )
+    })
 }
 
 /// A chat room is a stream (history) or a broadcast channel (live only).

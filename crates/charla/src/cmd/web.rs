@@ -48,6 +48,11 @@ pub struct WebArgs {
     #[arg(long, default_value_t = 20.0, value_name = "N")]
     pub burst: f64,
 
+    /// Keep every message of the rooms served in this PostgreSQL database (created if
+    /// missing) and serve older pages and searches from it: postgres://USER@HOST:PORT/DB
+    #[arg(long, short = 'a', env = "CHARLA_ARCHIVE", value_name = "URL")]
+    pub archive: Option<String>,
+
     /// Messages a page may fall behind its room before it is disconnected (with the reason)
     #[arg(long, default_value_t = charla_web::hub::PAGE_BACKLOG, value_name = "N")]
     pub page_backlog: usize,
@@ -64,6 +69,10 @@ pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
     if !(args.rate > 0.0 && args.burst >= 1.0) {
         anyhow::bail!("--rate must be above 0 and --burst at least 1");
     }
+    let archive = match &args.archive {
+        Some(url) => Some(super::open_archive(url).await?),
+        None => None,
+    };
     let link = super::chat_link(settings).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -79,11 +88,16 @@ pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
             ..charla_web::Limits::default()
         },
         page_backlog: args.page_backlog.max(1),
+        archive,
     };
     eprintln!(
-        "💬 charla web on http://{address}/ — broker {} ({} mode); Ctrl+C stops",
+        "💬 charla web on http://{address}/ — broker {} ({} mode){}; Ctrl+C stops",
         charla_core::redact(&settings.broker),
-        args.mode
+        args.mode,
+        args.archive
+            .as_deref()
+            .map(|a| format!(", archive {}", charla_archive::redact(a)))
+            .unwrap_or_default()
     );
     tracing::info!(%address, mode = %args.mode, "gateway started");
     charla_web::serve(listener, link, config, crate::signal::shutdown()).await?;
