@@ -23,6 +23,7 @@
 //! `?recovery_timeout_ms=`, default 60 000) and the topology is declared again;
 //! `publish` returns Ok only once RabbitMQ confirmed the message.
 
+mod history;
 mod link;
 mod publisher;
 mod subscriber;
@@ -33,8 +34,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use charla_core::{
-    Broker, BrokerError, BrokerInfo, BrokerUrl, Capabilities, DeadLetter, Mode, Publisher, Result,
-    Subscriber, Subscription,
+    Broker, BrokerError, BrokerInfo, BrokerUrl, Capabilities, DeadLetter, Delivery, Mode,
+    Publisher, Result, Subscriber, Subscription,
 };
 use lapin::options::{
     BasicGetOptions, BasicNackOptions, ExchangeDeleteOptions, QueueDeclareOptions,
@@ -72,7 +73,9 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     publisher_resends: true,
     queue_order: true,
     counts_crashed_deliveries: true,
-    history: false,
+    history: true,
+    // AMQP 0.9.1 has no method that lists queues (only the management plugin's HTTP API
+    // does, which charla does not assume), so `rooms` keeps the default refusal.
     list_rooms: false,
 };
 
@@ -341,6 +344,16 @@ impl Broker for AmqpBroker {
         }
         let _ = ch.close(200, "OK".into()).await;
         Ok(out)
+    }
+
+    async fn history(
+        &self,
+        room: &str,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<Vec<Delivery>> {
+        Self::check_room(room)?;
+        history::history(&self.link, room, limit, before, self.max_bytes).await
     }
 
     async fn purge(&self, mode: Mode, room: &str) -> Result<()> {

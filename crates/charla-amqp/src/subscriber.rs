@@ -531,7 +531,7 @@ fn stream_start(start: &StartFrom) -> Result<(AMQPValue, Option<u64>)> {
     })
 }
 
-fn header_u64(props: &BasicProperties, key: &str) -> Option<u64> {
+pub(crate) fn header_u64(props: &BasicProperties, key: &str) -> Option<u64> {
     let headers = props.headers().as_ref()?;
     match headers.inner().get(key)? {
         AMQPValue::LongLongInt(v) => u64::try_from(*v).ok(),
@@ -736,7 +736,7 @@ impl Drop for AmqpSubscriber {
 /// with it, and a channel whose close never went out keeps its prefetched messages from
 /// every other consumer for as long as the shared connection lives. Without a runtime (a
 /// subscriber dropped after it) the connection's own end gives them back.
-fn close_in_background(ch: Channel, why: &'static str) {
+pub(crate) fn close_in_background(ch: Channel, why: &'static str) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(async move {
             let _ = ch.close(200, why.into()).await;

@@ -1,7 +1,7 @@
 //! RabbitMQ-specific behaviour beyond the universal suite: errors at connect, version in
 //! `info`, stream start by time, the stream-group refusal, wrong-type rooms, the
-//! `?exchange=` option of routing mode, the `?max_deliveries=` option, and a classic queue
-//! left by an older charla.
+//! `?exchange=` option of routing mode, the `?max_deliveries=` option, a classic queue
+//! left by an older charla, and history's positions and refusal of a work queue.
 
 mod common;
 
@@ -164,6 +164,84 @@ async fn a_room_of_another_type_is_a_clear_error() {
     }
     b.purge(Mode::Stream, &room).await.unwrap();
     b.purge(Mode::Queue, &room).await.unwrap();
+}
+
+#[tokio::test]
+async fn history_of_a_work_queue_is_refused_and_takes_nothing_from_it() {
+    let Some(_lock) = common::rabbitmq_available().await else {
+        return;
+    };
+    let b = broker(&common::url()).await;
+    let room = charla_testkit::unique_name("hq-");
+    let sent: Vec<Message> = (0..2)
+        .map(|i| Message::new("a", format!("m{i}"), room.as_str()))
+        .collect();
+    let mut p = b.publisher(Mode::Queue, &room).await.unwrap();
+    for m in &sent {
+        p.publish(m).await.unwrap();
+    }
+    match b.history(&room, 10, None).await {
+        Err(BrokerError::WrongType { .. }) => {}
+        other => panic!("history of a work queue: expected WrongType, got {other:?}"),
+    }
+    // Nothing was delivered and given back: the messages come first-hand, in order.
+    let mut sub = b
+        .subscribe(Subscription::new(Mode::Queue, room.as_str()))
+        .await
+        .unwrap();
+    for m in &sent {
+        let d = tokio::time::timeout(Duration::from_secs(10), sub.recv())
+            .await
+            .expect("in time")
+            .unwrap();
+        assert_eq!(d.message.id, m.id);
+        assert!(!d.redelivered, "history took nothing from the queue");
+        sub.ack(d.tag).await.unwrap();
+    }
+    sub.close().await.unwrap();
+    b.purge(Mode::Queue, &room).await.unwrap();
+}
+
+#[tokio::test]
+async fn history_positions_and_an_empty_stream() {
+    let Some(_lock) = common::rabbitmq_available().await else {
+        return;
+    };
+    let b = broker(&common::url()).await;
+    let room = charla_testkit::unique_name("hs-");
+    let mut p = b.publisher(Mode::Stream, &room).await.unwrap();
+    for i in 0..3 {
+        p.publish(&Message::new("a", format!("m{i}"), room.as_str()))
+            .await
+            .unwrap();
+    }
+    // Offsets count the stream's messages from 0.
+    let offsets = |page: &[charla_core::Delivery]| -> Vec<String> {
+        page.iter().filter_map(|d| d.offset.clone()).collect()
+    };
+    let page = b.history(&room, 2, None).await.unwrap();
+    assert_eq!(offsets(&page), ["1", "2"]);
+    assert_eq!(page[1].message.mensaje, "m2");
+    assert_eq!(
+        offsets(&b.history(&room, 2, Some("1")).await.unwrap()),
+        ["0"]
+    );
+    assert!(b.history(&room, 2, Some("0")).await.unwrap().is_empty());
+    // A position past the end is the end.
+    let page = b.history(&room, 2, Some("1000")).await.unwrap();
+    assert_eq!(offsets(&page), ["1", "2"]);
+    match b.history(&room, 2, Some("1-0")).await {
+        Err(BrokerError::InvalidArgument(text)) => {
+            assert!(text.contains("whole numbers"), "{text}")
+        }
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    // A stream that exists but holds nothing has no history either.
+    let empty = charla_testkit::unique_name("he-");
+    b.publisher(Mode::Stream, &empty).await.unwrap();
+    assert!(b.history(&empty, 5, None).await.unwrap().is_empty());
+    b.purge(Mode::Stream, &room).await.unwrap();
+    b.purge(Mode::Stream, &empty).await.unwrap();
 }
 
 #[tokio::test]

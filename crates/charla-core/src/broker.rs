@@ -169,7 +169,10 @@ pub trait Broker: Send + Sync {
     /// stored before the position `before` (a [`Delivery::offset`] of an earlier page) when
     /// given. Each delivery carries its offset, so the next older page starts from the first
     /// one's. Reading history takes nothing from anyone: no group, no ack. An unknown room
-    /// has no history (an empty page). Backends with `Capabilities::history` false refuse.
+    /// has no history (an empty page). Payloads that are not chat messages are left out and
+    /// do not count: a page holds `limit` messages while the room has that many before
+    /// `before`, so a shorter page is the oldest one. Backends with `Capabilities::history`
+    /// false refuse.
     async fn history(
         &self,
         room: &str,

@@ -179,6 +179,20 @@ impl Admin {
         })
     }
 
+    /// The names of every topic of the cluster, as the metadata lists them.
+    pub async fn topic_names(&self, settings: &Settings) -> Result<Vec<String>> {
+        let client = self.client.clone();
+        let settings = settings.clone();
+        blocking(move || {
+            let md = client
+                .inner()
+                .fetch_metadata(None, ADMIN_TIMEOUT)
+                .map_err(|e| settings.error(e))?;
+            Ok::<_, BrokerError>(md.topics().iter().map(|t| t.name().to_owned()).collect())
+        })
+        .await?
+    }
+
     /// Up to `limit` records of a topic, oldest first per partition (partitions in order);
     /// an absent topic has none.
     pub async fn read_topic(
@@ -229,7 +243,7 @@ impl Admin {
     }
 }
 
-fn is_unknown_topic(e: &rdkafka::error::KafkaError) -> bool {
+pub(crate) fn is_unknown_topic(e: &rdkafka::error::KafkaError) -> bool {
     e.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition)
         || e.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopic)
 }

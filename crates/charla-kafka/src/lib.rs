@@ -33,6 +33,7 @@
 mod admin;
 mod client;
 mod feed;
+mod history;
 mod publisher;
 mod subscriber;
 
@@ -42,8 +43,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use charla_core::{
-    Broker, BrokerError, BrokerInfo, BrokerUrl, Capabilities, DeadLetter, Mode, Publisher, Result,
-    Subscriber, Subscription,
+    Broker, BrokerError, BrokerInfo, BrokerUrl, Capabilities, DeadLetter, Delivery, Mode,
+    Publisher, Result, Subscriber, Subscription,
 };
 use rdkafka::producer::{FutureProducer, Producer};
 
@@ -70,8 +71,8 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     // stuck on in the group's commit metadata (see `subscriber::first_of_partition`), but
     // the test broker (tansu 0.6) does not return commit metadata, so it is not claimed.
     counts_crashed_deliveries: false,
-    history: false,
-    list_rooms: false,
+    history: true,
+    list_rooms: true,
 };
 
 /// The longest `charla` waits for the broker to answer when connecting.
@@ -196,6 +197,21 @@ impl Broker for KafkaBroker {
             .into_iter()
             .map(|payload| DeadLetter { payload })
             .collect())
+    }
+
+    async fn history(
+        &self,
+        room: &str,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<Vec<Delivery>> {
+        history::history(&self.shared.settings, room, limit, before).await
+    }
+
+    /// The topics, less charla's own and Kafka's internal ones. Queue mode uses a room's
+    /// topic too, so a room used only as a queue is listed as well.
+    async fn rooms(&self) -> Result<Vec<String>> {
+        history::rooms(&self.shared.admin, &self.shared.settings).await
     }
 
     async fn purge(&self, mode: Mode, room: &str) -> Result<()> {

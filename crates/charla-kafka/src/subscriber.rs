@@ -743,7 +743,7 @@ fn start_offsets(c: &KConsumer, topic: &str, start: &StartFrom) -> Result<Vec<(i
 }
 
 /// `PARTITION:OFFSET`, as deliveries print it (a bare number is partition 0).
-fn parse_offset(text: &str) -> Result<(i32, i64)> {
+pub(crate) fn parse_offset(text: &str) -> Result<(i32, i64)> {
     let bad = || {
         BrokerError::InvalidArgument(format!(
             "'{text}' is not a Kafka position: expected PARTITION:OFFSET as listen prints it \

@@ -1,6 +1,7 @@
 //! What is particular to Kafka, against a real Kafka-protocol broker (tansu) per test:
-//! partitions shared by a group's members, a group resuming exactly where it acked, and bad
-//! input (unreachable broker, a name Kafka refuses, a payload that is not a chat message).
+//! partitions shared by a group's members, a group resuming exactly where it acked, history
+//! across partitions, and bad input (unreachable broker, a name Kafka refuses, a payload that
+//! is not a chat message).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -281,6 +282,56 @@ async fn names_kafka_refuses_are_clear_errors() {
             .subscribe(Subscription::new(Mode::Queue, room))
             .await
             .is_err());
+    }
+}
+
+/// A room's records spread over every partition (queue mode keys them by id): history reads
+/// them all, in send order, and pages back through them without gaps or overlaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_reads_every_partition_in_send_order() {
+    let Some(server) = KafkaServer::start() else {
+        return;
+    };
+    let b = connect(&server).await;
+    let room = unique_name("spread-");
+    let mut sent = messages(&room, 40);
+    let mut p = b.publisher(Mode::Queue, &room).await.expect("publisher");
+    p.publish_batch(&sent).await.expect("publish");
+    sent.sort_by(|x, y| (x.ts_us, &x.id).cmp(&(y.ts_us, &y.id)));
+    let mut pages = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let page = b
+            .history(&room, 7, before.as_deref())
+            .await
+            .expect("history");
+        let Some(first) = page.first() else { break };
+        before = first.offset.clone();
+        pages.push(page);
+        assert!(pages.len() <= 10, "paging back does not end");
+    }
+    let partitions: HashSet<String> = pages
+        .iter()
+        .flatten()
+        .filter_map(|d| Some(d.offset.as_deref()?.split_once(':')?.0.to_owned()))
+        .collect();
+    assert!(
+        partitions.len() > 1,
+        "spread over partitions: {partitions:?}"
+    );
+    let walked: Vec<&str> = pages
+        .iter()
+        .rev()
+        .flatten()
+        .map(|d| d.message.id.as_str())
+        .collect();
+    let expected: Vec<&str> = sent.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(walked, expected, "every message once, in send order");
+    for bad in ["9:0", "x", "0-1"] {
+        match b.history(&room, 7, Some(bad)).await {
+            Err(BrokerError::InvalidArgument(_)) => {}
+            other => panic!("before={bad}: expected InvalidArgument, got {other:?}"),
+        }
     }
 }
 

@@ -31,8 +31,8 @@ const CAPABILITIES: Capabilities = Capabilities {
     publisher_resends: false,
     queue_order: true,
     counts_crashed_deliveries: true,
-    history: false,
-    list_rooms: false,
+    history: true,
+    list_rooms: true,
 };
 
 type Payload = Arc<[u8]>;
@@ -208,6 +208,57 @@ impl Broker for MemoryBroker {
             .unwrap_or_default())
     }
 
+    async fn history(
+        &self,
+        room: &str,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<Vec<Delivery>> {
+        let before = before.map(parse_offset).transpose()?;
+        let Some(stream) = lock(&self.hub.streams).get(room).cloned() else {
+            return Ok(Vec::new()); // never published to nor subscribed: no history
+        };
+        // The payloads are shared (`Arc`): copied out under the lock, decoded after it.
+        let candidates: Vec<(u64, Payload)> = {
+            let st = lock(&stream.state);
+            st.entries
+                .iter()
+                .rev()
+                .filter(|(seq, _)| before.is_none_or(|b| *seq < b))
+                .map(|(seq, p)| (*seq, p.clone()))
+                .collect()
+        };
+        let mut page = Vec::with_capacity(limit.min(candidates.len()));
+        for (seq, payload) in candidates {
+            if page.len() >= limit {
+                break;
+            }
+            match Message::decode(&payload, room, self.max_message_bytes) {
+                Ok(message) => page.push(Delivery {
+                    message,
+                    redelivered: false,
+                    offset: Some(seq.to_string()),
+                    tag: AckTag(0),
+                }),
+                Err(e) => tracing::debug!(room, seq, "history skips an entry: {e}"),
+            }
+        }
+        page.reverse();
+        Ok(page)
+    }
+
+    async fn rooms(&self) -> Result<Vec<String>> {
+        // Streams that were only subscribed to (created empty) hold no messages yet; dead
+        // letters live apart, so nothing of charla's own is in this map.
+        let mut rooms: Vec<String> = lock(&self.hub.streams)
+            .iter()
+            .filter(|(_, s)| lock(&s.state).last_seq > 0)
+            .map(|(name, _)| name.clone())
+            .collect();
+        rooms.sort_unstable();
+        Ok(rooms)
+    }
+
     async fn purge(&self, mode: Mode, room: &str) -> Result<()> {
         match mode {
             Mode::Queue => {
@@ -241,11 +292,15 @@ fn start_seq(start: &StartFrom, last_seq: u64) -> Result<u64> {
     Ok(match start {
         StartFrom::Latest => last_seq,
         StartFrom::Beginning => 0,
-        StartFrom::After(offset) => offset.parse().map_err(|_| {
-            BrokerError::InvalidArgument(format!(
-                "'{offset}' is not a memory:// stream offset (a whole number)"
-            ))
-        })?,
+        StartFrom::After(offset) => parse_offset(offset)?,
+    })
+}
+
+fn parse_offset(offset: &str) -> Result<u64> {
+    offset.parse().map_err(|_| {
+        BrokerError::InvalidArgument(format!(
+            "'{offset}' is not a memory:// stream offset (a whole number)"
+        ))
     })
 }
 

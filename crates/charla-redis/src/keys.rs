@@ -96,6 +96,43 @@ pub async fn scan(
     Ok(found)
 }
 
+/// The rooms with a stream: `SCAN … TYPE stream` (Redis 6.0). Keys that cannot be room
+/// names are left out: charla's own all have braces (`charla:{room}:…`), and a key that is
+/// not UTF-8 was not made by charla.
+pub async fn stream_rooms(conn: &mut MultiplexedConnection, address: &str) -> Result<Vec<String>> {
+    let mut cursor: u64 = 0;
+    let mut found = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(1000)
+            .arg("TYPE")
+            .arg("stream")
+            .query_async(conn)
+            .await
+            .map_err(|e| crate::map_err(e, address))?;
+        found.extend(
+            batch
+                .into_iter()
+                .filter_map(|k| String::from_utf8(k).ok())
+                .filter(|k| is_room_name(k)),
+        );
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    found.sort();
+    found.dedup(); // SCAN may return a key twice
+    Ok(found)
+}
+
+/// Whether a key can be a room's own (not one of charla's bookkeeping keys).
+pub fn is_room_name(key: &str) -> bool {
+    check_room(key).is_ok() && !key.starts_with("charla:{")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +147,20 @@ mod tests {
         assert_eq!(all_processing("a*b"), "charla:{a\\*b}:processing:*");
         assert!(check_room("x{y}").is_err());
         assert!(check_room("").is_err());
+    }
+
+    #[test]
+    fn bookkeeping_keys_are_not_rooms() {
+        assert!(is_room_name("chat_cola"));
+        assert!(is_room_name("charla:plain"));
+        for own in [
+            dead("r"),
+            missed("r", "g"),
+            processing("r", "c"),
+            alive("r", "c"),
+        ] {
+            assert!(!is_room_name(&own), "{own}");
+        }
+        assert!(!is_room_name(""));
     }
 }

@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use charla_core::{
-    Broker, BrokerError, BrokerInfo, BrokerUrl, Capabilities, DeadLetter, Message, Mode, Publisher,
-    Result, Subscriber, Subscription,
+    Broker, BrokerError, BrokerInfo, BrokerUrl, Capabilities, DeadLetter, Delivery, Message, Mode,
+    Publisher, Result, Subscriber, Subscription,
 };
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
@@ -52,8 +52,8 @@ const CAPABILITIES: Capabilities = Capabilities {
     publisher_resends: false,
     queue_order: true,
     counts_crashed_deliveries: true,
-    history: false,
-    list_rooms: false,
+    history: true,
+    list_rooms: true,
 };
 
 const CHARLA_OPTIONS: &[&str] = &[
@@ -290,6 +290,22 @@ impl Broker for RedisBroker {
             .into_iter()
             .map(|payload| DeadLetter { payload })
             .collect())
+    }
+
+    async fn history(
+        &self,
+        room: &str,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<Vec<Delivery>> {
+        keys::check_room(room)?;
+        let mut conn = self.conn.clone();
+        stream::history(&mut conn, &self.opts, room, limit, before).await
+    }
+
+    async fn rooms(&self) -> Result<Vec<String>> {
+        let mut conn = self.conn.clone();
+        keys::stream_rooms(&mut conn, &self.opts.address).await
     }
 
     async fn purge(&self, mode: Mode, room: &str) -> Result<()> {

@@ -30,7 +30,9 @@ use charla_core::{
     AckTag, BrokerError, Delivery, Message, Result, StartFrom, Subscriber, Subscription,
 };
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
+use redis::streams::{
+    StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamRangeReply, StreamReadReply,
+};
 use redis::Value;
 
 use crate::queue::{default_consumer_name, unknown_tag};
@@ -626,6 +628,75 @@ impl StreamSubscriber {
             .map(drop)
             .map_err(|e| map_err(e, &self.opts.address))
     }
+}
+
+/// The most entries one XREVRANGE of `history` asks for.
+const HISTORY_BATCH: usize = 1000;
+
+/// A stream room's most recent chat messages before `before` (a stream id), oldest first
+/// (`Broker::history`): `XREVRANGE room (before|+ - COUNT n`, reversed. Entries that are not
+/// chat messages are skipped, and the read goes on further back until the page is full or
+/// the stream's first entry was read. Nothing is written: no group, no ack. A missing key is
+/// an empty page; a key of another type is the WRONGTYPE error. The exclusive `(id` bound
+/// needs Redis 6.2, like the XAUTOCLAIM and LMOVE charla relies on anyway.
+pub(crate) async fn history(
+    conn: &mut MultiplexedConnection,
+    opts: &Options,
+    room: &str,
+    limit: usize,
+    before: Option<&str>,
+) -> Result<Vec<Delivery>> {
+    let mut end = match before {
+        Some(id) if id_key(id).is_some() => format!("({id}"),
+        Some(id) => {
+            return Err(BrokerError::InvalidArgument(format!(
+                "'{id}' is not a Redis stream id (<milliseconds>-<sequence>, as history and \
+                 listen print them)"
+            )))
+        }
+        None => "+".to_owned(),
+    };
+    let mut page = Vec::new();
+    while page.len() < limit {
+        // Bounded, so a huge limit is several replies rather than one without end.
+        let want = (limit - page.len()).min(HISTORY_BATCH);
+        let reply: StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(room)
+            .arg(&end)
+            .arg("-")
+            .arg("COUNT")
+            .arg(want)
+            .query_async(conn)
+            .await
+            .map_err(|e| map_err(e, &opts.address))?;
+        let read = reply.ids.len();
+        for entry in reply.ids {
+            end = format!("({}", entry.id);
+            let entry = to_entry(entry, 0);
+            let decoded = match &entry.payload {
+                Some(p) => {
+                    Message::decode(p, room, opts.max_message_bytes).map_err(|e| e.to_string())
+                }
+                None => Err(format!("entry has no '{PAYLOAD_FIELD}' field")),
+            };
+            match decoded {
+                Ok(message) => page.push(Delivery {
+                    message,
+                    redelivered: false,
+                    offset: Some(entry.id),
+                    tag: AckTag(0),
+                }),
+                Err(reason) => {
+                    tracing::debug!(room, id = %entry.id, "history skips an entry: {reason}")
+                }
+            }
+        }
+        if read < want {
+            break; // the stream's first entry was read
+        }
+    }
+    page.reverse();
+    Ok(page)
 }
 
 fn is_no_such_key(e: &redis::RedisError) -> bool {

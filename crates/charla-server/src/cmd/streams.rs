@@ -60,8 +60,11 @@ fn range_bound(s: &[u8], is_start: bool) -> Result<StreamId, &'static str> {
     if !excl {
         return Ok(id);
     }
-    let r = if is_start { id.incr() } else { id.decr() };
-    r.ok_or("ERR invalid start ID for the interval")
+    if is_start {
+        id.incr().ok_or("ERR invalid start ID for the interval")
+    } else {
+        id.decr().ok_or("ERR invalid end ID for the interval")
+    }
 }
 
 /// Trimming options shared by XADD and XTRIM: returns (maxlen, minid, limit) and how many args

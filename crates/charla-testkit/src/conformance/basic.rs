@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use charla_core::{Broker, BrokerError, Message, Mode, StartFrom, Subscription};
+use charla_core::{Broker, BrokerError, Delivery, Message, Mode, StartFrom, Subscription};
 
 use super::{msg, must_recv, publish_n, recv_within, subscribe, Ctx, Target, PATIENCE, QUIET};
 use crate::unique_name;
@@ -522,6 +522,344 @@ pub async fn stream_ten_thousand_without_loss(ctx: &Ctx<'_>) {
         .group(unique_name("g-"))
         .start(StartFrom::Beginning);
     many_without_loss(t, &*b, sub).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// history and rooms
+
+fn ids(page: &[Delivery]) -> Vec<String> {
+    page.iter().map(|d| d.message.id.clone()).collect()
+}
+
+fn ids_of(sent: &[Message]) -> Vec<String> {
+    sent.iter().map(|m| m.id.clone()).collect()
+}
+
+async fn history(b: &dyn Broker, room: &str, limit: usize, before: Option<&str>) -> Vec<Delivery> {
+    b.history(room, limit, before)
+        .await
+        .unwrap_or_else(|e| panic!("history of {room} (limit {limit}, before {before:?}): {e}"))
+}
+
+/// The offset a delivery of a history page carries (the next older page starts there).
+fn offset_of(d: &Delivery) -> &str {
+    d.offset
+        .as_deref()
+        .expect("history deliveries carry their offset")
+}
+
+pub async fn history_returns_the_last_messages_oldest_first(ctx: &Ctx<'_>) {
+    let t = ctx.target;
+    let b = t.connect().await;
+    let caps = b.capabilities();
+    let room = unique_name("h-last-");
+    let sent = publish_n(&*b, Mode::Stream, &room, 25).await;
+    let page = history(&*b, &room, 10, None).await;
+    assert_eq!(
+        ids(&page),
+        ids_of(&sent[15..]),
+        "the last ten, oldest first"
+    );
+    for (d, m) in page.iter().zip(&sent[15..]) {
+        assert_eq!(d.message.mensaje, m.mensaje);
+        assert_eq!(d.message.room, room);
+        assert!(!d.redelivered);
+        offset_of(d);
+    }
+    let all = history(&*b, &room, 100, None).await;
+    assert_eq!(
+        ids(&all),
+        ids_of(&sent),
+        "a limit above the room's size gives all of it"
+    );
+    assert!(
+        history(&*b, &room, 0, None).await.is_empty(),
+        "a limit of 0 is an empty page"
+    );
+    let other = t.connect().await;
+    assert_eq!(
+        ids(&history(&*other, &room, 10, None).await),
+        ids(&page),
+        "another connection reads the same history"
+    );
+    if caps.replay {
+        // The offsets are the stream's own: a subscriber starts after one of them.
+        let mut s = subscribe(
+            &*b,
+            Subscription::new(Mode::Stream, room.as_str())
+                .start(StartFrom::After(offset_of(&page[4]).to_owned())),
+        )
+        .await;
+        for expected in &sent[20..] {
+            let d = must_recv(&mut *s).await;
+            assert_eq!(d.message.id, expected.id, "a replay after a history offset");
+        }
+        s.close().await.expect("close");
+    }
+    b.purge(Mode::Stream, &room).await.expect("purge");
+}
+
+pub async fn history_pages_back_without_gaps_or_overlaps(ctx: &Ctx<'_>) {
+    const PAGE: usize = 5;
+    let t = ctx.target;
+    let b = t.connect().await;
+    let room = unique_name("h-page-");
+    let sent = publish_n(&*b, Mode::Stream, &room, 23).await;
+    let mut pages: Vec<Vec<Delivery>> = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let page = history(&*b, &room, PAGE, before.as_deref()).await;
+        if page.is_empty() {
+            break;
+        }
+        assert!(
+            page.len() <= PAGE,
+            "a page of {} for a limit of {PAGE}",
+            page.len()
+        );
+        assert!(pages.len() < 10, "paging back does not end");
+        before = Some(offset_of(&page[0]).to_owned());
+        pages.push(page);
+    }
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [5, 5, 5, 5, 3], "full pages until the oldest one");
+    let walked: Vec<String> = pages.iter().rev().flat_map(|p| ids(p)).collect();
+    assert_eq!(
+        walked,
+        ids_of(&sent),
+        "the pages, oldest first, are the whole room without gaps or overlaps"
+    );
+    b.purge(Mode::Stream, &room).await.expect("purge");
+}
+
+pub async fn history_of_an_unknown_room_is_empty(ctx: &Ctx<'_>) {
+    let t = ctx.target;
+    let b = t.connect().await;
+    let caps = b.capabilities();
+    let room = unique_name("h-none-");
+    assert!(
+        history(&*b, &room, 10, None).await.is_empty(),
+        "a room nobody used has no history"
+    );
+    if caps.list_rooms {
+        let rooms = b.rooms().await.expect("rooms");
+        assert!(
+            !rooms.contains(&room),
+            "reading a room's history does not create it"
+        );
+    }
+}
+
+pub async fn history_takes_nothing_from_groups_or_subscribers(ctx: &Ctx<'_>) {
+    let t = ctx.target;
+    let b = t.connect().await;
+    let caps = b.capabilities();
+    let room = unique_name("h-take-");
+    // Readers that were there before the messages: a subscriber from now on, and a group
+    // where the backend has them.
+    let mut live = subscribe(&*b, Subscription::new(Mode::Stream, room.as_str())).await;
+    let group_conn = t.connect().await;
+    let mut group = if caps.stream_groups {
+        Some(
+            subscribe(
+                &*group_conn,
+                Subscription::new(Mode::Stream, room.as_str())
+                    .group(unique_name("g-"))
+                    .start(StartFrom::Beginning)
+                    .prefetch(4),
+            )
+            .await,
+        )
+    } else {
+        None
+    };
+    let sent = publish_n(&*b, Mode::Stream, &room, 12).await;
+    // History read from a connection of its own and from the subscribers' one, twice over.
+    let reader = t.connect().await;
+    for conn in [&*reader, &*b] {
+        let newest = history(conn, &room, 5, None).await;
+        assert_eq!(ids(&newest), ids_of(&sent[7..]));
+        let older = history(conn, &room, 5, Some(offset_of(&newest[0]))).await;
+        assert_eq!(ids(&older), ids_of(&sent[2..7]));
+    }
+    for expected in &sent {
+        let d = must_recv(&mut *live).await;
+        assert_eq!(
+            d.message.id, expected.id,
+            "the subscriber receives every message, in order"
+        );
+        assert!(!d.redelivered);
+        live.ack(d.tag).await.expect("ack");
+    }
+    assert!(
+        recv_within(&mut *live, QUIET).await.is_none(),
+        "nothing twice"
+    );
+    if let Some(g) = group.as_mut() {
+        for expected in &sent {
+            let d = must_recv(&mut **g).await;
+            assert_eq!(
+                d.message.id, expected.id,
+                "the group receives every message, in order"
+            );
+            assert!(!d.redelivered, "history left nothing pending in the group");
+            g.ack(d.tag).await.expect("ack");
+        }
+        assert!(
+            recv_within(&mut **g, QUIET).await.is_none(),
+            "nothing twice"
+        );
+    }
+    assert_eq!(
+        ids(&history(&*reader, &room, 100, None).await),
+        ids_of(&sent),
+        "the readers took nothing out of the history either"
+    );
+    live.close().await.expect("close");
+    if let Some(g) = group {
+        g.close().await.expect("close");
+    }
+    b.purge(Mode::Stream, &room).await.expect("purge");
+}
+
+pub async fn history_skips_payloads_that_are_not_chat_messages(ctx: &Ctx<'_>) {
+    let t = ctx.target;
+    let b = t.connect().await;
+    let room = unique_name("h-poison-");
+    let good: Vec<Message> = (0..3).map(|i| msg(&room, i)).collect();
+    let mut p = b.publisher(Mode::Stream, &room).await.expect("publisher");
+    p.publish(&good[0]).await.expect("publish");
+    p.publish_raw(b"{this is not json")
+        .await
+        .expect("raw publish");
+    p.publish(&good[1]).await.expect("publish");
+    p.publish_raw(b"plain text, not a chat message")
+        .await
+        .expect("raw publish");
+    p.publish_raw(b"[1, 2, 3]").await.expect("raw publish");
+    p.publish(&good[2]).await.expect("publish");
+    p.publish_raw(b"\xff\xfe not even UTF-8")
+        .await
+        .expect("raw publish");
+    let page = history(&*b, &room, 10, None).await;
+    assert_eq!(
+        ids(&page),
+        ids_of(&good),
+        "only the chat messages, oldest first"
+    );
+    let newest = history(&*b, &room, 2, None).await;
+    assert_eq!(
+        ids(&newest),
+        ids_of(&good[1..]),
+        "payloads that are not chat messages do not count towards the limit"
+    );
+    let older = history(&*b, &room, 2, Some(offset_of(&newest[0]))).await;
+    assert_eq!(ids(&older), ids_of(&good[..1]), "paging back past them");
+    assert!(history(&*b, &room, 2, Some(offset_of(&older[0])))
+        .await
+        .is_empty());
+    b.purge(Mode::Stream, &room).await.expect("purge");
+}
+
+pub async fn rooms_lists_stream_rooms_without_bookkeeping(ctx: &Ctx<'_>) {
+    let t = ctx.target;
+    let b = t.connect().await;
+    let caps = b.capabilities();
+    let plain = unique_name("h-rooms-a-");
+    let grouped = unique_name("h-rooms-b-");
+    let queued = unique_name("h-rooms-q-");
+    publish_n(&*b, Mode::Stream, &plain, 2).await;
+    // Bookkeeping of charla's own around a room: a group's state, and a dead letter (a
+    // payload that is not a chat message, read by the group).
+    let mut p = b
+        .publisher(Mode::Stream, &grouped)
+        .await
+        .expect("publisher");
+    p.publish_raw(b"{not a chat message")
+        .await
+        .expect("raw publish");
+    p.publish(&msg(&grouped, 1)).await.expect("publish");
+    if caps.stream_groups {
+        let mut g = subscribe(
+            &*b,
+            Subscription::new(Mode::Stream, grouped.as_str())
+                .group(unique_name("g-"))
+                .start(StartFrom::Beginning),
+        )
+        .await;
+        let d = must_recv(&mut *g).await;
+        g.ack(d.tag).await.expect("ack");
+        // Waiting once more lets the poison reach the dead letters wherever it goes later.
+        assert!(recv_within(&mut *g, QUIET).await.is_none());
+        g.close().await.expect("close");
+        if caps.dead_letters {
+            let dead = b.dead_letters(&grouped, 10).await.expect("dead letters");
+            assert_eq!(dead.len(), 1, "the poison went to the dead letters");
+        }
+    }
+    // A queue room's dead letters too, where queues keep them.
+    if caps.queue && caps.dead_letters {
+        let mut q = b.publisher(Mode::Queue, &queued).await.expect("publisher");
+        q.publish_raw(b"{not a chat message either")
+            .await
+            .expect("raw publish");
+        let good = msg(&queued, 1);
+        q.publish(&good).await.expect("publish");
+        let mut s = subscribe(&*b, Subscription::new(Mode::Queue, queued.as_str())).await;
+        let d = must_recv(&mut *s).await;
+        assert_eq!(d.message.id, good.id);
+        s.ack(d.tag).await.expect("ack");
+        assert!(recv_within(&mut *s, QUIET).await.is_none());
+        s.close().await.expect("close");
+        let dead = b.dead_letters(&queued, 10).await.expect("dead letters");
+        assert_eq!(dead.len(), 1, "the queue's poison went to the dead letters");
+    }
+    let rooms = b.rooms().await.expect("rooms");
+    for room in [&plain, &grouped] {
+        assert!(
+            rooms.contains(room),
+            "{room} is listed after a stream publish: {rooms:?}"
+        );
+    }
+    let mut sorted = rooms.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(rooms, sorted, "sorted by name, each once");
+    // Dead letters and bookkeeping carry the room's name (`charla:{room}:dead`,
+    // `charla-dead.room`, …): no such name is listed. (A queue room may be: on Kafka a
+    // queue and a stream of one room are the same topic.)
+    for name in &rooms {
+        for ours in [&plain, &grouped, &queued] {
+            assert!(
+                !name.contains(ours.as_str()) || name == ours,
+                "charla's own '{name}' is listed as a room"
+            );
+        }
+    }
+    b.purge(Mode::Stream, &plain).await.expect("purge");
+    b.purge(Mode::Stream, &grouped).await.expect("purge");
+    if caps.queue {
+        b.purge(Mode::Queue, &queued).await.expect("purge");
+    }
+}
+
+pub async fn history_and_rooms_are_refused_where_not_declared(ctx: &Ctx<'_>) {
+    let t = ctx.target;
+    let b = t.connect().await;
+    let caps = b.capabilities();
+    let room = unique_name("h-refused-");
+    if !(caps.stream && caps.history) {
+        match b.history(&room, 10, None).await {
+            Err(BrokerError::Unsupported { .. }) => {}
+            other => panic!("history is not declared: expected Unsupported, got {other:?}"),
+        }
+    }
+    if !caps.list_rooms {
+        match b.rooms().await {
+            Err(BrokerError::Unsupported { .. }) => {}
+            other => panic!("listing rooms is not declared: expected Unsupported, got {other:?}"),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

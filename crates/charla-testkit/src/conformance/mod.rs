@@ -107,6 +107,10 @@ pub enum Need {
     Replay,
     Routing,
     DeadLetters,
+    /// A stream room's recent messages can be read back (`Broker::history`).
+    History,
+    /// The broker lists the rooms it keeps (`Broker::rooms`).
+    ListRooms,
     /// A consumer that dies holding a message counts as a delivery of it.
     CrashCount,
     /// The broker keeps messages across a restart and the target can restart it.
@@ -142,6 +146,14 @@ impl Need {
             Need::Replay => (c.stream && c.replay, "no stream replay"),
             Need::Routing => (c.routing, "no routing mode"),
             Need::DeadLetters => (c.dead_letters, "no readable dead letters"),
+            Need::History => (
+                c.stream && c.history,
+                "the backend cannot read a stream room's history back (Capabilities::history)",
+            ),
+            Need::ListRooms => (
+                c.list_rooms,
+                "the backend cannot list the rooms it keeps (Capabilities::list_rooms)",
+            ),
             Need::CrashCount => (
                 c.counts_crashed_deliveries,
                 "the backend does not count a delivery to a consumer that died holding it",
@@ -221,6 +233,28 @@ pub static CASES: &[Case] = &[
         [StreamGroups]
     ),
     case!(basic::stream_ten_thousand_without_loss, [StreamGroups]),
+    case!(
+        basic::history_returns_the_last_messages_oldest_first,
+        [Stream, History]
+    ),
+    case!(
+        basic::history_pages_back_without_gaps_or_overlaps,
+        [Stream, History]
+    ),
+    case!(basic::history_of_an_unknown_room_is_empty, [History]),
+    case!(
+        basic::history_takes_nothing_from_groups_or_subscribers,
+        [Stream, History]
+    ),
+    case!(
+        basic::history_skips_payloads_that_are_not_chat_messages,
+        [Stream, History]
+    ),
+    case!(
+        basic::rooms_lists_stream_rooms_without_bookkeeping,
+        [Stream, ListRooms]
+    ),
+    case!(basic::history_and_rooms_are_refused_where_not_declared, []),
     case!(basic::routing_patterns_match_topics, [Routing]),
     case!(basic::large_and_unicode_payloads_round_trip, []),
     case!(basic::oversized_message_is_refused, []),
