@@ -43,7 +43,12 @@ pub struct Archiver {
 
 impl Drop for Archiver {
     fn drop(&mut self) {
-        for task in self.rooms.lock().unwrap_or_else(|e| e.into_inner()).values() {
+        for task in self
+            .rooms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
             task.abort();
         }
     }

@@ -41,7 +41,9 @@ impl From<sqlx::Error> for ArchiveError {
             | sqlx::Error::Tls(_)
             | sqlx::Error::Protocol(_) => ArchiveError::Unreachable(e.to_string()),
             sqlx::Error::Database(db)
-                if db.code().is_some_and(|c| c.starts_with("57") || c.starts_with("08")) =>
+                if db
+                    .code()
+                    .is_some_and(|c| c.starts_with("57") || c.starts_with("08")) =>
             {
                 // 57P01 admin shutdown, 08xxx connection exceptions.
                 ArchiveError::Unreachable(e.to_string())

@@ -137,12 +137,11 @@ impl Archive {
     /// How many messages a room has in the archive, and how many distinct ids (equal, by
     /// the key; kept as a check the tests read).
     pub async fn count(&self, room: &str) -> Result<(i64, i64), ArchiveError> {
-        let row = sqlx::query(
-            "SELECT count(*), count(DISTINCT id) FROM charla_messages WHERE room = $1",
-        )
-        .bind(room)
-        .fetch_one(&self.pool)
-        .await?;
+        let row =
+            sqlx::query("SELECT count(*), count(DISTINCT id) FROM charla_messages WHERE room = $1")
+                .bind(room)
+                .fetch_one(&self.pool)
+                .await?;
         Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
@@ -179,10 +178,7 @@ async fn create_database(options: &PgConnectOptions) -> Result<(), ArchiveError>
         .get_database()
         .ok_or_else(|| ArchiveError::Url("no database name".into()))?
         .to_owned();
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(ArchiveError::InvalidArgument(format!(
             "database '{name}' does not exist; charla creates one only with a plain name \
              (letters, digits, '_'): create it yourself (createdb)"
@@ -196,8 +192,13 @@ async fn create_database(options: &PgConnectOptions) -> Result<(), ArchiveError>
         .await;
     match created {
         Ok(_) => Ok(()),
-        // Someone else created it meanwhile (42P04 duplicate_database).
-        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P04") => Ok(()),
+        // Someone else created it meanwhile: 42P04 duplicate_database, or 23505 when the two
+        // CREATE DATABASE ran at the same moment (the catalog's unique index caught it).
+        Err(sqlx::Error::Database(db))
+            if matches!(db.code().as_deref(), Some("42P04") | Some("23505")) =>
+        {
+            Ok(())
+        }
         Err(e) => Err(e.into()),
     }
 }

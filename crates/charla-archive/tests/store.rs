@@ -19,15 +19,25 @@ fn messages(room: &str, texts: &[&str]) -> Vec<Message> {
 
 #[tokio::test]
 async fn each_message_once_in_order_paged_and_searchable() {
-    let Some(db) = ScratchDatabase::new() else { return };
+    let Some(db) = ScratchDatabase::new() else {
+        return;
+    };
     // The database does not exist yet: charla creates it and its schema.
-    let archive = Archive::open(&db.url()).await.expect("open creates and migrates");
+    let archive = Archive::open(&db.url())
+        .await
+        .expect("open creates and migrates");
     // Opening again (a second gateway, a restart) migrates nothing and works.
     let again = Archive::open(&db.url()).await.expect("open again");
     let room = "sala";
     let batch = messages(
         room,
-        &["Hola a todos", "¿Alguien vio la canción nueva?", "sí, la canción es buena", "adiós\0con nul", "hasta mañana"],
+        &[
+            "Hola a todos",
+            "¿Alguien vio la canción nueva?",
+            "sí, la canción es buena",
+            "adiós\0con nul",
+            "hasta mañana",
+        ],
     );
     assert_eq!(archive.store(&batch).await.expect("store"), 5);
     // The same messages again (a redelivery, another archiver): nothing new.
@@ -39,30 +49,67 @@ async fn each_message_once_in_order_paged_and_searchable() {
     let ids: Vec<&str> = all.iter().map(|m| m.id.as_str()).collect();
     let sent: Vec<&str> = batch.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, sent, "oldest first, in send order");
-    assert_eq!(all[3].mensaje, "adiós\u{fffd}con nul", "NUL, which PostgreSQL text cannot hold, is replaced");
+    assert_eq!(
+        all[3].mensaje, "adiós\u{fffd}con nul",
+        "NUL, which PostgreSQL text cannot hold, is replaced"
+    );
 
     let last_two = archive.page(room, 2, None, None).await.expect("last two");
-    assert_eq!(last_two.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), &sent[3..]);
-    let before = archive.page(room, 2, Some(&sent[3]), None).await.expect("before");
-    assert_eq!(before.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), &sent[1..3]);
-    let first = archive.page(room, 5, Some(&sent[0]), None).await.expect("before the first");
+    assert_eq!(
+        last_two.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        &sent[3..]
+    );
+    let before = archive
+        .page(room, 2, Some(&sent[3]), None)
+        .await
+        .expect("before");
+    assert_eq!(
+        before.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        &sent[1..3]
+    );
+    let first = archive
+        .page(room, 5, Some(&sent[0]), None)
+        .await
+        .expect("before the first");
     assert!(first.is_empty());
 
-    let found = archive.page(room, 10, None, Some("canción")).await.expect("search");
-    assert_eq!(found.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), &sent[1..3]);
-    let by_name = archive.page(room, 10, None, Some("Beto")).await.expect("search a name");
+    let found = archive
+        .page(room, 10, None, Some("canción"))
+        .await
+        .expect("search");
+    assert_eq!(
+        found.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        &sent[1..3]
+    );
+    let by_name = archive
+        .page(room, 10, None, Some("Beto"))
+        .await
+        .expect("search a name");
     assert_eq!(by_name.len(), 2);
-    let none = archive.page(room, 10, None, Some("zanahoria")).await.expect("search");
+    let none = archive
+        .page(room, 10, None, Some("zanahoria"))
+        .await
+        .expect("search");
     assert!(none.is_empty());
     // Search syntax from users is never an SQL or tsquery error.
     for q in ["\"sin cerrar", "a & | ! (", "' OR 1=1 --", "-todos"] {
-        archive.page(room, 10, None, Some(q)).await.unwrap_or_else(|e| panic!("{q}: {e}"));
+        archive
+            .page(room, 10, None, Some(q))
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {e}"));
     }
     // Other rooms are apart.
-    assert!(archive.page("otra", 10, None, None).await.expect("other room").is_empty());
+    assert!(archive
+        .page("otra", 10, None, None)
+        .await
+        .expect("other room")
+        .is_empty());
 
     let unknown = archive.page(room, 10, Some("01NOSUCHID"), None).await;
-    assert!(matches!(unknown, Err(ArchiveError::InvalidArgument(_))), "{unknown:?}");
+    assert!(
+        matches!(unknown, Err(ArchiveError::InvalidArgument(_))),
+        "{unknown:?}"
+    );
     let empty_q = archive.page(room, 10, None, Some("  ")).await;
     assert!(matches!(empty_q, Err(ArchiveError::InvalidArgument(_))));
 }
@@ -74,6 +121,8 @@ async fn an_unreachable_database_is_one_clear_error() {
         .await
         .expect_err("nothing listens there");
     assert!(matches!(e, ArchiveError::Unreachable(_)), "{e:?}");
-    let bad = Archive::open("mysql://nope").await.expect_err("not postgres");
+    let bad = Archive::open("mysql://nope")
+        .await
+        .expect_err("not postgres");
     assert!(matches!(bad, ArchiveError::Url(_)), "{bad:?}");
 }

@@ -129,7 +129,10 @@ impl PostgresServer {
 
     /// Stop at once, as a crash would (`pg_ctl stop -m immediate`).
     pub fn stop(&self) {
-        self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
     }
 
     /// Start (again) on the same port and data, and wait until it accepts connections.
@@ -142,7 +145,18 @@ impl PostgresServer {
         let log = self.log_path().display().to_string();
         self.run(
             "pg_ctl",
-            &["-D", &self.data(), "-o", &options, "-l", &log, "-w", "-t", "60", "start"],
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
         );
     }
 
@@ -202,8 +216,13 @@ impl Drop for ScratchDatabase {
             .rsplit_once(':')
             .unwrap_or((self.address.as_str(), "5432"));
         let _ = Command::new("psql")
-            .args(["-h", host, "-p", port, "-U", "postgres", "-d", "postgres", "-q", "-c"])
-            .arg(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
+            .args([
+                "-h", host, "-p", port, "-U", "postgres", "-d", "postgres", "-q", "-c",
+            ])
+            .arg(format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ))
             .output();
     }
 }

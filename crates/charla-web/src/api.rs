@@ -143,7 +143,8 @@ pub async fn messages(
     if let Some(archive) = hub.archive() {
         // The archive has every page and can search; the broker's own history is used for
         // the newest page when it has one (it is never behind live delivery).
-        let broker_first = page.q.is_none() && page.before.is_none() && broker_keeps_history(&hub).await;
+        let broker_first =
+            page.q.is_none() && page.before.is_none() && broker_keeps_history(&hub).await;
         if !broker_first {
             return match archive
                 .page(&room, limit, page.before.as_deref(), page.q.as_deref())

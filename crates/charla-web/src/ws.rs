@@ -110,7 +110,10 @@ async fn session(socket: WebSocket, hub: Arc<Hub>, room_name: String, name: Stri
         // The broker keeps none (broadcast mode): the archive's, when there is one. Live
         // messages it already has are dropped by id like the broker's.
         if let Some(archive) = hub.archive() {
-            match archive.page(&room_name, hub.config.history, None, None).await {
+            match archive
+                .page(&room_name, hub.config.history, None, None)
+                .await
+            {
                 Ok(page) => joined.set_history(page),
                 Err(e) => tracing::warn!(room = %room_name, "history from the archive: {e}"),
             }

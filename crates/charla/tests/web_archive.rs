@@ -26,7 +26,10 @@ async fn archived(archive: &Archive, room: &str, n: i64, limit: Duration) {
             return;
         }
         assert!(count.0 <= n, "more rows than messages: {count:?}");
-        assert!(Instant::now() < deadline, "the archive has {count:?} of {n} messages of {room}");
+        assert!(
+            Instant::now() < deadline,
+            "the archive has {count:?} of {n} messages of {room}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -34,19 +37,27 @@ async fn archived(archive: &Archive, room: &str, n: i64, limit: Duration) {
 fn texts(body: &serde_json::Value) -> Vec<String> {
     body["messages"]
         .as_array()
-        .map(|a| a.iter().filter_map(|m| m["mensaje"].as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m["mensaje"].as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_chat_goes_on_while_postgres_is_down_and_the_archive_catches_up() {
-    let Some(pg) = PostgresServer::start() else { return };
+    let Some(pg) = PostgresServer::start() else {
+        return;
+    };
     let server = broker();
     let url = pg.url("charla");
     let mut args = vec!["--archive", url.as_str()];
     args.extend(FAST);
     let gw = Gateway::start(&server.url(), &args);
-    let archive = Archive::open(&url).await.expect("the gateway created the archive");
+    let archive = Archive::open(&url)
+        .await
+        .expect("the gateway created the archive");
     let room = unique_name("arch");
     let mut page = Page::open(&gw.ws_url(&room, "Ana")).await;
     let hello = page.until("hello", LONG).await;
@@ -59,7 +70,11 @@ async fn live_chat_goes_on_while_postgres_is_down_and_the_archive_catches_up() {
 
     pg.stop();
     let (code, health) = gw.get("/healthz");
-    assert_eq!((code, health["archive"].as_str()), (200, Some("unreachable")), "{health}");
+    assert_eq!(
+        (code, health["archive"].as_str()),
+        (200, Some("unreachable")),
+        "{health}"
+    );
     for i in 0..30 {
         let (code, body) = gw.post(&room, "Beto", &format!("durante el corte {i}"));
         assert_eq!(code, 201, "posting does not wait for the archive: {body}");
@@ -67,7 +82,10 @@ async fn live_chat_goes_on_while_postgres_is_down_and_the_archive_catches_up() {
     let live = page.messages(50, LONG).await;
     assert_eq!(live.len(), 50, "live delivery went on");
     let (code, body) = gw.get(&format!("/api/rooms/{room}/messages?q=corte"));
-    assert_eq!(code, 503, "a search while the archive is down says so: {body}");
+    assert_eq!(
+        code, 503,
+        "a search while the archive is down says so: {body}"
+    );
 
     pg.start_again();
     archived(&archive, &room, 50, Duration::from_secs(60)).await;
@@ -75,26 +93,40 @@ async fn live_chat_goes_on_while_postgres_is_down_and_the_archive_catches_up() {
     assert_eq!(code, 200, "{body}");
     let found = texts(&body);
     let expected: Vec<String> = (0..30).map(|i| format!("durante el corte {i}")).collect();
-    assert_eq!(found, expected, "search finds each message of the outage once, in order");
+    assert_eq!(
+        found, expected,
+        "search finds each message of the outage once, in order"
+    );
     // Paging back from the archive with before=ID.
     let first_id = body["messages"][0]["id"].as_str().expect("id").to_owned();
-    let (code, older) = gw.get(&format!("/api/rooms/{room}/messages?limit=5&before={first_id}"));
+    let (code, older) = gw.get(&format!(
+        "/api/rooms/{room}/messages?limit=5&before={first_id}"
+    ));
     assert_eq!(code, 200, "{older}");
-    assert_eq!(texts(&older), (15..20).map(|i| format!("antes {i}")).collect::<Vec<_>>());
+    assert_eq!(
+        texts(&older),
+        (15..20).map(|i| format!("antes {i}")).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archivers_share_a_room_and_a_killed_one_loses_nothing() {
-    let Some(db) = ScratchDatabase::new() else { return };
+    let Some(db) = ScratchDatabase::new() else {
+        return;
+    };
     let server = broker();
     let room = unique_name("group");
     let url = db.url();
     let start = || {
         let mut cmd = common::charla(&server.url());
+        let log = std::fs::File::create(
+            common::sandbox().join(format!("archive-{}.log", unique_name(""))),
+        )
+        .expect("log");
         cmd.args(["archive", "--archive", &url, "--room", &room])
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
+            .stderr(log);
         common::KillOnDrop(cmd.spawn().expect("charla archive"))
     };
     let mut first = start();
@@ -108,7 +140,9 @@ async fn archivers_share_a_room_and_a_killed_one_loses_nothing() {
     };
     let lines: String = (0..3000).map(|i| format!("m {i}\n")).collect();
     let mut send = common::charla(&server.url());
-    send.args(["send", "--mode", "stream", "--room", &room, "--name", "bot", "--quiet"]);
+    send.args([
+        "send", "--mode", "stream", "--room", &room, "--name", "bot", "--quiet",
+    ]);
     let sent = std::thread::spawn(move || common::ok(&common::run(&mut send, lines.as_bytes())));
     // Kill one archiver while the messages are coming in.
     let deadline = Instant::now() + LONG;
@@ -124,7 +158,9 @@ async fn archivers_share_a_room_and_a_killed_one_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broadcast_room_gets_its_history_from_the_archive() {
-    let Some(db) = ScratchDatabase::new() else { return };
+    let Some(db) = ScratchDatabase::new() else {
+        return;
+    };
     let server = broker();
     let url = db.url();
     let mut args = vec!["--mode", "broadcast", "--archive", url.as_str()];
