@@ -163,6 +163,7 @@ fn stream_state(v: Value) -> Option<StreamState> {
 
 impl StreamSubscriber {
     pub async fn start(broker: &RedisBroker, sub: Subscription) -> Result<Self> {
+        let sub_has_group = sub.group.is_some();
         let mut conn = broker.blocking_connection().await?;
         let opts = broker.opts.clone();
         let room = sub.room.clone();
@@ -249,7 +250,10 @@ impl StreamSubscriber {
             acked: Vec::new(),
             next_tag: 0,
             last_claim: Instant::now() - Duration::from_secs(3600),
-            read_own_pending: true,
+            // A group member first reads back what it held in an earlier life; a plain reader
+            // holds nothing (left `true`, its wait returned at once and the idle reader spun,
+            // sending non-blocking reads back to back).
+            read_own_pending: sub_has_group,
             seq,
             missed: 0,
         })

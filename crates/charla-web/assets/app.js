@@ -98,6 +98,7 @@ function connect() {
     switch (f.type) {
       case "hello":
         $("older").hidden = !f.history;
+        $("search-box").hidden = !f.archive;
         break;
       case "history":
         for (const m of f.messages) addMessage(m);
@@ -156,6 +157,16 @@ async function older() {
   state.oldest = messages[0].id;
 }
 
+async function search(q) {
+  const list = $("results");
+  list.replaceChildren();
+  const r = await fetch("/api/rooms/" + encodeURIComponent(state.room) + "/messages?limit=50&q=" + encodeURIComponent(q));
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) { list.appendChild(line("error", [["", "⚠ " + (body.error || r.status)]])); return; }
+  if (!body.messages.length) { list.appendChild(line("notice", [["", "sin resultados"]])); return; }
+  for (const m of body.messages) list.appendChild(messageLine(m));
+}
+
 function start(name) {
   state.name = name;
   localStorage.setItem("charla.name", name);
@@ -179,6 +190,11 @@ window.addEventListener("DOMContentLoaded", () => {
     if (room) { $("join-room").value = ""; join(room); }
   });
   $("older").addEventListener("click", older);
+  $("search-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const q = $("q").value.trim();
+    if (q) search(q);
+  });
   setInterval(refreshRooms, 5000);
   const { name } = params();
   if (name) { start(name); return; }

@@ -40,6 +40,9 @@ pub struct WebConfig {
     pub limits: Limits,
     /// Frames a page may fall behind its room before it is disconnected.
     pub page_backlog: usize,
+    /// How long a room's messages are gathered before they go out to its pages as one burst
+    /// (each page then wakes and writes once per burst instead of once per message).
+    pub linger: std::time::Duration,
     /// The PostgreSQL archive, when the gateway keeps one: every room it serves is archived,
     /// and history beyond the broker's (older pages, broadcast rooms, search) comes from it.
     pub archive: Option<charla_archive::Archive>,
@@ -52,6 +55,7 @@ impl Default for WebConfig {
             history: charla_chat::DEFAULT_HISTORY,
             limits: Limits::default(),
             page_backlog: hub::PAGE_BACKLOG,
+            linger: std::time::Duration::from_millis(2),
             archive: None,
         }
     }

@@ -44,7 +44,7 @@ const GOING_AWAY: u16 = 1001;
 const POLICY: u16 = 1008;
 
 /// Frames written before a flush when several are ready at once.
-const WRITE_BATCH: usize = 64;
+const WRITE_BATCH: usize = 256;
 
 pub async fn upgrade(
     State(hub): State<Arc<Hub>>,
@@ -63,11 +63,13 @@ pub async fn upgrade(
         Ok(n) => n,
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
-    // Small buffers: a gateway holds thousands of idle pages, and chat frames are small.
+    // Small buffers: a gateway holds thousands of idle pages, and chat frames are small. The
+    // read buffer is allocated up front (and grows for a longer frame); the write buffer keeps
+    // the capacity it reached, which is about this target (a write goes out once it is passed).
     // Frames over the message limit (plus JSON overhead) are refused by the protocol layer.
     let max_frame = hub.config.limits.max_text_bytes * 2 + 1024;
-    ws.read_buffer_size(4096)
-        .write_buffer_size(8192)
+    ws.read_buffer_size(1024)
+        .write_buffer_size(4096)
         .max_write_buffer_size(1 << 20)
         .max_message_size(max_frame)
         .max_frame_size(max_frame)

@@ -1,12 +1,13 @@
 //! The web page in a real browser: Debian's headless Chromium driven by playwright-core
-//! (compat/web/e2e.mjs), two pages on two gateways sharing one `charla serve`.
+//! (compat/web/e2e.mjs), two pages on two gateways sharing one `charla serve` and one
+//! PostgreSQL archive (the page's search box).
 
 mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use charla_testkit::{service_missing, unique_name, RedisServer};
+use charla_testkit::{service_missing, unique_name, RedisServer, ScratchDatabase};
 use common::web::Gateway;
 
 fn web_dir() -> PathBuf {
@@ -31,8 +32,13 @@ fn two_pages_on_two_gateways_and_no_script_injection() {
         return;
     }
     let server = RedisServer::start_charla(std::path::Path::new(env!("CARGO_BIN_EXE_charla")), &[]);
-    let a = Gateway::start(&server.url(), &[]);
-    let b = Gateway::start(&server.url(), &[]);
+    // With the PostgreSQL archive, so the page's search box is tested too.
+    let Some(db) = ScratchDatabase::new() else {
+        return;
+    };
+    let url = db.url();
+    let a = Gateway::start(&server.url(), &["--archive", &url]);
+    let b = Gateway::start(&server.url(), &["--archive", &url]);
     let room = unique_name("browser");
     // CHARLA_SCREENSHOT=path keeps a picture of the page (the README's comes from here).
     let shot = std::env::var("CHARLA_SCREENSHOT").unwrap_or_default();
@@ -42,7 +48,8 @@ fn two_pages_on_two_gateways_and_no_script_injection() {
         .arg(format!("http://127.0.0.1:{}", a.port))
         .arg(format!("http://127.0.0.1:{}", b.port))
         .arg(&room)
-        .env("CHROMIUM", &chromium);
+        .env("CHROMIUM", &chromium)
+        .env("ARCHIVE", "1");
     if !shot.is_empty() {
         cmd.arg(&shot);
     }

@@ -377,6 +377,46 @@ pub async fn broadcast_keeps_no_history(ctx: &Ctx<'_>) {
     s.close().await.expect("close");
 }
 
+/// Presence (charla_core::presence) rides on broadcast mode in the room `charla.presence`:
+/// the name must be legal on the backend and a beat must come back as the beat it was.
+pub async fn presence_beats_reach_every_listener(ctx: &Ctx<'_>) {
+    use charla_core::presence::{Beat, Event, PRESENCE_ROOM};
+    let t = ctx.target;
+    let b = t.connect().await;
+    let mut listeners = Vec::new();
+    for _ in 0..2 {
+        let conn = t.connect().await;
+        let s = subscribe(&*conn, Subscription::new(Mode::Broadcast, PRESENCE_ROOM)).await;
+        listeners.push((conn, s));
+    }
+    let beat = Beat {
+        name: "María 👋".into(),
+        room: unique_name("p-room-"),
+        session: unique_name("session-"),
+        event: Event::Join,
+    };
+    let mut p = b
+        .publisher(Mode::Broadcast, PRESENCE_ROOM)
+        .await
+        .expect("a publisher on the presence room");
+    p.publish(&beat.to_message()).await.expect("publish a beat");
+    for (_conn, s) in listeners.iter_mut() {
+        // Other runs' beats may be on the shared room too: look for ours.
+        loop {
+            let d = must_recv(&mut **s).await;
+            if let Some(heard) = Beat::from_message(&d.message) {
+                if heard.session == beat.session {
+                    assert_eq!(heard, beat, "a beat comes back as it was sent");
+                    break;
+                }
+            }
+        }
+    }
+    for (_conn, s) in listeners {
+        s.close().await.expect("close");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // stream
 

@@ -222,6 +222,7 @@ pub static CASES: &[Case] = &[
     case!(basic::queue_ten_thousand_without_loss, [Queue]),
     case!(basic::broadcast_fans_out_to_every_subscriber, [Broadcast]),
     case!(basic::broadcast_keeps_no_history, [Broadcast]),
+    case!(basic::presence_beats_reach_every_listener, [Broadcast]),
     case!(
         basic::stream_replays_from_beginning_and_offset,
         [Stream, Replay]

@@ -53,6 +53,12 @@ pub struct WebArgs {
     #[arg(long, short = 'a', env = "CHARLA_ARCHIVE", value_name = "URL")]
     pub archive: Option<String>,
 
+    /// Milliseconds a room's messages are gathered before going out to its pages as one
+    /// burst: fewer wakeups and writes per page under load, at most this much more latency
+    /// (0 sends each message at once)
+    #[arg(long, default_value_t = 2, value_name = "MS")]
+    pub linger_ms: u64,
+
     /// Messages a page may fall behind its room before it is disconnected (with the reason)
     #[arg(long, default_value_t = charla_web::hub::PAGE_BACKLOG, value_name = "N")]
     pub page_backlog: usize,
@@ -88,6 +94,7 @@ pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
             ..charla_web::Limits::default()
         },
         page_backlog: args.page_backlog.max(1),
+        linger: std::time::Duration::from_millis(args.linger_ms.min(1000)),
         archive,
     };
     eprintln!(

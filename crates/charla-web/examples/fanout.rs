@@ -1,0 +1,243 @@
+//! Load generator for `bench/web_fanout.sh`: many WebSocket pages in one room spread over
+//! several `charla web` gateways, one poster sending at a fixed rate (open loop: a message is
+//! due every 1/rate s whatever happened before, so queueing delay shows in the latency), and
+//! every page counting what it receives.
+//!
+//! Latency is from the moment a message was due to be posted (carried in its text) to its
+//! receipt by a page, over every (message, page) pair: an HdrHistogram, like wrk2.
+//!
+//! cargo run --release -p charla-web --example fanout -- \
+//!     --gateways 127.0.0.1:8081,127.0.0.1:8082 --clients 1000 --rate 1000 --seconds 10 \
+//!     [--pids PID,PID]   (gateway processes, for resident memory per connection)
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+struct Args {
+    gateways: Vec<String>,
+    clients: usize,
+    rate: u64,
+    seconds: u64,
+    pids: Vec<u32>,
+    room: String,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut args = Args {
+        gateways: vec!["127.0.0.1:8080".into()],
+        clients: 1000,
+        rate: 1000,
+        seconds: 10,
+        pids: Vec::new(),
+        room: format!("fanout-{}", std::process::id()),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or(format!("{flag} needs a value"))?;
+        let bad = |e: std::num::ParseIntError| format!("{flag}: {e}");
+        match flag.as_str() {
+            "--gateways" => args.gateways = value.split(',').map(str::to_owned).collect(),
+            "--clients" => args.clients = value.parse().map_err(bad)?,
+            "--rate" => args.rate = value.parse().map_err(bad)?,
+            "--seconds" => args.seconds = value.parse().map_err(bad)?,
+            "--room" => args.room = value,
+            "--pids" => {
+                args.pids = value
+                    .split(',')
+                    .map(|p| p.parse().map_err(bad))
+                    .collect::<Result<_, _>>()?
+            }
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    if args.rate == 0 || args.clients == 0 {
+        return Err("--rate and --clients must be above 0".into());
+    }
+    Ok(args)
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open(gateway: &str, room: &str, name: &str) -> Socket {
+    let url = format!("ws://{gateway}/ws?room={room}&name={name}");
+    loop {
+        match tokio_tungstenite::connect_async(&url).await {
+            Ok((mut ws, _)) => {
+                // Ready once the history frame came: the page is in the room.
+                while let Some(Ok(frame)) = ws.next().await {
+                    if let Ws::Text(t) = frame {
+                        if t.as_str().contains("\"type\":\"history\"") {
+                            return ws;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("connect {url}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("fanout: {e}");
+            std::process::exit(2);
+        }
+    };
+    let before: Vec<u64> = args.pids.iter().map(|p| rss_kib(*p)).collect();
+    let total = args.rate * args.seconds;
+    let received = Arc::new(AtomicU64::new(0));
+    let connect_start = Instant::now();
+    // Connect in waves so the gateways' accept queues are not flooded.
+    let mut sockets = Vec::with_capacity(args.clients);
+    for wave in (0..args.clients).collect::<Vec<_>>().chunks(100) {
+        let opened = futures::future::join_all(wave.iter().map(|i| {
+            let gateway = args.gateways[i % args.gateways.len()].clone();
+            let room = args.room.clone();
+            async move { open(&gateway, &room, &format!("p{i}")).await }
+        }))
+        .await;
+        sockets.extend(opened);
+    }
+    eprintln!(
+        "{} pages connected in {:.1} s",
+        sockets.len(),
+        connect_start.elapsed().as_secs_f64()
+    );
+    // Let presence settle (every page's join reaches every other page once).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after: Vec<u64> = args.pids.iter().map(|p| rss_kib(*p)).collect();
+
+    let deadline = Duration::from_secs(args.seconds + 15);
+    let readers: Vec<_> = sockets
+        .into_iter()
+        .map(|mut ws| {
+            let received = received.clone();
+            tokio::spawn(async move {
+                let mut hist =
+                    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+                let mut got = 0u64;
+                let stop = tokio::time::Instant::now() + deadline;
+                while got < total {
+                    let frame = match tokio::time::timeout_at(stop, ws.next()).await {
+                        Ok(Some(Ok(Ws::Text(t)))) => t,
+                        Ok(Some(Ok(_))) => continue,
+                        _ => break,
+                    };
+                    let text = frame.as_str();
+                    if !text.starts_with("{\"type\":\"message\"") {
+                        continue;
+                    }
+                    // The text is "<seq> <due_us>".
+                    let Some(due) = text
+                        .split("\"mensaje\":\"")
+                        .nth(1)
+                        .and_then(|rest| rest.split('"').next())
+                        .and_then(|m| m.split(' ').nth(1))
+                        .and_then(|d| d.parse::<u64>().ok())
+                    else {
+                        continue;
+                    };
+                    let _ = hist.record(now_us().saturating_sub(due).max(1));
+                    got += 1;
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = ws.close(None).await;
+                (got, hist)
+            })
+        })
+        .collect();
+
+    // The poster: its own page on the first gateway, a message due every 1/rate s.
+    let mut poster = open(&args.gateways[0], &args.room, "poster").await;
+    let interval = Duration::from_nanos(1_000_000_000 / args.rate);
+    let start = tokio::time::Instant::now();
+    let start_us = now_us();
+    for seq in 0..total {
+        let due = start + interval * seq as u32;
+        tokio::time::sleep_until(due).await;
+        let due_us = start_us + (interval * seq as u32).as_micros() as u64;
+        let body = format!("{{\"mensaje\":\"{seq} {due_us}\"}}");
+        if let Err(e) = poster.send(Ws::Text(body.into())).await {
+            eprintln!("posting failed at {seq}: {e}");
+            break;
+        }
+    }
+    let posted_in = start.elapsed();
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+    let mut complete = 0;
+    let mut pages = 0;
+    for r in readers {
+        if let Ok((got, hist)) = r.await {
+            pages += 1;
+            if got == total {
+                complete += 1;
+            }
+            let _ = all.add(&hist);
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let got = received.load(Ordering::Relaxed);
+    let expected = total * args.clients as u64;
+    println!("pages: {pages}, every message received by {complete} of them");
+    println!(
+        "posted {total} messages in {:.2} s ({:.0}/s)",
+        posted_in.as_secs_f64(),
+        total as f64 / posted_in.as_secs_f64()
+    );
+    println!(
+        "deliveries: {got} of {expected} ({} missing), {:.0} deliveries/s",
+        expected - got.min(expected),
+        got as f64 / elapsed
+    );
+    println!(
+        "latency due→received: p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms",
+        all.value_at_quantile(0.50) as f64 / 1000.0,
+        all.value_at_quantile(0.99) as f64 / 1000.0,
+        all.value_at_quantile(0.999) as f64 / 1000.0,
+        all.max() as f64 / 1000.0
+    );
+    for (i, pid) in args.pids.iter().enumerate() {
+        let pages_here = args.clients / args.pids.len().max(1);
+        let grew = after[i].saturating_sub(before[i]);
+        println!(
+            "gateway {pid}: resident {} KiB before, {} KiB with {pages_here} pages: {:.1} KiB per connection",
+            before[i],
+            after[i],
+            grew as f64 / pages_here.max(1) as f64
+        );
+    }
+    if got < expected {
+        std::process::exit(1);
+    }
+}
