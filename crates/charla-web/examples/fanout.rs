@@ -68,6 +68,20 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
+/// User + system CPU time of a process, in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let ticks: u64 = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces) in parentheses.
+            let rest = s.rsplit_once(')')?.1.to_owned();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -180,6 +194,7 @@ async fn main() {
 
     // The poster: its own page on the first gateway, a message due every 1/rate s.
     let mut poster = open(&args.gateways[0], &args.room, "poster").await;
+    let cpu_before: Vec<f64> = args.pids.iter().map(|p| cpu_secs(*p)).collect();
     let interval = Duration::from_nanos(1_000_000_000 / args.rate);
     let start = tokio::time::Instant::now();
     let start_us = now_us();
@@ -207,6 +222,12 @@ async fn main() {
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu_run: f64 = args
+        .pids
+        .iter()
+        .zip(&cpu_before)
+        .map(|(p, b)| cpu_secs(*p) - b)
+        .sum();
     let got = received.load(Ordering::Relaxed);
     let expected = total * args.clients as u64;
     println!("pages: {pages}, every message received by {complete} of them");
@@ -227,6 +248,13 @@ async fn main() {
         all.value_at_quantile(0.999) as f64 / 1000.0,
         all.max() as f64 / 1000.0
     );
+    if !args.pids.is_empty() {
+        println!(
+            "gateways' CPU time while posting and delivering: {cpu_run:.2} s ({:.2} µs per delivery, {:.0}% of a core)",
+            cpu_run * 1e6 / got.max(1) as f64,
+            cpu_run * 100.0 / elapsed
+        );
+    }
     for (i, pid) in args.pids.iter().enumerate() {
         let pages_here = args.clients / args.pids.len().max(1);
         let grew = after[i].saturating_sub(before[i]);
