@@ -358,3 +358,51 @@ async fn shutdown_tells_the_pages_and_exits() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The chat over another broker: history on joining, live messages in order through the
+/// other gateway, and presence, as on `charla serve`.
+async fn one_room_over(broker_url: &str) {
+    let a = Gateway::start(broker_url, FAST);
+    let b = Gateway::start(broker_url, FAST);
+    let room = unique_name("xb");
+    for i in 0..5 {
+        let (code, body) = a.post(&room, "Ana", &format!("h{i}"));
+        assert_eq!(code, 201, "{body}");
+    }
+    let mut beto = Page::open(&b.ws_url(&room, "Beto")).await;
+    let history = beto.until("history", LONG).await;
+    let texts: Vec<&str> = history["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["mensaje"].as_str())
+        .collect();
+    assert_eq!(texts, ["h0", "h1", "h2", "h3", "h4"], "history on joining");
+    let mut ana = Page::open(&a.ws_url(&room, "Ana")).await;
+    ana.until("history", LONG).await;
+    let joined = beto.until("presence", LONG).await;
+    assert_eq!(joined["name"], "Ana", "{joined}");
+    for i in 0..10 {
+        assert_eq!(b.post(&room, "Beto", &format!("l{i}")).0, 201);
+    }
+    let expected: Vec<String> = (0..10).map(|i| format!("l{i}")).collect();
+    assert_eq!(ana.messages(10, LONG).await, expected);
+    assert_eq!(beto.messages(10, LONG).await, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_room_over_rabbitmq() {
+    if !charla_testkit::rabbitmq::rabbitmq_available().await {
+        return;
+    }
+    let _shared = charla_testkit::rabbitmq::shared_use();
+    one_room_over(&charla_testkit::rabbitmq::amqp_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_room_over_kafka() {
+    let Some(kafka) = charla_testkit::KafkaServer::start() else {
+        return;
+    };
+    one_room_over(&kafka.url()).await;
+}
