@@ -235,7 +235,8 @@ async fn event_loop(
                 }
             },
             change = changes.recv() => match change {
-                Ok(Change::Joined { room: r, name }) if r == app.room => {
+                // Your own arrival is the room's header already.
+                Ok(Change::Joined { room: r, name }) if r == app.room && name != app.name => {
                     app.push(Line::Notice(format!("→ {} joined", charla_core::visible(&name))));
                 }
                 Ok(Change::Left { room: r, name }) if r == app.room => {

@@ -106,7 +106,7 @@ function connect() {
         scrollDown();
         break;
       case "message": addMessage(f.message); break;
-      case "online": state.online = new Set(f.names); renderOnline(); break;
+      case "online": state.online = new Set(f.names); renderOnline(); refreshRooms(); break;
       case "presence":
         if (f.event === "join") { state.online.add(f.name); notice("→ " + f.name + " entró"); }
         else { state.online.delete(f.name); notice("← " + f.name + " salió"); }
