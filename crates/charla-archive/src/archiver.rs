@@ -9,8 +9,8 @@
 //! archiver's unacknowledged batch goes to another member (stored again harmlessly: the id
 //! is the key).
 //!
-//! Broadcast mode keeps nothing on the broker: there the archiver stores what a live feed
-//! hears, holding at most [`MAX_HELD`] messages in memory while the database is away and
+//! Broadcast mode keeps nothing on the broker (and RabbitMQ has no stream groups over AMQP
+//! 0.9.1): there the archiver stores what a live feed hears, holding at most [`MAX_HELD`] messages in memory while the database is away and
 //! saying how many it had to drop beyond that.
 
 use std::collections::{HashMap, VecDeque};
@@ -37,6 +37,9 @@ pub struct Archiver {
     link: Arc<Link>,
     archive: Archive,
     mode: Mode,
+    /// Stream mode in a consumer group; false: follow the live feed (broadcast mode, or a
+    /// backend without stream groups).
+    grouped: bool,
     group: String,
     rooms: Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
@@ -55,11 +58,29 @@ impl Drop for Archiver {
 }
 
 impl Archiver {
-    pub fn new(link: Arc<Link>, archive: Archive, mode: Mode, group: &str) -> Arc<Archiver> {
+    /// `stream_groups`: whether the backend has stream consumer groups
+    /// (`Capabilities::stream_groups`); without them a stream room is archived from the live
+    /// feed like a broadcast room (RabbitMQ over AMQP 0.9.1).
+    pub fn new(
+        link: Arc<Link>,
+        archive: Archive,
+        mode: Mode,
+        group: &str,
+        stream_groups: bool,
+    ) -> Arc<Archiver> {
+        let grouped = mode == Mode::Stream && stream_groups;
+        if mode == Mode::Stream && !grouped {
+            tracing::warn!(
+                "this broker has no stream consumer groups: the archive follows the live \
+                 feed, so what is sent while the archiver is down or PostgreSQL is away for \
+                 longer than it can hold in memory is not archived"
+            );
+        }
         Arc::new(Archiver {
             link,
             archive,
             mode,
+            grouped,
             group: group.to_owned(),
             rooms: Mutex::new(HashMap::new()),
         })
@@ -75,13 +96,14 @@ impl Archiver {
         if rooms.contains_key(room) {
             return;
         }
-        let task = match self.mode {
-            Mode::Broadcast => tokio::spawn(follow_live(
+        let task = match self.grouped {
+            false => tokio::spawn(follow_live(
                 self.link.clone(),
                 self.archive.clone(),
                 room.to_owned(),
+                self.mode,
             )),
-            _ => tokio::spawn(follow_group(
+            true => tokio::spawn(follow_group(
                 self.link.clone(),
                 self.archive.clone(),
                 room.to_owned(),
@@ -176,8 +198,10 @@ async fn follow_group(link: Arc<Link>, archive: Archive, room: String, group: St
     }
 }
 
-async fn follow_live(link: Arc<Link>, archive: Archive, room: String) {
-    let feed = RoomFeed::start(link, Mode::Broadcast, &room);
+async fn follow_live(link: Arc<Link>, archive: Archive, room: String, mode: Mode) {
+    // A stream read without a group starts from the oldest message kept: nothing sent before
+    // this feed's subscription was in place is missed (stored again harmlessly if it was).
+    let feed = RoomFeed::start_from(link, mode, &room, StartFrom::Beginning);
     let mut live = feed.subscribe();
     let mut held: VecDeque<Message> = VecDeque::new();
     let mut dropped: u64 = 0;

@@ -74,14 +74,20 @@ impl<T> Joined<T> {
 }
 
 impl RoomFeed {
-    /// Start reading `room` in `mode` (stream or broadcast).
+    /// Start reading `room` in `mode` (stream or broadcast), from the latest message.
     pub fn start(link: Arc<Link>, mode: Mode, room: &str) -> RoomFeed {
+        Self::start_from(link, mode, room, StartFrom::Latest)
+    }
+
+    /// Start reading `room` from `start` (stream mode; broadcast mode is always live).
+    pub fn start_from(link: Arc<Link>, mode: Mode, room: &str, start: StartFrom) -> RoomFeed {
         let (tx, _) = broadcast::channel(FEED_BUFFER);
         let (ready_tx, ready) = watch::channel(false);
         let task = tokio::spawn(run(
             link.clone(),
             mode,
             room.to_owned(),
+            start,
             tx.clone(),
             ready_tx,
         ));
@@ -163,6 +169,7 @@ async fn run(
     link: Arc<Link>,
     mode: Mode,
     room: String,
+    first_start: StartFrom,
     tx: broadcast::Sender<Arc<Message>>,
     ready: watch::Sender<bool>,
 ) {
@@ -172,6 +179,7 @@ async fn run(
         let (generation, broker) = link.broker().await;
         let start = match (&last_offset, mode) {
             (Some(offset), Mode::Stream) => StartFrom::After(offset.clone()),
+            (None, Mode::Stream) => first_start.clone(),
             _ => StartFrom::Latest,
         };
         let subscription = Subscription::new(mode, room.as_str()).start(start);

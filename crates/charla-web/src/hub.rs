@@ -69,13 +69,15 @@ impl Drop for PageGuard {
 }
 
 impl Hub {
-    pub fn new(link: Arc<Link>, config: WebConfig) -> Arc<Hub> {
+    /// `stream_groups`: the broker's `Capabilities::stream_groups` (how rooms are archived).
+    pub fn new(link: Arc<Link>, config: WebConfig, stream_groups: bool) -> Arc<Hub> {
         let archiver = config.archive.clone().map(|archive| {
             charla_archive::Archiver::new(
                 link.clone(),
                 archive,
                 config.mode,
                 charla_archive::ARCHIVE_GROUP,
+                stream_groups,
             )
         });
         let hub = Arc::new(Hub {

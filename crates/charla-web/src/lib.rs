@@ -85,7 +85,8 @@ pub async fn serve(
     config: WebConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let hub = Hub::new(link, config);
+    let stream_groups = link.broker().await.1.capabilities().stream_groups;
+    let hub = Hub::new(link, config, stream_groups);
     let app = router(hub.clone());
     let closing = hub.clone();
     axum::serve(

@@ -180,3 +180,28 @@ async fn a_broadcast_room_gets_its_history_from_the_archive() {
     let history = beto.until("history", LONG).await;
     assert_eq!(texts(&history), ["b0", "b1", "b2", "b3", "b4"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_rooms_are_archived_from_the_live_feed() {
+    // RabbitMQ has no stream consumer groups over AMQP 0.9.1: the gateway archives what its
+    // room feed hears.
+    if !charla_testkit::rabbitmq::rabbitmq_available().await {
+        return;
+    }
+    let _shared = charla_testkit::rabbitmq::shared_use();
+    let Some(db) = ScratchDatabase::new() else { return };
+    let url = db.url();
+    let mut args = vec!["--archive", url.as_str()];
+    args.extend(FAST);
+    let gw = Gateway::start(&charla_testkit::rabbitmq::amqp_url(), &args);
+    let archive = Archive::open(&url).await.expect("archive");
+    let room = unique_name("amqparch");
+    let mut page = Page::open(&gw.ws_url(&room, "Ana")).await;
+    page.until("history", LONG).await;
+    for i in 0..10 {
+        assert_eq!(gw.post(&room, "Ana", &format!("r{i}")).0, 201);
+    }
+    archived(&archive, &room, 10, LONG).await;
+    let (code, body) = gw.get(&format!("/api/rooms/{room}/messages?q=r3"));
+    assert_eq!((code, texts(&body)), (200, vec!["r3".to_string()]), "{body}");
+}

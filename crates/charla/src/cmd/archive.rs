@@ -39,7 +39,9 @@ pub async fn run(settings: &Settings, args: ArchiveArgs) -> Result<ExitCode> {
     }
     let archive = super::open_archive(&args.archive).await?;
     let link = super::chat_link(settings).await?;
-    let archiver = charla_archive::Archiver::new(link.clone(), archive, args.mode, &args.group);
+    let stream_groups = link.broker().await.1.capabilities().stream_groups;
+    let archiver =
+        charla_archive::Archiver::new(link.clone(), archive, args.mode, &args.group, stream_groups);
     if args.room.is_empty() {
         let (_, broker) = link.broker().await;
         if !broker.capabilities().list_rooms {
