@@ -94,6 +94,130 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// A page as the load generator reads it: the WebSocket handshake by hand, then server frames
+/// (never masked) parsed in place from a 64 KiB buffer. The measuring side must cost less
+/// than what it measures: tungstenite's client allocated and validated every frame and took
+/// more CPU than the gateways it measured on the same two cores.
+struct RawPage {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl RawPage {
+    async fn open(gateway: &str, room: &str, name: &str) -> std::io::Result<RawPage> {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::TcpStream::connect(gateway).await?;
+        let request = format!(
+            "GET /ws?room={room}&name={name} HTTP/1.1\r\nHost: {gateway}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut page = RawPage {
+            stream,
+            buf: vec![0; 64 * 1024],
+            start: 0,
+            end: 0,
+        };
+        // The response head, then frames until the history frame: the page is in the room.
+        loop {
+            page.fill().await?;
+            if let Some(at) = find(&page.buf[..page.end], b"\r\n\r\n") {
+                if !page.buf.starts_with(b"HTTP/1.1 101") {
+                    return Err(std::io::Error::other(
+                        String::from_utf8_lossy(&page.buf[..at]).into_owned(),
+                    ));
+                }
+                page.start = at + 4;
+                break;
+            }
+        }
+        loop {
+            match page.next_text().await? {
+                Some(t) if t.starts_with(b"{\"type\":\"history\"") => return Ok(page),
+                Some(_) => {}
+                None => return Err(std::io::Error::other("closed before joining")),
+            }
+        }
+    }
+
+    async fn fill(&mut self) -> std::io::Result<()> {
+        use tokio::io::AsyncReadExt;
+        if self.start > 0 && self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if self.end == self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if self.end == self.buf.len() {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+        }
+        let n = self.stream.read(&mut self.buf[self.end..]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.end += n;
+        Ok(())
+    }
+
+    /// The next text frame's payload; `None` at a close frame.
+    async fn next_text(&mut self) -> std::io::Result<Option<&[u8]>> {
+        loop {
+            let avail = &self.buf[self.start..self.end];
+            if avail.len() >= 2 {
+                let opcode = avail[0] & 0x0f;
+                let (len, head) = match avail[1] & 0x7f {
+                    126 if avail.len() >= 4 => {
+                        (u16::from_be_bytes([avail[2], avail[3]]) as usize, 4)
+                    }
+                    127 if avail.len() >= 10 => {
+                        let mut b = [0u8; 8];
+                        b.copy_from_slice(&avail[2..10]);
+                        (u64::from_be_bytes(b) as usize, 10)
+                    }
+                    126 | 127 => (usize::MAX, 0),
+                    n => (n as usize, 2),
+                };
+                if len != usize::MAX && avail.len() >= head + len {
+                    let from = self.start + head;
+                    self.start = from + len;
+                    match opcode {
+                        0x8 => return Ok(None),
+                        0x1 => return Ok(Some(&self.buf[from..from + len])),
+                        _ => continue,
+                    }
+                }
+            }
+            self.fill().await?;
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// `(seq, due_us)` of a message frame whose text is "<seq> <due_us>".
+fn due_of(frame: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"mensaje\":\"";
+    let at = find(frame, KEY)? + KEY.len();
+    let rest = &frame[at..];
+    let space = rest.iter().position(|b| *b == b' ')?;
+    let mut due = 0u64;
+    for b in &rest[space + 1..] {
+        match b {
+            b'0'..=b'9' => due = due * 10 + u64::from(b - b'0'),
+            _ => break,
+        }
+    }
+    Some(due)
+}
+
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -138,7 +262,17 @@ async fn main() {
         let opened = futures::future::join_all(wave.iter().map(|i| {
             let gateway = args.gateways[i % args.gateways.len()].clone();
             let room = args.room.clone();
-            async move { open(&gateway, &room, &format!("p{i}")).await }
+            async move {
+                loop {
+                    match RawPage::open(&gateway, &room, &format!("p{i}")).await {
+                        Ok(p) => return p,
+                        Err(e) => {
+                            eprintln!("page {i}: {e}; retrying");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+            }
         }))
         .await;
         sockets.extend(opened);
@@ -155,7 +289,7 @@ async fn main() {
     let deadline = Duration::from_secs(args.seconds + 15);
     let readers: Vec<_> = sockets
         .into_iter()
-        .map(|mut ws| {
+        .map(|mut page| {
             let received = received.clone();
             tokio::spawn(async move {
                 let mut hist =
@@ -163,30 +297,18 @@ async fn main() {
                 let mut got = 0u64;
                 let stop = tokio::time::Instant::now() + deadline;
                 while got < total {
-                    let frame = match tokio::time::timeout_at(stop, ws.next()).await {
-                        Ok(Some(Ok(Ws::Text(t)))) => t,
-                        Ok(Some(Ok(_))) => continue,
+                    let due = match tokio::time::timeout_at(stop, page.next_text()).await {
+                        Ok(Ok(Some(text))) if text.starts_with(b"{\"type\":\"message\"") => {
+                            due_of(text)
+                        }
+                        Ok(Ok(Some(_))) => continue,
                         _ => break,
                     };
-                    let text = frame.as_str();
-                    if !text.starts_with("{\"type\":\"message\"") {
-                        continue;
-                    }
-                    // The text is "<seq> <due_us>".
-                    let Some(due) = text
-                        .split("\"mensaje\":\"")
-                        .nth(1)
-                        .and_then(|rest| rest.split('"').next())
-                        .and_then(|m| m.split(' ').nth(1))
-                        .and_then(|d| d.parse::<u64>().ok())
-                    else {
-                        continue;
-                    };
+                    let Some(due) = due else { continue };
                     let _ = hist.record(now_us().saturating_sub(due).max(1));
                     got += 1;
                     received.fetch_add(1, Ordering::Relaxed);
                 }
-                let _ = ws.close(None).await;
                 (got, hist)
             })
         })

@@ -2,25 +2,41 @@
 //!
 //! A room read by any page here has one [`RoomFeed`] (one subscription to the broker) and a
 //! task that turns each message into its WebSocket frame once, whatever the number of pages:
-//! a thousand pages in a room cost one JSON encoding per message, not a thousand. A room
-//! nobody here reads any more is let go after a grace period.
+//! a thousand pages in a room cost one JSON encoding per message, not a thousand. Everything
+//! else a page is told goes down the same channel, encoded once too: presence changes in the
+//! room, the gateway's broker status, the goodbye at shutdown. A page's writer so waits on one
+//! channel (and its own reader's replies), and a presence change in one room wakes only that
+//! room's pages. A room nobody here reads any more is let go after a grace period.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use charla_chat::{Link, Outbox, Presence, RoomFeed};
+use charla_chat::{Change, Link, Outbox, Presence, RoomFeed, Status};
 use charla_core::Message;
+use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
 use crate::WebConfig;
 
-/// A message as every page of the room receives it.
+/// What every page of a room receives, encoded once.
 #[derive(Debug)]
 pub struct Frame {
-    pub id: String,
+    pub kind: FrameKind,
     pub text: Utf8Bytes,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum FrameKind {
+    /// A chat message: pages skip ids their joining history showed.
+    Message { id: String },
+    /// Someone came or went: a page skips news of its own name.
+    Presence { name: String },
+    /// For every page (the broker status).
+    Notice,
+    /// The gateway is closing: the text is the close reason.
+    Close,
 }
 
 /// How many frames a page may fall behind before it is disconnected, by default.
@@ -91,6 +107,7 @@ impl Hub {
             pages: watch::channel(0).0,
         });
         tokio::spawn(sweep(Arc::downgrade(&hub)));
+        tokio::spawn(notices(Arc::downgrade(&hub)));
         hub
     }
 
@@ -153,11 +170,75 @@ impl Hub {
     /// Tell every page the gateway is closing.
     pub fn close(&self) {
         self.closing.send_replace(true);
+        self.to_every_room(|| Frame {
+            kind: FrameKind::Close,
+            text: Utf8Bytes::from_static("the gateway is shutting down"),
+        });
     }
 
-    /// Completes when the gateway starts closing.
-    pub fn closing(&self) -> watch::Receiver<bool> {
-        self.closing.subscribe()
+    fn to_every_room(&self, frame: impl Fn() -> Frame) {
+        for room in self.rooms().values() {
+            let _ = room.frames.send(Arc::new(frame()));
+        }
+    }
+
+    /// Whether the gateway is closing.
+    pub fn is_closing(&self) -> bool {
+        *self.closing.borrow()
+    }
+}
+
+/// The `status` frame of the broker connection.
+pub fn status_frame(status: &Status) -> Utf8Bytes {
+    let value = match status {
+        Status::Connected { broker } => {
+            json!({"type": "status", "connected": true, "detail": broker})
+        }
+        Status::Reconnecting { reason } => {
+            json!({"type": "status", "connected": false, "detail": reason})
+        }
+    };
+    Utf8Bytes::from(value.to_string())
+}
+
+/// Presence changes to the room they happened in, broker status changes to every room: each
+/// encoded once, into the rooms' frame channels.
+async fn notices(hub: std::sync::Weak<Hub>) {
+    let Some(strong) = hub.upgrade() else { return };
+    let mut changes = strong.presence.changes();
+    let mut status = strong.link.status();
+    drop(strong);
+    loop {
+        tokio::select! {
+            change = changes.recv() => {
+                let Some(hub) = hub.upgrade() else { return };
+                let (room, name, event) = match change {
+                    Ok(Change::Joined { room, name }) => (room, name, "join"),
+                    Ok(Change::Left { room, name }) => (room, name, "leave"),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "presence changes went by too fast to pass on");
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let text = json!({"type": "presence", "event": event, "name": name}).to_string();
+                let target = hub.rooms().get(&room).cloned();
+                if let Some(r) = target {
+                    let _ = r.frames.send(Arc::new(Frame {
+                        kind: FrameKind::Presence { name },
+                        text: Utf8Bytes::from(text),
+                    }));
+                }
+            }
+            changed = status.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let Some(hub) = hub.upgrade() else { return };
+                let text = status_frame(&status.borrow_and_update());
+                hub.to_every_room(|| Frame { kind: FrameKind::Notice, text: text.clone() });
+            }
+        }
     }
 }
 
@@ -203,7 +284,9 @@ async fn encode(
         }
         for message in burst.drain(..) {
             let frame = Frame {
-                id: message.id.clone(),
+                kind: FrameKind::Message {
+                    id: message.id.clone(),
+                },
                 text: message_frame(&message),
             };
             let _ = frames.send(Arc::new(frame));

@@ -23,14 +23,13 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
 use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use charla_chat::{Change, Status};
 use charla_core::Message;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
-use crate::hub::Hub;
+use crate::hub::{FrameKind, Hub};
 use crate::limits::{check_name, check_room, check_text, Bucket};
 
 #[derive(Debug, Deserialize)]
@@ -92,13 +91,14 @@ fn close(code: u16, reason: &str) -> WsMessage {
 }
 
 /// Serve one page until it leaves; why it ended, for the log.
+///
+/// Two tasks: this one writes (the room's frames, and the replies of the reader), the reader
+/// task reads the page's posts. The writer waits on the room's one channel and its reader's
+/// replies only: a burst of messages costs each page one wakeup and one write.
 async fn session(socket: WebSocket, hub: Arc<Hub>, room_name: String, name: String) -> String {
     let _page = hub.page();
     let room = hub.room(&room_name);
-    let (mut sink, mut stream) = socket.split();
-    let mut changes = hub.presence.changes();
-    let mut status = hub.link.status();
-    let mut closing = hub.closing();
+    let (mut sink, stream) = socket.split();
     let mut joined = match room.feed.join_with(room.frames(), hub.config.history).await {
         Ok(j) => j,
         Err(e) => {
@@ -106,6 +106,12 @@ async fn session(socket: WebSocket, hub: Arc<Hub>, room_name: String, name: Stri
             return e.to_string();
         }
     };
+    if hub.is_closing() {
+        let _ = sink
+            .send(close(GOING_AWAY, "the gateway is shutting down"))
+            .await;
+        return "the gateway is shutting down".into();
+    }
     let _session = hub.presence.enter(&name, &room_name);
     let broker_history = crate::api::broker_keeps_history(&hub).await;
     if !broker_history && hub.config.history > 0 {
@@ -121,6 +127,7 @@ async fn session(socket: WebSocket, hub: Arc<Hub>, room_name: String, name: Stri
             }
         }
     }
+    let status = hub_status(&hub);
     let hello = [
         text(json!({"type": "hello", "room": room_name, "name": name,
             "mode": hub.config.mode.as_str(),
@@ -128,7 +135,7 @@ async fn session(socket: WebSocket, hub: Arc<Hub>, room_name: String, name: Stri
             "archive": hub.archive().is_some()})),
         text(json!({"type": "history", "messages": joined.history})),
         text(json!({"type": "online", "names": hub.presence.online(&room_name)})),
-        status_frame(&status.borrow_and_update()),
+        WsMessage::Text(status),
     ];
     for frame in hello {
         if sink.feed(frame).await.is_err() {
@@ -139,22 +146,25 @@ async fn session(socket: WebSocket, hub: Arc<Hub>, room_name: String, name: Stri
     if sink.flush().await.is_err() {
         return "the page went away".into();
     }
-    let limits = &hub.config.limits;
-    let mut bucket = Bucket::new(limits.posts_per_sec, limits.burst);
+    // The reader: the page's posts, and its replies (refusals) back to this writer.
+    let (replies, mut from_reader) = tokio::sync::mpsc::channel::<Reply>(8);
+    let reader = tokio::spawn(read_page(
+        stream,
+        hub.clone(),
+        room_name.clone(),
+        name.clone(),
+        replies,
+    ));
+    let _reader = AbortOnDrop(reader.abort_handle());
     loop {
         tokio::select! {
+            biased;
             frame = joined.live.recv() => {
                 let mut batch = 0;
                 let mut next = frame;
                 loop {
-                    match next {
-                        Ok(f) => {
-                            if joined.is_new(&f.id)
-                                && sink.feed(WsMessage::Text(f.text.clone())).await.is_err()
-                            {
-                                return "the page went away".into();
-                            }
-                        }
+                    let f = match next {
+                        Ok(f) => f,
                         Err(RecvError::Lagged(n)) => {
                             let why = format!("too slow: fell {n} messages behind the room; reload to catch up");
                             let _ = sink.send(close(POLICY, &why)).await;
@@ -164,6 +174,19 @@ async fn session(socket: WebSocket, hub: Arc<Hub>, room_name: String, name: Stri
                             let _ = sink.send(close(GOING_AWAY, "the room closed")).await;
                             return "the room closed".into();
                         }
+                    };
+                    let send = match &f.kind {
+                        FrameKind::Message { id } => joined.is_new(id),
+                        FrameKind::Presence { name: who } => *who != name,
+                        FrameKind::Notice => true,
+                        FrameKind::Close => {
+                            let _ = sink.flush().await;
+                            let _ = sink.send(close(GOING_AWAY, f.text.as_str())).await;
+                            return f.text.to_string();
+                        }
+                    };
+                    if send && sink.feed(WsMessage::Text(f.text.clone())).await.is_err() {
+                        return "the page went away".into();
                     }
                     batch += 1;
                     if batch >= WRITE_BATCH {
@@ -171,7 +194,7 @@ async fn session(socket: WebSocket, hub: Arc<Hub>, room_name: String, name: Stri
                     }
                     next = match joined.live.try_recv() {
                         Ok(f) => Ok(f),
-                        Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                        Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
                         Err(_) => break,
                     };
                 }
@@ -179,57 +202,80 @@ async fn session(socket: WebSocket, hub: Arc<Hub>, room_name: String, name: Stri
                     return "the page went away".into();
                 }
             }
-            change = changes.recv() => {
-                let frame = match change {
-                    // The page's own name is in its `online` list already.
-                    Ok(Change::Joined { room, name: who }) if room == room_name && who != name =>
-                        text(json!({"type": "presence", "event": "join", "name": who})),
-                    Ok(Change::Left { room, name: who }) if room == room_name && who != name =>
-                        text(json!({"type": "presence", "event": "leave", "name": who})),
-                    Ok(_) => continue,
-                    // Missed some changes: send the whole list instead.
-                    Err(RecvError::Lagged(_)) =>
-                        text(json!({"type": "online", "names": hub.presence.online(&room_name)})),
-                    Err(RecvError::Closed) => return "the gateway is closing".into(),
-                };
-                if sink.send(frame).await.is_err() {
-                    return "the page went away".into();
-                }
-            }
-            changed = status.changed() => {
-                if changed.is_err() {
-                    return "the gateway is closing".into();
-                }
-                let frame = status_frame(&status.borrow_and_update());
-                if sink.send(frame).await.is_err() {
-                    return "the page went away".into();
-                }
-            }
-            () = until_closing(&mut closing) => {
-                let _ = sink.send(close(GOING_AWAY, "the gateway is shutting down")).await;
-                return "the gateway is shutting down".into();
-            }
-            incoming = stream.next() => {
-                let body = match incoming {
-                    Some(Ok(WsMessage::Text(t))) => t,
-                    Some(Ok(WsMessage::Close(_))) | None => return "the page closed".into(),
-                    Some(Ok(WsMessage::Binary(_))) => {
-                        let _ = sink.send(close(1003, "send text frames")).await;
-                        return "binary frame".into();
+            reply = from_reader.recv() => match reply {
+                Some(Reply::Frame(frame)) => {
+                    if sink.send(frame).await.is_err() {
+                        return "the page went away".into();
                     }
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => return format!("socket error: {e}"),
-                };
-                let reply = match post(&hub, &mut bucket, &room_name, &name, body.as_str()).await {
-                    Ok(()) => continue,
-                    Err(e) => text(json!({"type": "error", "error": e})),
-                };
-                if sink.send(reply).await.is_err() {
-                    return "the page went away".into();
                 }
+                Some(Reply::Close(code, why)) => {
+                    let _ = sink.send(close(code, &why)).await;
+                    return why;
+                }
+                Some(Reply::Gone(why)) => return why,
+                None => return "the page closed".into(),
+            },
+        }
+    }
+}
+
+/// What the reader asks the writer to do.
+enum Reply {
+    Frame(WsMessage),
+    Close(u16, String),
+    Gone(String),
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Read a page's frames until it leaves: posts go to the outbox, refusals back to the writer.
+async fn read_page(
+    mut stream: futures::stream::SplitStream<WebSocket>,
+    hub: Arc<Hub>,
+    room: String,
+    name: String,
+    replies: tokio::sync::mpsc::Sender<Reply>,
+) {
+    let limits = &hub.config.limits;
+    let mut bucket = Bucket::new(limits.posts_per_sec, limits.burst);
+    loop {
+        let body = match stream.next().await {
+            Some(Ok(WsMessage::Text(t))) => t,
+            Some(Ok(WsMessage::Close(_))) | None => {
+                let _ = replies.send(Reply::Gone("the page closed".into())).await;
+                return;
+            }
+            Some(Ok(WsMessage::Binary(_))) => {
+                let _ = replies
+                    .send(Reply::Close(1003, "send text frames".into()))
+                    .await;
+                return;
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => {
+                let _ = replies
+                    .send(Reply::Gone(format!("socket error: {e}")))
+                    .await;
+                return;
+            }
+        };
+        if let Err(e) = post(&hub, &mut bucket, &room, &name, body.as_str()).await {
+            let refusal = text(json!({"type": "error", "error": e}));
+            if replies.send(Reply::Frame(refusal)).await.is_err() {
+                return;
             }
         }
     }
+}
+
+fn hub_status(hub: &Hub) -> Utf8Bytes {
+    crate::hub::status_frame(&hub.link.status().borrow())
 }
 
 /// A page's post: checked, limited, queued for the broker.
@@ -261,20 +307,4 @@ async fn post(
         .post(Message::new(name, text, room))
         .await
         .map_err(|e| e.to_string())
-}
-
-async fn until_closing(closing: &mut tokio::sync::watch::Receiver<bool>) {
-    // The guard `wait_for` returns must not live across the close frame's await.
-    let _ = closing.wait_for(|c| *c).await.is_ok();
-}
-
-fn status_frame(status: &Status) -> WsMessage {
-    match status {
-        Status::Connected { broker } => {
-            text(json!({"type": "status", "connected": true, "detail": broker}))
-        }
-        Status::Reconnecting { reason } => {
-            text(json!({"type": "status", "connected": false, "detail": reason}))
-        }
-    }
 }

@@ -139,7 +139,10 @@ fn two_terminal_clients_chat_with_history_presence_and_a_broker_restart() {
     tmux.expect("Ana", "you are Ana", LONG);
     tmux.keys("Ana", "Hola, ¿hay alguien? 👋");
     tmux.expect("Ana", "Ana: Hola, ¿hay alguien? 👋", LONG);
-    assert!(!tmux.screen("Ana").contains("→ Ana joined"), "no notice of one's own arrival");
+    assert!(
+        !tmux.screen("Ana").contains("→ Ana joined"),
+        "no notice of one's own arrival"
+    );
 
     // Beto arrives later: the room's history first, then live.
     tmux.chat(&url, "Beto", &room);

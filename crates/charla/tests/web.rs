@@ -406,3 +406,50 @@ async fn the_same_room_over_kafka() {
     };
     one_room_over(&kafka.url()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_is_shown_and_what_pages_post_meanwhile_arrives_once() {
+    let mut server = RedisServer::start_charla(
+        std::path::Path::new(env!("CARGO_BIN_EXE_charla")),
+        &["--appendonly", "yes", "--appendfsync", "always"],
+    );
+    let a = Gateway::start(&server.url(), FAST);
+    let b = Gateway::start(&server.url(), FAST);
+    let room = unique_name("restart");
+    let mut ana = Page::open(&a.ws_url(&room, "Ana")).await;
+    let first = ana.until("status", LONG).await;
+    assert_eq!(first["connected"], true, "the joining status: {first}");
+    let mut beto = Page::open(&b.ws_url(&room, "Beto")).await;
+    beto.until("history", LONG).await;
+    ana.say("antes").await;
+    assert_eq!(beto.messages(1, LONG).await, ["antes"]);
+
+    server.kill();
+    let down = ana.until("status", LONG).await;
+    assert_eq!(down["connected"], false, "{down}");
+    for i in 0..3 {
+        ana.say(&format!("durante {i}")).await;
+    }
+    server.restart();
+    let up = ana.until("status", LONG).await;
+    assert_eq!(up["connected"], true, "{up}");
+    let expected = ["durante 0", "durante 1", "durante 2"];
+    assert_eq!(
+        beto.messages(3, Duration::from_secs(40)).await,
+        expected,
+        "in order, once"
+    );
+    assert_eq!(
+        ana.messages(4, LONG).await[1..],
+        expected,
+        "the poster sees them too"
+    );
+    // Nothing more (no second copy) arrives.
+    assert_eq!(
+        beto.next(Duration::from_millis(1500))
+            .await
+            .map(|f| f["type"].clone())
+            .filter(|t| t == "message"),
+        None
+    );
+}

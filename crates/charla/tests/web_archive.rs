@@ -189,7 +189,9 @@ async fn rabbitmq_rooms_are_archived_from_the_live_feed() {
         return;
     }
     let _shared = charla_testkit::rabbitmq::shared_use();
-    let Some(db) = ScratchDatabase::new() else { return };
+    let Some(db) = ScratchDatabase::new() else {
+        return;
+    };
     let url = db.url();
     let mut args = vec!["--archive", url.as_str()];
     args.extend(FAST);
@@ -203,5 +205,9 @@ async fn rabbitmq_rooms_are_archived_from_the_live_feed() {
     }
     archived(&archive, &room, 10, LONG).await;
     let (code, body) = gw.get(&format!("/api/rooms/{room}/messages?q=r3"));
-    assert_eq!((code, texts(&body)), (200, vec!["r3".to_string()]), "{body}");
+    assert_eq!(
+        (code, texts(&body)),
+        (200, vec!["r3".to_string()]),
+        "{body}"
+    );
 }
