@@ -258,7 +258,17 @@ async fn main() {
     let connect_start = Instant::now();
     // Connect in waves so the gateways' accept queues are not flooded.
     let mut sockets = Vec::with_capacity(args.clients);
+    let mut middle: Vec<u64> = before.clone();
+    let mut middle_at = 0;
     for wave in (0..args.clients).collect::<Vec<_>>().chunks(100) {
+        if middle_at == 0 && sockets.len() >= args.clients / 2 {
+            // Resident memory half-way: the second half's growth is what a page costs, without
+            // what the first pages of a room set up once (the room, its buffers, the allocator's
+            // first arenas).
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            middle = args.pids.iter().map(|p| rss_kib(*p)).collect();
+            middle_at = sockets.len();
+        }
         let opened = futures::future::join_all(wave.iter().map(|i| {
             let gateway = args.gateways[i % args.gateways.len()].clone();
             let room = args.room.clone();
@@ -378,13 +388,18 @@ async fn main() {
         );
     }
     for (i, pid) in args.pids.iter().enumerate() {
-        let pages_here = args.clients / args.pids.len().max(1);
-        let grew = after[i].saturating_sub(before[i]);
+        let gateways = args.pids.len().max(1);
+        let pages_here = args.clients / gateways;
+        let second_half = (args.clients - middle_at) / gateways;
         println!(
-            "gateway {pid}: resident {} KiB before, {} KiB with {pages_here} pages: {:.1} KiB per connection",
+            "gateway {pid}: resident {} KiB before, {} KiB with {} pages, {} KiB with {pages_here}: \
+             {:.1} KiB per connection over all, {:.1} KiB per connection over the second half",
             before[i],
+            middle[i],
+            middle_at / gateways,
             after[i],
-            grew as f64 / pages_here.max(1) as f64
+            after[i].saturating_sub(before[i]) as f64 / pages_here.max(1) as f64,
+            after[i].saturating_sub(middle[i]) as f64 / second_half.max(1) as f64
         );
     }
     if got < expected {
