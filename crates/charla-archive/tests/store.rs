@@ -60,7 +60,7 @@ async fn each_message_once_in_order_paged_and_searchable() {
         &sent[3..]
     );
     let before = archive
-        .page(room, 2, Some(&sent[3]), None)
+        .page(room, 2, Some(sent[3]), None)
         .await
         .expect("before");
     assert_eq!(
@@ -68,7 +68,7 @@ async fn each_message_once_in_order_paged_and_searchable() {
         &sent[1..3]
     );
     let first = archive
-        .page(room, 5, Some(&sent[0]), None)
+        .page(room, 5, Some(sent[0]), None)
         .await
         .expect("before the first");
     assert!(first.is_empty());
