@@ -157,30 +157,17 @@ async fn store_until_done(archive: &Archive, room: &str, messages: &[Message]) {
 }
 
 async fn follow_group(link: Arc<Link>, archive: Archive, room: String, group: String) {
+    let subscription = Subscription::new(Mode::Stream, room.as_str())
+        .group(group.as_str())
+        .start(StartFrom::Beginning)
+        .prefetch(BATCH);
+    let what = format!("archive room '{room}'");
     loop {
-        let (generation, broker) = link.broker().await;
-        let subscription = Subscription::new(Mode::Stream, room.as_str())
-            .group(group.as_str())
-            .start(StartFrom::Beginning)
-            .prefetch(BATCH);
-        let mut sub = match link.check(generation, broker.subscribe(subscription).await) {
-            Ok(Some(s)) => s,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::error!(%room, "cannot archive the room: {e}");
-                tokio::time::sleep(Duration::from_secs(10)).await;
-                continue;
-            }
-        };
+        let (generation, mut sub) = link.subscribe(&subscription, &what, || {}).await;
         loop {
-            let batch = match link.check(generation, sub.recv_batch(BATCH).await) {
-                Ok(Some(b)) => b,
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::error!(%room, "reading the room for the archive: {e}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    break;
-                }
+            let received = sub.recv_batch(BATCH).await;
+            let Some(batch) = link.received(generation, received, &what).await else {
+                break;
             };
             let missed = sub.take_missed();
             if missed > 0 {

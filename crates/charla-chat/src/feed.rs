@@ -176,35 +176,25 @@ async fn run(
     let mut seen = IdWindow::new(DEDUPE_WINDOW);
     let mut last_offset: Option<String> = None;
     loop {
-        let (generation, broker) = link.broker().await;
         let start = match (&last_offset, mode) {
             (Some(offset), Mode::Stream) => StartFrom::After(offset.clone()),
             (None, Mode::Stream) => first_start.clone(),
             _ => StartFrom::Latest,
         };
         let subscription = Subscription::new(mode, room.as_str()).start(start);
-        let mut sub = match link.check(generation, broker.subscribe(subscription).await) {
-            Ok(Some(sub)) => sub,
-            Ok(None) => continue,
-            Err(e) => {
-                // Not transient (a bad room name, a mode the backend lacks): say it and try
-                // again later rather than spin; readers see no messages meanwhile.
-                tracing::error!("cannot read room '{room}': {e}");
+        // Refused for good (a bad name, a mode the backend lacks): joiners are not kept
+        // waiting; they see no messages meanwhile.
+        let what = format!("read room '{room}'");
+        let (generation, mut sub) = link
+            .subscribe(&subscription, &what, || {
                 ready.send_replace(true);
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                continue;
-            }
-        };
+            })
+            .await;
         ready.send_replace(true);
         loop {
-            let batch = match link.check(generation, sub.recv_batch(256).await) {
-                Ok(Some(batch)) => batch,
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::error!("reading room '{room}': {e}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    break;
-                }
+            let received = sub.recv_batch(256).await;
+            let Some(batch) = link.received(generation, received, &what).await else {
+                break;
             };
             let tags: Vec<_> = batch.iter().map(|d| d.tag).collect();
             for d in batch {

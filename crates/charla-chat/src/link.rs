@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use charla_core::{Broker, BrokerError};
+use charla_core::{Broker, BrokerError, Subscriber, Subscription};
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
@@ -139,6 +139,54 @@ impl Link {
         }
     }
 }
+
+impl Link {
+    /// `subscription` on the current connection: the connection's generation and the
+    /// subscriber, retried through reconnects. A refusal that reconnecting cannot cure (a bad
+    /// room name, a mode the backend lacks) is logged with `what`, reported to `on_refused`
+    /// and tried again every [`REFUSED_RETRY`] rather than in a spin.
+    pub async fn subscribe(
+        self: &Arc<Self>,
+        subscription: &Subscription,
+        what: &str,
+        on_refused: impl Fn(),
+    ) -> (u64, Box<dyn Subscriber>) {
+        loop {
+            let (generation, broker) = self.broker().await;
+            match self.check(generation, broker.subscribe(subscription.clone()).await) {
+                Ok(Some(sub)) => return (generation, sub),
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!("cannot {what}: {e}");
+                    on_refused();
+                    tokio::time::sleep(REFUSED_RETRY).await;
+                }
+            }
+        }
+    }
+
+    /// What a receive on the connection of `generation` gave: the value, or `None` when the
+    /// subscription is to be made again (the link broke; or an error reconnecting cannot
+    /// cure, logged with `what`, after a pause).
+    pub async fn received<T>(
+        self: &Arc<Self>,
+        generation: u64,
+        result: Result<T, BrokerError>,
+        what: &str,
+    ) -> Option<T> {
+        match self.check(generation, result) {
+            Ok(value) => value,
+            Err(e) => {
+                tracing::error!("{what}: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                None
+            }
+        }
+    }
+}
+
+/// Pause before subscribing again after a refusal that will not go away by reconnecting.
+pub const REFUSED_RETRY: Duration = Duration::from_secs(5);
 
 async fn describe(broker: &dyn Broker) -> Result<String, BrokerError> {
     let info = broker.info().await?;

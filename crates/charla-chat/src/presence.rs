@@ -138,29 +138,14 @@ impl Presence {
 /// Hear everyone's beats; expire the silent.
 async fn listen(link: Arc<Link>, shared: Arc<Mutex<Shared>>, changes: broadcast::Sender<Change>) {
     let mut expiry = tokio::time::interval(Duration::from_secs(1));
+    let subscription = Subscription::new(Mode::Broadcast, PRESENCE_ROOM);
     loop {
-        let (generation, broker) = link.broker().await;
-        let subscription = Subscription::new(Mode::Broadcast, PRESENCE_ROOM);
-        let mut sub = match link.check(generation, broker.subscribe(subscription).await) {
-            Ok(Some(sub)) => sub,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::error!("cannot hear presence: {e}");
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                continue;
-            }
-        };
+        let (generation, mut sub) = link.subscribe(&subscription, "hear presence", || {}).await;
         loop {
             tokio::select! {
                 batch = sub.recv_batch(256) => {
-                    let batch = match link.check(generation, batch) {
-                        Ok(Some(batch)) => batch,
-                        Ok(None) => break,
-                        Err(e) => {
-                            tracing::error!("hearing presence: {e}");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            break;
-                        }
+                    let Some(batch) = link.received(generation, batch, "hearing presence").await else {
+                        break;
                     };
                     let now = Instant::now();
                     let mut guard = lock(&shared);

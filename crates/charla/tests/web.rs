@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use charla_testkit::{unique_name, RedisServer};
-use common::web::{Gateway, Page};
+use common::web::{texts, Gateway, Page};
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -63,14 +63,8 @@ async fn history_on_join_then_live_and_paging() {
     }
     let mut page = Page::open(&a.ws_url(&room, "Beto")).await;
     let history = page.until("history", LONG).await;
-    let texts: Vec<&str> = history["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .filter_map(|m| m["mensaje"].as_str())
-        .collect();
     let last_50: Vec<String> = (10..60).map(|i| format!("m{i:02}")).collect();
-    assert_eq!(texts, last_50, "the last 50, oldest first");
+    assert_eq!(texts(&history), last_50, "the last 50, oldest first");
     assert_eq!(a.post(&room, "Ana", "after").0, 201);
     assert_eq!(
         page.messages(1, LONG).await,
@@ -80,32 +74,22 @@ async fn history_on_join_then_live_and_paging() {
 
     let (code, body) = a.get(&format!("/api/rooms/{room}/messages?limit=5"));
     assert_eq!(code, 200, "{body}");
-    let last: Vec<&str> = body["messages"]
-        .as_array()
-        .expect("array")
-        .iter()
-        .filter_map(|m| m["mensaje"].as_str())
-        .collect();
-    assert_eq!(last, ["m56", "m57", "m58", "m59", "after"]);
+    let mut seen = texts(&body);
+    assert_eq!(seen, ["m56", "m57", "m58", "m59", "after"]);
     // Walk back with before=ID to the first message: no gap, no overlap.
     let mut oldest = body["messages"][0]["id"].as_str().expect("id").to_owned();
-    let mut seen: Vec<String> = last.iter().map(|s| s.to_string()).collect();
     loop {
         let (code, body) = a.get(&format!(
             "/api/rooms/{room}/messages?limit=7&before={oldest}"
         ));
         assert_eq!(code, 200, "{body}");
-        let page = body["messages"].as_array().expect("array");
-        if page.is_empty() {
+        let mut older = texts(&body);
+        if older.is_empty() {
             break;
         }
-        let mut texts: Vec<String> = page
-            .iter()
-            .filter_map(|m| m["mensaje"].as_str().map(str::to_owned))
-            .collect();
-        texts.append(&mut seen);
-        seen = texts;
-        oldest = page[0]["id"].as_str().expect("id").to_owned();
+        older.append(&mut seen);
+        seen = older;
+        oldest = body["messages"][0]["id"].as_str().expect("id").to_owned();
     }
     let all: Vec<String> = (0..60)
         .map(|i| format!("m{i:02}"))
@@ -371,13 +355,11 @@ async fn one_room_over(broker_url: &str) {
     }
     let mut beto = Page::open(&b.ws_url(&room, "Beto")).await;
     let history = beto.until("history", LONG).await;
-    let texts: Vec<&str> = history["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .filter_map(|m| m["mensaje"].as_str())
-        .collect();
-    assert_eq!(texts, ["h0", "h1", "h2", "h3", "h4"], "history on joining");
+    assert_eq!(
+        texts(&history),
+        ["h0", "h1", "h2", "h3", "h4"],
+        "history on joining"
+    );
     let mut ana = Page::open(&a.ws_url(&room, "Ana")).await;
     ana.until("history", LONG).await;
     let joined = beto.until("presence", LONG).await;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use charla_archive::Archive;
 use charla_testkit::{unique_name, PostgresServer, RedisServer, ScratchDatabase};
-use common::web::{Gateway, Page};
+use common::web::{texts, Gateway, Page};
 
 const LONG: Duration = Duration::from_secs(30);
 const FAST: [&str; 4] = ["--rate", "100000", "--burst", "100000"];
@@ -32,17 +32,6 @@ async fn archived(archive: &Archive, room: &str, n: i64, limit: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-fn texts(body: &serde_json::Value) -> Vec<String> {
-    body["messages"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|m| m["mensaje"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -94,6 +94,18 @@ impl Drop for Gateway {
     }
 }
 
+/// The `mensaje` texts of a `{"messages": [...]}` body (a history frame or an API page).
+pub fn texts(body: &serde_json::Value) -> Vec<String> {
+    body["messages"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m["mensaje"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// One HTTP/1.1 request with `Connection: close`: (status, body).
 pub fn http(
     port: u16,
