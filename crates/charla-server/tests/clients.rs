@@ -186,13 +186,21 @@ fn seed_dir() -> PathBuf {
 fn seed_cmd(script: &str, port: u16) -> Command {
     let mut c = Command::new("python3");
     c.current_dir(seed_dir()).env("PYTHONUNBUFFERED", "1");
+    // Ctrl+C must reach the script as KeyboardInterrupt, as in a terminal: a test run started
+    // in the background (`cmd &`) inherits SIGINT ignored, and Python then keeps ignoring it.
+    let interrupt = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)";
     if port == 6380 {
-        c.arg(format!("{script}.py"));
+        c.args([
+            "-c",
+            &format!(
+                "{interrupt}; import runpy; runpy.run_path('{script}.py', run_name='__main__')"
+            ),
+        ]);
     } else {
         c.args([
             "-c",
             &format!(
-                "import sys, broker; broker.REDIS_PORT = int(sys.argv[1]); import {script}; {script}.main()"
+                "{interrupt}; import sys, broker; broker.REDIS_PORT = int(sys.argv[1]); import {script}; {script}.main()"
             ),
             &port.to_string(),
         ]);

@@ -37,7 +37,12 @@ fn python() -> Option<Command> {
 
 /// Python code that runs a seed module's `main()` against `port`.
 fn seed_main(port: u16, module: &str) -> String {
-    format!("import broker; broker.REDIS_PORT = {port}; import {module}; {module}.main()")
+    // Ctrl+C must reach the script as KeyboardInterrupt, as in a terminal: a test run started
+    // in the background (`cmd &`) inherits SIGINT ignored, and Python then keeps ignoring it.
+    format!(
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); \
+         import broker; broker.REDIS_PORT = {port}; import {module}; {module}.main()"
+    )
 }
 
 #[test]
