@@ -18,12 +18,14 @@ mod feed;
 mod link;
 mod outbox;
 mod presence;
+mod rules;
 
 pub use charla_core::presence::Change;
 pub use feed::{Joined, RoomFeed, DEFAULT_HISTORY};
 pub use link::{Connector, Link, Status};
 pub use outbox::{Outbox, Posted};
 pub use presence::{Presence, Session};
+pub use rules::{check_name, check_room, check_text, DEFAULT_MAX_TEXT_BYTES, MAX_NAME_CHARS};
 
 /// What went wrong, said so a person can act on it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -33,25 +35,4 @@ pub enum ChatError {
     /// The engine is shutting down.
     #[error("the chat is closing")]
     Closed,
-}
-
-/// A room name every backend accepts (Kafka's topic rules are the narrowest): 1 to 64 ASCII
-/// letters, digits, '.', '_' or '-'; not the presence room.
-pub fn check_room(room: &str) -> Result<(), String> {
-    let ok = !room.is_empty()
-        && room.len() <= 64
-        && room != "."
-        && room != ".."
-        && room != charla_core::presence::PRESENCE_ROOM
-        && room
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "room '{}': use 1 to 64 letters, digits, '.', '_' or '-'",
-            charla_core::visible(room)
-        ))
-    }
 }

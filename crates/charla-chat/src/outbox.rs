@@ -99,16 +99,12 @@ async fn run(link: Arc<Link>, mode: Mode, mut rx: mpsc::Receiver<Post>, waiting:
         let run_len = batch.iter().take_while(|p| p.message.room == room).count();
         let (generation, broker) = link.broker().await;
         let outcome = async {
-            let publisher = match publishers.get_mut(&room) {
-                Some((g, p)) if *g == generation => p,
-                _ => {
-                    let p = broker.publisher(mode, &room).await?;
-                    publishers.insert(room.clone(), (generation, p));
-                    match publishers.get_mut(&room) {
-                        Some((_, p)) => p,
-                        None => return Err(BrokerError::Closed),
-                    }
-                }
+            if publishers.get(&room).is_none_or(|(g, _)| *g != generation) {
+                let p = broker.publisher(mode, &room).await?;
+                publishers.insert(room.clone(), (generation, p));
+            }
+            let Some((_, publisher)) = publishers.get_mut(&room) else {
+                return Err(BrokerError::Closed); // inserted just above
             };
             let messages: Vec<Message> =
                 batch[..run_len].iter().map(|p| p.message.clone()).collect();

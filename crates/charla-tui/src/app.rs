@@ -324,12 +324,8 @@ fn on_key(app: &mut App, key: KeyEvent) -> Option<Command> {
 async fn run_command(engine: &Engine, app: &mut App, command: Command) -> Option<String> {
     match command {
         Command::Say(text) => {
-            if text.len() > engine.options.max_text_bytes {
-                app.push(Line::Error(format!(
-                    "not sent: {} bytes, the limit is {}",
-                    text.len(),
-                    engine.options.max_text_bytes
-                )));
+            if let Err(e) = charla_chat::check_text(&text, engine.options.max_text_bytes) {
+                app.push(Line::Error(format!("not sent: {e}")));
                 return None;
             }
             if let Err(e) = engine
@@ -349,10 +345,13 @@ async fn run_command(engine: &Engine, app: &mut App, command: Command) -> Option
             }
         },
         Command::Name(name) => {
-            if name.chars().count() > 32 || name.chars().any(char::is_control) {
-                app.push(Line::Error("a name has 1 to 32 characters".into()));
-                return None;
-            }
+            let name = match charla_chat::check_name(&name, charla_chat::MAX_NAME_CHARS) {
+                Ok(name) => name,
+                Err(e) => {
+                    app.push(Line::Error(e));
+                    return None;
+                }
+            };
             app.push(Line::Notice(format!("you are now {name}")));
             app.name = name;
             // Re-enter the room so presence shows the new name.

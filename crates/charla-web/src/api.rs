@@ -15,10 +15,10 @@
 //!
 //! Errors are `{"error": "…"}` with the status code.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::hub::Hub;
-use crate::limits::{check_name, check_room, check_text, Bucket};
+use crate::limits::{check_name, check_room, check_text};
 
 /// Most messages one history request returns.
 pub const MAX_PAGE: usize = 1000;
@@ -69,7 +69,7 @@ pub async fn post_message(
     if let Err(e) = check_text(&body.mensaje, limits.max_text_bytes) {
         return error(StatusCode::BAD_REQUEST, e);
     }
-    if !take_token(&hub, peer.ip()) {
+    if !hub.api_post_allowed(peer.ip()) {
         return error(
             StatusCode::TOO_MANY_REQUESTS,
             format!(
@@ -98,24 +98,6 @@ fn status_of(e: &BrokerError) -> StatusCode {
         BrokerError::TooLarge { .. } | BrokerError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::BAD_GATEWAY,
     }
-}
-
-/// Per client address: the same bucket a page gets. The table is bounded: when it fills,
-/// it is cleared (every address starts again with a full bucket), which costs a burst, not
-/// memory.
-fn take_token(hub: &Hub, ip: IpAddr) -> bool {
-    static BUCKETS: Mutex<Option<HashMap<IpAddr, Bucket>>> = Mutex::new(None);
-    const MAX_ADDRESSES: usize = 10_000;
-    let limits = &hub.config.limits;
-    let mut guard = BUCKETS.lock().unwrap_or_else(|e| e.into_inner());
-    let table = guard.get_or_insert_with(HashMap::new);
-    if table.len() >= MAX_ADDRESSES && !table.contains_key(&ip) {
-        table.clear();
-    }
-    table
-        .entry(ip)
-        .or_insert_with(|| Bucket::new(limits.posts_per_sec, limits.burst))
-        .take(Instant::now())
 }
 
 #[derive(Debug, Deserialize)]

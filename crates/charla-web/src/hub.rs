@@ -70,7 +70,9 @@ pub struct Hub {
     pub outbox: Outbox,
     pub archiver: Option<Arc<charla_archive::Archiver>>,
     rooms: Mutex<HashMap<String, Arc<Room>>>,
-    closing: watch::Sender<bool>,
+    /// The API's posting buckets, one per client address (a page has its own in its session).
+    api_buckets: Mutex<HashMap<std::net::IpAddr, crate::limits::Bucket>>,
+    closing: std::sync::atomic::AtomicBool,
     /// Pages connected now (the shutdown waits for their goodbyes).
     pages: watch::Sender<usize>,
 }
@@ -103,7 +105,8 @@ impl Hub {
             link,
             config,
             rooms: Mutex::new(HashMap::new()),
-            closing: watch::channel(false).0,
+            api_buckets: Mutex::new(HashMap::new()),
+            closing: std::sync::atomic::AtomicBool::new(false),
             pages: watch::channel(0).0,
         });
         tokio::spawn(sweep(Arc::downgrade(&hub)));
@@ -169,11 +172,28 @@ impl Hub {
 
     /// Tell every page the gateway is closing.
     pub fn close(&self) {
-        self.closing.send_replace(true);
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.to_every_room(|| Frame {
             kind: FrameKind::Close,
             text: Utf8Bytes::from_static("the gateway is shutting down"),
         });
+    }
+
+    /// Whether an API post from `ip` is within the rate (the same bucket a page gets). The
+    /// table is bounded: when it fills, it is cleared (every address starts again with a full
+    /// bucket), which costs a burst, not memory.
+    pub fn api_post_allowed(&self, ip: std::net::IpAddr) -> bool {
+        const MAX_ADDRESSES: usize = 10_000;
+        let limits = &self.config.limits;
+        let mut table = self.api_buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if table.len() >= MAX_ADDRESSES && !table.contains_key(&ip) {
+            table.clear();
+        }
+        table
+            .entry(ip)
+            .or_insert_with(|| crate::limits::Bucket::new(limits.posts_per_sec, limits.burst))
+            .take(std::time::Instant::now())
     }
 
     fn to_every_room(&self, frame: impl Fn() -> Frame) {
@@ -184,7 +204,7 @@ impl Hub {
 
     /// Whether the gateway is closing.
     pub fn is_closing(&self) -> bool {
-        *self.closing.borrow()
+        self.closing.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -244,8 +264,17 @@ async fn notices(hub: std::sync::Weak<Hub>) {
 
 /// The WebSocket frame of a message: `{"type":"message","message":{…}}`.
 pub fn message_frame(message: &Message) -> Utf8Bytes {
-    let json = serde_json::json!({"type": "message", "message": message});
-    Utf8Bytes::from(json.to_string())
+    // Serialized straight from the message (no intermediate JSON tree): once per message.
+    #[derive(serde::Serialize)]
+    struct MessageFrame<'a> {
+        r#type: &'static str,
+        message: &'a Message,
+    }
+    let frame = MessageFrame {
+        r#type: "message",
+        message,
+    };
+    Utf8Bytes::from(serde_json::to_string(&frame).unwrap_or_default())
 }
 
 async fn encode(

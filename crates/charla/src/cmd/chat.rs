@@ -46,10 +46,8 @@ pub async fn run(settings: &Settings, args: ChatArgs) -> Result<ExitCode> {
         .or_else(|| settings.file.name.clone())
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "Usuario".to_owned());
-    let name = name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 32 || name.chars().any(char::is_control) {
-        anyhow::bail!("--name: 1 to 32 characters, without control characters");
-    }
+    let name = charla_chat::check_name(&name, charla_chat::MAX_NAME_CHARS)
+        .map_err(|e| anyhow::anyhow!("--{e}"))?;
     let room = args.room.unwrap_or_else(|| "general".to_owned());
     charla_chat::check_room(&room).map_err(anyhow::Error::msg)?;
     let link = super::chat_link(settings).await?;
@@ -58,7 +56,7 @@ pub async fn run(settings: &Settings, args: ChatArgs) -> Result<ExitCode> {
         room,
         mode: args.mode,
         history: args.history,
-        max_text_bytes: 4096,
+        max_text_bytes: charla_chat::DEFAULT_MAX_TEXT_BYTES,
     };
     charla_tui::run(link, options).await?;
     Ok(ExitCode::SUCCESS)

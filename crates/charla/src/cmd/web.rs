@@ -37,7 +37,7 @@ pub struct WebArgs {
     pub history: usize,
 
     /// Longest message, in bytes of UTF-8 text
-    #[arg(long, default_value_t = 4096, value_name = "BYTES")]
+    #[arg(long, default_value_t = charla_chat::DEFAULT_MAX_TEXT_BYTES, value_name = "BYTES")]
     pub max_message_bytes: usize,
 
     /// Messages a page (or an API client address) may post per second, sustained
