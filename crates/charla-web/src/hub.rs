@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use charla_chat::{Change, Link, Outbox, Presence, RoomFeed, Status};
 use charla_core::Message;
 use serde_json::json;
@@ -24,7 +24,18 @@ use crate::WebConfig;
 #[derive(Debug)]
 pub struct Frame {
     pub kind: FrameKind,
-    pub text: Utf8Bytes,
+    /// The whole WebSocket frame, as written to each page's socket ([`crate::wire`]).
+    pub wire: Bytes,
+}
+
+impl Frame {
+    /// A frame carrying the JSON `text`.
+    pub fn new(kind: FrameKind, text: &str) -> Frame {
+        Frame {
+            kind,
+            wire: crate::wire::text_frame(text),
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -35,8 +46,8 @@ pub enum FrameKind {
     Presence { name: String },
     /// For every page (the broker status).
     Notice,
-    /// The gateway is closing: the text is the close reason.
-    Close,
+    /// The gateway is closing: each page gets a close frame with this reason (and no `wire`).
+    Close { reason: String },
 }
 
 /// How many frames a page may fall behind before it is disconnected, by default.
@@ -175,8 +186,10 @@ impl Hub {
         self.closing
             .store(true, std::sync::atomic::Ordering::SeqCst);
         self.to_every_room(|| Frame {
-            kind: FrameKind::Close,
-            text: Utf8Bytes::from_static("the gateway is shutting down"),
+            kind: FrameKind::Close {
+                reason: "the gateway is shutting down".into(),
+            },
+            wire: Bytes::new(),
         });
     }
 
@@ -209,7 +222,7 @@ impl Hub {
 }
 
 /// The `status` frame of the broker connection.
-pub fn status_frame(status: &Status) -> Utf8Bytes {
+pub fn status_frame(status: &Status) -> String {
     let value = match status {
         Status::Connected { broker } => {
             json!({"type": "status", "connected": true, "detail": broker})
@@ -218,7 +231,7 @@ pub fn status_frame(status: &Status) -> Utf8Bytes {
             json!({"type": "status", "connected": false, "detail": reason})
         }
     };
-    Utf8Bytes::from(value.to_string())
+    value.to_string()
 }
 
 /// Presence changes to the room they happened in, broker status changes to every room: each
@@ -244,10 +257,7 @@ async fn notices(hub: std::sync::Weak<Hub>) {
                 let text = json!({"type": "presence", "event": event, "name": name}).to_string();
                 let target = hub.rooms().get(&room).cloned();
                 if let Some(r) = target {
-                    let _ = r.frames.send(Arc::new(Frame {
-                        kind: FrameKind::Presence { name },
-                        text: Utf8Bytes::from(text),
-                    }));
+                    let _ = r.frames.send(Arc::new(Frame::new(FrameKind::Presence { name }, &text)));
                 }
             }
             changed = status.changed() => {
@@ -256,14 +266,14 @@ async fn notices(hub: std::sync::Weak<Hub>) {
                 }
                 let Some(hub) = hub.upgrade() else { return };
                 let text = status_frame(&status.borrow_and_update());
-                hub.to_every_room(|| Frame { kind: FrameKind::Notice, text: text.clone() });
+                hub.to_every_room(|| Frame::new(FrameKind::Notice, &text));
             }
         }
     }
 }
 
 /// The WebSocket frame of a message: `{"type":"message","message":{…}}`.
-pub fn message_frame(message: &Message) -> Utf8Bytes {
+pub fn message_frame(message: &Message) -> String {
     // Serialized straight from the message (no intermediate JSON tree): once per message.
     #[derive(serde::Serialize)]
     struct MessageFrame<'a> {
@@ -274,7 +284,7 @@ pub fn message_frame(message: &Message) -> Utf8Bytes {
         r#type: "message",
         message,
     };
-    Utf8Bytes::from(serde_json::to_string(&frame).unwrap_or_default())
+    serde_json::to_string(&frame).unwrap_or_default()
 }
 
 async fn encode(
@@ -312,12 +322,12 @@ async fn encode(
             }
         }
         for message in burst.drain(..) {
-            let frame = Frame {
-                kind: FrameKind::Message {
+            let frame = Frame::new(
+                FrameKind::Message {
                     id: message.id.clone(),
                 },
-                text: message_frame(&message),
-            };
+                &message_frame(&message),
+            );
             let _ = frames.send(Arc::new(frame));
         }
         if closed {

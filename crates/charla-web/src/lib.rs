@@ -16,6 +16,7 @@ pub mod api;
 pub mod assets;
 pub mod hub;
 pub mod limits;
+pub mod wire;
 pub mod ws;
 
 use std::future::Future;

@@ -15,22 +15,31 @@
 //! A page that falls `page_backlog` messages behind its room is closed with code 1008 and the
 //! reason, rather than slowing the room or holding memory for it.
 
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
-use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use charla_core::Message;
 use futures::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::json;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
 
-use crate::hub::{FrameKind, Hub};
+use crate::hub::{Frame, FrameKind, Hub};
 use crate::limits::{check_name, check_room, check_text, Bucket};
+use crate::wire::text_frame;
 
 #[derive(Debug, Deserialize)]
 pub struct Join {
@@ -38,18 +47,31 @@ pub struct Join {
     name: Option<String>,
 }
 
-/// Close codes (RFC 6455): going away, policy violation.
+/// Close codes (RFC 6455): going away, unsupported data, policy violation.
 const GOING_AWAY: u16 = 1001;
+const UNSUPPORTED: u16 = 1003;
 const POLICY: u16 = 1008;
 
-/// Frames written before a flush when several are ready at once.
+/// Most frames, and about the most bytes, written to a page at once when several are ready.
 const WRITE_BATCH: usize = 256;
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
+/// A page whose socket takes nothing for this long is let go (it is not reading; what this
+/// side holds for it meanwhile is one batch, at most [`WRITE_BATCH_BYTES`] of shared frames).
+/// Redis gives a stuck pub/sub client the same minute.
+const WRITE_STALL: Duration = Duration::from_secs(60);
+
+/// How long a goodbye (close frame) may take to go out.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// `GET /ws`: check the room and the name, then the WebSocket handshake (RFC 6455 §4.2), done
+/// here rather than by axum's WebSocket so that the session owns the raw socket: the room's
+/// frames are written to it already framed ([`crate::wire`]), with no per-page write buffer.
 pub async fn upgrade(
     State(hub): State<Arc<Hub>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(join): Query<Join>,
-    ws: WebSocketUpgrade,
+    mut request: Request,
 ) -> Response {
     let room = join.room.unwrap_or_else(|| "general".to_owned());
     if let Err(e) = check_room(&room) {
@@ -62,55 +84,149 @@ pub async fn upgrade(
         Ok(n) => n,
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
-    // Small buffers: a gateway holds thousands of idle pages, and chat frames are small. The
-    // read buffer is allocated up front (and grows for a longer frame); the write buffer keeps
-    // the capacity it reached, which is about this target (a write goes out once it is passed).
-    // Frames over the message limit (plus JSON overhead) are refused by the protocol layer.
+    let accept = match accept_key(request.headers()) {
+        Ok(key) => key,
+        Err(refusal) => return refusal,
+    };
+    let Some(on_upgrade) = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+    else {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            "this connection cannot be upgraded to a WebSocket (HTTP/1.1 only)",
+        )
+            .into_response();
+    };
+    // Small buffers: a gateway holds thousands of idle pages, and what a page sends is small.
+    // The read buffer is allocated up front (and grows for a longer frame); tungstenite writes
+    // only control frames (pongs, close), at once. Frames over the message limit (plus JSON
+    // overhead) are refused by the protocol layer.
     let max_frame = hub.config.limits.max_text_bytes * 2 + 1024;
-    ws.read_buffer_size(1024)
-        .write_buffer_size(4096)
-        .max_write_buffer_size(1 << 20)
-        .max_message_size(max_frame)
-        .max_frame_size(max_frame)
-        .on_upgrade(move |socket| async move {
-            tracing::info!(%peer, %room, %name, "page joined");
-            let reason = session(socket, hub, room.clone(), name.clone()).await;
-            tracing::info!(%peer, %room, %name, %reason, "page left");
+    let config = WebSocketConfig::default()
+        .read_buffer_size(1024)
+        .write_buffer_size(0)
+        .max_message_size(Some(max_frame))
+        .max_frame_size(Some(max_frame));
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::info!(%peer, "WebSocket upgrade failed: {e}");
+                return;
+            }
+        };
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
+        tracing::info!(%peer, %room, %name, "page joined");
+        let reason = session(PageSocket { ws }, hub, room.clone(), name.clone()).await;
+        tracing::info!(%peer, %room, %name, %reason, "page left");
+    });
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    response
+}
+
+/// The `Sec-WebSocket-Accept` answering a valid WebSocket request, or the refusal.
+#[allow(clippy::result_large_err)] // the refusal is the response itself
+fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, Response> {
+    let has = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case(token))
+            })
         })
+    };
+    if !has(header::UPGRADE, "websocket") || !has(header::CONNECTION, "upgrade") {
+        return Err((
+            StatusCode::UPGRADE_REQUIRED,
+            [(header::UPGRADE, "websocket")],
+            "this address takes WebSocket connections only",
+        )
+            .into_response());
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return Err((
+            StatusCode::UPGRADE_REQUIRED,
+            [(header::SEC_WEBSOCKET_VERSION, "13")],
+            "WebSocket version 13 only",
+        )
+            .into_response());
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return Err((StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is missing").into_response());
+    };
+    HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
+        .map_err(|_| (StatusCode::BAD_REQUEST, "bad Sec-WebSocket-Key").into_response())
 }
 
-fn text(value: serde_json::Value) -> WsMessage {
-    WsMessage::Text(Utf8Bytes::from(value.to_string()))
+/// A page's socket. tungstenite reads the page's frames and answers its control frames (pong,
+/// the close handshake); what the gateway sends is written straight to the socket, already
+/// framed, always at a frame boundary: tungstenite's own writes are flushed before, and the
+/// page is not read (so no pong is queued) while a batch is being written.
+struct PageSocket {
+    ws: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>,
 }
 
-fn close(code: u16, reason: &str) -> WsMessage {
-    WsMessage::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from(reason),
-    }))
+impl PageSocket {
+    /// Write `frames` (whole WebSocket frames) in order, as few system calls as the socket
+    /// allows. An error says why the page is gone.
+    async fn write(&mut self, frames: &[&[u8]]) -> Result<(), String> {
+        let gone = |e: std::io::Error| format!("the page went away ({e})");
+        let stalled = || format!("the page took nothing for {} s", WRITE_STALL.as_secs());
+        match tokio::time::timeout(WRITE_STALL, self.ws.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("the page went away ({e})")),
+            Err(_) => return Err(stalled()),
+        }
+        let socket = self.ws.get_mut();
+        let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            match tokio::time::timeout(WRITE_STALL, socket.write_vectored(rest)).await {
+                Ok(Ok(0)) => return Err("the page went away".into()),
+                Ok(Ok(n)) => IoSlice::advance_slices(&mut rest, n),
+                Ok(Err(e)) => return Err(gone(e)),
+                Err(_) => return Err(stalled()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Say goodbye with a close frame (best effort, bounded in time).
+    async fn close(&mut self, code: u16, reason: &str) {
+        let frame = WsMessage::Close(Some(CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        }));
+        let _ = tokio::time::timeout(CLOSE_WAIT, self.ws.send(frame)).await;
+    }
 }
 
 /// Serve one page until it leaves; why it ended, for the log.
 ///
-/// Two tasks: this one writes (the room's frames, and the replies of the reader), the reader
-/// task reads the page's posts. The writer waits on the room's one channel and its reader's
-/// replies only: a burst of messages costs each page one wakeup and one write.
-async fn session(socket: WebSocket, hub: Arc<Hub>, room_name: String, name: String) -> String {
+/// One task per page: it waits on the room's one channel and on the page's socket. A burst
+/// of messages costs each page one wakeup and one write of shared, already framed bytes.
+async fn session(mut page: PageSocket, hub: Arc<Hub>, room_name: String, name: String) -> String {
     let _page = hub.page();
     let room = hub.room(&room_name);
-    let (mut sink, stream) = socket.split();
     let mut joined = match room.feed.join_with(room.frames(), hub.config.history).await {
         Ok(j) => j,
         Err(e) => {
-            let _ = sink.send(close(GOING_AWAY, &e.to_string())).await;
+            page.close(GOING_AWAY, &e.to_string()).await;
             return e.to_string();
         }
     };
     if hub.is_closing() {
-        let _ = sink
-            .send(close(GOING_AWAY, "the gateway is shutting down"))
-            .await;
-        return "the gateway is shutting down".into();
+        let why = "the gateway is shutting down";
+        page.close(GOING_AWAY, why).await;
+        return why.into();
     }
     let _session = hub.presence.enter(&name, &room_name);
     let broker_history = crate::api::broker_keeps_history(&hub).await;
@@ -127,69 +243,64 @@ async fn session(socket: WebSocket, hub: Arc<Hub>, room_name: String, name: Stri
             }
         }
     }
-    let status = hub_status(&hub);
     let hello = [
-        text(json!({"type": "hello", "room": room_name, "name": name,
+        json!({"type": "hello", "room": room_name, "name": name,
             "mode": hub.config.mode.as_str(),
             "history": broker_history || hub.archive().is_some(),
-            "archive": hub.archive().is_some()})),
-        text(json!({"type": "history", "messages": joined.history})),
-        text(json!({"type": "online", "names": hub.presence.online(&room_name)})),
-        WsMessage::Text(status),
-    ];
-    for frame in hello {
-        if sink.feed(frame).await.is_err() {
-            return "the page went away".into();
-        }
+            "archive": hub.archive().is_some()})
+        .to_string(),
+        json!({"type": "history", "messages": std::mem::take(&mut joined.history)}).to_string(),
+        json!({"type": "online", "names": hub.presence.online(&room_name)}).to_string(),
+        crate::hub::status_frame(&hub.link.status().borrow()),
+    ]
+    .map(|text| text_frame(&text));
+    if let Err(why) = page.write(&hello.each_ref().map(|f| &f[..])).await {
+        return why;
     }
-    joined.history = Vec::new();
-    if sink.flush().await.is_err() {
-        return "the page went away".into();
-    }
-    // The reader: the page's posts, and its replies (refusals) back to this writer.
-    let (replies, mut from_reader) = tokio::sync::mpsc::channel::<Reply>(8);
-    let reader = tokio::spawn(read_page(
-        stream,
-        hub.clone(),
-        room_name.clone(),
-        name.clone(),
-        replies,
-    ));
-    let _reader = AbortOnDrop(reader.abort_handle());
+    drop(hello);
+    let mut bucket = Bucket::new(hub.config.limits.posts_per_sec, hub.config.limits.burst);
     loop {
         tokio::select! {
             biased;
             frame = joined.live.recv() => {
-                let mut batch = 0;
+                // This frame and whatever else is ready, up to a batch: one write.
+                let mut batch: Vec<Arc<Frame>> = Vec::new();
+                let mut bytes = 0;
                 let mut next = frame;
                 loop {
                     let f = match next {
                         Ok(f) => f,
                         Err(RecvError::Lagged(n)) => {
                             let why = format!("too slow: fell {n} messages behind the room; reload to catch up");
-                            let _ = sink.send(close(POLICY, &why)).await;
+                            if page.write(&wires(&batch)).await.is_ok() {
+                                page.close(POLICY, &why).await;
+                            }
                             return why;
                         }
                         Err(RecvError::Closed) => {
-                            let _ = sink.send(close(GOING_AWAY, "the room closed")).await;
-                            return "the room closed".into();
+                            let why = "the room closed";
+                            if page.write(&wires(&batch)).await.is_ok() {
+                                page.close(GOING_AWAY, why).await;
+                            }
+                            return why.into();
                         }
                     };
                     let send = match &f.kind {
                         FrameKind::Message { id } => joined.is_new(id),
                         FrameKind::Presence { name: who } => *who != name,
                         FrameKind::Notice => true,
-                        FrameKind::Close => {
-                            let _ = sink.flush().await;
-                            let _ = sink.send(close(GOING_AWAY, f.text.as_str())).await;
-                            return f.text.to_string();
+                        FrameKind::Close { reason } => {
+                            if page.write(&wires(&batch)).await.is_ok() {
+                                page.close(GOING_AWAY, reason).await;
+                            }
+                            return reason.clone();
                         }
                     };
-                    if send && sink.feed(WsMessage::Text(f.text.clone())).await.is_err() {
-                        return "the page went away".into();
+                    if send {
+                        bytes += f.wire.len();
+                        batch.push(f);
                     }
-                    batch += 1;
-                    if batch >= WRITE_BATCH {
+                    if batch.len() >= WRITE_BATCH || bytes >= WRITE_BATCH_BYTES {
                         break;
                     }
                     next = match joined.live.try_recv() {
@@ -198,84 +309,42 @@ async fn session(socket: WebSocket, hub: Arc<Hub>, room_name: String, name: Stri
                         Err(_) => break,
                     };
                 }
-                if sink.flush().await.is_err() {
-                    return "the page went away".into();
-                }
-            }
-            reply = from_reader.recv() => match reply {
-                Some(Reply::Frame(frame)) => {
-                    if sink.send(frame).await.is_err() {
-                        return "the page went away".into();
-                    }
-                }
-                Some(Reply::Close(code, why)) => {
-                    let _ = sink.send(close(code, &why)).await;
+                if let Err(why) = page.write(&wires(&batch)).await {
                     return why;
                 }
-                Some(Reply::Gone(why)) => return why,
-                None => return "the page closed".into(),
-            },
-        }
-    }
-}
-
-/// What the reader asks the writer to do.
-enum Reply {
-    Frame(WsMessage),
-    Close(u16, String),
-    Gone(String),
-}
-
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Read a page's frames until it leaves: posts go to the outbox, refusals back to the writer.
-async fn read_page(
-    mut stream: futures::stream::SplitStream<WebSocket>,
-    hub: Arc<Hub>,
-    room: String,
-    name: String,
-    replies: tokio::sync::mpsc::Sender<Reply>,
-) {
-    let limits = &hub.config.limits;
-    let mut bucket = Bucket::new(limits.posts_per_sec, limits.burst);
-    loop {
-        let body = match stream.next().await {
-            Some(Ok(WsMessage::Text(t))) => t,
-            Some(Ok(WsMessage::Close(_))) | None => {
-                let _ = replies.send(Reply::Gone("the page closed".into())).await;
-                return;
             }
-            Some(Ok(WsMessage::Binary(_))) => {
-                let _ = replies
-                    .send(Reply::Close(1003, "send text frames".into()))
-                    .await;
-                return;
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => {
-                let _ = replies
-                    .send(Reply::Gone(format!("socket error: {e}")))
-                    .await;
-                return;
-            }
-        };
-        if let Err(e) = post(&hub, &mut bucket, &room, &name, body.as_str()).await {
-            let refusal = text(json!({"type": "error", "error": e}));
-            if replies.send(Reply::Frame(refusal)).await.is_err() {
-                return;
+            incoming = page.ws.next() => {
+                let body = match incoming {
+                    Some(Ok(WsMessage::Text(t))) => t,
+                    Some(Ok(WsMessage::Close(_))) | None => {
+                        // tungstenite has queued the answer to the page's close: send it.
+                        let _ = tokio::time::timeout(CLOSE_WAIT, page.ws.flush()).await;
+                        return "the page closed".into();
+                    }
+                    Some(Ok(WsMessage::Binary(_))) => {
+                        let why = "send text frames";
+                        page.close(UNSUPPORTED, why).await;
+                        return why.into();
+                    }
+                    // A ping: tungstenite queued its pong, and sends it on the next read
+                    // (now) or before the next write.
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return format!("socket error: {e}"),
+                };
+                if let Err(e) = post(&hub, &mut bucket, &room_name, &name, body.as_str()).await {
+                    let refusal = text_frame(&json!({"type": "error", "error": e}).to_string());
+                    if let Err(why) = page.write(&[&refusal]).await {
+                        return why;
+                    }
+                }
             }
         }
     }
 }
 
-fn hub_status(hub: &Hub) -> Utf8Bytes {
-    crate::hub::status_frame(&hub.link.status().borrow())
+/// The bytes of each frame of a batch.
+fn wires(batch: &[Arc<Frame>]) -> Vec<&[u8]> {
+    batch.iter().map(|f| &f.wire[..]).collect()
 }
 
 /// A page's post: checked, limited, queued for the broker.
