@@ -108,7 +108,7 @@ pub async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(Some(max_frame))
         .max_frame_size(Some(max_frame));
-    tokio::spawn(async move {
+    let fut = async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -122,7 +122,9 @@ pub async fn upgrade(
         tracing::info!(%peer, %room, %name, "page joined");
         let reason = session(PageSocket { ws }, hub, room.clone(), name.clone()).await;
         tracing::info!(%peer, %room, %name, %reason, "page left");
-    });
+    };
+    eprintln!("SIZE {}", std::mem::size_of_val(&fut));
+    tokio::spawn(fut);
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();

@@ -12,7 +12,9 @@ mod signal;
 use clap::Parser;
 
 /// mimalloc: the send and receive paths allocate many small strings per message, and the
-/// system allocator showed up at ~20% of bench profiles.
+/// system allocator showed up at ~20% of bench profiles. Without transparent huge pages
+/// (`no_thp`): with them every gateway page cost ~30 KiB of resident memory instead of ~10
+/// (bench/web_fanout.sh), and `charla serve` started 9 MiB larger.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
