@@ -224,7 +224,8 @@ type Socket =
 async fn open(gateway: &str, room: &str, name: &str) -> Socket {
     let url = format!("ws://{gateway}/ws?room={room}&name={name}");
     loop {
-        match tokio_tungstenite::connect_async(&url).await {
+        // No Nagle: each post goes out when it is due, not bunched behind the last one's ACK.
+        match tokio_tungstenite::connect_async_with_config(&url, None, true).await {
             Ok((mut ws, _)) => {
                 // Ready once the history frame came: the page is in the room.
                 while let Some(Ok(frame)) = ws.next().await {

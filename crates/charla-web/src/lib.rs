@@ -23,6 +23,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use charla_chat::Link;
 use charla_core::Mode;
@@ -90,6 +91,14 @@ pub async fn serve(
     let hub = Hub::new(link, config, stream_groups);
     let app = router(hub.clone());
     let closing = hub.clone();
+    // No Nagle: a page's frames go out as they are written. With it, a burst written while
+    // the page had not yet acknowledged the previous one waited for the page's delayed ACK
+    // (~40 ms on Linux): p99 of 46 ms at 1 000 messages/s with only two pages.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY on a page's connection: {e}");
+        }
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -139,10 +139,8 @@ pub async fn upgrade(
 fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, Response> {
     let has = |name: header::HeaderName, token: &str| {
         headers.get_all(name).iter().any(|v| {
-            v.to_str().is_ok_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case(token))
-            })
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
         })
     };
     if !has(header::UPGRADE, "websocket") || !has(header::CONNECTION, "upgrade") {
@@ -153,7 +151,11 @@ fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, Response> {
         )
             .into_response());
     }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
         return Err((
             StatusCode::UPGRADE_REQUIRED,
             [(header::SEC_WEBSOCKET_VERSION, "13")],
