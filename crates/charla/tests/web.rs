@@ -53,6 +53,71 @@ async fn two_gateways_share_a_room_in_order() {
     );
 }
 
+/// The gateway writes a room's frames straight to the page's socket while tungstenite answers
+/// the page's pings on the same socket: every pong must land between two frames, never inside
+/// one, and every message arrive whole and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_are_answered_between_messages() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Ws;
+    let server = broker();
+    let a = Gateway::start(&server.url(), FAST);
+    let room = unique_name("ping");
+    let mut page = Page::open(&a.ws_url(&room, "Pinga")).await;
+    page.until("history", LONG).await;
+    const N: usize = 1500;
+    let port = a.port;
+    let room_name = room.clone();
+    let sender = std::thread::spawn(move || {
+        let padding = "p".repeat(3000);
+        for i in 0..N {
+            let body = serde_json::json!({"usuario": "bot", "mensaje": format!("{i} {padding}")})
+                .to_string();
+            let path = format!("/api/rooms/{room_name}/messages");
+            let (code, answer) =
+                common::web::http(port, "POST", &path, Some(&body)).expect("POST");
+            assert_eq!(code, 201, "{answer}");
+        }
+    });
+    let (mut got, mut pings, mut pongs) = (0usize, 0u32, Vec::new());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while got < N {
+        let frame = tokio::time::timeout_at(deadline, page.ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {got} of {N} messages within 120 s"));
+        match frame {
+            Some(Ok(Ws::Text(t))) => {
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("whole JSON");
+                if v["type"] != "message" {
+                    continue;
+                }
+                let text = v["message"]["mensaje"].as_str().unwrap_or_default();
+                assert!(text.starts_with(&format!("{got} ")), "message {got} out of order");
+                got += 1;
+                if got % 10 == 0 {
+                    pings += 1;
+                    let payload = pings.to_be_bytes().to_vec();
+                    page.ws.send(Ws::Ping(payload.into())).await.expect("ping");
+                }
+            }
+            Some(Ok(Ws::Pong(p))) => pongs.push(p.to_vec()),
+            Some(Ok(_)) => {}
+            other => panic!("the socket broke after {got} messages: {other:?}"),
+        }
+    }
+    sender.join().expect("sender");
+    // The last pings' pongs may still be on their way.
+    while pongs.len() < pings as usize {
+        match tokio::time::timeout(LONG, page.ws.next()).await {
+            Ok(Some(Ok(Ws::Pong(p)))) => pongs.push(p.to_vec()),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("{} of {pings} pongs, then {other:?}", pongs.len()),
+        }
+    }
+    let expected: Vec<Vec<u8>> = (1..=pings).map(|i| i.to_be_bytes().to_vec()).collect();
+    assert_eq!(pongs, expected, "one pong per ping, in order");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_on_join_then_live_and_paging() {
     let server = broker();
@@ -187,6 +252,11 @@ async fn bad_input_gets_a_clear_answer() {
     let (code, _) =
         common::web::http(a.port, "GET", "/ws?room=a%20b&name=x", None).expect("answer");
     assert_eq!(code, 400);
+    // A plain GET of the WebSocket address: told what it takes.
+    let (code, body) =
+        common::web::http(a.port, "GET", "/ws?room=ok&name=x", None).expect("answer");
+    assert_eq!(code, 426, "{body}");
+    assert!(body.contains("WebSocket"), "{body}");
 
     // A page: an over-long message and a burst over the rate are refused, the socket stays.
     let mut page = Page::open(&a.ws_url(&room, "Ana")).await;
