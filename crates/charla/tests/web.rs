@@ -74,8 +74,7 @@ async fn pings_are_answered_between_messages() {
             let body = serde_json::json!({"usuario": "bot", "mensaje": format!("{i} {padding}")})
                 .to_string();
             let path = format!("/api/rooms/{room_name}/messages");
-            let (code, answer) =
-                common::web::http(port, "POST", &path, Some(&body)).expect("POST");
+            let (code, answer) = common::web::http(port, "POST", &path, Some(&body)).expect("POST");
             assert_eq!(code, 201, "{answer}");
         }
     });
@@ -92,7 +91,10 @@ async fn pings_are_answered_between_messages() {
                     continue;
                 }
                 let text = v["message"]["mensaje"].as_str().unwrap_or_default();
-                assert!(text.starts_with(&format!("{got} ")), "message {got} out of order");
+                assert!(
+                    text.starts_with(&format!("{got} ")),
+                    "message {got} out of order"
+                );
                 got += 1;
                 if got % 10 == 0 {
                     pings += 1;
