@@ -66,18 +66,7 @@ async fn pings_are_answered_between_messages() {
     let mut page = Page::open(&a.ws_url(&room, "Pinga")).await;
     page.until("history", LONG).await;
     const N: usize = 1500;
-    let port = a.port;
-    let room_name = room.clone();
-    let sender = std::thread::spawn(move || {
-        let padding = "p".repeat(3000);
-        for i in 0..N {
-            let body = serde_json::json!({"usuario": "bot", "mensaje": format!("{i} {padding}")})
-                .to_string();
-            let path = format!("/api/rooms/{room_name}/messages");
-            let (code, answer) = common::web::http(port, "POST", &path, Some(&body)).expect("POST");
-            assert_eq!(code, 201, "{answer}");
-        }
-    });
+    let sender = a.post_numbered(&room, N, 3000);
     let (mut got, mut pings, mut pongs) = (0usize, 0u32, Vec::new());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while got < N {
@@ -311,23 +300,7 @@ async fn a_page_that_does_not_read_is_dropped_and_the_others_get_everything() {
     // 4000 messages of ~4 KB, posted one by one: more than the loopback socket buffers (a few
     // MB each way) and the page backlog hold, at a pace a reading page keeps up with.
     const N: usize = 4000;
-    let port = a.port;
-    let room_name = room.clone();
-    let sender = std::thread::spawn(move || {
-        let text = "z".repeat(4000);
-        for i in 0..N {
-            let body =
-                serde_json::json!({"usuario": "bot", "mensaje": format!("{i} {text}")}).to_string();
-            let (code, answer) = common::web::http(
-                port,
-                "POST",
-                &format!("/api/rooms/{room_name}/messages"),
-                Some(&body),
-            )
-            .expect("POST");
-            assert_eq!(code, 201, "{answer}");
-        }
-    });
+    let sender = a.post_numbered(&room, N, 4000);
     let got = fast.messages(N, Duration::from_secs(120)).await;
     for (i, t) in got.iter().enumerate() {
         assert!(t.starts_with(&format!("{i} ")), "message {i} out of order");

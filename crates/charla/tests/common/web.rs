@@ -75,6 +75,28 @@ impl Gateway {
         )
     }
 
+    /// POST `n` messages "0 …", "1 …", … (each padded with `padding` bytes) one by one
+    /// through the API from a thread of their own; each must be accepted.
+    pub fn post_numbered(
+        &self,
+        room: &str,
+        n: usize,
+        padding: usize,
+    ) -> std::thread::JoinHandle<()> {
+        let port = self.port;
+        let path = format!("/api/rooms/{room}/messages");
+        std::thread::spawn(move || {
+            let padding = "z".repeat(padding);
+            for i in 0..n {
+                let body =
+                    serde_json::json!({"usuario": "bot", "mensaje": format!("{i} {padding}")})
+                        .to_string();
+                let (code, answer) = http(port, "POST", &path, Some(&body)).expect("POST");
+                assert_eq!(code, 201, "{answer}");
+            }
+        })
+    }
+
     pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
         let (code, body) = http(self.port, "GET", path, None).expect("GET answered");
         (
