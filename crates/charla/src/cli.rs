@@ -206,9 +206,20 @@ pub struct BenchArgs {
     #[arg(long, short = 'm', default_value = "queue", value_name = "MODE")]
     pub mode: Mode,
 
-    /// Messages to send in total
+    /// Messages to send in total (with --rate and --duration: rate × duration)
     #[arg(long, short = 'n', default_value_t = 100_000, value_name = "N")]
     pub messages: u64,
+
+    /// Open loop: send this many messages per second on a fixed schedule, whatever the broker
+    /// does, and measure each message's latency from when it was due (not from when it could be
+    /// sent: queueing delay counts, as in wrk2). Without it, producers send as fast as the
+    /// broker takes them (closed loop: throughput, but latency hides the queueing)
+    #[arg(long, value_name = "MSGS_PER_SEC")]
+    pub rate: Option<u64>,
+
+    /// With --rate: run this long (`10s`, `1m`, `500ms`, or seconds) instead of --messages
+    #[arg(long, requires = "rate", value_name = "TIME")]
+    pub duration: Option<String>,
 
     /// Bytes of text per message (the `mensaje` field)
     #[arg(long, short = 's', default_value_t = 100, value_name = "BYTES")]
@@ -222,7 +233,8 @@ pub struct BenchArgs {
     #[arg(long, short = 'c', default_value_t = 1, value_name = "C")]
     pub consumers: usize,
 
-    /// Messages per publish call (1 = one round trip per message, like the seed's emisor)
+    /// Messages per publish call (1 = one round trip per message, like the seed's emisor);
+    /// with --rate, the most messages a late producer sends at once to catch up
     #[arg(long, default_value_t = 500, value_name = "N")]
     pub batch: usize,
 
@@ -231,7 +243,8 @@ pub struct BenchArgs {
     pub prefetch: usize,
 
     /// Most messages published and not yet delivered (0 = no limit): backpressure, so that
-    /// producers do not take the CPU the consumers and a local broker need
+    /// producers do not take the CPU the consumers and a local broker need (not with --rate:
+    /// an open loop never waits)
     #[arg(long, default_value_t = 2_000, value_name = "N")]
     pub window: u64,
 

@@ -5,6 +5,13 @@
 //! just before publishing) to its arrival, in one process, so both ends read the same clock.
 //! Throughput is messages delivered divided by the time from the first publish to the last
 //! arrival. In broadcast mode every consumer gets every message.
+//!
+//! Two loops. Closed (the default): producers send as fast as the broker takes them, at most
+//! `--window` ahead of the consumers; it measures throughput, and its latency hides queueing
+//! (a slow broker slows the producer, so fewer messages wait). Open (`--rate R`): message k is
+//! due at start + k/R whatever happened before, is stamped with that due time, and its latency
+//! runs from then (coordinated-omission-correct, as wrk2 and HdrHistogram do): a stall shows
+//! as the latency of every message that should have been sent during it.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +26,16 @@ use tokio::sync::watch;
 use crate::cli::BenchArgs;
 use crate::config::Settings;
 
-pub async fn run(settings: &Settings, args: BenchArgs) -> Result<ExitCode> {
+pub async fn run(settings: &Settings, mut args: BenchArgs) -> Result<ExitCode> {
+    if let Some(rate) = args.rate {
+        anyhow::ensure!(rate > 0, "--rate must be at least 1 message per second");
+        if let Some(text) = &args.duration {
+            let duration = charla_core::parse_age(text).with_context(|| {
+                format!("--duration {text:?}: expected a time like 10s, 1m, 500ms or seconds")
+            })?;
+            args.messages = (rate as f64 * duration.as_secs_f64()).round() as u64;
+        }
+    }
     anyhow::ensure!(args.messages > 0, "--messages must be at least 1");
     anyhow::ensure!(
         args.producers > 0 && args.consumers > 0,
@@ -121,44 +137,59 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> Result<ExitCode> {
     };
     let window = args.window;
     let started = Instant::now();
+    let started_wall_us = chrono::Utc::now().timestamp_micros();
     let mut producers = Vec::new();
     for p in 0..args.producers {
         let share = args.messages / args.producers as u64
             + u64::from((p as u64) < args.messages % args.producers as u64);
         let broker = super::connect(settings).await?;
-        let mut publisher = broker.publisher(mode, &room).await?;
-        let (room, payload, batch) = (room.clone(), payload.clone(), args.batch.max(1));
-        let (sent, delivered, progress) = (sent.clone(), delivered.clone(), progress.clone());
-        producers.push(tokio::spawn(async move {
-            let mut left = share;
-            while left > 0 {
-                // Backpressure: stay at most `window` messages ahead of the consumers, so a
-                // producer racing ahead does not take the CPU the consumers and broker need.
-                loop {
-                    let wake = progress.notified();
-                    tokio::pin!(wake);
-                    wake.as_mut().enable();
-                    let ahead = sent
-                        .load(Ordering::SeqCst)
-                        .saturating_sub(delivered.load(Ordering::SeqCst) / copies);
-                    if window == 0 || ahead <= window {
-                        break;
-                    }
-                    wake.await;
-                }
-                let n = (batch as u64).min(left) as usize;
-                let messages: Vec<Message> = (0..n)
-                    .map(|_| Message::new("bench", payload.as_str(), room.as_str()))
-                    .collect();
-                if n == 1 {
-                    publisher.publish(&messages[0]).await?;
-                } else {
-                    publisher.publish_batch(&messages).await?;
-                }
-                left -= n as u64;
-                sent.fetch_add(n as u64, Ordering::SeqCst);
+        let publisher = broker.publisher(mode, &room).await?;
+        let mut out = Outgoing {
+            publisher,
+            room: room.clone(),
+            payload: payload.clone(),
+            sent: sent.clone(),
+        };
+        let batch = args.batch.max(1);
+        let (delivered, progress) = (delivered.clone(), progress.clone());
+        let schedule = args.rate.map(|rate| {
+            // Producer p of P sends messages p, p+P, p+2P… of one schedule at `rate`.
+            let every = Duration::from_secs_f64(args.producers as f64 / rate as f64);
+            let offset = Duration::from_secs_f64(p as f64 / rate as f64);
+            Schedule {
+                first: started + offset,
+                first_wall_us: started_wall_us + offset.as_micros() as i64,
+                every,
             }
-            drop(publisher);
+        });
+        producers.push(tokio::spawn(async move {
+            if let Some(schedule) = schedule {
+                send_on_schedule(&mut out, schedule, share, batch).await?;
+            } else {
+                let mut left = share;
+                while left > 0 {
+                    // Backpressure: stay at most `window` messages ahead of the consumers, so
+                    // a producer racing ahead does not take the CPU the consumers and broker
+                    // need.
+                    loop {
+                        let wake = progress.notified();
+                        tokio::pin!(wake);
+                        wake.as_mut().enable();
+                        let ahead = out
+                            .sent
+                            .load(Ordering::SeqCst)
+                            .saturating_sub(delivered.load(Ordering::SeqCst) / copies);
+                        if window == 0 || ahead <= window {
+                            break;
+                        }
+                        wake.await;
+                    }
+                    let n = (batch as u64).min(left) as usize;
+                    out.send(&vec![None; n]).await?;
+                    left -= n as u64;
+                }
+            }
+            drop(out);
             drop(broker);
             Ok::<_, charla_core::BrokerError>(())
         }));
@@ -167,6 +198,7 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> Result<ExitCode> {
         p.await.context("producer task")?.context("publishing")?;
     }
     let sent_at = started.elapsed();
+    let sent_rate = args.messages as f64 / sent_at.as_secs_f64().max(1e-6);
 
     let mut hist =
         Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds");
@@ -215,7 +247,10 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> Result<ExitCode> {
                 "publish_s": sent_at.as_secs_f64(),
                 "elapsed_s": elapsed.as_secs_f64(),
                 "msgs_per_sec": rate,
-                "latency_us": {"p50": q(0.50), "p90": q(0.90), "p99": q(0.99), "max": hist.max()},
+                "rate": args.rate,
+                "sent_per_sec": sent_rate,
+                "latency_from": if args.rate.is_some() { "due" } else { "sent" },
+                "latency_us": {"p50": q(0.50), "p90": q(0.90), "p99": q(0.99), "p999": q(0.999), "max": hist.max()},
             })
         );
     } else {
@@ -223,19 +258,141 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> Result<ExitCode> {
             "charla bench: {} {mode}, {} messages of {} B, {} producer(s), {} consumer(s), batch {}, prefetch {}, window {}",
             admin.backend(), args.messages, args.size, args.producers, args.consumers, args.batch, args.prefetch, args.window
         );
+        if let Some(target) = args.rate {
+            println!(
+                "  open loop   {target} msg/s due, {sent_rate:.0} msg/s sent (latency from when each was due)"
+            );
+        }
         println!(
             "  throughput  {rate:>12.0} msg/s   ({received} delivered in {:.3} s)",
             elapsed.as_secs_f64()
         );
         println!(
-            "  latency µs  p50 {}   p90 {}   p99 {}   max {}",
+            "  latency µs  p50 {}   p90 {}   p99 {}   p99.9 {}   max {}",
             q(0.50),
             q(0.90),
             q(0.99),
+            q(0.999),
             hist.max()
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One producer's sending: what it publishes and the count of what it has sent.
+struct Outgoing {
+    publisher: Box<dyn charla_core::Publisher>,
+    room: String,
+    payload: String,
+    sent: Arc<AtomicU64>,
+}
+
+impl Outgoing {
+    /// Publish one message per entry, stamped with the entry's due time (wall clock, µs) or
+    /// with the moment it is made; one round trip for one message, one batch for several.
+    async fn send(&mut self, due_us: &[Option<i64>]) -> charla_core::Result<()> {
+        let messages: Vec<Message> = due_us
+            .iter()
+            .map(|due| {
+                let mut m = Message::new("bench", self.payload.as_str(), self.room.as_str());
+                if let Some(due) = due {
+                    m.ts_us = *due;
+                }
+                m
+            })
+            .collect();
+        match messages.as_slice() {
+            [one] => self.publisher.publish(one).await?,
+            _ => self.publisher.publish_batch(&messages).await?,
+        }
+        self.sent.fetch_add(messages.len() as u64, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// When one producer's messages are due: the first at `first`, then one `every`.
+#[derive(Clone, Copy)]
+struct Schedule {
+    first: Instant,
+    /// `first` on the wall clock (µs since the epoch), the clock the consumers read.
+    first_wall_us: i64,
+    every: Duration,
+}
+
+impl Schedule {
+    /// How many messages are due by `now`.
+    fn due_by(&self, now: Instant) -> u64 {
+        match now.checked_duration_since(self.first) {
+            Some(since) => (since.as_nanos() / self.every.as_nanos().max(1)) as u64 + 1,
+            None => 0,
+        }
+    }
+
+    fn at(&self, k: u64) -> Instant {
+        self.first + Duration::from_nanos((self.every.as_nanos() as u64).saturating_mul(k))
+    }
+
+    fn wall_us(&self, k: u64) -> i64 {
+        self.first_wall_us + (self.every.as_nanos() as u64).saturating_mul(k) as i64 / 1000
+    }
+}
+
+/// Send `count` messages on `schedule`: each as it falls due, every message already due in one
+/// batch (up to `batch`) when the producer is late, each stamped with its own due time.
+///
+/// Waking on time is a thread's job: tokio's timers tick in whole milliseconds, ten messages
+/// apart at 10 000 msg/s, and that slack would be counted as the broker's latency. The thread
+/// sleeps (the OS timer, tens of µs late) until the next due time and wakes the producer; it
+/// never runs ahead of it, so a stalled broker costs one pending wakeup, not a backlog of them.
+async fn send_on_schedule(
+    out: &mut Outgoing,
+    schedule: Schedule,
+    count: u64,
+    batch: usize,
+) -> charla_core::Result<()> {
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pacer = {
+        let (wake, stop) = (wake.clone(), stop.clone());
+        std::thread::spawn(move || {
+            // Linux lets a sleeping thread wake up to 50 µs late by default (timer slack, to
+            // batch wakeups): half a message's interval at 10 000 msg/s. 1 ns asks for none.
+            // SAFETY: PR_SET_TIMERSLACK takes one integer argument and affects this thread only.
+            #[cfg(target_os = "linux")]
+            unsafe {
+                libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
+            }
+            while !stop.load(Ordering::Relaxed) {
+                let now = Instant::now();
+                let next = schedule.at(schedule.due_by(now));
+                std::thread::sleep(next.saturating_duration_since(now));
+                wake.notify_one();
+            }
+        })
+    };
+    struct StopPacer(Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for StopPacer {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let _stop_on_return = StopPacer(stop);
+    let mut next = 0u64;
+    while next < count {
+        let due = schedule.due_by(Instant::now()).min(count);
+        if due <= next {
+            wake.notified().await;
+            continue;
+        }
+        let n = (due - next).min(batch as u64);
+        let stamps: Vec<Option<i64>> = (next..next + n).map(|k| Some(schedule.wall_us(k))).collect();
+        out.send(&stamps).await?;
+        next += n;
+    }
+    // The pacer sees the flag at its next wake (at most one interval away) and ends; nothing
+    // waits for it.
+    drop(pacer);
+    Ok(())
 }
 
 fn ulid_lower() -> String {
