@@ -45,6 +45,9 @@ use crate::{keys, map_err, Options, RedisBroker};
 /// How long one BLMOVE waits before the consumer looks for dead consumers' messages.
 pub(crate) const BLOCK: Duration = Duration::from_secs(1);
 
+/// LMOVEs in a new consumer's first fetch (see `QueueSubscriber::fetch_size`).
+const FIRST_FETCH: usize = 16;
+
 pub struct QueueSubscriber {
     /// Carries blocking BLMOVE: a connection of this consumer's own.
     conn: MultiplexedConnection,
@@ -65,6 +68,13 @@ pub struct QueueSubscriber {
     last_recovery: Instant,
     /// The last fetch filled up completely: the queue likely has more waiting.
     backlog: bool,
+    /// LMOVEs in the next fetch (LMOVE moves one element; Redis has no batch move): doubles
+    /// while fetches come back full, up to `prefetch`, and falls to about what the last one
+    /// found when they do not. A consumer of a quiet queue so sends a few commands per
+    /// message instead of `prefetch` of them (500 LMOVEs per message cost redis-server ~47 µs
+    /// of CPU per message at 10 000 msg/s); a busy one is back to full batches within a few
+    /// round trips.
+    fetch_size: usize,
     /// The LMOVE pipeline for the last fetch size, reused while the size stays the same.
     moves: Option<(usize, redis::Pipeline)>,
     /// Likewise the trim + fetch pipeline of a busy consumer, for (trimmed, fetched).
@@ -162,6 +172,7 @@ impl QueueSubscriber {
             next_tag: 0,
             last_recovery: Instant::now(),
             backlog: false,
+            fetch_size: FIRST_FETCH.min(sub.prefetch.max(1)),
             moves: None,
             trim_and_moves: None,
             unsure: false,
@@ -304,7 +315,11 @@ impl QueueSubscriber {
     /// acks remove from the tail or by payload, so the two do not disturb each other.
     /// Returns whether `acks` took effect (an aborted trim did not).
     async fn fetch_batch(&mut self, acks: Option<Ack>) -> Result<bool> {
-        let want = self.prefetch.saturating_sub(self.inflight.len()).max(1);
+        let want = self
+            .prefetch
+            .saturating_sub(self.inflight.len())
+            .min(self.fetch_size)
+            .max(1);
         // The LMOVE pipeline is the same every time for a given size: build it once.
         if self.moves.as_ref().map(|(n, _)| *n) != Some(want) {
             let mut pipe = redis::pipe();
@@ -373,7 +388,13 @@ impl QueueSubscriber {
                 }
             }
         }
-        self.backlog = self.fetched.len() - before == want;
+        let got = self.fetched.len() - before;
+        self.backlog = got == want;
+        self.fetch_size = if self.backlog {
+            (self.fetch_size * 2).min(self.prefetch.max(1))
+        } else {
+            got.max(1).next_power_of_two().min(self.prefetch.max(1))
+        };
         self.watching = matches!(exists, Some(Value::Int(1)));
         self.unsure = false;
         Ok(settled)

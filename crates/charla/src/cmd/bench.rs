@@ -385,7 +385,9 @@ async fn send_on_schedule(
             continue;
         }
         let n = (due - next).min(batch as u64);
-        let stamps: Vec<Option<i64>> = (next..next + n).map(|k| Some(schedule.wall_us(k))).collect();
+        let stamps: Vec<Option<i64>> = (next..next + n)
+            .map(|k| Some(schedule.wall_us(k)))
+            .collect();
         out.send(&stamps).await?;
         next += n;
     }
