@@ -521,6 +521,10 @@ impl QueueSubscriber {
             .query_async(&mut self.conn)
             .await
             .map_err(|e| self.err(e))?;
+        // Something arrived while we waited: more is likely on its way, so the ack of this one
+        // carries the next fetch (one round trip per message instead of two when messages
+        // come one at a time).
+        self.backlog = moved.is_some();
         self.fetched.extend(moved);
         self.unsure = false;
         Ok(())

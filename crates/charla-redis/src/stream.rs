@@ -73,6 +73,10 @@ pub struct StreamSubscriber {
     seq: Option<u64>,
     /// The stream's last id at the last read: a blocking wait starts after it.
     wait_after: String,
+    /// The last read took all there was as of `wait_after` (fewer than `prefetch`): the next
+    /// one waits first. A wait after `wait_after` returns at once when anything came since, so
+    /// a non-blocking read before it would be a round trip that finds nothing.
+    drained: bool,
     /// Entries lost to retention since the last `take_missed`.
     missed: u64,
     /// Group mode: gaps already reported for the group (see the module doc).
@@ -256,6 +260,7 @@ impl StreamSubscriber {
             read_own_pending: sub_has_group,
             seq,
             missed: 0,
+            drained: false,
         })
     }
 
@@ -349,6 +354,7 @@ impl StreamSubscriber {
             .collect();
         if let Some(st) = &state {
             self.wait_after = st.last_generated.clone();
+            self.drained = entries.len() < self.prefetch;
             if !entries.is_empty() {
                 let gap = st
                     .first
@@ -419,6 +425,7 @@ impl StreamSubscriber {
         let state = stream_state(info);
         if let Some(st) = &state {
             self.wait_after = st.last_generated.clone();
+            self.drained = entries.len() < self.prefetch;
         }
         let (before, after) = (group_info(before, group), group_info(after, group));
         let n = entries.len() as u64;
@@ -732,10 +739,13 @@ impl Subscriber for StreamSubscriber {
             if self.group.is_some() && self.last_claim.elapsed() >= self.opts.consumer_ttl / 2 {
                 self.claim_abandoned().await?;
             }
-            if self.fetched.is_empty() {
+            if self.fetched.is_empty() && !(self.drained && !self.read_own_pending) {
                 self.fetch(false).await?;
             }
             if self.fetched.is_empty() {
+                // After the wait (something came, or it timed out), or if this future is
+                // dropped during it, the next step is a read.
+                self.drained = false;
                 self.fetch(true).await?;
             }
         }
