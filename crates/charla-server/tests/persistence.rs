@@ -180,6 +180,16 @@ fn write_dataset(r: &mut Raw) {
         ])
         .contains("1-1"));
     assert_eq!(r.cmd(&["INCR", "n"]), ":1\r\n");
+    // SETRANGE, LINSERT, COPY (to another database) and GETEX's expiry changes replay too.
+    assert_eq!(r.cmd(&["SETRANGE", "sr", "2", "xy"]), ":4\r\n");
+    assert_eq!(r.cmd(&["LINSERT", "l", "BEFORE", "c", "bc"]), ":3\r\n");
+    assert_eq!(r.cmd(&["COPY", "h", "h", "DB", "3"]), ":1\r\n");
+    assert_eq!(r.cmd(&["SET", "gx", "v"]), "+OK\r\n");
+    assert_eq!(r.cmd(&["GETEX", "gx", "EX", "1000"]), "$1\r\nv\r\n");
+    assert_eq!(r.cmd(&["SET", "gp", "v", "EX", "1000"]), "+OK\r\n");
+    assert_eq!(r.cmd(&["GETEX", "gp", "PERSIST"]), "$1\r\nv\r\n");
+    assert_eq!(r.cmd(&["SET", "gd", "v"]), "+OK\r\n");
+    assert_eq!(r.cmd(&["GETEX", "gd", "PXAT", "1"]), "$1\r\nv\r\n");
 }
 
 fn check_dataset(r: &mut Raw) {
@@ -189,8 +199,16 @@ fn check_dataset(r: &mut Raw) {
     assert_eq!(r.cmd(&["EXISTS", "gone"]), ":0\r\n");
     assert_eq!(
         r.cmd(&["LRANGE", "l", "0", "-1"]),
-        "*2\r\n$1\r\nb\r\n$1\r\nc\r\n"
+        "*3\r\n$1\r\nb\r\n$2\r\nbc\r\n$1\r\nc\r\n"
     );
+    assert_eq!(r.cmd(&["GET", "sr"]), "$4\r\n\0\0xy\r\n");
+    let ttl = r.cmd(&["TTL", "gx"]);
+    assert!(ttl.starts_with(":9") || ttl.starts_with(":1000"), "{ttl}");
+    assert_eq!(r.cmd(&["TTL", "gp"]), ":-1\r\n");
+    assert_eq!(r.cmd(&["EXISTS", "gd"]), ":0\r\n");
+    r.cmd(&["SELECT", "3"]);
+    assert_eq!(r.cmd(&["HGET", "h", "f"]), "$2\r\n42\r\n");
+    r.cmd(&["SELECT", "0"]);
     assert_eq!(r.cmd(&["LRANGE", "l2", "0", "-1"]), "*1\r\n$1\r\na\r\n");
     assert_eq!(r.cmd(&["HGET", "h", "f"]), "$2\r\n42\r\n");
     r.cmd(&["SELECT", "2"]);

@@ -275,3 +275,58 @@ pub fn randomkey(ctx: &mut Ctx, db: &mut Db) -> Res {
     }
     Res::Ok
 }
+
+/// COPY source destination [DB index] [REPLACE]: the value and its expiry, under a new name
+/// (in another database with DB).
+pub fn copy(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let mut replace = false;
+    let mut target = ctx.client.db;
+    let mut i = 3;
+    while i < ctx.args.len() {
+        if is(&ctx.args[i], "REPLACE") {
+            replace = true;
+            i += 1;
+        } else if is(&ctx.args[i], "DB") && i + 1 < ctx.args.len() {
+            let Some(n) = ctx.int_arg(i + 1) else {
+                return Res::Ok;
+            };
+            if !(0..crate::db::NUM_DBS as i64).contains(&n) {
+                ctx.out.err("ERR DB index is out of range");
+                return Res::Ok;
+            }
+            target = n as usize;
+            i += 2;
+        } else {
+            ctx.out.err(SYNTAX);
+            return Res::Ok;
+        }
+    }
+    let (src, dst) = (ctx.args[1].clone(), ctx.args[2].clone());
+    if target == ctx.client.db && src == dst {
+        ctx.out
+            .err("ERR source and destination objects are the same");
+        return Res::Ok;
+    }
+    let now = now_ms();
+    let Some(e) = db.dbs[ctx.client.db].get(&src, now) else {
+        ctx.out.int(0);
+        return Res::Ok;
+    };
+    let (value, expire_at) = (e.value.clone(), e.expire_at);
+    let to = &mut db.dbs[target];
+    if to.contains(&dst, now) {
+        if !replace {
+            ctx.out.int(0);
+            return Res::Ok;
+        }
+        to.remove(&dst);
+    }
+    to.insert(own(&dst), value);
+    if expire_at != 0 {
+        to.set_expire(&dst, expire_at);
+    }
+    db.signal(target, &dst);
+    ctx.dirty = true;
+    ctx.out.int(1);
+    Res::Ok
+}

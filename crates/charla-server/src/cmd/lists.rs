@@ -586,3 +586,31 @@ pub fn lmpop(ctx: &mut Ctx, db: &mut Db) -> Res {
     ctx.out.null_array();
     Res::Ok
 }
+
+/// LINSERT key BEFORE|AFTER pivot element: the list's new length, -1 without the pivot, 0
+/// without the list.
+pub fn linsert(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let after = if is(&ctx.args[2], "AFTER") {
+        true
+    } else if is(&ctx.args[2], "BEFORE") {
+        false
+    } else {
+        ctx.out.err(SYNTAX);
+        return Res::Ok;
+    };
+    let pivot = ctx.args[3].clone();
+    let element = own(&ctx.args[4]);
+    match list(db, ctx.client.db, &ctx.args[1]) {
+        L::Missing => ctx.out.int(0),
+        L::Wrong => ctx.out.err(WRONGTYPE),
+        L::List(l) => match l.iter().position(|v| *v == pivot) {
+            Some(at) => {
+                l.insert(at + usize::from(after), element);
+                ctx.dirty = true;
+                ctx.out.int(l.len() as i64);
+            }
+            None => ctx.out.int(-1),
+        },
+    }
+    Res::Ok
+}

@@ -195,6 +195,7 @@ pub fn table() -> &'static [Spec] {
             spec!("FLUSHDB", -1, WRITE, D(server::flushdb), 0, 0, 0),
             spec!("FLUSHALL", -1, WRITE, D(server::flushall), 0, 0, 0),
             spec!("TIME", 1, 0, Conn(server::time), 0, 0, 0),
+            spec!("FUNCTION", -2, 0, Conn(server::function), 0, 0, 0),
             spec!("CONFIG", -2, 0, Conn(server::config), 0, 0, 0),
             spec!("BGREWRITEAOF", 1, 0, Conn(server::bgrewriteaof), 0, 0, 0),
             spec!("SWAPDB", 3, WRITE, D(server::swapdb), 0, 0, 0),
@@ -231,6 +232,10 @@ pub fn table() -> &'static [Spec] {
             spec!("RENAME", 3, WRITE, D(keys::rename), 1, 2, 1),
             spec!("RENAMENX", 3, WRITE, D(keys::rename), 1, 2, 1),
             spec!("RANDOMKEY", 1, 0, D(keys::randomkey), 0, 0, 0),
+            // TOUCH only refreshes access times, which charla serve does not keep: it counts
+            // the keys that exist, as EXISTS does.
+            spec!("TOUCH", -2, 0, D(keys::exists), 1, -1, 1),
+            spec!("COPY", -3, WRITE, D(keys::copy), 1, 2, 1),
             // strings
             spec!("GET", 2, 0, D(strings::get), 1, 1, 1),
             spec!("SET", -3, WRITE, D(strings::set), 1, 1, 1),
@@ -250,6 +255,8 @@ pub fn table() -> &'static [Spec] {
             spec!("GETDEL", 2, WRITE, D(strings::getdel), 1, 1, 1),
             spec!("GETSET", 3, WRITE, D(strings::getset), 1, 1, 1),
             spec!("GETRANGE", 4, 0, D(strings::getrange), 1, 1, 1),
+            spec!("SETRANGE", 4, WRITE, D(strings::setrange), 1, 1, 1),
+            spec!("GETEX", -2, WRITE, D(strings::getex), 1, 1, 1),
             // hashes
             spec!("HSET", -4, WRITE, D(hashes::hset), 1, 1, 1),
             spec!("HMSET", -4, WRITE, D(hashes::hset), 1, 1, 1),
@@ -278,6 +285,7 @@ pub fn table() -> &'static [Spec] {
             spec!("LREM", 4, WRITE, D(lists::lrem), 1, 1, 1),
             spec!("LTRIM", 4, WRITE, D(lists::ltrim), 1, 1, 1),
             spec!("LPOS", -3, 0, D(lists::lpos), 1, 1, 1),
+            spec!("LINSERT", 5, WRITE, D(lists::linsert), 1, 1, 1),
             spec!("LMOVE", 5, WRITE, D(lists::lmove), 1, 2, 1),
             spec!("RPOPLPUSH", 3, WRITE, D(lists::lmove), 1, 2, 1),
             spec!("BLMOVE", 6, WRITE | BLOCKING, D(lists::lmove), 1, 2, 1),

@@ -418,3 +418,52 @@ pub fn bgrewriteaof(ctx: &mut Ctx) -> Res {
     }
     Res::Ok
 }
+
+/// FUNCTION FLUSH and FUNCTION LIST: charla serve runs no scripts, so its function library is
+/// always empty, and flushing it is done at once. Test harnesses send FUNCTION FLUSH before
+/// anything else. Loading code is refused, plainly.
+pub fn function(ctx: &mut Ctx) -> Res {
+    let sub = ctx.arg(1).clone();
+    if is(&sub, "FLUSH") {
+        match ctx.args.len() {
+            2 => ctx.out.ok(),
+            3 if is(ctx.arg(2), "ASYNC") || is(ctx.arg(2), "SYNC") => ctx.out.ok(),
+            3 => ctx
+                .out
+                .err("ERR FUNCTION FLUSH only supports SYNC|ASYNC option"),
+            _ => ctx.err_subcommand(&sub),
+        }
+    } else if is(&sub, "LIST") {
+        let mut i = 2;
+        while i < ctx.args.len() {
+            if is(ctx.arg(i), "WITHCODE") {
+                i += 1;
+            } else if is(ctx.arg(i), "LIBRARYNAME") {
+                if i + 1 >= ctx.args.len() {
+                    ctx.out.err("ERR library name argument was not given");
+                    return Res::Ok;
+                }
+                i += 2;
+            } else {
+                let arg = String::from_utf8_lossy(ctx.arg(i)).into_owned();
+                ctx.out.err(&format!("ERR Unknown argument {arg}"));
+                return Res::Ok;
+            }
+        }
+        ctx.out.array(0);
+    } else if ["LOAD", "DELETE", "DUMP", "RESTORE", "STATS", "KILL"]
+        .iter()
+        .any(|s| is(&sub, s))
+    {
+        ctx.out.err(&format!(
+            "ERR FUNCTION {} is not served: charla serve runs no scripts (FUNCTION FLUSH and FUNCTION LIST only)",
+            String::from_utf8_lossy(&sub).to_ascii_uppercase()
+        ));
+    } else {
+        let sub = String::from_utf8_lossy(&sub).into_owned();
+        ctx.out.err(&format!(
+            "ERR unknown subcommand '{sub}'. Try FUNCTION HELP."
+        ));
+    }
+    Res::Ok
+}

@@ -379,3 +379,127 @@ pub fn getrange(ctx: &mut Ctx, db: &mut Db) -> Res {
     }
     Res::Ok
 }
+
+/// SETRANGE key offset value: overwrite part of a string, padding with zero bytes.
+pub fn setrange(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let Some(offset) = ctx.int_arg(2) else {
+        return Res::Ok;
+    };
+    if offset < 0 {
+        ctx.out.err("ERR offset is out of range");
+        return Res::Ok;
+    }
+    let offset = offset as usize;
+    let max = ctx
+        .shared
+        .net
+        .proto_max_bulk_len
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let value = ctx.args[3].clone();
+    let ks = &mut db.dbs[ctx.client.db];
+    let key = &ctx.args[1];
+    let current: &[u8] = match ks.get(key, now_ms()).map(|e| &e.value) {
+        None => b"",
+        Some(Value::Str(s)) => s,
+        Some(_) => {
+            ctx.out.err(WRONGTYPE);
+            return Res::Ok;
+        }
+    };
+    if value.is_empty() {
+        // Nothing to write: the length as it is (and no key is created).
+        ctx.out.int(current.len() as i64);
+        return Res::Ok;
+    }
+    let Some(end) = offset.checked_add(value.len()).filter(|end| *end <= max) else {
+        ctx.out
+            .err("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+        return Res::Ok;
+    };
+    let mut v = Vec::with_capacity(end.max(current.len()));
+    v.extend_from_slice(current);
+    if v.len() < end {
+        v.resize(end, 0);
+    }
+    v[offset..end].copy_from_slice(&value);
+    let len = v.len();
+    ks.insert_keep_ttl(own(key), Value::Str(Bytes::from(v)));
+    ctx.dirty = true;
+    ctx.out.int(len as i64);
+    Res::Ok
+}
+
+/// GETEX key [EX s | PX ms | EXAT unix-s | PXAT unix-ms | PERSIST]: GET, then change the expiry.
+pub fn getex(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let now = now_ms();
+    let mut expire: Option<i128> = None;
+    let mut persist = false;
+    let mut i = 2;
+    while i < ctx.args.len() {
+        let a = &ctx.args[i];
+        let unit = ["EX", "PX", "EXAT", "PXAT"].iter().position(|u| is(a, u));
+        match unit {
+            Some(u) if expire.is_none() && !persist && i + 1 < ctx.args.len() => {
+                let Some(v) = ctx.int_arg(i + 1) else {
+                    return Res::Ok;
+                };
+                let v = v as i128;
+                let at = match u {
+                    0 => v * 1000 + now as i128,
+                    1 => v + now as i128,
+                    2 => v * 1000,
+                    _ => v,
+                };
+                if v <= 0 || at > i64::MAX as i128 {
+                    ctx.out.err("ERR invalid expire time in 'getex' command");
+                    return Res::Ok;
+                }
+                expire = Some(at);
+                i += 2;
+            }
+            None if is(a, "PERSIST") && expire.is_none() => {
+                persist = true;
+                i += 1;
+            }
+            _ => {
+                ctx.out.err(SYNTAX);
+                return Res::Ok;
+            }
+        }
+    }
+    let key = ctx.args[1].clone();
+    let ks = &mut db.dbs[ctx.client.db];
+    let Some(e) = ks.get(&key, now) else {
+        ctx.out.null();
+        return Res::Ok;
+    };
+    let had_expiry = e.expire_at != 0;
+    match &e.value {
+        Value::Str(s) => ctx.out.bulk(s),
+        _ => {
+            ctx.out.err(WRONGTYPE);
+            return Res::Ok;
+        }
+    }
+    // The AOF gets what happened, in absolute time: a replay must not restart the clock.
+    if let Some(at) = expire {
+        if at <= now as i128 {
+            ks.remove(&key);
+            db.propagate(ctx.client.db, &[b"DEL".as_slice(), &key]);
+        } else {
+            ks.set_expire(&key, at as u64);
+            let at = at.to_string();
+            db.propagate(
+                ctx.client.db,
+                &[b"PEXPIREAT".as_slice(), &key, at.as_bytes()],
+            );
+        }
+        ctx.dirty = true;
+    } else if persist && had_expiry {
+        ks.set_expire(&key, 0);
+        db.propagate(ctx.client.db, &[b"PERSIST".as_slice(), &key]);
+        ctx.dirty = true;
+    }
+    ctx.propagated = true;
+    Res::Ok
+}
