@@ -473,6 +473,23 @@ fn info_command_and_config_for_clients() {
         r.cmd(&["CONFIG", "GET", "save"]),
         "*2\r\n$4\r\nsave\r\n$0\r\n\r\n"
     );
+    // What CONFIG SET accepts is honoured: a setting charla serve has only one value of is
+    // accepted at that value and refused at any other, never answered OK and ignored.
+    for (name, held, other) in [
+        ("notify-keyspace-events", "", "KEA"),
+        ("save", "", "900 1"),
+        ("timeout", "0", "300"),
+        ("maxmemory-policy", "noeviction", "allkeys-lru"),
+    ] {
+        assert_eq!(r.cmd(&["CONFIG", "SET", name, held]), "+OK\r\n", "{name}");
+        let refused = r.cmd(&["CONFIG", "SET", name, other]);
+        assert!(
+            refused.starts_with(&format!(
+                "-ERR CONFIG SET failed (possibly related to argument '{name}') - "
+            )),
+            "{name} {other}: {refused}"
+        );
+    }
     assert!(r.cmd(&["COMMAND", "COUNT"]).starts_with(':'));
     assert_eq!(r.cmd(&["COMMAND", "DOCS"]), "*0\r\n");
     assert_eq!(

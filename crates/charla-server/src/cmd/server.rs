@@ -342,8 +342,10 @@ pub fn config(ctx: &mut Ctx) -> Res {
 /// A setting CONFIG SET changes, parsed and checked before any is applied (Redis applies a
 /// multi-parameter CONFIG SET all or nothing).
 enum Setting {
-    /// Accepted and ignored: client libraries set these, and they change nothing here.
-    Harmless,
+    /// A setting at the only value charla serve has (client libraries and test harnesses set
+    /// these): accepted because it is what already holds. Any other value is refused, never
+    /// answered OK and ignored.
+    AsItIs,
     ProtoMaxBulkLen(usize),
     QueryBufferLimit(usize),
     PubsubLimit(Option<crate::config::OutputLimit>),
@@ -358,7 +360,19 @@ fn parse_setting(name: &str, value: &str) -> Result<Setting, &'static str> {
             .ok_or("argument must be a memory value of at least 1mb")
     };
     Ok(match name {
-        "save" | "notify-keyspace-events" | "timeout" | "maxmemory-policy" => Setting::Harmless,
+        // No snapshots: only "no save points".
+        "save" if value.trim().is_empty() => Setting::AsItIs,
+        "save" => return Err("charla serve writes no snapshots (only \"\" is accepted; for persistence start it with --appendonly)"),
+        "notify-keyspace-events" if value.is_empty() => Setting::AsItIs,
+        "notify-keyspace-events" => {
+            return Err("keyspace notifications are not served by charla serve yet (only \"\" is accepted)")
+        }
+        "timeout" if value.trim() == "0" => Setting::AsItIs,
+        "timeout" => return Err("charla serve does not close idle clients (only 0 is accepted)"),
+        "maxmemory-policy" if value.eq_ignore_ascii_case("noeviction") => Setting::AsItIs,
+        "maxmemory-policy" => {
+            return Err("charla serve never evicts keys (only noeviction is accepted)")
+        }
         "proto-max-bulk-len" => Setting::ProtoMaxBulkLen(size(value)?),
         "client-query-buffer-limit" => Setting::QueryBufferLimit(size(value)?),
         "client-output-buffer-limit" => Setting::PubsubLimit(
@@ -392,7 +406,7 @@ fn config_set(ctx: &mut Ctx) {
     let net = &ctx.shared.net;
     for s in settings {
         match s {
-            Setting::Harmless | Setting::PubsubLimit(None) => {}
+            Setting::AsItIs | Setting::PubsubLimit(None) => {}
             Setting::ProtoMaxBulkLen(n) => net.proto_max_bulk_len.store(n, Ordering::Relaxed),
             Setting::QueryBufferLimit(n) => {
                 net.client_query_buffer_limit.store(n, Ordering::Relaxed)
