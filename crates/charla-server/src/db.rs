@@ -162,6 +162,32 @@ impl Keyspace {
         }
     }
 
+    /// A key chosen at random (RANDOMKEY), expired keys met on the way dropped as Redis does:
+    /// random slots first (each key has one, so every live key is as likely), then, if those
+    /// hit only free or expired slots, the first live key in slot order.
+    pub fn random_key(&mut self, now: u64) -> Option<Bytes> {
+        const TRIES: usize = 100;
+        for _ in 0..TRIES {
+            if self.map.is_empty() || self.slots.is_empty() {
+                return None;
+            }
+            let i = fastrand::usize(..self.slots.len());
+            let Some(key) = self.slots.get(i).cloned().flatten() else {
+                continue;
+            };
+            if self.map.get(&key).is_some_and(|e| Self::is_expired(e, now)) {
+                self.remove(&key);
+                continue;
+            }
+            return Some(key);
+        }
+        self.map
+            .iter()
+            .filter(|(_, e)| !Self::is_expired(e, now))
+            .min_by_key(|(_, e)| e.slot)
+            .map(|(k, _)| k.clone())
+    }
+
     /// Drop `key` if its time has come (lazy expiry, as Redis does on access).
     fn expire_if_due(&mut self, key: &[u8], now: u64) {
         let due = matches!(self.map.get(key), Some(e) if Self::is_expired(e, now));

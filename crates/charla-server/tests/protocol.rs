@@ -532,3 +532,26 @@ fn scan_with_match_count_and_type() {
     }
     assert_eq!(seen, 25);
 }
+
+/// RANDOMKEY picks among the live keys (it returned the same key every time), and never one
+/// that has expired.
+#[test]
+fn randomkey_is_random_and_skips_expired_keys() {
+    let s = server();
+    let mut r = Raw::connect(s.port);
+    assert_eq!(r.cmd(&["RANDOMKEY"]), "$-1\r\n");
+    for key in ["a", "b", "c", "d"] {
+        assert_eq!(r.cmd(&["SET", key, "v"]), "+OK\r\n");
+    }
+    let seen: std::collections::HashSet<String> = (0..200).map(|_| r.cmd(&["RANDOMKEY"])).collect();
+    assert_eq!(seen.len(), 4, "200 picks over 4 keys: {seen:?}");
+    assert_eq!(r.cmd(&["FLUSHALL"]), "+OK\r\n");
+    for i in 0..50 {
+        r.cmd(&["SET", &format!("gone{i}"), "v", "PX", "1"]);
+    }
+    r.cmd(&["SET", "stays", "v"]);
+    std::thread::sleep(Duration::from_millis(20));
+    for _ in 0..20 {
+        assert_eq!(r.cmd(&["RANDOMKEY"]), "$5\r\nstays\r\n");
+    }
+}

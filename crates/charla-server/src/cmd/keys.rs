@@ -265,12 +265,8 @@ pub fn rename(ctx: &mut Ctx, db: &mut Db) -> Res {
 }
 
 pub fn randomkey(ctx: &mut Ctx, db: &mut Db) -> Res {
-    let ks = &mut db.dbs[ctx.client.db];
-    match ks.iter().map(|(k, _)| k).next() {
-        Some(k) => {
-            let k = k.clone();
-            ctx.out.bulk(&k)
-        }
+    match db.dbs[ctx.client.db].random_key(now_ms()) {
+        Some(k) => ctx.out.bulk(&k),
         None => ctx.out.null(),
     }
     Res::Ok
