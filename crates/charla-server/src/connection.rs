@@ -39,6 +39,19 @@ pub struct ClientInfo {
     pub lib_ver: String,
 }
 
+/// CLIENT REPLY's modes, as Redis keeps them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyMode {
+    #[default]
+    On,
+    /// No replies until CLIENT REPLY ON.
+    Off,
+    /// CLIENT REPLY SKIP was just run: the next command's reply is dropped.
+    SkipNext,
+    /// The reply of the command running now is dropped.
+    Skip,
+}
+
 /// Per-connection protocol state.
 pub struct Client {
     pub id: u64,
@@ -63,6 +76,8 @@ pub struct Client {
     pub commands: u64,
     /// AOF sequence number of this client's last write (fsync=always waits for it).
     pub aof_seq: u64,
+    /// CLIENT REPLY: what happens to this client's replies.
+    pub reply: ReplyMode,
     pub meta: Arc<ClientMeta>,
 }
 
@@ -101,6 +116,7 @@ impl Client {
                 block_ids: None,
                 commands: 0,
                 aof_seq: 0,
+                reply: Default::default(),
                 meta,
             },
             rx,
@@ -412,10 +428,25 @@ impl Connection {
             dirty: false,
             propagated: false,
         };
+        let mark = ctx.out.buf.len();
         let mut r = cmd::dispatch(&mut ctx);
         if r == Res::Block {
             r = self.wait_blocked(args).await?;
         }
+        // CLIENT REPLY OFF / SKIP: the reply is made (the command's effects are the same) and
+        // then dropped, here at the one place every command of a connection passes.
+        self.client.reply = match self.client.reply {
+            ReplyMode::Off => {
+                self.out.buf.truncate(mark);
+                ReplyMode::Off
+            }
+            ReplyMode::Skip => {
+                self.out.buf.truncate(mark);
+                ReplyMode::On
+            }
+            ReplyMode::SkipNext => ReplyMode::Skip,
+            ReplyMode::On => ReplyMode::On,
+        };
         let is_sub = self.client.in_subscribe_mode();
         if was_sub != is_sub {
             if is_sub {

@@ -555,3 +555,48 @@ fn randomkey_is_random_and_skips_expired_keys() {
         assert_eq!(r.cmd(&["RANDOMKEY"]), "$5\r\nstays\r\n");
     }
 }
+
+/// CLIENT REPLY OFF and SKIP drop replies (they answered before, which left a client that
+/// reads no reply one reply out of step); the commands still run. Checked against
+/// redis-server too when it is installed.
+#[test]
+fn client_reply_off_and_skip_stay_silent() {
+    fn script(port: u16) -> String {
+        let mut r = Raw::connect(port);
+        let lines = [
+            "CLIENT REPLY OFF",
+            "SET a 1",
+            "GET a",
+            "CLIENT REPLY SKIP",
+            "CLIENT REPLY ON",
+            "GET a",
+            "CLIENT REPLY SKIP",
+            "SET b 2",
+            "GET b",
+            "CLIENT REPLY MAYBE",
+        ];
+        let mut sent = Vec::new();
+        for line in lines {
+            let args: Vec<&str> = line.split(' ').collect();
+            sent.extend(format!("*{}\r\n", args.len()).into_bytes());
+            for a in args {
+                sent.extend(format!("${}\r\n{a}\r\n", a.len()).into_bytes());
+            }
+        }
+        r.send(&sent);
+        let mut got = String::new();
+        while let Some(reply) = r.try_reply(Duration::from_millis(300)) {
+            got.push_str(&reply);
+        }
+        got
+    }
+    let s = server();
+    let ours = script(s.port);
+    assert_eq!(
+        ours, "+OK\r\n$1\r\n1\r\n$1\r\n2\r\n-ERR syntax error\r\n",
+        "only ON, the GET after it, the GET after the skipped SET and the error"
+    );
+    if let Some(redis) = charla_testkit::RedisServer::start() {
+        assert_eq!(ours, script(redis.port()), "as redis-server answers");
+    }
+}

@@ -251,7 +251,22 @@ pub fn client(ctx: &mut Ctx) -> Res {
     } else if is(&sub, "INFO") && n == 2 {
         let s = ctx.shared.client_list(Some(ctx.client.id));
         ctx.out.verbatim(&s);
-    } else if (is(&sub, "NO-EVICT") || is(&sub, "NO-TOUCH") || is(&sub, "REPLY")) && n == 3 {
+    } else if is(&sub, "REPLY") && n == 3 {
+        use crate::connection::ReplyMode;
+        let mode = ctx.arg(2).clone();
+        if is(&mode, "ON") {
+            ctx.client.reply = ReplyMode::On;
+            ctx.out.ok();
+        } else if is(&mode, "OFF") {
+            ctx.client.reply = ReplyMode::Off; // this command's own reply is dropped too
+        } else if is(&mode, "SKIP") {
+            if ctx.client.reply != ReplyMode::Off {
+                ctx.client.reply = ReplyMode::SkipNext;
+            }
+        } else {
+            ctx.out.err(super::SYNTAX);
+        }
+    } else if (is(&sub, "NO-EVICT") || is(&sub, "NO-TOUCH")) && n == 3 {
         // Accepted for client compatibility; they change nothing here.
         ctx.out.ok();
     } else if is(&sub, "HELP") {
