@@ -465,6 +465,9 @@ fn info_command_and_config_for_clients() {
         "connected_clients:",
         "used_memory:",
         "total_commands_processed:",
+        "# CPU",
+        "used_cpu_sys:",
+        "used_cpu_user:",
         "# Keyspace",
     ] {
         assert!(info.contains(f), "INFO lacks {f}: {info}");

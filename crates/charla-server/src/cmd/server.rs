@@ -183,6 +183,13 @@ pub fn info(ctx: &mut Ctx, db: &mut Db) -> Res {
     if want("replication") {
         s.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
     }
+    if want("cpu") {
+        let (sys, user) = cpu_seconds();
+        let _ = write!(
+            s,
+            "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\nused_cpu_sys_children:0.000000\r\nused_cpu_user_children:0.000000\r\n\r\n"
+        );
+    }
     if want("keyspace") {
         s.push_str("# Keyspace\r\n");
         for (i, n, v) in keyspace {
@@ -195,6 +202,20 @@ pub fn info(ctx: &mut Ctx, db: &mut Db) -> Res {
     }
     ctx.out.verbatim(&s);
     Res::Ok
+}
+
+/// The process's system and user CPU time so far, in seconds (INFO cpu).
+fn cpu_seconds() -> (f64, f64) {
+    // SAFETY: getrusage fills the struct it is given; a zeroed rusage is a valid value.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut u) != 0 {
+            return (0.0, 0.0);
+        }
+        u
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(usage.ru_stime), secs(usage.ru_utime))
 }
 
 pub fn dbsize(ctx: &mut Ctx, db: &mut Db) -> Res {
