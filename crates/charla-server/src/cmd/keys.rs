@@ -326,3 +326,40 @@ pub fn copy(ctx: &mut Ctx, db: &mut Db) -> Res {
     ctx.out.int(1);
     Res::Ok
 }
+
+/// MOVE key db: the key, its value and expiry, into another database, unless a key of that
+/// name is there already.
+pub fn move_(ctx: &mut Ctx, db: &mut Db) -> Res {
+    let Some(target) = ctx.int_arg(2) else {
+        return Res::Ok;
+    };
+    if !(0..crate::db::NUM_DBS as i64).contains(&target) {
+        ctx.out.err("ERR DB index is out of range");
+        return Res::Ok;
+    }
+    let (source, target) = (ctx.client.db, target as usize);
+    if source == target {
+        ctx.out
+            .err("ERR source and destination objects are the same");
+        return Res::Ok;
+    }
+    let key = ctx.args[1].clone();
+    let now = now_ms();
+    if !db.dbs[source].contains(&key, now) || db.dbs[target].contains(&key, now) {
+        ctx.out.int(0);
+        return Res::Ok;
+    }
+    let Some(e) = db.dbs[source].remove(&key) else {
+        ctx.out.int(0);
+        return Res::Ok;
+    };
+    let to = &mut db.dbs[target];
+    to.insert(key.clone(), e.value);
+    if e.expire_at != 0 {
+        to.set_expire(&key, e.expire_at);
+    }
+    db.signal(target, &key);
+    ctx.dirty = true;
+    ctx.out.int(1);
+    Res::Ok
+}

@@ -236,6 +236,7 @@ pub fn table() -> &'static [Spec] {
             // the keys that exist, as EXISTS does.
             spec!("TOUCH", -2, 0, D(keys::exists), 1, -1, 1),
             spec!("COPY", -3, WRITE, D(keys::copy), 1, 2, 1),
+            spec!("MOVE", 3, WRITE, D(keys::move_), 1, 1, 1),
             // strings
             spec!("GET", 2, 0, D(strings::get), 1, 1, 1),
             spec!("SET", -3, WRITE, D(strings::set), 1, 1, 1),
