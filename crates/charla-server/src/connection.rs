@@ -39,6 +39,15 @@ pub struct ClientInfo {
     pub lib_ver: String,
 }
 
+/// WATCH's state: the keyspace's write count when the first key was watched (any write since
+/// aborts EXEC: conservative, see cmd/transactions.rs), and the earliest deadline among the
+/// watched keys that had one (a watched key that expires meanwhile aborts EXEC, as in Redis).
+#[derive(Debug, Clone, Copy)]
+pub struct Watch {
+    pub writes: u64,
+    pub first_expiry: Option<u64>,
+}
+
 /// CLIENT REPLY's modes, as Redis keeps them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum ReplyMode {
@@ -61,7 +70,7 @@ pub struct Client {
     pub multi: Option<Vec<Vec<Bytes>>>,
     pub multi_error: bool,
     pub in_exec: bool,
-    pub watch: Option<u64>,
+    pub watch: Option<Watch>,
     pub subs: HashSet<Bytes>,
     pub psubs: HashSet<Bytes>,
     pub mailbox: Mailbox,

@@ -160,3 +160,35 @@ fn info_and_other_connection_commands_run_inside_exec() {
     assert!(rep[8].starts_with("*7\r\n+OK\r\n"), "{rep:?}");
     assert!(rep[8].contains("db0:keys=1"), "{rep:?}");
 }
+
+/// A watched key that expires before EXEC aborts the transaction, as in Redis (it ran, since
+/// an expiry is no client's write); one already gone when watched does not; RESET unwatches.
+#[test]
+fn a_watched_key_that_expires_aborts_exec_and_reset_unwatches() {
+    let s = server();
+    let mut r = Raw::connect(s.port);
+    assert_eq!(r.cmd(&["SET", "short", "v", "PX", "100"]), "+OK\r\n");
+    assert_eq!(r.cmd(&["SET", "long", "v", "EX", "100"]), "+OK\r\n");
+    assert_eq!(r.cmd(&["WATCH", "long", "short"]), "+OK\r\n");
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(
+        pipeline(&mut r, &[&["MULTI"], &["SET", "x", "1"], &["EXEC"]])[2],
+        "*-1\r\n",
+        "the watched key expired: aborted"
+    );
+    assert_eq!(r.cmd(&["WATCH", "short", "long"]), "+OK\r\n");
+    assert_eq!(
+        pipeline(&mut r, &[&["MULTI"], &["SET", "x", "2"], &["EXEC"]])[2],
+        "*1\r\n+OK\r\n",
+        "gone before WATCH, and the other key lives: runs"
+    );
+    assert_eq!(r.cmd(&["SET", "short", "v", "PX", "100"]), "+OK\r\n");
+    assert_eq!(r.cmd(&["WATCH", "short"]), "+OK\r\n");
+    assert_eq!(r.cmd(&["RESET"]), "+RESET\r\n");
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(
+        pipeline(&mut r, &[&["MULTI"], &["SET", "x", "3"], &["EXEC"]])[2],
+        "*1\r\n+OK\r\n",
+        "RESET unwatched"
+    );
+}

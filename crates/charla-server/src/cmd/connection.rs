@@ -183,6 +183,8 @@ pub fn reset(ctx: &mut Ctx) -> Res {
     let c = &mut *ctx.client;
     c.multi = None;
     c.multi_error = false;
+    c.watch = None;
+    c.reply = crate::connection::ReplyMode::On;
     c.db = 0;
     c.proto = 2;
     ctx.out.proto = 2;

@@ -3,9 +3,11 @@
 //! write between the check and the execution; the AOF gets the transaction framed in
 //! MULTI … EXEC. WATCH is conservative: any write to
 //! the watched database since WATCH aborts the EXEC (a false abort only costs the client a
-//! retry, which optimistic-locking loops already do; a missed conflict would be a bug).
+//! retry, which optimistic-locking loops already do; a missed conflict would be a bug), and so
+//! does a watched key's expiry, as in Redis.
 
 use super::{dispatch_exec, Ctx, Res};
+use crate::connection::Watch;
 use crate::db::Db;
 use crate::frame::encode_command;
 
@@ -36,10 +38,23 @@ pub fn watch(ctx: &mut Ctx) -> Res {
         ctx.out.err("ERR WATCH inside MULTI is not allowed");
         return Res::Ok;
     }
-    if ctx.client.watch.is_none() {
-        let w = ctx.shared.lock_db().writes;
-        ctx.client.watch = Some(w);
+    let db = ctx.shared.lock_db();
+    let now = crate::db::now_ms();
+    let keyspace = &db.dbs[ctx.client.db];
+    let watch = ctx.client.watch.get_or_insert(Watch {
+        writes: db.writes,
+        first_expiry: None,
+    });
+    for key in &ctx.args[1..] {
+        if let Some(at) = keyspace
+            .peek(key)
+            .map(|e| e.expire_at)
+            .filter(|&at| at > now)
+        {
+            watch.first_expiry = Some(watch.first_expiry.map_or(at, |t| t.min(at)));
+        }
     }
+    drop(db);
     ctx.out.ok();
     Res::Ok
 }
@@ -75,7 +90,8 @@ pub fn exec(ctx: &mut Ctx) -> Res {
         }
     }
     let mut db = shared.lock_db();
-    if watched.is_some_and(|w| db.writes != w) {
+    let now = crate::db::now_ms();
+    if watched.is_some_and(|w| db.writes != w.writes || w.first_expiry.is_some_and(|t| t <= now)) {
         ctx.out.null_array();
         return Res::Ok;
     }
