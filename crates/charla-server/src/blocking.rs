@@ -20,8 +20,15 @@ pub fn may_block(ctx: &Ctx) -> bool {
     !ctx.client.in_exec && !ctx.client.block_timed_out
 }
 
-/// Register the client on `keys` and ask the connection to wait.
-pub fn block(ctx: &mut Ctx, db: &mut Db, keys: &[&Bytes], timeout: Option<Duration>) -> Res {
+/// Register the client on `keys` and ask the connection to wait; with `wake_when_gone`, a
+/// write that deletes or replaces one of the keys wakes it too (see [`Db::signal_gone`]).
+pub fn block(
+    ctx: &mut Ctx,
+    db: &mut Db,
+    keys: &[&Bytes],
+    timeout: Option<Duration>,
+    wake_when_gone: bool,
+) -> Res {
     let c = &mut *ctx.client;
     if !c.block_started {
         c.block_started = true;
@@ -30,7 +37,7 @@ pub fn block(ctx: &mut Ctx, db: &mut Db, keys: &[&Bytes], timeout: Option<Durati
     }
     for k in keys {
         let k = own(k);
-        db.add_waiter(c.db, k.clone(), c.notify.clone());
+        db.add_waiter(c.db, k.clone(), c.notify.clone(), wake_when_gone);
         c.blocked_keys.push((c.db, k));
     }
     Res::Block

@@ -418,12 +418,21 @@ impl Keyspace {
     }
 }
 
+/// A client blocked on a key.
+#[derive(Debug)]
+struct Waiter {
+    notify: Arc<Notify>,
+    /// Also woken when the key is deleted or replaced (XREADGROUP: Redis unblocks it with an
+    /// error then; the others keep waiting for data, so waking them would only cost a re-run).
+    on_gone: bool,
+}
+
 /// Everything behind the keyspace lock.
 #[derive(Debug)]
 pub struct Db {
     pub dbs: Vec<Keyspace>,
     /// Clients blocked on a key (BLPOP, BLMOVE, XREAD BLOCK...), woken when it may be served.
-    waiters: HashMap<(usize, Bytes), Vec<Arc<Notify>>>,
+    waiters: HashMap<(usize, Bytes), Vec<Waiter>>,
     /// Commands not yet handed to the AOF writer, RESP-encoded, and their count.
     pub aof_buf: Vec<u8>,
     pub aof_seq: u64,
@@ -456,16 +465,20 @@ impl Db {
         }
     }
 
-    /// Register `n` to be woken when `key` in `db` may have something for it.
-    pub fn add_waiter(&mut self, db: usize, key: Bytes, n: Arc<Notify>) {
-        self.waiters.entry((db, key)).or_default().push(n);
+    /// Register `n` to be woken when `key` in `db` may have something for it (and, with
+    /// `on_gone`, when the key is deleted or replaced).
+    pub fn add_waiter(&mut self, db: usize, key: Bytes, n: Arc<Notify>, on_gone: bool) {
+        self.waiters
+            .entry((db, key))
+            .or_default()
+            .push(Waiter { notify: n, on_gone });
     }
 
     /// Drop a client's registrations (after it was served or timed out).
     pub fn remove_waiter(&mut self, db: usize, key: &Bytes, n: &Arc<Notify>) {
         let k = (db, key.clone());
         if let Some(v) = self.waiters.get_mut(&k) {
-            v.retain(|x| !Arc::ptr_eq(x, n));
+            v.retain(|w| !Arc::ptr_eq(&w.notify, n));
             if v.is_empty() {
                 self.waiters.remove(&k);
             }
@@ -481,9 +494,29 @@ impl Db {
             return;
         }
         if let Some(v) = self.waiters.get(&(db, key.clone())) {
-            for n in v {
-                n.notify_one();
+            for w in v {
+                w.notify.notify_one();
             }
+        }
+    }
+
+    /// `key` may have been deleted or replaced by a write: wake the waiters that want to know.
+    #[inline]
+    pub fn signal_gone(&mut self, db: usize, key: &Bytes) {
+        if self.waiters.is_empty() {
+            return;
+        }
+        if let Some(v) = self.waiters.get(&(db, key.clone())) {
+            for w in v.iter().filter(|w| w.on_gone) {
+                w.notify.notify_one();
+            }
+        }
+    }
+
+    /// Keys may have gone anywhere (FLUSHALL, FLUSHDB, SWAPDB): wake every such waiter.
+    pub fn signal_all_gone(&mut self) {
+        for w in self.waiters.values().flatten().filter(|w| w.on_gone) {
+            w.notify.notify_one();
         }
     }
 

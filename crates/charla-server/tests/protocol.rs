@@ -603,3 +603,58 @@ fn client_reply_off_and_skip_stay_silent() {
         assert_eq!(ours, script(redis.port()), "as redis-server answers");
     }
 }
+
+/// A client blocked in XREADGROUP is released with Redis's error when its stream key is
+/// deleted, replaced, renamed or flushed, or its group destroyed (it waited out its timeout
+/// and then got another error); new entries still serve it. Compared with redis-server.
+#[test]
+fn blocked_xreadgroup_is_released_when_its_key_or_group_goes() {
+    fn released(port: u16, change: &[&str]) -> String {
+        let mut setup = Raw::connect(port);
+        setup.cmd(&["DEL", "st"]);
+        assert_eq!(setup.cmd(&["XADD", "st", "1-1", "f", "v"]), "$3\r\n1-1\r\n");
+        assert_eq!(setup.cmd(&["XGROUP", "CREATE", "st", "g", "$"]), "+OK\r\n");
+        let mut reader = Raw::connect(port);
+        let read = [
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c",
+            "BLOCK",
+            "10000",
+            "STREAMS",
+            "st",
+            ">",
+        ];
+        let mut frame = format!("*{}\r\n", read.len());
+        for a in read {
+            frame.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        reader.send(frame.as_bytes());
+        std::thread::sleep(Duration::from_millis(200));
+        setup.cmd(change);
+        reader
+            .try_reply(Duration::from_secs(3))
+            .unwrap_or_else(|| "(still blocked after 3 s)".into())
+    }
+    let changes: [&[&str]; 6] = [
+        &["DEL", "st"],
+        &["SET", "st", "x"],
+        &["RENAME", "st", "st2"],
+        &["FLUSHALL"],
+        &["XGROUP", "DESTROY", "st", "g"],
+        &["XADD", "st", "2-1", "f", "w"],
+    ];
+    let s = server();
+    let ours: Vec<String> = changes.iter().map(|c| released(s.port, c)).collect();
+    assert_eq!(ours[0], "-UNBLOCKED the stream key no longer exists\r\n");
+    assert_eq!(
+        ours[4],
+        "-NOGROUP the consumer group this client was blocked on no longer exists\r\n"
+    );
+    assert!(ours[5].contains("2-1"), "{}", ours[5]);
+    if let Some(redis) = charla_testkit::RedisServer::start() {
+        let theirs: Vec<String> = changes.iter().map(|c| released(redis.port(), c)).collect();
+        assert_eq!(ours, theirs, "as redis-server answers");
+    }
+}

@@ -424,7 +424,7 @@ pub fn lmove(ctx: &mut Ctx, db: &mut Db) -> Res {
     let Some(v) = v else {
         if let Some(t) = timeout {
             if may_block(ctx) {
-                return block(ctx, db, &[&src], t);
+                return block(ctx, db, &[&src], t, false);
             }
             // A blocking move that timed out replies with a null array, as Redis does.
             ctx.out.null_array();
@@ -495,7 +495,7 @@ pub fn bpop(ctx: &mut Ctx, db: &mut Db) -> Res {
     }
     if may_block(ctx) {
         let refs: Vec<&Bytes> = keys.iter().collect();
-        return block(ctx, db, &refs, timeout);
+        return block(ctx, db, &refs, timeout, false);
     }
     ctx.out.null_array();
     Res::Ok
@@ -581,7 +581,7 @@ pub fn lmpop(ctx: &mut Ctx, db: &mut Db) -> Res {
     }
     if blocking && may_block(ctx) {
         let refs: Vec<&Bytes> = keys.iter().collect();
-        return block(ctx, db, &refs, timeout);
+        return block(ctx, db, &refs, timeout, false);
     }
     ctx.out.null_array();
     Res::Ok

@@ -114,6 +114,8 @@ pub const BLOCKING: u32 = 32;
 /// Reads the keyspace's shape, not its data (INFO): its reply need not wait, with
 /// `appendfsync always`, for other clients' writes to reach the disk.
 pub const NO_DATA: u32 = 64;
+/// Changes keys it does not name (FLUSHALL, FLUSHDB, SWAPDB): after it, any key may be gone.
+pub const KEYSPACE_WIDE: u32 = 128;
 
 pub struct Spec {
     pub name: &'static str,
@@ -125,6 +127,27 @@ pub struct Spec {
     pub first_key: i32,
     pub last_key: i32,
     pub step: i32,
+}
+
+impl Spec {
+    /// The arguments that are keys, by the table's first / last / step positions (a negative
+    /// last counts from the end: -1 is the last argument).
+    pub fn keys<'a>(&self, args: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> + 'a {
+        let n = args.len() as i32;
+        let last = if self.last_key < 0 {
+            n + self.last_key
+        } else {
+            self.last_key
+        };
+        let (first, step) = (self.first_key, self.step.max(1));
+        let keys: &[Bytes] = if first > 0 && last >= first {
+            args.get(first as usize..=(last.min(n - 1)) as usize)
+                .unwrap_or_default()
+        } else {
+            &[]
+        };
+        keys.iter().step_by(step as usize)
+    }
 }
 
 macro_rules! spec {
@@ -192,13 +215,37 @@ pub fn table() -> &'static [Spec] {
             spec!("COMMAND", -1, 0, Conn(server::command), 0, 0, 0),
             spec!("INFO", -1, NO_DATA, D(server::info), 0, 0, 0),
             spec!("DBSIZE", 1, 0, D(server::dbsize), 0, 0, 0),
-            spec!("FLUSHDB", -1, WRITE, D(server::flushdb), 0, 0, 0),
-            spec!("FLUSHALL", -1, WRITE, D(server::flushall), 0, 0, 0),
+            spec!(
+                "FLUSHDB",
+                -1,
+                WRITE | KEYSPACE_WIDE,
+                D(server::flushdb),
+                0,
+                0,
+                0
+            ),
+            spec!(
+                "FLUSHALL",
+                -1,
+                WRITE | KEYSPACE_WIDE,
+                D(server::flushall),
+                0,
+                0,
+                0
+            ),
             spec!("TIME", 1, 0, Conn(server::time), 0, 0, 0),
             spec!("FUNCTION", -2, 0, Conn(server::function), 0, 0, 0),
             spec!("CONFIG", -2, 0, Conn(server::config), 0, 0, 0),
             spec!("BGREWRITEAOF", 1, 0, Conn(server::bgrewriteaof), 0, 0, 0),
-            spec!("SWAPDB", 3, WRITE, D(server::swapdb), 0, 0, 0),
+            spec!(
+                "SWAPDB",
+                3,
+                WRITE | KEYSPACE_WIDE,
+                D(server::swapdb),
+                0,
+                0,
+                0
+            ),
             // transactions
             spec!("MULTI", 1, TX_CTL, Conn(transactions::multi), 0, 0, 0),
             spec!("EXEC", 1, TX_CTL, Conn(transactions::exec), 0, 0, 0),
@@ -527,6 +574,16 @@ pub fn run_locked(ctx: &mut Ctx, spec: &Spec, f: DbFn, db: &mut Db) -> Res {
     let r = f(ctx, db);
     if ctx.dirty {
         db.writes += 1;
+        // Whatever a write did to the keys it names (or, keyspace-wide, to any key), clients
+        // blocked in a way that must hear of a key going away are woken to look: the table
+        // says which keys a command touches, so no command has to remember to tell them.
+        if spec.flags & KEYSPACE_WIDE != 0 {
+            db.signal_all_gone();
+        } else {
+            for key in spec.keys(ctx.args) {
+                db.signal_gone(ctx.client.db, key);
+            }
+        }
     }
     if spec.flags & WRITE != 0 && ctx.dirty && !ctx.propagated {
         db.propagate(ctx.client.db, ctx.args);

@@ -423,8 +423,25 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
     let resolved = ctx.client.block_ids.clone().unwrap_or_default();
 
     // Check types and groups first so errors come before any state change.
+    // A blocked XREADGROUP woken because its key or group went away is told so (Redis's
+    // errors for that case); a first run gets the errors of a bad request.
+    let woken = group_mode && ctx.client.block_started;
     for k in keys {
         match stream(db, d, k) {
+            S::Wrong | S::Missing if woken => {
+                ctx.out.err("UNBLOCKED the stream key no longer exists");
+                return Res::Ok;
+            }
+            S::Stream(s)
+                if woken
+                    && !group
+                        .as_ref()
+                        .is_some_and(|(g, _)| s.groups.contains_key(g)) =>
+            {
+                ctx.out
+                    .err("NOGROUP the consumer group this client was blocked on no longer exists");
+                return Res::Ok;
+            }
             S::Wrong => {
                 ctx.out.err(WRONGTYPE);
                 return Res::Ok;
@@ -590,7 +607,7 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
                     Some(std::time::Duration::from_millis(ms as u64))
                 };
                 let refs: Vec<&Bytes> = keys.iter().collect();
-                return block(ctx, db, &refs, t);
+                return block(ctx, db, &refs, t, group_mode);
             }
         }
         ctx.out.null_array();
