@@ -431,8 +431,10 @@ pub fn setrange(ctx: &mut Ctx, db: &mut Db) -> Res {
 
 /// GETEX key [EX s | PX ms | EXAT unix-s | PXAT unix-ms | PERSIST]: GET, then change the expiry.
 pub fn getex(ctx: &mut Ctx, db: &mut Db) -> Res {
+    // Redis's order: the options' syntax, then the key (missing: nil; not a string:
+    // WRONGTYPE), and only then the expiry's value.
     let now = now_ms();
-    let mut expire: Option<i128> = None;
+    let mut expire: Option<(usize, usize)> = None; // (unit, index of its value)
     let mut persist = false;
     let mut i = 2;
     while i < ctx.args.len() {
@@ -440,21 +442,7 @@ pub fn getex(ctx: &mut Ctx, db: &mut Db) -> Res {
         let unit = ["EX", "PX", "EXAT", "PXAT"].iter().position(|u| is(a, u));
         match unit {
             Some(u) if expire.is_none() && !persist && i + 1 < ctx.args.len() => {
-                let Some(v) = ctx.int_arg(i + 1) else {
-                    return Res::Ok;
-                };
-                let v = v as i128;
-                let at = match u {
-                    0 => v * 1000 + now as i128,
-                    1 => v + now as i128,
-                    2 => v * 1000,
-                    _ => v,
-                };
-                if v <= 0 || at > i64::MAX as i128 {
-                    ctx.out.err("ERR invalid expire time in 'getex' command");
-                    return Res::Ok;
-                }
-                expire = Some(at);
+                expire = Some((u, i + 1));
                 i += 2;
             }
             None if is(a, "PERSIST") && expire.is_none() => {
@@ -468,18 +456,45 @@ pub fn getex(ctx: &mut Ctx, db: &mut Db) -> Res {
         }
     }
     let key = ctx.args[1].clone();
+    match db.dbs[ctx.client.db].get(&key, now).map(|e| &e.value) {
+        None => {
+            ctx.out.null();
+            return Res::Ok;
+        }
+        Some(Value::Str(_)) => {}
+        Some(_) => {
+            ctx.out.err(WRONGTYPE);
+            return Res::Ok;
+        }
+    }
+    let expire = match expire {
+        None => None,
+        Some((unit, at)) => {
+            let Some(v) = ctx.int_arg(at) else {
+                return Res::Ok;
+            };
+            let v = v as i128;
+            let at = match unit {
+                0 => v * 1000 + now as i128,
+                1 => v + now as i128,
+                2 => v * 1000,
+                _ => v,
+            };
+            if v <= 0 || at > i64::MAX as i128 {
+                ctx.out.err("ERR invalid expire time in 'getex' command");
+                return Res::Ok;
+            }
+            Some(at)
+        }
+    };
     let ks = &mut db.dbs[ctx.client.db];
     let Some(e) = ks.get(&key, now) else {
         ctx.out.null();
         return Res::Ok;
     };
     let had_expiry = e.expire_at != 0;
-    match &e.value {
-        Value::Str(s) => ctx.out.bulk(s),
-        _ => {
-            ctx.out.err(WRONGTYPE);
-            return Res::Ok;
-        }
+    if let Value::Str(s) = &e.value {
+        ctx.out.bulk(s);
     }
     // The AOF gets what happened, in absolute time: a replay must not restart the clock.
     if let Some(at) = expire {
