@@ -70,6 +70,8 @@ pub struct Shared {
     pub aof: Option<Aof>,
     pub started: Instant,
     pub run_id: String,
+    /// SHUTDOWN was asked for: the accept loop ends as on the caller's shutdown signal.
+    pub shutdown_asked: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -97,6 +99,7 @@ impl Shared {
                 "{seed:016x}{:024x}",
                 seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
             ),
+            shutdown_asked: tokio::sync::Notify::new(),
         }
     }
 
@@ -234,6 +237,10 @@ pub async fn serve(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = shared.shutdown_asked.notified() => {
+                tracing::info!("SHUTDOWN asked for by a client");
+                break;
+            }
             r = listener.accept() => {
                 let (mut sock, addr) = match r {
                     Ok(x) => x,

@@ -145,6 +145,46 @@ impl Child_ {
     }
 }
 
+impl Child_ {
+    /// Wait (at most 10 s) for the process to exit by itself; its success.
+    fn exited(mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the server did not exit");
+    }
+}
+
+/// SHUTDOWN stops the server as SIGTERM does: the asking client is disconnected without a
+/// reply, the process exits 0, and everything written is there after a restart. SAVE (no
+/// snapshots here) and ABORT (nothing in progress) are refused and the server goes on.
+#[test]
+fn shutdown_stops_the_server_with_its_data_safe() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = charla_testkit::free_port();
+    let c = spawn(dir.path(), port, "everysec", 64 << 20);
+    let mut r = c.raw();
+    write_dataset(&mut r);
+    assert!(r
+        .cmd(&["SHUTDOWN", "SAVE"])
+        .starts_with("-ERR charla serve writes no snapshots"));
+    assert_eq!(
+        r.cmd(&["SHUTDOWN", "ABORT"]),
+        "-ERR No shutdown in progress.\r\n"
+    );
+    assert_eq!(r.cmd(&["SHUTDOWN", "LATER"]), "-ERR syntax error\r\n");
+    assert_eq!(r.cmd(&["PING"]), "+PONG\r\n");
+    r.send(b"*2\r\n$8\r\nSHUTDOWN\r\n$6\r\nNOSAVE\r\n");
+    assert_eq!(r.read_to_close(), "", "no reply, the connection closed");
+    assert!(c.exited(), "exit status 0");
+    let c = spawn(dir.path(), port, "everysec", 64 << 20);
+    check_dataset(&mut c.raw());
+}
+
 impl Drop for Child_ {
     fn drop(&mut self) {
         let _ = self.child.kill();

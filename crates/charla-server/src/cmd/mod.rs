@@ -235,6 +235,7 @@ pub fn table() -> &'static [Spec] {
             ),
             spec!("TIME", 1, 0, Conn(server::time), 0, 0, 0),
             spec!("FUNCTION", -2, 0, Conn(server::function), 0, 0, 0),
+            spec!("SHUTDOWN", -1, NO_MULTI, Conn(server::shutdown), 0, 0, 0),
             spec!("CONFIG", -2, 0, Conn(server::config), 0, 0, 0),
             spec!("BGREWRITEAOF", 1, 0, Conn(server::bgrewriteaof), 0, 0, 0),
             spec!(

@@ -502,3 +502,35 @@ pub fn function(ctx: &mut Ctx) -> Res {
     }
     Res::Ok
 }
+
+/// SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]: stop the server as SIGTERM does (the AOF
+/// flushed and synced); the asking connection is closed without a reply, as in Redis.
+/// charla serve writes no snapshots, so SAVE is refused rather than ignored; with nothing
+/// ever in progress, ABORT has nothing to abort.
+pub fn shutdown(ctx: &mut Ctx) -> Res {
+    let (mut save, mut abort) = (false, false);
+    for a in &ctx.args[1..] {
+        if is(a, "SAVE") {
+            save = true;
+        } else if is(a, "ABORT") {
+            abort = true;
+        } else if !(is(a, "NOSAVE") || is(a, "NOW") || is(a, "FORCE")) {
+            ctx.out.err(super::SYNTAX);
+            return Res::Ok;
+        }
+    }
+    if abort {
+        if ctx.args.len() > 2 {
+            ctx.out.err(super::SYNTAX);
+        } else {
+            ctx.out.err("ERR No shutdown in progress.");
+        }
+        return Res::Ok;
+    }
+    if save {
+        ctx.out.err("ERR charla serve writes no snapshots, so SHUTDOWN SAVE is not served: use SHUTDOWN (the append-only file is flushed either way)");
+        return Res::Ok;
+    }
+    ctx.shared.shutdown_asked.notify_one();
+    Res::Close
+}
