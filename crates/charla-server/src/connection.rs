@@ -30,6 +30,23 @@ pub struct ClientMeta {
     pub created: Instant,
     pub db: AtomicUsize,
     pub info: Mutex<ClientInfo>,
+    /// The connection waits in a blocking command (CLIENT UNBLOCK may release it).
+    pub blocked: std::sync::atomic::AtomicBool,
+    /// CLIENT UNBLOCK's request to the waiting connection: see [`Unblock`].
+    pub unblock: std::sync::atomic::AtomicU8,
+    /// The connection's wakeup (the same one the keys it waits on hold).
+    pub notify: Arc<Notify>,
+}
+
+/// What CLIENT UNBLOCK asks of a blocked client, stored in [`ClientMeta::unblock`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Unblock {
+    None = 0,
+    /// Answer as if the timeout had passed.
+    Timeout = 1,
+    /// Answer `-UNBLOCKED client unblocked via CLIENT UNBLOCK`.
+    Error = 2,
 }
 
 #[derive(Debug, Default)]
@@ -97,12 +114,16 @@ impl Client {
         authed: bool,
     ) -> (Client, mpsc::UnboundedReceiver<PubMsg>) {
         let (mailbox, rx) = Mailbox::new();
+        let notify = Arc::new(Notify::new());
         let meta = Arc::new(ClientMeta {
             id,
             addr,
             created: Instant::now(),
             db: AtomicUsize::new(0),
             info: Mutex::new(ClientInfo::default()),
+            blocked: Default::default(),
+            unblock: Default::default(),
+            notify: notify.clone(),
         });
         (
             Client {
@@ -117,7 +138,7 @@ impl Client {
                 subs: HashSet::new(),
                 psubs: HashSet::new(),
                 mailbox,
-                notify: Arc::new(Notify::new()),
+                notify,
                 block_started: false,
                 block_deadline: None,
                 block_timed_out: false,
@@ -496,6 +517,9 @@ impl Connection {
         self.flush().await?;
         let stats = &self.shared.stats;
         stats.blocked.fetch_add(1, Ordering::Relaxed);
+        let meta = self.client.meta.clone();
+        meta.unblock.store(Unblock::None as u8, Ordering::SeqCst);
+        meta.blocked.store(true, Ordering::SeqCst);
         let result = loop {
             let notify = self.client.notify.clone();
             let deadline = self.client.block_deadline;
@@ -540,6 +564,17 @@ impl Connection {
                 self.client.clear_block();
                 break Res::Close;
             }
+            // CLIENT UNBLOCK: as if the time were up, or with its error.
+            match meta.unblock.swap(Unblock::None as u8, Ordering::SeqCst) {
+                x if x == Unblock::Timeout as u8 => self.client.block_timed_out = true,
+                x if x == Unblock::Error as u8 => {
+                    self.client.clear_block();
+                    self.out
+                        .err("UNBLOCKED client unblocked via CLIENT UNBLOCK");
+                    break Res::Ok;
+                }
+                _ => {}
+            }
             let mut ctx = Ctx {
                 args,
                 out: &mut self.out,
@@ -553,6 +588,7 @@ impl Connection {
                 break r;
             }
         };
+        meta.blocked.store(false, Ordering::SeqCst);
         stats.blocked.fetch_sub(1, Ordering::Relaxed);
         Ok(result)
     }

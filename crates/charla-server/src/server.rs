@@ -167,6 +167,12 @@ impl Shared {
     }
 
     /// CLIENT LIST / CLIENT INFO text.
+    /// The registry's entry of client `id`, if it is connected.
+    pub fn client_meta(&self, id: u64) -> Option<Arc<ClientMeta>> {
+        let clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients.get(&id).cloned()
+    }
+
     pub fn client_list(&self, only: Option<u64>) -> String {
         let clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         let mut ids: Vec<_> = clients.keys().copied().collect();

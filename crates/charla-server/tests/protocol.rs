@@ -658,3 +658,46 @@ fn blocked_xreadgroup_is_released_when_its_key_or_group_goes() {
         assert_eq!(ours, theirs, "as redis-server answers");
     }
 }
+
+/// CLIENT UNBLOCK releases a client blocked in BLPOP (as a timeout, or with Redis's error)
+/// and answers 0 for a client that is not blocked. Compared with redis-server.
+#[test]
+fn client_unblock_releases_a_blocked_client() {
+    fn script(port: u16) -> Vec<String> {
+        let mut blocked = Raw::connect(port);
+        let mut admin = Raw::connect(port);
+        let id = blocked.cmd(&["CLIENT", "ID"]);
+        let id = id.trim_start_matches(':').trim().to_owned();
+        let mut got = vec![admin.cmd(&["CLIENT", "UNBLOCK", &id])];
+        for how in ["TIMEOUT", "ERROR"] {
+            blocked.send(b"*3\r\n$5\r\nBLPOP\r\n$7\r\nnothing\r\n$2\r\n10\r\n");
+            std::thread::sleep(Duration::from_millis(200));
+            got.push(admin.cmd(&["CLIENT", "UNBLOCK", &id, how]));
+            got.push(
+                blocked
+                    .try_reply(Duration::from_secs(3))
+                    .unwrap_or_else(|| "(still blocked)".into()),
+            );
+        }
+        got.push(admin.cmd(&["CLIENT", "UNBLOCK", &id, "LATER"]));
+        got.push(admin.cmd(&["CLIENT", "UNBLOCK", "x"]));
+        got
+    }
+    let s = server();
+    let ours = script(s.port);
+    assert_eq!(
+        ours,
+        [
+            ":0\r\n",
+            ":1\r\n",
+            "*-1\r\n",
+            ":1\r\n",
+            "-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n",
+            "-ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR\r\n",
+            "-ERR value is not an integer or out of range\r\n",
+        ]
+    );
+    if let Some(redis) = charla_testkit::RedisServer::start() {
+        assert_eq!(ours, script(redis.port()), "as redis-server answers");
+    }
+}

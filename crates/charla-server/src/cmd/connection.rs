@@ -253,6 +253,34 @@ pub fn client(ctx: &mut Ctx) -> Res {
     } else if is(&sub, "INFO") && n == 2 {
         let s = ctx.shared.client_list(Some(ctx.client.id));
         ctx.out.verbatim(&s);
+    } else if is(&sub, "UNBLOCK") && (n == 3 || n == 4) {
+        use crate::connection::Unblock;
+        let Some(id) = parse_i64(ctx.arg(2)) else {
+            ctx.out.err(NOT_INT);
+            return Res::Ok;
+        };
+        let how = match ctx.args.get(3) {
+            None => Unblock::Timeout,
+            Some(a) if is(a, "TIMEOUT") => Unblock::Timeout,
+            Some(a) if is(a, "ERROR") => Unblock::Error,
+            Some(_) => {
+                ctx.out
+                    .err("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
+                return Res::Ok;
+            }
+        };
+        let target = u64::try_from(id)
+            .ok()
+            .and_then(|id| ctx.shared.client_meta(id))
+            .filter(|m| m.blocked.load(Ordering::SeqCst));
+        match target {
+            Some(m) => {
+                m.unblock.store(how as u8, Ordering::SeqCst);
+                m.notify.notify_one();
+                ctx.out.int(1);
+            }
+            None => ctx.out.int(0),
+        }
     } else if is(&sub, "REPLY") && n == 3 {
         use crate::connection::ReplyMode;
         let mode = ctx.arg(2).clone();
@@ -280,6 +308,8 @@ pub fn client(ctx: &mut Ctx) -> Res {
             "LIST",
             "SETNAME <name>",
             "SETINFO <LIB-NAME|LIB-VER> <value>",
+            "REPLY (ON|OFF|SKIP)",
+            "UNBLOCK <clientid> [TIMEOUT|ERROR]",
         ];
         ctx.out.array(lines.len());
         for l in lines {
@@ -288,6 +318,7 @@ pub fn client(ctx: &mut Ctx) -> Res {
     } else {
         let known = [
             "SETNAME", "GETNAME", "ID", "SETINFO", "INFO", "NO-EVICT", "NO-TOUCH", "REPLY",
+            "UNBLOCK",
         ];
         let name = String::from_utf8_lossy(&sub).into_owned();
         if known.iter().any(|k| k.eq_ignore_ascii_case(&name)) {
