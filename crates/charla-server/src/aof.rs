@@ -631,6 +631,14 @@ fn encode_entry(out: &mut Vec<u8>, k: &Bytes, e: &Entry) {
                 encode_command(out, &c);
             }
         }
+        Value::Set(set) => {
+            let members: Vec<&Bytes> = set.iter().collect();
+            for chunk in members.chunks(64) {
+                let mut c = vec![b("SADD"), k.clone()];
+                c.extend(chunk.iter().map(|m| (*m).clone()));
+                encode_command(out, &c);
+            }
+        }
         Value::Stream(s) => {
             for (id, f) in &s.entries {
                 let mut c = vec![b("XADD"), k.clone(), id.to_bytes()];

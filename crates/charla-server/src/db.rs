@@ -30,6 +30,7 @@ pub enum Value {
     Str(Bytes),
     List(VecDeque<Bytes>),
     Hash(HashMap<Bytes, Bytes>),
+    Set(std::collections::HashSet<Bytes>),
     Stream(Box<Stream>),
 }
 
@@ -39,6 +40,7 @@ impl Value {
             Value::Str(_) => "string",
             Value::List(_) => "list",
             Value::Hash(_) => "hash",
+            Value::Set(_) => "set",
             Value::Stream(_) => "stream",
         }
     }
@@ -49,6 +51,7 @@ impl Value {
             Value::Str(b) => b.len() + 16,
             Value::List(l) => l.iter().map(|b| b.len() + 24).sum::<usize>() + 32,
             Value::Hash(h) => h.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>() + 48,
+            Value::Set(s) => s.iter().map(|m| m.len() + 40).sum::<usize>() + 48,
             Value::Stream(s) => s.approx_size(),
         }
     }

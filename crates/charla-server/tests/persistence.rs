@@ -230,6 +230,29 @@ fn write_dataset(r: &mut Raw) {
     assert_eq!(r.cmd(&["GETEX", "gp", "PERSIST"]), "$1\r\nv\r\n");
     assert_eq!(r.cmd(&["SET", "gd", "v"]), "+OK\r\n");
     assert_eq!(r.cmd(&["GETEX", "gd", "PXAT", "1"]), "$1\r\nv\r\n");
+    // Sets, and SPOP's random removal: the AOF must hold the member it took (replaying SPOP
+    // would take another). What is left is noted in a string to check after the restart.
+    assert_eq!(r.cmd(&["SADD", "set", "a", "b", "c", "d"]), ":4\r\n");
+    let popped = r.cmd(&["SPOP", "set"]);
+    let left: String = ["a", "b", "c", "d"]
+        .iter()
+        .filter(|m| popped != format!("$1\r\n{m}\r\n"))
+        .copied()
+        .collect();
+    assert_eq!(left.len(), 3, "{popped}");
+    assert_eq!(r.cmd(&["SET", "set-left", &left]), "+OK\r\n");
+}
+
+/// The members of `set`, sorted and joined.
+fn members(r: &mut Raw, set: &str) -> String {
+    let reply = r.cmd(&["SMEMBERS", set]);
+    let mut m: Vec<&str> = reply
+        .split("\r\n")
+        .skip(1)
+        .filter(|t| !t.starts_with('$') && !t.is_empty())
+        .collect();
+    m.sort();
+    m.concat()
 }
 
 fn check_dataset(r: &mut Raw) {
@@ -245,6 +268,8 @@ fn check_dataset(r: &mut Raw) {
     let ttl = r.cmd(&["TTL", "gx"]);
     assert!(ttl.starts_with(":9") || ttl.starts_with(":1000"), "{ttl}");
     assert_eq!(r.cmd(&["TTL", "gp"]), ":-1\r\n");
+    let left = r.cmd(&["GET", "set-left"]);
+    assert_eq!(format!("$3\r\n{}\r\n", members(r, "set")), left);
     assert_eq!(r.cmd(&["EXISTS", "gd"]), ":0\r\n");
     r.cmd(&["SELECT", "3"]);
     assert_eq!(r.cmd(&["HGET", "h", "f"]), "$2\r\n42\r\n");

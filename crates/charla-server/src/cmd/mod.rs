@@ -19,6 +19,7 @@ pub mod keys;
 pub mod lists;
 pub mod pubsub;
 pub mod server;
+pub mod sets;
 pub mod streams;
 pub mod strings;
 pub mod transactions;
@@ -307,6 +308,24 @@ pub fn table() -> &'static [Spec] {
             spec!("SETRANGE", 4, WRITE, D(strings::setrange), 1, 1, 1),
             spec!("GETEX", -2, WRITE, D(strings::getex), 1, 1, 1),
             // hashes
+            // sets
+            spec!("SADD", -3, WRITE, D(sets::sadd), 1, 1, 1),
+            spec!("SREM", -3, WRITE, D(sets::srem), 1, 1, 1),
+            spec!("SCARD", 2, 0, D(sets::scard), 1, 1, 1),
+            spec!("SISMEMBER", 3, 0, D(sets::sismember), 1, 1, 1),
+            spec!("SMISMEMBER", -3, 0, D(sets::sismember), 1, 1, 1),
+            spec!("SMEMBERS", 2, 0, D(sets::smembers), 1, 1, 1),
+            spec!("SPOP", -2, WRITE, D(sets::spop), 1, 1, 1),
+            spec!("SRANDMEMBER", -2, 0, D(sets::srandmember), 1, 1, 1),
+            spec!("SMOVE", 4, WRITE, D(sets::smove), 1, 2, 1),
+            spec!("SINTER", -2, 0, D(sets::combine_reply), 1, -1, 1),
+            spec!("SUNION", -2, 0, D(sets::combine_reply), 1, -1, 1),
+            spec!("SDIFF", -2, 0, D(sets::combine_reply), 1, -1, 1),
+            spec!("SINTERSTORE", -3, WRITE, D(sets::combine_store), 1, -1, 1),
+            spec!("SUNIONSTORE", -3, WRITE, D(sets::combine_store), 1, -1, 1),
+            spec!("SDIFFSTORE", -3, WRITE, D(sets::combine_store), 1, -1, 1),
+            spec!("SINTERCARD", -3, 0, D(sets::sintercard), 0, 0, 0),
+            spec!("SSCAN", -3, 0, D(sets::sscan), 1, 1, 1),
             spec!("HSET", -4, WRITE, D(hashes::hset), 1, 1, 1),
             spec!("HMSET", -4, WRITE, D(hashes::hset), 1, 1, 1),
             spec!("HSETNX", 4, WRITE, D(hashes::hsetnx), 1, 1, 1),
