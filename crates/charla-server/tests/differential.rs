@@ -79,9 +79,15 @@ const INTS: &[&str] = &[
     "1.5",
     "",
 ];
+/// INCRBYFLOAT increments: binary fractions only, exact in both Redis's long double and
+/// charla's f64 (docs/serve-differences.md: INCRBYFLOAT precision).
 const FLOATS: &[&str] = &[
-    "0", "1", "-1", "1.5", "0.1", "-0.5", "1e3", "1e308", "inf", "-inf", "nan", "x", "3.0", "",
+    "0", "1", "-1", "1.5", "0.25", "-0.5", "1e3", "5e-1", "inf", "-inf", "nan", "x", "3.0", "",
 ];
+/// The one key INCRBYFLOAT works on: no other command writes it, so it never holds a
+/// 19-digit integer, whose sum with a fraction Redis (long double) and charla (f64) round
+/// differently.
+const FLOAT_KEY: &str = "kf";
 /// Explicit stream ids only: `*` would be generated from the clock.
 const STREAM_IDS: &[&str] = &[
     "0-0",
@@ -212,7 +218,8 @@ impl Gen {
                 _ => self.misc_cmd(),
             };
             let name = c[0].to_ascii_uppercase();
-            if in_multi && (name == "TTL" || name == "PTTL" || name == "RESET") {
+            let timed = ["TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME"].contains(&name.as_str());
+            if in_multi && (timed || name == "RESET") {
                 continue;
             }
             return c;
@@ -244,7 +251,14 @@ impl Gen {
             4 => vec!["DECR".into(), k],
             5 => vec!["INCRBY".into(), k, self.int()],
             6 => vec!["DECRBY".into(), k, self.int()],
-            7 => vec!["INCRBYFLOAT".into(), k, self.pick(FLOATS)],
+            7 => {
+                if self.chance(6) {
+                    let v = self.pick(&["abc", "1", "-1", "1.5", "", "0"]);
+                    vec!["SET".into(), FLOAT_KEY.into(), v]
+                } else {
+                    vec!["INCRBYFLOAT".into(), FLOAT_KEY.into(), self.pick(FLOATS)]
+                }
+            }
             8 => vec!["APPEND".into(), k, self.value()],
             9 => vec!["STRLEN".into(), k],
             10 => vec!["GETRANGE".into(), k, self.small(), self.small()],
@@ -314,7 +328,8 @@ impl Gen {
             13 => vec!["RANDOMKEY".into()],
             14 => vec!["DBSIZE".into()],
             15 => {
-                let mut c = vec!["SCAN".into(), self.pick(&["0", "0", "0", "x", "-1"])];
+                // No negative cursor: docs/serve-differences.md (SCAN).
+                let mut c = vec!["SCAN".into(), self.pick(&["0", "0", "0", "x", "18446744073709551616"])];
                 if self.rng.bool() {
                     c.extend(["MATCH".into(), self.pick(KEY_PATTERNS)]);
                 }
@@ -365,7 +380,12 @@ impl Gen {
                 let mut c = vec!["LPOS".into(), k, self.value()];
                 for _ in 0..self.rng.usize(..3) {
                     let opt = self.pick(&["RANK", "COUNT", "MAXLEN", "BOGUS"]);
-                    c.extend([opt, self.small()]);
+                    let mut v = self.small();
+                    if opt == "RANK" && v == "-9223372036854775808" {
+                        // docs/serve-differences.md (LPOS RANK).
+                        v = "-1".into();
+                    }
+                    c.extend([opt, v]);
                 }
                 c
             }
@@ -494,7 +514,9 @@ impl Gen {
                     c.push(self.key());
                     c.push(self.pick(STREAM_IDS));
                 }
-                c.push(self.pick(&["0", "0-0", "1-1", "$", "bad", "+"]));
+                // No `+`: Redis 7.4's "last entry", which charla serves and 7.0 rejects
+                // (docs/serve-differences.md).
+                c.push(self.pick(&["0", "0-0", "1-1", "$", "bad", ">"]));
                 c
             }
             12 | 13 => {
@@ -671,9 +693,19 @@ impl Gen {
                 ]),
             ],
             5 => vec!["CONFIG".into(), self.pick(&["SET", "BOGUS", "GET"])],
-            6 => vec!["CONFIG".into(), "SET".into(), "nosuch-param".into(), "1".into()],
+            // A name with no value (Redis's syntax error); not an unknown name:
+            // docs/serve-differences.md (CONFIG SET).
+            6 => vec![
+                "CONFIG".into(),
+                "SET".into(),
+                "timeout".into(),
+                "0".into(),
+                "maxmemory".into(),
+            ],
             7 => vec!["INFO".into(), self.pick(&["keyspace", "clients", "server"])],
-            8 => vec!["COMMAND".into(), "INFO".into(), self.pick(&["get", "xadd", "nosuch"])],
+            // Only an unknown name: the entries of served commands are simplified
+            // (docs/serve-differences.md, COMMAND INFO).
+            8 => vec!["COMMAND".into(), "INFO".into(), self.pick(&["nosuch", "NOSUCH"])],
             9 => {
                 let mut c = vec!["COMMAND".into(), "GETKEYS".into()];
                 c.extend(strs(self.pick_getkeys()));
@@ -720,10 +752,22 @@ impl Gen {
     fn transaction(&mut self) -> Vec<Step> {
         let mut steps = Vec::new();
         if self.chance(3) {
-            steps.push(Step::Cmd(vec!["WATCH".into(), self.key()]));
-            // A write between WATCH and EXEC (by the watching client itself) aborts EXEC.
+            let watched = self.key();
+            steps.push(Step::Cmd(vec!["WATCH".into(), watched.clone()]));
+            // Between WATCH and EXEC: a write to the watched key (which aborts EXEC on both
+            // servers) or a read. Never a write to another key: charla's WATCH aborts on any
+            // write to the database (docs/serve-differences.md, WATCH).
             if self.rng.bool() {
-                steps.push(Step::Cmd(self.command(true)));
+                let v = self.value();
+                let c = match self.rng.u8(..6) {
+                    0 => vec!["SET".into(), watched, v],
+                    1 => vec!["DEL".into(), watched],
+                    2 => vec!["RPUSH".into(), watched, v],
+                    3 => vec!["GET".into(), self.key()],
+                    4 => vec!["EXISTS".into(), self.key()],
+                    _ => vec!["TYPE".into(), watched],
+                };
+                steps.push(Step::Cmd(c));
             }
         }
         steps.push(Step::Cmd(vec!["MULTI".into()]));
@@ -943,7 +987,7 @@ fn mask(args: &[String], reply: &mut Reply) {
     let name = args[0].to_ascii_uppercase();
     let sub = args.get(1).map(|s| s.to_ascii_uppercase()).unwrap_or_default();
     match (name.as_str(), sub.as_str()) {
-        ("TTL" | "PTTL", _) => {
+        ("TTL" | "PTTL" | "EXPIRETIME" | "PEXPIRETIME", _) => {
             if let Reply::Line(b':', n) = reply {
                 if n.parse::<i64>().is_ok_and(|n| n > 0) {
                     *reply = Reply::Masked("<ttl>");
@@ -993,6 +1037,36 @@ fn mask(args: &[String], reply: &mut Reply) {
         }
         ("XINFO", "CONSUMERS") => reply.mask_named_idle(),
         _ => {}
+    }
+}
+
+/// UNSUBSCRIBE / PUNSUBSCRIBE without arguments confirm each channel in the order of the
+/// server's own table: the names are sorted among those confirmations (each keeps its
+/// position and its count of remaining subscriptions).
+fn mask_unsubscribe_all(command: &str, replies: &mut [String]) {
+    let kind = command.to_ascii_lowercase();
+    if kind != "unsubscribe" && kind != "punsubscribe" {
+        return;
+    }
+    let mut parsed: Vec<Reply> = replies.iter().map(|r| parse(r)).collect();
+    let confirmation = |r: &mut Reply| {
+        matches!(r.items(), Some(v) if v.len() == 3 && matches!(&v[0], Reply::Bulk(_, Some(k)) if *k == kind))
+    };
+    let at: Vec<usize> = (0..parsed.len())
+        .filter(|&i| confirmation(&mut parsed[i]))
+        .collect();
+    let mut names: Vec<Reply> = at
+        .iter()
+        .filter_map(|&i| parsed[i].items().map(|v| v[1].clone()))
+        .collect();
+    names.sort_by_key(|r| r.text());
+    for (&i, name) in at.iter().zip(names) {
+        if let Some(v) = parsed[i].items() {
+            v[1] = name;
+        }
+    }
+    for (r, p) in replies.iter_mut().zip(parsed) {
+        *r = p.text();
     }
 }
 
@@ -1053,15 +1127,19 @@ impl Conns {
                 self.markers += 1;
                 let marker = format!("marker-{}", self.markers);
                 send(&mut self.sub, &["PING".into(), marker.clone()]);
-                let mut all = String::new();
+                let mut replies = Vec::new();
                 loop {
                     let r = self.sub.reply();
                     let done = r.contains(&marker) || r.starts_with("<closed>");
-                    all.push_str(&r);
+                    replies.push(r);
                     if done {
-                        return all;
+                        break;
                     }
                 }
+                if args.len() == 1 {
+                    mask_unsubscribe_all(&args[0], &mut replies);
+                }
+                replies.concat()
             }
             Step::Block { blocking, waker } => {
                 send(&mut self.second, blocking);

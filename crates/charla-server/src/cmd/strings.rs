@@ -22,7 +22,10 @@ pub fn get(ctx: &mut Ctx, db: &mut Db) -> Res {
 pub fn set(ctx: &mut Ctx, db: &mut Db) -> Res {
     let now = now_ms();
     let (mut nx, mut xx, mut get, mut keepttl) = (false, false, false, false);
-    let mut expire: Option<i128> = None;
+    // Redis parses every option first (the same expiry option may repeat: the last wins;
+    // two different ones or one with KEEPTTL are a syntax error) and only then checks the
+    // expiry's value.
+    let mut expire_arg: Option<(u8, usize)> = None;
     let mut i = 3;
     while i < ctx.args.len() {
         let a = &ctx.args[i];
@@ -38,25 +41,14 @@ pub fn set(ctx: &mut Ctx, db: &mut Db) -> Res {
             None
         };
         if let Some(u) = unit {
-            if expire.is_some() || keepttl || i + 1 >= ctx.args.len() {
+            if expire_arg.is_some_and(|(other, _)| other != u)
+                || keepttl
+                || i + 1 >= ctx.args.len()
+            {
                 ctx.out.err(SYNTAX);
                 return Res::Ok;
             }
-            let Some(v) = parse_i64(&ctx.args[i + 1]) else {
-                ctx.out.err(NOT_INT);
-                return Res::Ok;
-            };
-            if v <= 0 {
-                ctx.out.err("ERR invalid expire time in 'set' command");
-                return Res::Ok;
-            }
-            let v = v as i128;
-            expire = Some(match u {
-                0 => now as i128 + v * 1000,
-                1 => now as i128 + v,
-                2 => v * 1000,
-                _ => v,
-            });
+            expire_arg = Some((u, i + 1));
             i += 2;
             continue;
         }
@@ -66,13 +58,31 @@ pub fn set(ctx: &mut Ctx, db: &mut Db) -> Res {
             xx = true;
         } else if is(a, "GET") {
             get = true;
-        } else if is(a, "KEEPTTL") && expire.is_none() {
+        } else if is(a, "KEEPTTL") && expire_arg.is_none() {
             keepttl = true;
         } else {
             ctx.out.err(SYNTAX);
             return Res::Ok;
         }
         i += 1;
+    }
+    let mut expire: Option<i128> = None;
+    if let Some((u, at)) = expire_arg {
+        let Some(v) = parse_i64(&ctx.args[at]) else {
+            ctx.out.err(NOT_INT);
+            return Res::Ok;
+        };
+        if v <= 0 {
+            ctx.out.err("ERR invalid expire time in 'set' command");
+            return Res::Ok;
+        }
+        let v = v as i128;
+        expire = Some(match u {
+            0 => now as i128 + v * 1000,
+            1 => now as i128 + v,
+            2 => v * 1000,
+            _ => v,
+        });
     }
     if expire.is_some_and(|e| e > i64::MAX as i128) {
         ctx.out.err("ERR invalid expire time in 'set' command");
