@@ -138,7 +138,11 @@ impl Step {
             Step::Cmd(a) => a.join(" "),
             Step::Sub(a) => format!("[subscriber] {}", a.join(" ")),
             Step::Block { blocking, waker } => {
-                format!("[client 2] {}  then  {}", blocking.join(" "), waker.join(" "))
+                format!(
+                    "[client 2] {}  then  {}",
+                    blocking.join(" "),
+                    waker.join(" ")
+                )
             }
         }
     }
@@ -268,7 +272,7 @@ impl Gen {
             14 => vec![
                 self.pick(&["SETEX", "PSETEX"]),
                 k,
-                self.pick(&["100", "100000", "0", "-5", "x"]),
+                self.pick(&["1000000", "100000", "0", "-5", "x"]),
                 self.value(),
             ],
             15 => {
@@ -311,7 +315,9 @@ impl Gen {
                 let mut c = vec![
                     self.pick(&["EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT"]),
                     k,
-                    self.pick(&["100", "100000", "4000000000", "0", "-1", "x", "1"]),
+                    // Expiries are in the past (the key goes at once) or days away, never
+                    // a few ms: a key expiring mid-case would race the comparison.
+                    self.pick(&["100", "100000", "4000000000", "2000000000", "0", "-1", "x"]),
                 ];
                 if self.chance(3) {
                     c.push(self.pick(&["NX", "XX", "GT", "LT", "nx", "BAD"]));
@@ -329,7 +335,10 @@ impl Gen {
             14 => vec!["DBSIZE".into()],
             15 => {
                 // No negative cursor: docs/serve-differences.md (SCAN).
-                let mut c = vec!["SCAN".into(), self.pick(&["0", "0", "0", "x", "18446744073709551616"])];
+                let mut c = vec![
+                    "SCAN".into(),
+                    self.pick(&["0", "0", "0", "x", "18446744073709551616"]),
+                ];
                 if self.rng.bool() {
                     c.extend(["MATCH".into(), self.pick(KEY_PATTERNS)]);
                 }
@@ -531,7 +540,8 @@ impl Gen {
                 c
             }
             14 => {
-                let sub = self.pick(&["SETID", "DESTROY", "CREATECONSUMER", "DELCONSUMER", "BOGUS"]);
+                let sub =
+                    self.pick(&["SETID", "DESTROY", "CREATECONSUMER", "DELCONSUMER", "BOGUS"]);
                 let mut c = vec!["XGROUP".into(), sub.clone(), k, g];
                 match sub.as_str() {
                     "SETID" => c.push(self.pick(&["0", "$", "1-1", "bad"])),
@@ -552,7 +562,13 @@ impl Gen {
                 c.push(self.pick(&[">", ">", "0", "1-1", "$", "bad"]));
                 c
             }
-            18 | 19 => vec!["XACK".into(), k, g, self.pick(STREAM_IDS), self.pick(STREAM_IDS)],
+            18 | 19 => vec![
+                "XACK".into(),
+                k,
+                g,
+                self.pick(STREAM_IDS),
+                self.pick(STREAM_IDS),
+            ],
             20 | 21 => {
                 let mut c = vec!["XPENDING".into(), k, g];
                 if self.rng.bool() {
@@ -637,14 +653,25 @@ impl Gen {
                 k,
             ],
             28 => vec!["XINFO".into(), "CONSUMERS".into(), k, g],
-            _ => vec!["XADD".into(), k, self.pick(STREAM_IDS), "f".into(), "v".into()],
+            _ => vec![
+                "XADD".into(),
+                k,
+                self.pick(STREAM_IDS),
+                "f".into(),
+                "v".into(),
+            ],
         }
     }
 
     fn pubsub_cmd(&mut self) -> Vec<String> {
         match self.rng.u8(..5) {
             0 | 1 => vec!["PUBLISH".into(), self.pick(CHANNELS), self.value()],
-            2 => vec!["PUBSUB".into(), "NUMSUB".into(), self.pick(CHANNELS), self.pick(CHANNELS)],
+            2 => vec![
+                "PUBSUB".into(),
+                "NUMSUB".into(),
+                self.pick(CHANNELS),
+                self.pick(CHANNELS),
+            ],
             3 => vec!["PUBSUB".into(), "NUMPAT".into()],
             _ => {
                 let mut c = vec!["PUBSUB".into(), "CHANNELS".into()];
@@ -666,7 +693,10 @@ impl Gen {
             _ => return Vec::new(),
         };
         if c.len() == 1 {
-            for _ in 0..self.rng.usize(if c[0] == "SUBSCRIBE" { 1..3 } else { 0..2 }) {
+            for _ in 0..self
+                .rng
+                .usize(if c[0] == "SUBSCRIBE" { 1..3 } else { 0..2 })
+            {
                 c.push(self.pick(CHANNELS));
             }
         }
@@ -675,7 +705,11 @@ impl Gen {
 
     fn server_cmd(&mut self) -> Vec<String> {
         match self.rng.u8(..16) {
-            0 => vec!["CLIENT".into(), "SETNAME".into(), self.pick(&["app", "a b", ""])],
+            0 => vec![
+                "CLIENT".into(),
+                "SETNAME".into(),
+                self.pick(&["app", "a b", ""]),
+            ],
             1 => vec!["CLIENT".into(), "GETNAME".into()],
             2 => vec!["CLIENT".into(), "ID".into()],
             3 => vec!["CLIENT".into(), self.pick(&["BOGUS", "SETNAME"])],
@@ -705,7 +739,11 @@ impl Gen {
             7 => vec!["INFO".into(), self.pick(&["keyspace", "clients", "server"])],
             // Only an unknown name: the entries of served commands are simplified
             // (docs/serve-differences.md, COMMAND INFO).
-            8 => vec!["COMMAND".into(), "INFO".into(), self.pick(&["nosuch", "NOSUCH"])],
+            8 => vec![
+                "COMMAND".into(),
+                "INFO".into(),
+                self.pick(&["nosuch", "NOSUCH"]),
+            ],
             9 => {
                 let mut c = vec!["COMMAND".into(), "GETKEYS".into()];
                 c.extend(strs(self.pick_getkeys()));
@@ -713,7 +751,11 @@ impl Gen {
             }
             10 => vec!["DBSIZE".into()],
             11 => vec!["SELECT".into(), self.pick(&["0", "1", "16", "-1", "x"])],
-            12 => vec!["SWAPDB".into(), self.pick(&["0", "1", "x"]), self.pick(&["0", "1", "99"])],
+            12 => vec![
+                "SWAPDB".into(),
+                self.pick(&["0", "1", "x"]),
+                self.pick(&["0", "1", "99"]),
+            ],
             13 => vec!["FLUSHDB".into()],
             14 => vec!["PING".into()],
             _ => vec!["ECHO".into(), self.value()],
@@ -785,7 +827,9 @@ impl Gen {
             }
             steps.push(Step::Cmd(c));
         }
-        steps.push(Step::Cmd(vec![self.pick(&["EXEC", "EXEC", "EXEC", "DISCARD"])]));
+        steps.push(Step::Cmd(vec![
+            self.pick(&["EXEC", "EXEC", "EXEC", "DISCARD"])
+        ]));
         steps
     }
 
@@ -797,7 +841,10 @@ impl Gen {
         let serves = !self.chance(6);
         let timeout = if serves { "1" } else { "0.05" };
         let (blocking, stream) = match self.rng.u8(..6) {
-            0 => (vec!["BLPOP".into(), k.clone(), self.key(), timeout.into()], false),
+            0 => (
+                vec!["BLPOP".into(), k.clone(), self.key(), timeout.into()],
+                false,
+            ),
             1 => (vec!["BRPOP".into(), k.clone(), timeout.into()], false),
             2 => (
                 vec![
@@ -847,9 +894,20 @@ impl Gen {
         let target = if serves { k } else { self.key() };
         let waker = if stream {
             // Above every id the generator uses but the largest: it is accepted.
-            vec!["XADD".into(), target, "100-*".into(), self.pick(FIELDS), self.value()]
+            vec![
+                "XADD".into(),
+                target,
+                "100-*".into(),
+                self.pick(FIELDS),
+                self.value(),
+            ]
         } else {
-            vec![self.pick(&["LPUSH", "RPUSH"]), target, self.value(), self.value()]
+            vec![
+                self.pick(&["LPUSH", "RPUSH"]),
+                target,
+                self.value(),
+                self.value(),
+            ]
         };
         Step::Block { blocking, waker }
     }
@@ -961,7 +1019,12 @@ impl Reply {
         if let Some(v) = self.items() {
             let mut pairs: Vec<(Reply, Reply)> = v
                 .chunks(2)
-                .map(|c| (c[0].clone(), c.get(1).cloned().unwrap_or(Reply::Masked("?"))))
+                .map(|c| {
+                    (
+                        c[0].clone(),
+                        c.get(1).cloned().unwrap_or(Reply::Masked("?")),
+                    )
+                })
                 .collect();
             pairs.sort_by_key(|(f, _)| f.text());
             *v = pairs.into_iter().flat_map(|(f, x)| [f, x]).collect();
@@ -972,7 +1035,8 @@ impl Reply {
     fn mask_named_idle(&mut self) {
         if let Some(v) = self.items() {
             for i in 0..v.len() {
-                let is_idle = matches!(&v[i], Reply::Bulk(_, Some(s)) | Reply::Line(b'+', s) if s == "idle");
+                let is_idle =
+                    matches!(&v[i], Reply::Bulk(_, Some(s)) | Reply::Line(b'+', s) if s == "idle");
                 if is_idle && i + 1 < v.len() {
                     v[i + 1] = Reply::Masked("<idle>");
                 }
@@ -985,7 +1049,10 @@ impl Reply {
 /// The mask (see the module doc), by command.
 fn mask(args: &[String], reply: &mut Reply) {
     let name = args[0].to_ascii_uppercase();
-    let sub = args.get(1).map(|s| s.to_ascii_uppercase()).unwrap_or_default();
+    let sub = args
+        .get(1)
+        .map(|s| s.to_ascii_uppercase())
+        .unwrap_or_default();
     match (name.as_str(), sub.as_str()) {
         ("TTL" | "PTTL" | "EXPIRETIME" | "PEXPIRETIME", _) => {
             if let Reply::Line(b':', n) = reply {
@@ -1015,7 +1082,11 @@ fn mask(args: &[String], reply: &mut Reply) {
         }
         ("HELLO", _) => {
             if let Reply::Agg(k, _) = reply {
-                *reply = Reply::Masked(if *k == b'%' { "<hello map>" } else { "<hello array>" });
+                *reply = Reply::Masked(if *k == b'%' {
+                    "<hello map>"
+                } else {
+                    "<hello array>"
+                });
             }
         }
         ("INFO", _) => {
@@ -1049,9 +1120,7 @@ fn mask_unsubscribe_all(command: &str, replies: &mut [String]) {
         return;
     }
     let mut parsed: Vec<Reply> = replies.iter().map(|r| parse(r)).collect();
-    let confirmation = |r: &mut Reply| {
-        matches!(r.items(), Some(v) if v.len() == 3 && matches!(&v[0], Reply::Bulk(_, Some(k)) if *k == kind))
-    };
+    let confirmation = |r: &mut Reply| matches!(r.items(), Some(v) if v.len() == 3 && matches!(&v[0], Reply::Bulk(_, Some(k)) if *k == kind));
     let at: Vec<usize> = (0..parsed.len())
         .filter(|&i| confirmation(&mut parsed[i]))
         .collect();
@@ -1157,7 +1226,11 @@ impl Conns {
                         blocking.join(" ")
                     );
                 };
-                let how = if early.is_some() { "answered" } else { "blocked" };
+                let how = if early.is_some() {
+                    "answered"
+                } else {
+                    "blocked"
+                };
                 let woke = self.main_cmd(waker);
                 let reply = match early {
                     Some(r) => r,

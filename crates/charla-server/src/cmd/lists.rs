@@ -522,15 +522,6 @@ pub fn bpop(ctx: &mut Ctx, db: &mut Db) -> Res {
 pub fn lmpop(ctx: &mut Ctx, db: &mut Db) -> Res {
     let blocking = is(&ctx.args[0], "BLMPOP");
     let base = if blocking { 2 } else { 1 };
-    let timeout = if blocking {
-        let t = ctx.args[1].clone();
-        match parse_timeout(ctx, &t) {
-            Some(t) => t,
-            None => return Res::Ok,
-        }
-    } else {
-        None
-    };
     let numkeys = match parse_i64(&ctx.args[base]) {
         Some(n) if n > 0 => n as usize,
         _ => {
@@ -563,6 +554,16 @@ pub fn lmpop(ctx: &mut Ctx, db: &mut Db) -> Res {
             return Res::Ok;
         }
     }
+    // BLMPOP's timeout comes first on the line but Redis parses it last.
+    let timeout = if blocking {
+        let t = ctx.args[1].clone();
+        match parse_timeout(ctx, &t) {
+            Some(t) => t,
+            None => return Res::Ok,
+        }
+    } else {
+        None
+    };
     let d = ctx.client.db;
     let keys = &ctx.args[base + 1..dir_at];
     for k in keys {

@@ -203,9 +203,8 @@ pub fn xadd(ctx: &mut Ctx, db: &mut Db) -> Res {
     let last = s.last_id;
     if last == StreamId::MAX {
         // Redis checks this before looking at the requested id.
-        ctx.out.err(
-            "ERR The stream has exhausted the last possible ID, unable to add more items",
-        );
+        ctx.out
+            .err("ERR The stream has exhausted the last possible ID, unable to add more items");
         return Res::Ok;
     }
     let too_small =

@@ -41,9 +41,7 @@ pub fn set(ctx: &mut Ctx, db: &mut Db) -> Res {
             None
         };
         if let Some(u) = unit {
-            if expire_arg.is_some_and(|(other, _)| other != u)
-                || keepttl
-                || i + 1 >= ctx.args.len()
+            if expire_arg.is_some_and(|(other, _)| other != u) || keepttl || i + 1 >= ctx.args.len()
             {
                 ctx.out.err(SYNTAX);
                 return Res::Ok;
