@@ -337,7 +337,6 @@ pub fn xrange(ctx: &mut Ctx, db: &mut Db) -> Res {
     Res::Ok
 }
 
-/// XREAD and XREADGROUP.
 /// Why XREAD/XREADGROUP cannot read stream `k`: a wrong type, or (with a group) a missing
 /// key or group.
 fn stream_error(db: &mut Db, d: usize, k: &[u8], group: Option<&(Bytes, Bytes)>) -> Option<String> {
@@ -356,6 +355,7 @@ fn stream_error(db: &mut Db, d: usize, k: &[u8], group: Option<&(Bytes, Bytes)>)
     }
 }
 
+/// XREAD and XREADGROUP.
 pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
     let group_mode = is(&ctx.args[0], "XREADGROUP");
     let args = ctx.args;
@@ -494,7 +494,6 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
             }
             (Some((g, c)), None) => {
                 // New messages for the group.
-                let last_stream_id = s.last_id;
                 let entries_added = s.entries_added;
                 let Some(gr) = s.groups.get(g) else { continue };
                 let from = gr.last_id;
@@ -504,13 +503,23 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
                     .take(count)
                     .map(|(id, f)| (*id, Some(f.clone())))
                     .collect();
-                let est = items.last().and_then(|(id, _)| {
-                    if *id == last_stream_id {
-                        Some(entries_added)
-                    } else {
-                        None
-                    }
-                });
+                // Each delivered id moves the group's read counter as Redis does: one more
+                // when the counter is known and nothing after the id was deleted, else
+                // estimated again.
+                let counters: Vec<Option<u64>> = {
+                    let mut read = gr.entries_read;
+                    items
+                        .iter()
+                        .map(|(id, _)| {
+                            read = match read {
+                                Some(r) if !s.has_tombstones_from(*id) => Some(r + 1),
+                                _ if entries_added > 0 => s.estimate_entries_read(*id),
+                                _ => read,
+                            };
+                            read
+                        })
+                        .collect()
+                };
                 let Some(gr) = s.groups.get_mut(g) else {
                     continue;
                 };
@@ -520,13 +529,9 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
                 }
                 let cons = gr.consumer(c, now);
                 cons.active_time = Some(now);
-                for (id, _) in &items {
+                for ((id, _), read) in items.iter().zip(counters) {
                     gr.last_id = *id;
-                    gr.entries_read = match (est, gr.entries_read) {
-                        (Some(e), _) if gr.last_id == last_stream_id => Some(e),
-                        (_, Some(r)) => Some(r + 1),
-                        _ => None,
-                    };
+                    gr.entries_read = read;
                     if !noack {
                         gr.assign(*id, c, now, false);
                         let p = &gr.pel[id];
@@ -776,7 +781,8 @@ pub fn xgroup(ctx: &mut Ctx, db: &mut Db) -> Res {
             ctx.out.err("BUSYGROUP Consumer Group name already exists");
             return Res::Ok;
         }
-        let er = entries_read.or_else(|| s.estimate_entries_read(id));
+        // Unknown unless given, as in Redis 7.0 (XINFO estimates the lag without it).
+        let er = entries_read;
         s.groups.insert(
             own(&g),
             Group {
@@ -1474,12 +1480,16 @@ pub fn xinfo(ctx: &mut Ctx, db: &mut Db) -> Res {
                 Some(n) => out.int(n as i64),
                 None => out.null(),
             }
+            // Redis's `streamReplyWithCGLag`.
             out.bulk(b"lag");
-            match g.entries_read {
-                Some(n) if s.max_deleted_id <= g.last_id || s.max_deleted_id == StreamId::MIN => {
-                    out.int(s.entries_added.saturating_sub(n) as i64)
-                }
-                _ => out.null(),
+            let read = match g.entries_read {
+                _ if s.entries_added == 0 => Some(0),
+                Some(n) if !s.has_tombstones_from(g.last_id) => Some(n),
+                _ => s.estimate_entries_read(g.last_id),
+            };
+            match read {
+                Some(n) => out.int(s.entries_added.saturating_sub(n) as i64),
+                None => out.null(),
             }
         }
     } else if is(&sub, "CONSUMERS") && args.len() == 4 {

@@ -379,11 +379,27 @@ pub fn getrange(ctx: &mut Ctx, db: &mut Db) -> Res {
     let ks = &mut db.dbs[ctx.client.db];
     match ks.get(&ctx.args[1], now_ms()).map(|e| &e.value) {
         None => ctx.out.bulk(b""),
-        Some(Value::Str(v)) => match super::norm_range(s, e, v.len()) {
-            Some((a, b)) if !(s < 0 && e < 0 && s > e) => ctx.out.bulk(&v[a..=b]),
-            _ => ctx.out.bulk(b""),
+        Some(Value::Str(v)) => match getrange_bounds(s, e, v.len()) {
+            Some((a, b)) => ctx.out.bulk(&v[a..=b]),
+            None => ctx.out.bulk(b""),
         },
         Some(_) => ctx.out.err(WRONGTYPE),
     }
     Res::Ok
+}
+
+/// GETRANGE's bounds, step for step as Redis 7.0 computes them. Unlike LRANGE, an end that is
+/// still negative after adding the length is clamped to 0, not an empty range: `GETRANGE k
+/// 0 -3` of `"ab"` is `"a"`.
+fn getrange_bounds(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
+    if start < 0 && end < 0 && start > end {
+        return None;
+    }
+    let len = len as i64;
+    let start = if start < 0 { len + start } else { start }.max(0);
+    let end = if end < 0 { len + end } else { end }.max(0).min(len - 1);
+    if start > end || len == 0 {
+        return None;
+    }
+    Some((start as usize, end as usize))
 }
