@@ -372,19 +372,29 @@ impl Connection {
                     if self.inbuf.len() > self.shared.query_buffer_limit() {
                         return self.refuse(ProtocolError::QUERY_BUFFER).await;
                     }
+                    // Messages published before these commands arrived go out before their
+                    // replies, as Redis writes them into the subscriber's buffer at PUBLISH
+                    // time (a PING after a PUBLISH returned gets its PONG after the message).
+                    self.write_queued_msgs();
                 }
                 Some(m) = self.rx.recv() => {
                     self.write_msg(m);
                     // Batch whatever else is queued into the same write.
-                    let mut n = 0;
-                    while let Ok(m) = self.rx.try_recv() {
-                        self.write_msg(m);
-                        n += 1;
-                        if n > 1024 || self.out.buf.len() >= OUT_FLUSH {
-                            break;
-                        }
-                    }
+                    self.write_queued_msgs();
                 }
+            }
+        }
+    }
+
+    /// Write the pub/sub messages already queued for this client (a bounded batch: a
+    /// firehose must not keep the connection from reading its own commands).
+    fn write_queued_msgs(&mut self) {
+        let mut n = 0;
+        while let Ok(m) = self.rx.try_recv() {
+            self.write_msg(m);
+            n += 1;
+            if n > 1024 || self.out.buf.len() >= OUT_FLUSH {
+                break;
             }
         }
     }

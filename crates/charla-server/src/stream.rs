@@ -209,22 +209,44 @@ impl Stream {
         removed
     }
 
-    /// Entries read count for a group whose last delivered id is `last`, when it can be known
-    /// (Redis's "lag" logic, simplified: exact when nothing was deleted after `last`).
+    /// Entries read count for a group whose last delivered id is `last`, when it can be known:
+    /// Redis 7.0's `streamEstimateDistanceFromFirstEverEntry`, step for step, so XINFO's
+    /// `entries-read` and `lag` are the numbers Redis gives.
     pub fn estimate_entries_read(&self, last: StreamId) -> Option<u64> {
         if self.entries_added == 0 {
             return Some(0);
         }
-        if last >= self.last_id {
+        if self.entries.is_empty() && last <= self.max_deleted_id {
             return Some(self.entries_added);
         }
-        if self.max_deleted_id <= last || self.max_deleted_id == StreamId::MIN {
-            let after = self
-                .entries
-                .range((std::ops::Bound::Excluded(last), std::ops::Bound::Unbounded))
-                .count() as u64;
-            return Some(self.entries_added.saturating_sub(after));
+        if last == self.last_id {
+            return Some(self.entries_added);
+        }
+        if last > self.last_id {
+            return None;
+        }
+        let first = self.first_id().unwrap_or(StreamId::MIN);
+        if self.max_deleted_id == StreamId::MIN || self.max_deleted_id < first {
+            let len = self.entries.len() as u64;
+            if last < first {
+                return Some(self.entries_added.saturating_sub(len));
+            }
+            if last == first {
+                return Some(self.entries_added.saturating_sub(len) + 1);
+            }
         }
         None
+    }
+
+    /// Redis's `streamRangeHasTombstones(s, from, NULL)`: whether an entry at or after `from`
+    /// was deleted (a group's read counter cannot simply be advanced past it).
+    pub fn has_tombstones_from(&self, from: StreamId) -> bool {
+        if self.entries.is_empty() || self.max_deleted_id == StreamId::MIN {
+            return false;
+        }
+        if self.first_id().is_some_and(|f| f > self.max_deleted_id) {
+            return false;
+        }
+        from <= self.max_deleted_id
     }
 }

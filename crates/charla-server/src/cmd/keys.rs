@@ -117,16 +117,6 @@ pub fn scan(ctx: &mut Ctx, db: &mut Db) -> Res {
 
 pub fn expire(ctx: &mut Ctx, db: &mut Db) -> Res {
     let name = ctx.args[0].to_ascii_uppercase();
-    let Some(v) = ctx.int_arg(2) else {
-        return Res::Ok;
-    };
-    let now = now_ms();
-    let at: i128 = match name.as_slice() {
-        b"EXPIRE" => now as i128 + v as i128 * 1000,
-        b"PEXPIRE" => now as i128 + v as i128,
-        b"EXPIREAT" => v as i128 * 1000,
-        _ => v as i128,
-    };
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for a in &ctx.args[3..] {
         if is(a, "NX") {
@@ -155,6 +145,17 @@ pub fn expire(ctx: &mut Ctx, db: &mut Db) -> Res {
             .err("ERR GT and LT options at the same time are not compatible");
         return Res::Ok;
     }
+    // The time is parsed after the options, as Redis does.
+    let Some(v) = ctx.int_arg(2) else {
+        return Res::Ok;
+    };
+    let now = now_ms();
+    let at: i128 = match name.as_slice() {
+        b"EXPIRE" => now as i128 + v as i128 * 1000,
+        b"PEXPIRE" => now as i128 + v as i128,
+        b"EXPIREAT" => v as i128 * 1000,
+        _ => v as i128,
+    };
     if at > i64::MAX as i128 || at < i64::MIN as i128 {
         let n = ctx.name_lower();
         ctx.out

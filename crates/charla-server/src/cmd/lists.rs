@@ -161,15 +161,15 @@ fn index(i: i64, len: usize) -> Option<usize> {
     (i >= 0 && (i as usize) < len).then_some(i as usize)
 }
 
+// LINDEX and LSET look the key up before they parse the index, as Redis does: a missing
+// key or a wrong type is the answer even when the index is not a number.
 pub fn lindex(ctx: &mut Ctx, db: &mut Db) -> Res {
-    let Some(i) = parse_i64(&ctx.args[2]) else {
-        ctx.out.err(NOT_INT);
-        return Res::Ok;
-    };
+    let i = parse_i64(&ctx.args[2]);
     match list(db, ctx.client.db, &ctx.args[1]) {
         L::Missing => ctx.out.null(),
         L::Wrong => ctx.out.err(WRONGTYPE),
-        L::List(l) => match index(i, l.len()) {
+        L::List(_) if i.is_none() => ctx.out.err(NOT_INT),
+        L::List(l) => match i.and_then(|i| index(i, l.len())) {
             Some(i) => ctx.out.bulk(&l[i]),
             None => ctx.out.null(),
         },
@@ -178,15 +178,13 @@ pub fn lindex(ctx: &mut Ctx, db: &mut Db) -> Res {
 }
 
 pub fn lset(ctx: &mut Ctx, db: &mut Db) -> Res {
-    let Some(i) = parse_i64(&ctx.args[2]) else {
-        ctx.out.err(NOT_INT);
-        return Res::Ok;
-    };
+    let i = parse_i64(&ctx.args[2]);
     let v = own(&ctx.args[3]);
     match list(db, ctx.client.db, &ctx.args[1]) {
         L::Missing => ctx.out.err("ERR no such key"),
         L::Wrong => ctx.out.err(WRONGTYPE),
-        L::List(l) => match index(i, l.len()) {
+        L::List(_) if i.is_none() => ctx.out.err(NOT_INT),
+        L::List(l) => match i.and_then(|i| index(i, l.len())) {
             Some(i) => {
                 l[i] = v;
                 ctx.dirty = true;
@@ -284,24 +282,31 @@ pub fn lpos(ctx: &mut Ctx, db: &mut Db) -> Res {
             ctx.out.err(SYNTAX);
             return Res::Ok;
         }
-        let Some(v) = parse_i64(&ctx.args[i + 1]) else {
-            ctx.out.err(NOT_INT);
-            return Res::Ok;
-        };
+        // Each option's value is checked as Redis does: RANK must be an integer, COUNT and
+        // MAXLEN a non-negative one (anything else is "can't be negative").
+        let v = parse_i64(&ctx.args[i + 1]);
         let a = &ctx.args[i];
         if is(a, "RANK") {
+            let Some(v) = v else {
+                ctx.out.err(NOT_INT);
+                return Res::Ok;
+            };
             if v == 0 || v == i64::MIN {
                 ctx.out.err("ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list");
                 return Res::Ok;
             }
             rank = v;
-        } else if is(a, "COUNT") && v >= 0 {
-            count = Some(v as usize);
-        } else if is(a, "MAXLEN") && v >= 0 {
-            maxlen = v as usize;
         } else if is(a, "COUNT") || is(a, "MAXLEN") {
-            ctx.out.err("ERR COUNT can't be negative");
-            return Res::Ok;
+            let Some(v) = v.filter(|v| *v >= 0) else {
+                let what = if is(a, "COUNT") { "COUNT" } else { "MAXLEN" };
+                ctx.out.err(&format!("ERR {what} can't be negative"));
+                return Res::Ok;
+            };
+            if is(a, "COUNT") {
+                count = Some(v as usize);
+            } else {
+                maxlen = v as usize;
+            }
         } else {
             ctx.out.err(SYNTAX);
             return Res::Ok;
@@ -403,16 +408,23 @@ pub fn lmove(ctx: &mut Ctx, db: &mut Db) -> Res {
     };
     let d = ctx.client.db;
     let (src, dst) = (ctx.args[1].clone(), ctx.args[2].clone());
-    if matches!(list(db, d, &dst), L::Wrong) {
-        ctx.out.err(WRONGTYPE);
-        return Res::Ok;
-    }
-    let v = match list(db, d, &src) {
+    // Redis's order: the source's type, then (only when it has an element to move) the
+    // destination's. An empty source with a wrong-type destination is a null (or a block),
+    // not WRONGTYPE.
+    let src_has_items = match list(db, d, &src) {
         L::Wrong => {
             ctx.out.err(WRONGTYPE);
             return Res::Ok;
         }
-        L::Missing => None,
+        L::Missing => false,
+        L::List(l) => !l.is_empty(),
+    };
+    if src_has_items && matches!(list(db, d, &dst), L::Wrong) {
+        ctx.out.err(WRONGTYPE);
+        return Res::Ok;
+    }
+    let v = match list(db, d, &src) {
+        L::Wrong | L::Missing => None,
         L::List(l) => {
             if from_left {
                 l.pop_front()
@@ -426,8 +438,13 @@ pub fn lmove(ctx: &mut Ctx, db: &mut Db) -> Res {
             if may_block(ctx) {
                 return block(ctx, db, &[&src], t, false);
             }
-            // A blocking move that timed out replies with a null array, as Redis does.
-            ctx.out.null_array();
+            // A blocking move that timed out replies with a null array, as Redis does; inside
+            // EXEC (where it cannot block) Redis answers a plain null.
+            if ctx.client.in_exec {
+                ctx.out.null();
+            } else {
+                ctx.out.null_array();
+            }
             return Res::Ok;
         }
         ctx.out.null();
@@ -505,15 +522,6 @@ pub fn bpop(ctx: &mut Ctx, db: &mut Db) -> Res {
 pub fn lmpop(ctx: &mut Ctx, db: &mut Db) -> Res {
     let blocking = is(&ctx.args[0], "BLMPOP");
     let base = if blocking { 2 } else { 1 };
-    let timeout = if blocking {
-        let t = ctx.args[1].clone();
-        match parse_timeout(ctx, &t) {
-            Some(t) => t,
-            None => return Res::Ok,
-        }
-    } else {
-        None
-    };
     let numkeys = match parse_i64(&ctx.args[base]) {
         Some(n) if n > 0 => n as usize,
         _ => {
@@ -546,6 +554,16 @@ pub fn lmpop(ctx: &mut Ctx, db: &mut Db) -> Res {
             return Res::Ok;
         }
     }
+    // BLMPOP's timeout comes first on the line but Redis parses it last.
+    let timeout = if blocking {
+        let t = ctx.args[1].clone();
+        match parse_timeout(ctx, &t) {
+            Some(t) => t,
+            None => return Res::Ok,
+        }
+    } else {
+        None
+    };
     let d = ctx.client.db;
     let keys = &ctx.args[base + 1..dir_at];
     for k in keys {

@@ -75,10 +75,12 @@ impl Ctx<'_> {
         String::from_utf8_lossy(&self.args[0]).to_ascii_lowercase()
     }
 
-    /// Redis's reply to an unknown subcommand (or one with the wrong number of arguments):
-    /// `Try <COMMAND> HELP.` names the command as the client typed it, upper-cased.
+    /// Redis's `addReplySubcommandSyntaxError`, for a bad option of a known subcommand
+    /// (unknown subcommands and wrong counts are caught by [`dispatch`] first): `Try <COMMAND>
+    /// HELP.` names the command as the client typed it, upper-cased.
     pub fn err_subcommand(&mut self, sub: &[u8]) {
         let name = self.name_lower().to_ascii_uppercase();
+        let sub = &sub[..sub.len().min(128)];
         self.out.err(&format!(
             "ERR unknown subcommand or wrong number of arguments for '{}'. Try {name} HELP.",
             String::from_utf8_lossy(sub)
@@ -261,7 +263,9 @@ pub fn table() -> &'static [Spec] {
                 -1,
                 1
             ),
-            spec!("UNWATCH", 1, TX_CTL, Conn(transactions::unwatch), 0, 0, 0),
+            // Not TX_CTL: Redis queues UNWATCH inside MULTI (only EXEC, DISCARD, MULTI, WATCH, QUIT
+            // and RESET run at once).
+            spec!("UNWATCH", 1, 0, Conn(transactions::unwatch), 0, 0, 0),
             // keys
             spec!("DEL", -2, WRITE, D(keys::del), 1, -1, 1),
             spec!("UNLINK", -2, WRITE, D(keys::del), 1, -1, 1),
@@ -429,6 +433,84 @@ pub fn table() -> &'static [Spec] {
     })
 }
 
+/// The subcommands charla serves of Redis's container commands, with Redis 7's arity for
+/// each (N exact, -N at least N). Redis rejects an unknown subcommand or a wrong count before
+/// running anything (inside MULTI: at queuing time, so EXEC aborts); [`dispatch`] does the
+/// same from this table.
+fn subcommands(command: &str) -> Option<&'static [(&'static str, i32)]> {
+    Some(match command {
+        "CLIENT" => &[
+            ("SETNAME", 3),
+            ("GETNAME", 2),
+            ("ID", 2),
+            ("LIST", -2),
+            ("INFO", 2),
+            ("NO-EVICT", 3),
+            ("NO-TOUCH", 3),
+            ("REPLY", 3),
+            ("UNBLOCK", -3),
+            // Redis 7.2's: redis-rs sends it on connect.
+            ("SETINFO", 4),
+            ("HELP", 2),
+        ],
+        "CONFIG" => &[("GET", -3), ("SET", -4), ("RESETSTAT", 2)],
+        "COMMAND" => &[
+            ("COUNT", 2),
+            ("DOCS", -2),
+            ("INFO", -2),
+            ("LIST", -2),
+            ("GETKEYS", -4),
+        ],
+        "PUBSUB" => &[("CHANNELS", -2), ("NUMSUB", -2), ("NUMPAT", 2)],
+        // Redis's FUNCTION subcommands: FLUSH and LIST are served, the others refused by
+        // the command (charla serve runs no scripts).
+        "FUNCTION" => &[
+            ("FLUSH", -2),
+            ("LIST", -2),
+            ("LOAD", -3),
+            ("DELETE", 3),
+            ("DUMP", 2),
+            ("RESTORE", -3),
+            ("STATS", 2),
+            ("KILL", 2),
+            ("HELP", 2),
+        ],
+        "XGROUP" => &[
+            ("CREATE", -5),
+            ("SETID", -5),
+            ("DESTROY", 4),
+            ("CREATECONSUMER", 5),
+            ("DELCONSUMER", 5),
+            ("HELP", 2),
+        ],
+        "XINFO" => &[("CONSUMERS", 4), ("GROUPS", 3), ("STREAM", -3), ("HELP", 2)],
+        _ => return None,
+    })
+}
+
+/// Redis's error for an unknown subcommand or a subcommand with the wrong number of
+/// arguments, if the command is a container and `args` are not a valid call of it.
+fn subcommand_error(spec: &Spec, args: &[Bytes]) -> Option<String> {
+    let subs = subcommands(spec.name)?;
+    let sub = args.get(1)?;
+    let n = args.len() as i32;
+    let Some((name, arity)) = subs.iter().find(|(name, _)| is(sub, name)) else {
+        let typed = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+        return Some(format!(
+            "ERR unknown subcommand '{}'. Try {typed} HELP.",
+            String::from_utf8_lossy(&sub[..sub.len().min(128)])
+        ));
+    };
+    if (*arity > 0 && n != *arity) || (*arity < 0 && n < -*arity) {
+        return Some(format!(
+            "ERR wrong number of arguments for '{}|{}' command",
+            spec.name.to_ascii_lowercase(),
+            name.to_ascii_lowercase()
+        ));
+    }
+    None
+}
+
 fn index() -> &'static HashMap<&'static [u8], &'static Spec> {
     static I: OnceLock<HashMap<&'static [u8], &'static Spec>> = OnceLock::new();
     I.get_or_init(|| table().iter().map(|s| (s.name.as_bytes(), s)).collect())
@@ -531,6 +613,13 @@ pub fn dispatch(ctx: &mut Ctx) -> Res {
             ctx.client.multi_error = true;
         }
         ctx.err_arity();
+        return Res::Ok;
+    }
+    if let Some(e) = subcommand_error(spec, ctx.args) {
+        if ctx.client.multi.is_some() {
+            ctx.client.multi_error = true;
+        }
+        ctx.out.err(&e);
         return Res::Ok;
     }
     if !ctx.client.authed && spec.flags & NO_AUTH == 0 {

@@ -118,7 +118,8 @@ pub fn pubsub(ctx: &mut Ctx) -> Res {
                 .map(|c| (c.clone(), ps.numsub(c)))
                 .collect()
         };
-        ctx.out.map(counts.len());
+        // A flat array in RESP3 too, as redis-server 7.0 answers.
+        ctx.out.array(counts.len() * 2);
         for (c, n) in counts {
             ctx.out.bulk(&c);
             ctx.out.int(n as i64);

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-use super::{is, lookup, table, Ctx, Res, Spec, BLOCKING, WRITE};
+use super::{is, lookup, table, Ctx, Res, Spec, BLOCKING, SYNTAX, WRITE};
 use crate::db::{glob_match, Db, NUM_DBS};
 
 fn write_spec(ctx: &mut Ctx, s: &Spec) {
@@ -61,7 +61,8 @@ pub fn command(ctx: &mut Ctx) -> Res {
             for n in names {
                 match lookup(&n) {
                     Some(s) => write_spec(ctx, s),
-                    None => ctx.out.null_array(),
+                    // Redis answers a null (`$-1`, `_` in RESP3) for an unknown name.
+                    None => ctx.out.null(),
                 }
             }
         }
@@ -71,12 +72,50 @@ pub fn command(ctx: &mut Ctx) -> Res {
         for s in t {
             ctx.out.bulk(s.name.to_ascii_lowercase().as_bytes());
         }
-    } else if is(&sub, "GETKEYS") && ctx.args.len() > 2 {
-        ctx.out.err("ERR Invalid arguments specified for command");
+    } else if is(&sub, "GETKEYS") {
+        getkeys(ctx);
     } else {
         ctx.err_subcommand(&sub);
     }
     Res::Ok
+}
+
+/// `COMMAND GETKEYS <command> <args…>`: the keys from the table's first/last/step positions,
+/// with Redis's errors. Commands whose keys follow a count (LMPOP, BLMPOP, XREAD,
+/// XREADGROUP; Redis finds them with key specs) are not resolved (docs/serve-differences.md).
+fn getkeys(ctx: &mut Ctx) {
+    let call = &ctx.args[2..];
+    let Some(spec) = lookup(&call[0]) else {
+        ctx.out.err("ERR Invalid command specified");
+        return;
+    };
+    let n = call.len() as i32;
+    if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
+        ctx.out
+            .err("ERR Invalid number of arguments specified for command");
+        return;
+    }
+    if spec.first_key == 0 {
+        if matches!(spec.name, "LMPOP" | "BLMPOP" | "XREAD" | "XREADGROUP") {
+            ctx.out.err("ERR Invalid arguments specified for command");
+        } else {
+            ctx.out.err("ERR The command has no key arguments");
+        }
+        return;
+    }
+    let last = if spec.last_key < 0 {
+        n + spec.last_key
+    } else {
+        spec.last_key.min(n - 1)
+    };
+    let positions: Vec<usize> = (spec.first_key..=last)
+        .step_by(spec.step.max(1) as usize)
+        .map(|i| i as usize)
+        .collect();
+    ctx.out.array(positions.len());
+    for i in positions {
+        ctx.out.bulk(&call[i]);
+    }
 }
 
 /// INFO reads the keyspace, so it is a data command: it runs under the keyspace lock (also
@@ -350,8 +389,13 @@ pub fn config(ctx: &mut Ctx) -> Res {
             ctx.out.bulk(k.as_bytes());
             ctx.out.bulk(v.as_bytes());
         }
-    } else if is(&sub, "SET") && ctx.args.len() >= 4 && ctx.args.len().is_multiple_of(2) {
-        config_set(ctx);
+    } else if is(&sub, "SET") {
+        // An odd count (a name without a value) is Redis's syntax error.
+        if ctx.args.len().is_multiple_of(2) {
+            config_set(ctx);
+        } else {
+            ctx.out.err(SYNTAX);
+        }
     } else if is(&sub, "RESETSTAT") && ctx.args.len() == 2 {
         ctx.out.ok();
     } else {

@@ -149,11 +149,6 @@ pub fn xadd(ctx: &mut Ctx, db: &mut Db) -> Res {
         }
     }
     let id_at = i;
-    let fields = &args[i + 1..];
-    if fields.is_empty() || !fields.len().is_multiple_of(2) {
-        ctx.err_arity();
-        return Res::Ok;
-    }
     let idarg = &args[id_at];
     // Parse the requested id: None = `*`, Some((ms, None)) = `ms-*`.
     let req: Option<(u64, Option<u64>)> = if idarg.as_ref() == b"*" {
@@ -175,6 +170,12 @@ pub fn xadd(ctx: &mut Ctx, db: &mut Db) -> Res {
             }
         }
     };
+    // Redis's order: the id is parsed before the field/value count is checked.
+    let fields = &args[i + 1..];
+    if fields.is_empty() || !fields.len().is_multiple_of(2) {
+        ctx.err_arity();
+        return Res::Ok;
+    }
     if req == Some((0, Some(0))) {
         ctx.out
             .err("ERR The ID specified in XADD must be greater than 0-0");
@@ -200,6 +201,12 @@ pub fn xadd(ctx: &mut Ctx, db: &mut Db) -> Res {
         return Res::Ok;
     };
     let last = s.last_id;
+    if last == StreamId::MAX {
+        // Redis checks this before looking at the requested id.
+        ctx.out
+            .err("ERR The stream has exhausted the last possible ID, unable to add more items");
+        return Res::Ok;
+    }
     let too_small =
         "ERR The ID specified in XADD is equal or smaller than the target stream top item";
     let id = match req {
@@ -305,7 +312,13 @@ pub fn xrange(ctx: &mut Ctx, db: &mut Db) -> Res {
         S::Missing => ctx.out.array(0),
         S::Wrong => ctx.out.err(WRONGTYPE),
         S::Stream(s) => {
-            if start > end || count == 0 {
+            // COUNT 0 (or negative) on an existing stream is a null array in Redis, an empty
+            // range an empty one.
+            if count == 0 {
+                ctx.out.null_array();
+                return Res::Ok;
+            }
+            if start > end {
                 ctx.out.array(0);
                 return Res::Ok;
             }
@@ -322,6 +335,36 @@ pub fn xrange(ctx: &mut Ctx, db: &mut Db) -> Res {
         }
     }
     Res::Ok
+}
+
+/// Why XREAD/XREADGROUP cannot read stream `k`: a wrong type, or (with a group) a missing
+/// key or group.
+fn stream_error(
+    db: &mut Db,
+    d: usize,
+    k: &[u8],
+    group: Option<&(Bytes, Bytes)>,
+    woken: bool,
+) -> Option<String> {
+    let nogroup = |g: &[u8]| {
+        format!(
+            "NOGROUP No such key '{}' or consumer group '{}' in XREADGROUP with GROUP option",
+            String::from_utf8_lossy(k),
+            String::from_utf8_lossy(g)
+        )
+    };
+    match (stream(db, d, k), group) {
+        (S::Wrong | S::Missing, Some(_)) if woken => {
+            Some("UNBLOCKED the stream key no longer exists".into())
+        }
+        (S::Stream(s), Some((g, _))) if woken && !s.groups.contains_key(g) => {
+            Some("NOGROUP the consumer group this client was blocked on no longer exists".into())
+        }
+        (S::Wrong, _) => Some(WRONGTYPE.to_string()),
+        (S::Missing, Some((g, _))) => Some(nogroup(g)),
+        (S::Stream(s), Some((g, _))) if !s.groups.contains_key(g) => Some(nogroup(g)),
+        _ => None,
+    }
 }
 
 /// XREAD and XREADGROUP.
@@ -388,19 +431,28 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
 
     // Resolve the start ids once: `$` must mean "the last id when the command was first
     // run", not at each wakeup, so it is remembered across re-runs of a blocked command.
+    // Redis goes stream by stream: the key's type and group, then that stream's id.
     if ctx.client.block_ids.is_none() {
         let mut resolved = Vec::with_capacity(n);
         for (k, id) in keys.iter().zip(ids) {
-            let r = if id.as_ref() == b"$" && !group_mode {
+            if let Some(e) = stream_error(db, d, k, group.as_ref(), false) {
+                ctx.out.err(&e);
+                return Res::Ok;
+            }
+            let r = if id.as_ref() == b"$" {
+                if group_mode {
+                    ctx.out.err("ERR The $ ID is meaningless in the context of XREADGROUP: you want to read the history of this consumer by specifying a proper ID, or use the > ID to get new messages. The $ ID would just return an empty result set.");
+                    return Res::Ok;
+                }
                 match stream(db, d, k) {
                     S::Stream(s) => Some(s.last_id),
-                    S::Wrong => {
-                        ctx.out.err(WRONGTYPE);
-                        return Res::Ok;
-                    }
-                    S::Missing => Some(StreamId::MIN),
+                    _ => Some(StreamId::MIN),
                 }
-            } else if id.as_ref() == b">" && group_mode {
+            } else if id.as_ref() == b">" {
+                if !group_mode {
+                    ctx.out.err("ERR The > ID can be specified only when calling XREADGROUP using the GROUP <group> <consumer> option.");
+                    return Res::Ok;
+                }
                 None
             } else if id.as_ref() == b"+" && !group_mode {
                 match stream(db, d, k) {
@@ -422,54 +474,14 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
     }
     let resolved = ctx.client.block_ids.clone().unwrap_or_default();
 
-    // Check types and groups first so errors come before any state change.
-    // A blocked XREADGROUP woken because its key or group went away is told so (Redis's
-    // errors for that case); a first run gets the errors of a bad request.
+    // Check types and groups again on a re-run (a woken blocked command): errors come before
+    // any state change. A blocked XREADGROUP woken because its key or group went away is told
+    // so, with Redis's errors for that case.
     let woken = group_mode && ctx.client.block_started;
     for k in keys {
-        match stream(db, d, k) {
-            S::Wrong | S::Missing if woken => {
-                ctx.out.err("UNBLOCKED the stream key no longer exists");
-                return Res::Ok;
-            }
-            S::Stream(s)
-                if woken
-                    && !group
-                        .as_ref()
-                        .is_some_and(|(g, _)| s.groups.contains_key(g)) =>
-            {
-                ctx.out
-                    .err("NOGROUP the consumer group this client was blocked on no longer exists");
-                return Res::Ok;
-            }
-            S::Wrong => {
-                ctx.out.err(WRONGTYPE);
-                return Res::Ok;
-            }
-            S::Missing if group_mode => {
-                let (g, _) = group
-                    .as_ref()
-                    .map(|(g, c)| (g.clone(), c.clone()))
-                    .unwrap_or_default();
-                ctx.out.err(&format!(
-                    "NOGROUP No such key '{}' or consumer group '{}' in XREADGROUP with GROUP option",
-                    String::from_utf8_lossy(k),
-                    String::from_utf8_lossy(&g)
-                ));
-                return Res::Ok;
-            }
-            S::Stream(s) if group_mode => {
-                let (g, _) = group.clone().unwrap_or_default();
-                if !s.groups.contains_key(&g) {
-                    ctx.out.err(&format!(
-                        "NOGROUP No such key '{}' or consumer group '{}' in XREADGROUP with GROUP option",
-                        String::from_utf8_lossy(k),
-                        String::from_utf8_lossy(&g)
-                    ));
-                    return Res::Ok;
-                }
-            }
-            _ => {}
+        if let Some(e) = stream_error(db, d, k, group.as_ref(), woken) {
+            ctx.out.err(&e);
+            return Res::Ok;
         }
     }
 
@@ -496,7 +508,6 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
             }
             (Some((g, c)), None) => {
                 // New messages for the group.
-                let last_stream_id = s.last_id;
                 let entries_added = s.entries_added;
                 let Some(gr) = s.groups.get(g) else { continue };
                 let from = gr.last_id;
@@ -506,13 +517,23 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
                     .take(count)
                     .map(|(id, f)| (*id, Some(f.clone())))
                     .collect();
-                let est = items.last().and_then(|(id, _)| {
-                    if *id == last_stream_id {
-                        Some(entries_added)
-                    } else {
-                        None
-                    }
-                });
+                // Each delivered id moves the group's read counter as Redis does: one more
+                // when the counter is known and nothing after the id was deleted, else
+                // estimated again.
+                let counters: Vec<Option<u64>> = {
+                    let mut read = gr.entries_read;
+                    items
+                        .iter()
+                        .map(|(id, _)| {
+                            read = match read {
+                                Some(r) if !s.has_tombstones_from(*id) => Some(r + 1),
+                                _ if entries_added > 0 => s.estimate_entries_read(*id),
+                                _ => read,
+                            };
+                            read
+                        })
+                        .collect()
+                };
                 let Some(gr) = s.groups.get_mut(g) else {
                     continue;
                 };
@@ -522,13 +543,9 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
                 }
                 let cons = gr.consumer(c, now);
                 cons.active_time = Some(now);
-                for (id, _) in &items {
+                for ((id, _), read) in items.iter().zip(counters) {
                     gr.last_id = *id;
-                    gr.entries_read = match (est, gr.entries_read) {
-                        (Some(e), _) if gr.last_id == last_stream_id => Some(e),
-                        (_, Some(r)) => Some(r + 1),
-                        _ => None,
-                    };
+                    gr.entries_read = read;
                     if !noack {
                         gr.assign(*id, c, now, false);
                         let p = &gr.pel[id];
@@ -727,19 +744,25 @@ pub fn xgroup(ctx: &mut Ctx, db: &mut Db) -> Res {
             } else if is(&args[i], "ENTRIESREAD") && i + 1 < args.len() {
                 match parse_i64(&args[i + 1]) {
                     Some(n) if n >= -1 => entries_read = (n >= 0).then_some(n as u64),
-                    _ => {
+                    Some(_) => {
                         ctx.out
                             .err("ERR value for ENTRIESREAD must be positive or -1");
+                        return Res::Ok;
+                    }
+                    None => {
+                        ctx.out.err(NOT_INT);
                         return Res::Ok;
                     }
                 }
                 i += 2;
             } else {
-                ctx.out.err(SYNTAX);
+                ctx.err_subcommand(&sub);
                 return Res::Ok;
             }
         }
-        match stream(db, d, &key) {
+        // Redis's order: options, the key's type, a missing key without MKSTREAM, the id;
+        // the stream is created only once nothing can fail.
+        let last_id = match stream(db, d, &key) {
             S::Wrong => {
                 ctx.out.err(WRONGTYPE);
                 return Res::Ok;
@@ -748,16 +771,11 @@ pub fn xgroup(ctx: &mut Ctx, db: &mut Db) -> Res {
                 ctx.out.err("ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may want to use the MKSTREAM option to create an empty stream automatically.");
                 return Res::Ok;
             }
-            S::Missing => {
-                db.dbs[d].insert(own(&key), Value::Stream(Box::default()));
-            }
-            S::Stream(_) => {}
-        }
-        let S::Stream(s) = stream(db, d, &key) else {
-            return Res::Ok;
+            S::Missing => StreamId::MIN,
+            S::Stream(s) => s.last_id,
         };
         let id = if args[4].as_ref() == b"$" {
-            s.last_id
+            last_id
         } else {
             match StreamId::parse(&args[4], 0) {
                 Some(id) => id,
@@ -767,11 +785,18 @@ pub fn xgroup(ctx: &mut Ctx, db: &mut Db) -> Res {
                 }
             }
         };
+        if matches!(stream(db, d, &key), S::Missing) {
+            db.dbs[d].insert(own(&key), Value::Stream(Box::default()));
+        }
+        let S::Stream(s) = stream(db, d, &key) else {
+            return Res::Ok;
+        };
         if s.groups.contains_key(&g) {
             ctx.out.err("BUSYGROUP Consumer Group name already exists");
             return Res::Ok;
         }
-        let er = entries_read.or_else(|| s.estimate_entries_read(id));
+        // Unknown unless given, as in Redis 7.0 (XINFO estimates the lag without it).
+        let er = entries_read;
         s.groups.insert(
             own(&g),
             Group {
@@ -891,6 +916,21 @@ pub fn xgroup(ctx: &mut Ctx, db: &mut Db) -> Res {
 }
 
 pub fn xack(ctx: &mut Ctx, db: &mut Db) -> Res {
+    // Redis's order: the key's type, then "no key or group: nothing to ack" (0), and only
+    // then the ids (all parsed before any is acked: all or nothing).
+    let g = ctx.args[2].clone();
+    let gr = match stream(db, ctx.client.db, &ctx.args[1]) {
+        S::Wrong => {
+            ctx.out.err(WRONGTYPE);
+            return Res::Ok;
+        }
+        S::Missing => None,
+        S::Stream(s) => s.groups.get_mut(&g),
+    };
+    let Some(gr) = gr else {
+        ctx.out.int(0);
+        return Res::Ok;
+    };
     let mut ids = Vec::new();
     for a in &ctx.args[3..] {
         match StreamId::parse(a, 0) {
@@ -901,18 +941,7 @@ pub fn xack(ctx: &mut Ctx, db: &mut Db) -> Res {
             }
         }
     }
-    let g = ctx.args[2].clone();
-    let n = match stream(db, ctx.client.db, &ctx.args[1]) {
-        S::Wrong => {
-            ctx.out.err(WRONGTYPE);
-            return Res::Ok;
-        }
-        S::Missing => 0,
-        S::Stream(s) => match s.groups.get_mut(&g) {
-            None => 0,
-            Some(gr) => ids.iter().filter(|id| gr.ack(**id)).count(),
-        },
-    };
+    let n = ids.iter().filter(|id| gr.ack(**id)).count();
     ctx.dirty = n > 0;
     ctx.out.int(n as i64);
     Res::Ok
@@ -939,6 +968,33 @@ pub fn xpending(ctx: &mut Ctx, db: &mut Db) -> Res {
         ctx.out.err(SYNTAX);
         return Res::Ok;
     }
+    // Redis parses the extended form's arguments (count, then start and end) before it looks
+    // the key and group up.
+    let mut range = None;
+    if extended {
+        let count = match parse_i64(&args[i + 2]) {
+            Some(c) => c.max(0) as usize,
+            None => {
+                ctx.out.err(NOT_INT);
+                return Res::Ok;
+            }
+        };
+        let start = match range_bound(&args[i], true) {
+            Ok(id) => id,
+            Err(e) => {
+                ctx.out.err(e);
+                return Res::Ok;
+            }
+        };
+        let end = match range_bound(&args[i + 1], false) {
+            Ok(id) => id,
+            Err(e) => {
+                ctx.out.err(e);
+                return Res::Ok;
+            }
+        };
+        range = Some((start, end, count));
+    }
     let now = now_ms();
     let Some(s) = stream_with_group(ctx, db, ctx.client.db, &key, &g) else {
         return Res::Ok;
@@ -947,7 +1003,7 @@ pub fn xpending(ctx: &mut Ctx, db: &mut Db) -> Res {
         nogroup(ctx, &key, &g);
         return Res::Ok;
     };
-    if !extended {
+    let Some((start, end, count)) = range else {
         if gr.pel.is_empty() {
             ctx.out.array(4);
             ctx.out.int(0);
@@ -974,27 +1030,6 @@ pub fn xpending(ctx: &mut Ctx, db: &mut Db) -> Res {
             ctx.out.bulk(c.pending.len().to_string().as_bytes());
         }
         return Res::Ok;
-    }
-    let start = match range_bound(&args[i], true) {
-        Ok(id) => id,
-        Err(e) => {
-            ctx.out.err(e);
-            return Res::Ok;
-        }
-    };
-    let end = match range_bound(&args[i + 1], false) {
-        Ok(id) => id,
-        Err(e) => {
-            ctx.out.err(e);
-            return Res::Ok;
-        }
-    };
-    let count = match parse_i64(&args[i + 2]) {
-        Some(c) => c.max(0) as usize,
-        None => {
-            ctx.out.err(NOT_INT);
-            return Res::Ok;
-        }
     };
     let consumer = args.get(i + 3);
     let items: Vec<_> = if start > end {
@@ -1021,6 +1056,11 @@ pub fn xpending(ctx: &mut Ctx, db: &mut Db) -> Res {
 pub fn xclaim(ctx: &mut Ctx, db: &mut Db) -> Res {
     let args = ctx.args;
     let (key, g, c) = (args[1].clone(), args[2].clone(), own(&args[3]));
+    // Redis's order: the key's type and the group first, then the arguments.
+    let d = ctx.client.db;
+    let Some(s) = stream_with_group(ctx, db, d, &key, &g) else {
+        return Res::Ok;
+    };
     let Some(min_idle) = parse_i64(&args[4]) else {
         ctx.out.err("ERR Invalid min-idle-time argument for XCLAIM");
         return Res::Ok;
@@ -1039,21 +1079,39 @@ pub fn xclaim(ctx: &mut Ctx, db: &mut Db) -> Res {
     let (mut time, mut retry, mut force, mut justid, mut lastid) = (None, None, false, false, None);
     while i < args.len() {
         let a = &args[i];
-        let v = args.get(i + 1).and_then(|v| parse_i64(v));
+        let has_value = i + 1 < args.len();
+        // An option's value that is not an integer is an error naming the option, as Redis's.
+        let value = |ctx: &mut Ctx, opt: &str| {
+            let v = parse_i64(&args[i + 1]);
+            if v.is_none() {
+                ctx.out
+                    .err(&format!("ERR Invalid {opt} option argument for XCLAIM"));
+            }
+            v
+        };
         if is(a, "FORCE") {
             force = true;
             i += 1;
         } else if is(a, "JUSTID") {
             justid = true;
             i += 1;
-        } else if is(a, "IDLE") && v.is_some() {
-            time = Some(now.saturating_sub(v.unwrap_or(0).max(0) as u64));
+        } else if is(a, "IDLE") && has_value {
+            let Some(v) = value(ctx, "IDLE") else {
+                return Res::Ok;
+            };
+            time = Some(now.saturating_sub(v.max(0) as u64));
             i += 2;
-        } else if is(a, "TIME") && v.is_some() {
-            time = Some(v.unwrap_or(0).max(0) as u64);
+        } else if is(a, "TIME") && has_value {
+            let Some(v) = value(ctx, "TIME") else {
+                return Res::Ok;
+            };
+            time = Some(v.max(0) as u64);
             i += 2;
-        } else if is(a, "RETRYCOUNT") && v.is_some() {
-            retry = Some(v.unwrap_or(0).max(0) as u64);
+        } else if is(a, "RETRYCOUNT") && has_value {
+            let Some(v) = value(ctx, "RETRYCOUNT") else {
+                return Res::Ok;
+            };
+            retry = Some(v.max(0) as u64);
             i += 2;
         } else if is(a, "LASTID") && i + 1 < args.len() {
             match StreamId::parse(&args[i + 1], 0) {
@@ -1072,10 +1130,6 @@ pub fn xclaim(ctx: &mut Ctx, db: &mut Db) -> Res {
             return Res::Ok;
         }
     }
-    let d = ctx.client.db;
-    let Some(s) = stream_with_group(ctx, db, d, &key, &g) else {
-        return Res::Ok;
-    };
     let Stream {
         entries, groups, ..
     } = &mut *s;
@@ -1286,16 +1340,7 @@ pub fn xtrim(ctx: &mut Ctx, db: &mut Db) -> Res {
 }
 
 pub fn xdel(ctx: &mut Ctx, db: &mut Db) -> Res {
-    let mut ids = Vec::new();
-    for a in &ctx.args[2..] {
-        match StreamId::parse(a, 0) {
-            Some(id) => ids.push(id),
-            None => {
-                ctx.out.err(INVALID_ID);
-                return Res::Ok;
-            }
-        }
-    }
+    // Redis's order: a missing key is 0 and a wrong type an error before any id is parsed.
     let n = match stream(db, ctx.client.db, &ctx.args[1]) {
         S::Wrong => {
             ctx.out.err(WRONGTYPE);
@@ -1303,6 +1348,16 @@ pub fn xdel(ctx: &mut Ctx, db: &mut Db) -> Res {
         }
         S::Missing => 0,
         S::Stream(s) => {
+            let mut ids = Vec::new();
+            for a in &ctx.args[2..] {
+                match StreamId::parse(a, 0) {
+                    Some(id) => ids.push(id),
+                    None => {
+                        ctx.out.err(INVALID_ID);
+                        return Res::Ok;
+                    }
+                }
+            }
             let mut n = 0;
             for id in ids {
                 if s.entries.remove(&id).is_some() {
@@ -1439,12 +1494,16 @@ pub fn xinfo(ctx: &mut Ctx, db: &mut Db) -> Res {
                 Some(n) => out.int(n as i64),
                 None => out.null(),
             }
+            // Redis's `streamReplyWithCGLag`.
             out.bulk(b"lag");
-            match g.entries_read {
-                Some(n) if s.max_deleted_id <= g.last_id || s.max_deleted_id == StreamId::MIN => {
-                    out.int(s.entries_added.saturating_sub(n) as i64)
-                }
-                _ => out.null(),
+            let read = match g.entries_read {
+                _ if s.entries_added == 0 => Some(0),
+                Some(n) if !s.has_tombstones_from(g.last_id) => Some(n),
+                _ => s.estimate_entries_read(g.last_id),
+            };
+            match read {
+                Some(n) => out.int(s.entries_added.saturating_sub(n) as i64),
+                None => out.null(),
             }
         }
     } else if is(&sub, "CONSUMERS") && args.len() == 4 {

@@ -22,7 +22,10 @@ pub fn get(ctx: &mut Ctx, db: &mut Db) -> Res {
 pub fn set(ctx: &mut Ctx, db: &mut Db) -> Res {
     let now = now_ms();
     let (mut nx, mut xx, mut get, mut keepttl) = (false, false, false, false);
-    let mut expire: Option<i128> = None;
+    // Redis parses every option first (the same expiry option may repeat: the last wins;
+    // two different ones or one with KEEPTTL are a syntax error) and only then checks the
+    // expiry's value.
+    let mut expire_arg: Option<(u8, usize)> = None;
     let mut i = 3;
     while i < ctx.args.len() {
         let a = &ctx.args[i];
@@ -38,25 +41,12 @@ pub fn set(ctx: &mut Ctx, db: &mut Db) -> Res {
             None
         };
         if let Some(u) = unit {
-            if expire.is_some() || keepttl || i + 1 >= ctx.args.len() {
+            if expire_arg.is_some_and(|(other, _)| other != u) || keepttl || i + 1 >= ctx.args.len()
+            {
                 ctx.out.err(SYNTAX);
                 return Res::Ok;
             }
-            let Some(v) = parse_i64(&ctx.args[i + 1]) else {
-                ctx.out.err(NOT_INT);
-                return Res::Ok;
-            };
-            if v <= 0 {
-                ctx.out.err("ERR invalid expire time in 'set' command");
-                return Res::Ok;
-            }
-            let v = v as i128;
-            expire = Some(match u {
-                0 => now as i128 + v * 1000,
-                1 => now as i128 + v,
-                2 => v * 1000,
-                _ => v,
-            });
+            expire_arg = Some((u, i + 1));
             i += 2;
             continue;
         }
@@ -66,13 +56,31 @@ pub fn set(ctx: &mut Ctx, db: &mut Db) -> Res {
             xx = true;
         } else if is(a, "GET") {
             get = true;
-        } else if is(a, "KEEPTTL") && expire.is_none() {
+        } else if is(a, "KEEPTTL") && expire_arg.is_none() {
             keepttl = true;
         } else {
             ctx.out.err(SYNTAX);
             return Res::Ok;
         }
         i += 1;
+    }
+    let mut expire: Option<i128> = None;
+    if let Some((u, at)) = expire_arg {
+        let Some(v) = parse_i64(&ctx.args[at]) else {
+            ctx.out.err(NOT_INT);
+            return Res::Ok;
+        };
+        if v <= 0 {
+            ctx.out.err("ERR invalid expire time in 'set' command");
+            return Res::Ok;
+        }
+        let v = v as i128;
+        expire = Some(match u {
+            0 => now as i128 + v * 1000,
+            1 => now as i128 + v,
+            2 => v * 1000,
+            _ => v,
+        });
     }
     if expire.is_some_and(|e| e > i64::MAX as i128) {
         ctx.out.err("ERR invalid expire time in 'set' command");
@@ -371,9 +379,9 @@ pub fn getrange(ctx: &mut Ctx, db: &mut Db) -> Res {
     let ks = &mut db.dbs[ctx.client.db];
     match ks.get(&ctx.args[1], now_ms()).map(|e| &e.value) {
         None => ctx.out.bulk(b""),
-        Some(Value::Str(v)) => match super::norm_range(s, e, v.len()) {
-            Some((a, b)) if !(s < 0 && e < 0 && s > e) => ctx.out.bulk(&v[a..=b]),
-            _ => ctx.out.bulk(b""),
+        Some(Value::Str(v)) => match getrange_bounds(s, e, v.len()) {
+            Some((a, b)) => ctx.out.bulk(&v[a..=b]),
+            None => ctx.out.bulk(b""),
         },
         Some(_) => ctx.out.err(WRONGTYPE),
     }
@@ -517,4 +525,20 @@ pub fn getex(ctx: &mut Ctx, db: &mut Db) -> Res {
     }
     ctx.propagated = true;
     Res::Ok
+}
+
+/// GETRANGE's bounds, step for step as Redis 7.0 computes them. Unlike LRANGE, an end that is
+/// still negative after adding the length is clamped to 0, not an empty range: `GETRANGE k
+/// 0 -3` of `"ab"` is `"a"`.
+fn getrange_bounds(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
+    if start < 0 && end < 0 && start > end {
+        return None;
+    }
+    let len = len as i64;
+    let start = if start < 0 { len + start } else { start }.max(0);
+    let end = if end < 0 { len + end } else { end }.max(0).min(len - 1);
+    if start > end || len == 0 {
+        return None;
+    }
+    Some((start as usize, end as usize))
 }

@@ -102,11 +102,10 @@ impl TestServer {
     /// `INFO clients`' `blocked_clients` equals `n` (within 5 s).
     pub fn wait_blocked(&self, n: usize) {
         let mut r = self.raw();
-        let want = format!("blocked_clients:{n}\r\n");
         wait_until(
             &format!("{n} clients are blocked"),
             Duration::from_secs(5),
-            || r.cmd(&["INFO", "clients"]).contains(&want),
+            || r.blocked_clients() == Some(n),
         );
     }
 }
@@ -193,6 +192,13 @@ impl Raw {
                 Err(e) => panic!("read: {e}"),
             }
         }
+    }
+
+    /// `INFO clients`' `blocked_clients` (on redis-server too), or None if the reply lacks it.
+    pub fn blocked_clients(&mut self) -> Option<usize> {
+        let info = self.cmd(&["INFO", "clients"]);
+        let (_, rest) = info.split_once("blocked_clients:")?;
+        rest.split("\r\n").next()?.parse().ok()
     }
 
     /// Read until the server closes; returns everything that came.

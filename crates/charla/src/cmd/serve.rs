@@ -25,13 +25,15 @@ Examples:
 
 What it serves (RESP2 and RESP3, replies as redis-server 7 gives them): strings and counters
 (GET/SET with options, INCR family, APPEND, GETRANGE/SETRANGE, GETEX, GETDEL, MGET/MSET), keys
-and expiry (DEL, EXISTS, TOUCH, TYPE, KEYS, SCAN, RENAME, COPY, EXPIRE family, TTL, PERSIST,
-RANDOMKEY), lists with blocking pops (LPUSH…, LINSERT, LMOVE, BLPOP, BLMOVE, LMPOP…), hashes,
-streams and consumer groups (XADD, XREAD[GROUP] with BLOCK, XACK, XPENDING, XCLAIM,
-XAUTOCLAIM, XGROUP, XINFO…), pub/sub, MULTI/EXEC/WATCH, and CLIENT, CONFIG, INFO, COMMAND,
-SELECT (16 databases), FLUSHALL, FUNCTION FLUSH/LIST. Not served yet: sets, sorted sets,
-keyspace notifications; not served: scripting (EVAL, FUNCTION LOAD), cluster, replication,
-RDB snapshots. What is not served is refused with an error, never answered OK and ignored.
+and expiry (DEL, EXISTS, TOUCH, TYPE, KEYS, SCAN, RENAME, COPY, MOVE, EXPIRE family, TTL,
+PERSIST, RANDOMKEY), lists with blocking pops (LPUSH…, LINSERT, LMOVE, BLPOP, BLMOVE, LMPOP…),
+hashes, sets (SADD…, SINTER/SUNION/SDIFF[STORE], SPOP, SSCAN…), streams and consumer groups
+(XADD, XREAD[GROUP] with BLOCK, XACK, XPENDING, XCLAIM, XAUTOCLAIM, XGROUP, XINFO…), pub/sub,
+MULTI/EXEC/WATCH, and CLIENT (incl. REPLY, UNBLOCK), CONFIG, INFO, COMMAND, SELECT (16
+databases), FLUSHALL, FUNCTION FLUSH/LIST, SHUTDOWN. Not served yet: sorted sets, keyspace
+notifications; not served: scripting (EVAL, FUNCTION LOAD), cluster, replication, RDB
+snapshots. What is not served is refused with an error, never answered OK and ignored
+(docs/serve-differences.md lists every known difference from redis-server).
 
 Security: it listens on 127.0.0.1 only unless --bind says otherwise. With no password,
 clients from other machines are refused with an explanation (protected mode, as Redis does);
