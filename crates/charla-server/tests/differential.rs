@@ -20,7 +20,8 @@
 //! The mask (applied to parsed replies, so everything else stays byte-exact):
 //! - TTL/PTTL/EXPIRETIME/PEXPIRETIME: a positive value becomes `<ttl>` (it moves with the
 //!   clock);
-//! - HGETALL/HKEYS/HVALS, KEYS, SCAN's key list, PUBSUB CHANNELS: sorted, and so are the
+//! - HGETALL/HKEYS/HVALS, KEYS, SCAN's key list, PUBSUB CHANNELS, the members of a set
+//!   (SMEMBERS, SINTER/SUNION/SDIFF, SPOP/SRANDMEMBER with a count, SSCAN): sorted, and so are the
 //!   channels confirmed by an argument-less (P)UNSUBSCRIBE and the `pmessage`s one message
 //!   gives a subscriber with several matching patterns (the order is each server's table's);
 //! - RANDOMKEY: any key becomes `<key>`; CLIENT ID: `<id>` (connection counters);
@@ -236,7 +237,8 @@ impl Gen {
                 18..=29 => self.key_cmd(),
                 30..=44 => self.list_cmd(),
                 45..=56 => self.hash_cmd(),
-                57..=79 => self.stream_cmd(),
+                57..=74 => self.stream_cmd(),
+                75..=79 => self.set_cmd(),
                 80..=84 => self.pubsub_cmd(),
                 85..=92 => self.server_cmd(),
                 _ => self.misc_cmd(),
@@ -252,7 +254,22 @@ impl Gen {
 
     fn string_cmd(&mut self) -> Vec<String> {
         let k = self.key();
-        match self.rng.u8(..22) {
+        match self.rng.u8(..25) {
+            20 => vec!["SETRANGE".into(), k, self.small(), self.value()],
+            21 => {
+                let mut c = vec!["GETEX".into(), k];
+                match self.rng.u8(..8) {
+                    0 => c.extend(["EX".into(), self.pick(&["100000", "0", "-1", "x"])]),
+                    1 => c.extend(["PX".into(), "100000000".into()]),
+                    // Never a time in the past (the key would go at once, as with SET).
+                    2 => c.extend(["EXAT".into(), "4000000000".into()]),
+                    3 => c.push("PERSIST".into()),
+                    4 => c.extend(["PERSIST".into(), "EX".into(), "10".into()]),
+                    5 => c.push("BOGUS".into()),
+                    _ => {}
+                }
+                c
+            }
             0 => vec!["GET".into(), k],
             1 | 2 => {
                 let mut c = vec!["SET".into(), k, self.value()];
@@ -321,7 +338,19 @@ impl Gen {
 
     fn key_cmd(&mut self) -> Vec<String> {
         let k = self.key();
-        match self.rng.u8(..20) {
+        match self.rng.u8(..24) {
+            20 => vec!["TOUCH".into(), k, self.key()],
+            21 => {
+                let mut c = vec!["COPY".into(), k, self.key()];
+                if self.rng.bool() {
+                    c.push("REPLACE".into());
+                }
+                if self.chance(3) {
+                    c.extend(["DB".into(), self.pick(&["1", "0", "16", "x"])]);
+                }
+                c
+            }
+            22 => vec!["MOVE".into(), k, self.pick(&["1", "0", "16", "x"])],
             0 | 1 => {
                 let mut c = vec![self.pick(&["DEL", "UNLINK"]), k];
                 if self.rng.bool() {
@@ -393,7 +422,14 @@ impl Gen {
 
     fn list_cmd(&mut self) -> Vec<String> {
         let k = self.key();
-        match self.rng.u8(..20) {
+        match self.rng.u8(..21) {
+            19 => vec![
+                "LINSERT".into(),
+                k,
+                self.pick(&["BEFORE", "AFTER", "after", "MIDDLE"]),
+                self.value(),
+                self.value(),
+            ],
             0..=2 => {
                 let mut c = vec![self.pick(&["LPUSH", "RPUSH", "LPUSHX", "RPUSHX"]), k];
                 for _ in 0..1 + self.rng.usize(..3) {
@@ -461,6 +497,59 @@ impl Gen {
                 self.side(),
             ],
             _ => vec!["RPUSH".into(), k, self.value()],
+        }
+    }
+
+    fn set_cmd(&mut self) -> Vec<String> {
+        let k = self.key();
+        let member = |g: &mut Self| g.pick(&["a", "b", "c", "1", "2", "10", ""]);
+        match self.rng.u8(..16) {
+            0..=2 => {
+                let mut c = vec!["SADD".into(), k];
+                for _ in 0..1 + self.rng.usize(..3) {
+                    c.push(member(self));
+                }
+                c
+            }
+            3 => vec!["SREM".into(), k, member(self), member(self)],
+            4 => vec!["SCARD".into(), k],
+            5 => vec!["SISMEMBER".into(), k, member(self)],
+            6 => vec!["SMISMEMBER".into(), k, member(self), member(self)],
+            7 => vec!["SMEMBERS".into(), k],
+            8 => vec![self.pick(&["SINTER", "SUNION", "SDIFF"]), k, self.key()],
+            9 => vec![
+                self.pick(&["SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE"]),
+                self.key(),
+                k,
+                self.key(),
+            ],
+            10 => {
+                let mut c = vec![
+                    "SINTERCARD".into(),
+                    self.pick(&["2", "1", "0", "3", "x"]),
+                    k,
+                    self.key(),
+                ];
+                if self.rng.bool() {
+                    c.extend(["LIMIT".into(), self.pick(&["1", "0", "-1", "x"])]);
+                }
+                c
+            }
+            11 => vec!["SMOVE".into(), k, self.key(), member(self)],
+            // Only what is not random: the whole set, nothing, or an error.
+            12 => vec!["SPOP".into(), k, self.pick(&["100", "0", "-1", "x"])],
+            13 => vec!["SRANDMEMBER".into(), k, self.pick(&["100", "0", "x"])],
+            14 => {
+                let mut c = vec!["SSCAN".into(), k, self.pick(&["0", "x"])];
+                if self.rng.bool() {
+                    c.extend(["MATCH".into(), self.pick(&["a*", "*", "1?"])]);
+                }
+                if self.chance(3) {
+                    c.extend(["COUNT".into(), self.pick(&["100", "0", "x"])]);
+                }
+                c
+            }
+            _ => vec!["SADD".into(), k, member(self)],
         }
     }
 
@@ -1101,6 +1190,16 @@ fn mask(args: &[String], reply: &mut Reply) {
             }
         }
         ("HGETALL", _) => reply.sort_pairs(),
+        ("SMEMBERS" | "SINTER" | "SUNION" | "SDIFF" | "SPOP" | "SRANDMEMBER", _) => {
+            reply.sort_items()
+        }
+        ("SSCAN", _) => {
+            if let Some(v) = reply.items() {
+                if let Some(members) = v.get_mut(1) {
+                    members.sort_items();
+                }
+            }
+        }
         ("HKEYS" | "HVALS" | "KEYS", _) | ("PUBSUB", "CHANNELS") => reply.sort_items(),
         ("SCAN", _) => {
             if let Some(v) = reply.items() {

@@ -250,10 +250,15 @@ pub fn smove(ctx: &mut Ctx, db: &mut Db) -> Res {
         ctx.args[2].clone(),
         ctx.args[3].clone(),
     );
+    // Redis's order: a missing source answers 0 before any type is checked.
     let Ok(from) = read(ctx, db, &src) else {
         return Res::Ok;
     };
-    let in_source = from.is_some_and(|s| s.contains(&member));
+    let Some(from) = from else {
+        ctx.out.int(0);
+        return Res::Ok;
+    };
+    let in_source = from.contains(&member);
     if read(ctx, db, &dst).is_err() {
         return Res::Ok;
     }
@@ -416,6 +421,18 @@ pub fn sscan(ctx: &mut Ctx, db: &mut Db) -> Res {
         ctx.out.err("ERR invalid cursor");
         return Res::Ok;
     }
+    // Redis's order: the cursor, then the key (missing: an empty scan, whatever the options
+    // say), then the options.
+    let key = ctx.args[1].clone();
+    let Ok(set) = read(ctx, db, &key) else {
+        return Res::Ok;
+    };
+    let Some(set) = set else {
+        ctx.out.array(2);
+        ctx.out.bulk(b"0");
+        ctx.out.array(0);
+        return Res::Ok;
+    };
     let mut pattern = None;
     let mut i = 3;
     while i < ctx.args.len() {
@@ -443,13 +460,8 @@ pub fn sscan(ctx: &mut Ctx, db: &mut Db) -> Res {
         }
         i += 2;
     }
-    let key = ctx.args[1].clone();
-    let Ok(set) = read(ctx, db, &key) else {
-        return Res::Ok;
-    };
     let members: Vec<Bytes> = set
-        .into_iter()
-        .flatten()
+        .iter()
         .filter(|m| pattern.as_ref().is_none_or(|p| glob_match(p, m)))
         .cloned()
         .collect();
