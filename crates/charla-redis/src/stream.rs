@@ -739,7 +739,7 @@ impl Subscriber for StreamSubscriber {
             if self.group.is_some() && self.last_claim.elapsed() >= self.opts.consumer_ttl / 2 {
                 self.claim_abandoned().await?;
             }
-            if self.fetched.is_empty() && !(self.drained && !self.read_own_pending) {
+            if self.fetched.is_empty() && (!self.drained || self.read_own_pending) {
                 self.fetch(false).await?;
             }
             if self.fetched.is_empty() {
