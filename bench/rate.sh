@@ -21,16 +21,7 @@ amqp=${AMQP:-amqp://guest:guest@127.0.0.1:5672}
 
 cargo build --release -q -p charla || exit 1
 charla=$PWD/target/release/charla
-work=$(mktemp -d -t charla-rate-XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+source bench/lib.sh rate
 export CHARLA_NO_AUTOSTART=1
 
 rport=$(free_port)

@@ -24,16 +24,7 @@ cargo build --release -q -p charla || exit 1
 cargo build --release -q -p charla-web --example fanout || exit 1
 charla=$PWD/target/release/charla
 fanout=$PWD/target/release/examples/fanout
-work=$(mktemp -d -t charla-fanout-XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+source bench/lib.sh fanout
 server_cpus=""; client_cpus=""
 if [ "${PIN:-0}" = 1 ]; then server_cpus="taskset -c 0"; client_cpus="taskset -c 1"; fi
 

@@ -523,6 +523,20 @@ impl Db {
         }
     }
 
+    /// Give `key` in `db` the absolute deadline `at` (ms), and the AOF what happened in
+    /// absolute terms (a replay must not restart the clock): `DEL` if `at` has passed (the key
+    /// goes now), else `PEXPIREAT`. EXPIRE and GETEX.
+    pub fn expire_at(&mut self, db: usize, key: &Bytes, at: u64, now: u64) {
+        if at <= now {
+            self.dbs[db].remove(key);
+            self.propagate(db, &[b"DEL".as_slice(), key]);
+        } else {
+            self.dbs[db].set_expire(key, at);
+            let at = at.to_string();
+            self.propagate(db, &[b"PEXPIREAT".as_slice(), key, at.as_bytes()]);
+        }
+    }
+
     /// Append one command to the AOF stream (no-op when persistence is off).
     pub fn propagate<A: AsRef<[u8]>>(&mut self, db: usize, args: &[A]) {
         if !self.aof_on {

@@ -5,7 +5,6 @@
 mod common;
 
 use charla_server::ServerConfig;
-use charla_testkit::RedisServer;
 use common::{Raw, TestServer};
 
 const SCRIPT: &[&str] = &[
@@ -100,32 +99,18 @@ fn sort_last_array(reply: &str) -> String {
     out.join("\r\n")
 }
 
-fn run(port: u16) -> Vec<String> {
-    let mut r = Raw::connect(port);
-    SCRIPT
-        .iter()
-        .map(|line| {
-            let args: Vec<&str> = line.split(' ').collect();
-            let mut reply = r.cmd(&args);
-            if UNORDERED.contains(&args[0]) && reply.starts_with('*') {
-                reply = sort_last_array(&reply);
-            }
-            format!("{line} => {}", reply.escape_debug())
-        })
-        .collect()
+/// The members of set replies, sorted.
+fn normalize(args: &[&str], reply: String) -> String {
+    if UNORDERED.contains(&args[0]) && reply.starts_with('*') {
+        sort_last_array(&reply)
+    } else {
+        reply
+    }
 }
 
 #[test]
 fn set_replies_match_redis_server() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
-    let ours = TestServer::start(ServerConfig::default());
-    let theirs = run(redis.port());
-    let mine = run(ours.port);
-    for (t, m) in theirs.iter().zip(&mine) {
-        assert_eq!(t, m, "\nredis : {t}\ncharla: {m}");
-    }
+    common::assert_script_matches_redis(SCRIPT, normalize);
 }
 
 /// SPOP and SRANDMEMBER pick at random: over many calls every member turns up.

@@ -1,7 +1,7 @@
 //! Key commands: DEL, UNLINK, EXISTS, TYPE, KEYS, SCAN, EXPIRE family, TTL family, PERSIST,
 //! RENAME, RANDOMKEY.
 
-use super::{is, own, parse_i64, Ctx, Res, NOT_INT, SYNTAX};
+use super::{is, own, Ctx, Res, SYNTAX};
 use crate::db::{glob_match, now_ms, Db};
 
 pub fn del(ctx: &mut Ctx, db: &mut Db) -> Res {
@@ -56,45 +56,17 @@ pub fn keys(ctx: &mut Ctx, db: &mut Db) -> Res {
 /// [`crate::db::Keyspace::scan`]), so a call does COUNT's worth of work and a key present for
 /// the whole iteration is returned whatever else is deleted or added.
 pub fn scan(ctx: &mut Ctx, db: &mut Db) -> Res {
-    let Some(cursor) = std::str::from_utf8(&ctx.args[1])
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-    else {
-        ctx.out.err("ERR invalid cursor");
+    let Some(cursor) = super::scan_cursor(ctx, 1) else {
         return Res::Ok;
     };
-    let mut pat = None;
-    let mut count = 10usize;
-    let mut ty = None;
-    let mut i = 2;
-    while i < ctx.args.len() {
-        let a = &ctx.args[i];
-        if i + 1 >= ctx.args.len() {
-            ctx.out.err(SYNTAX);
-            return Res::Ok;
-        }
-        if is(a, "MATCH") {
-            pat = Some(ctx.args[i + 1].clone());
-        } else if is(a, "COUNT") {
-            match parse_i64(&ctx.args[i + 1]) {
-                Some(c) if c >= 1 => count = c as usize,
-                Some(_) => {
-                    ctx.out.err(SYNTAX);
-                    return Res::Ok;
-                }
-                None => {
-                    ctx.out.err(NOT_INT);
-                    return Res::Ok;
-                }
-            }
-        } else if is(a, "TYPE") {
-            ty = Some(String::from_utf8_lossy(&ctx.args[i + 1]).to_ascii_lowercase());
-        } else {
-            ctx.out.err(SYNTAX);
-            return Res::Ok;
-        }
-        i += 2;
-    }
+    let Some(super::ScanOptions {
+        pattern: pat,
+        count,
+        kind: ty,
+    }) = super::scan_options(ctx, 2, true)
+    else {
+        return Res::Ok;
+    };
     let ks = &db.dbs[ctx.client.db];
     let mut found = Vec::new();
     let next = ks.scan(cursor, count, now_ms(), |k, e| {
@@ -181,17 +153,8 @@ pub fn expire(ctx: &mut Ctx, db: &mut Db) -> Res {
         ctx.out.int(0);
         return Res::Ok;
     }
-    if at <= now as i128 {
-        ks.remove(&key);
-        db.propagate(ctx.client.db, &[b"DEL".as_slice(), &key]);
-    } else {
-        ks.set_expire(&key, at as u64);
-        let ats = at.to_string();
-        db.propagate(
-            ctx.client.db,
-            &[b"PEXPIREAT".as_slice(), &key, ats.as_bytes()],
-        );
-    }
+    // Negative deadlines are long past: the key goes.
+    db.expire_at(ctx.client.db, &key, at.max(0) as u64, now);
     ctx.dirty = true;
     ctx.propagated = true;
     ctx.out.int(1);

@@ -413,12 +413,7 @@ pub fn sintercard(ctx: &mut Ctx, db: &mut Db) -> Res {
 
 /// SSCAN key cursor [MATCH pattern] [COUNT count]: the whole set at once (cursor 0).
 pub fn sscan(ctx: &mut Ctx, db: &mut Db) -> Res {
-    if std::str::from_utf8(&ctx.args[2])
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .is_none()
-    {
-        ctx.out.err("ERR invalid cursor");
+    if super::scan_cursor(ctx, 2).is_none() {
         return Res::Ok;
     }
     // Redis's order: the cursor, then the key (missing: an empty scan, whatever the options
@@ -433,33 +428,10 @@ pub fn sscan(ctx: &mut Ctx, db: &mut Db) -> Res {
         ctx.out.array(0);
         return Res::Ok;
     };
-    let mut pattern = None;
-    let mut i = 3;
-    while i < ctx.args.len() {
-        if i + 1 >= ctx.args.len() {
-            ctx.out.err(SYNTAX);
-            return Res::Ok;
-        }
-        if is(&ctx.args[i], "MATCH") {
-            pattern = Some(ctx.args[i + 1].clone());
-        } else if is(&ctx.args[i], "COUNT") {
-            match parse_i64(&ctx.args[i + 1]) {
-                Some(c) if c >= 1 => {}
-                Some(_) => {
-                    ctx.out.err(SYNTAX);
-                    return Res::Ok;
-                }
-                None => {
-                    ctx.out.err(NOT_INT);
-                    return Res::Ok;
-                }
-            }
-        } else {
-            ctx.out.err(SYNTAX);
-            return Res::Ok;
-        }
-        i += 2;
-    }
+    // COUNT is checked and has nothing to bound: the whole set goes in one reply.
+    let Some(super::ScanOptions { pattern, .. }) = super::scan_options(ctx, 3, false) else {
+        return Res::Ok;
+    };
     let members: Vec<Bytes> = set
         .iter()
         .filter(|m| pattern.as_ref().is_none_or(|p| glob_match(p, m)))

@@ -506,17 +506,7 @@ pub fn getex(ctx: &mut Ctx, db: &mut Db) -> Res {
     }
     // The AOF gets what happened, in absolute time: a replay must not restart the clock.
     if let Some(at) = expire {
-        if at <= now as i128 {
-            ks.remove(&key);
-            db.propagate(ctx.client.db, &[b"DEL".as_slice(), &key]);
-        } else {
-            ks.set_expire(&key, at as u64);
-            let at = at.to_string();
-            db.propagate(
-                ctx.client.db,
-                &[b"PEXPIREAT".as_slice(), &key, at.as_bytes()],
-            );
-        }
+        db.expire_at(ctx.client.db, &key, at.max(0) as u64, now);
         ctx.dirty = true;
     } else if persist && had_expiry {
         ks.set_expire(&key, 0);

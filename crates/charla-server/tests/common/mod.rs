@@ -252,3 +252,45 @@ pub fn reply_len(b: &[u8]) -> Option<usize> {
 pub fn k(name: &str) -> String {
     charla_testkit::unique_name(&format!("{name}:"))
 }
+
+/// Run `script` (one command per line, arguments split on spaces) on a fresh connection to
+/// `port`; each line with its reply, passed through `normalize` (line's arguments, raw reply)
+/// for what legitimately differs, escaped for printing.
+pub fn run_script(
+    port: u16,
+    script: &[&str],
+    normalize: fn(&[&str], String) -> String,
+) -> Vec<String> {
+    let mut r = Raw::connect(port);
+    script
+        .iter()
+        .map(|line| {
+            let args: Vec<&str> = line.split(' ').collect();
+            let reply = normalize(&args, r.cmd(&args));
+            format!("{line} => {}", reply.escape_debug())
+        })
+        .collect()
+}
+
+/// `script` on a real redis-server and on charla serve: every reply must be the same after
+/// `normalize`. Skips (or, with CI=true, fails) when redis-server is not installed.
+pub fn assert_script_matches_redis(script: &[&str], normalize: fn(&[&str], String) -> String) {
+    let Some(redis) = charla_testkit::RedisServer::start() else {
+        return;
+    };
+    let ours = TestServer::start(charla_server::ServerConfig::default());
+    let theirs = run_script(redis.port(), script, normalize);
+    let mine = run_script(ours.port, script, normalize);
+    let diffs: Vec<String> = theirs
+        .iter()
+        .zip(&mine)
+        .filter(|(t, m)| t != m)
+        .map(|(t, m)| format!("redis : {t}\ncharla: {m}"))
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+}
