@@ -391,9 +391,9 @@ impl QueueSubscriber {
         let got = self.fetched.len() - before;
         self.backlog = got == want;
         self.fetch_size = if self.backlog {
-            (self.fetch_size * 2).min(self.prefetch.max(1))
+            (self.fetch_size * 2).min(self.prefetch)
         } else {
-            got.max(1).next_power_of_two().min(self.prefetch.max(1))
+            got.max(1).next_power_of_two().min(self.prefetch)
         };
         self.watching = matches!(exists, Some(Value::Int(1)));
         self.unsure = false;

@@ -493,24 +493,27 @@ impl Db {
     /// the lock is served and the others block again.
     #[inline]
     pub fn signal(&mut self, db: usize, key: &Bytes) {
-        if self.waiters.is_empty() {
-            return;
-        }
-        if let Some(v) = self.waiters.get(&(db, key.clone())) {
-            for w in v {
-                w.notify.notify_one();
-            }
-        }
+        self.wake(db, key, false);
     }
 
     /// `key` may have been deleted or replaced by a write: wake the waiters that want to know.
     #[inline]
     pub fn signal_gone(&mut self, db: usize, key: &Bytes) {
+        self.wake(db, key, true);
+    }
+
+    /// Whether any client is blocked on a key (the write path asks once per command).
+    #[inline]
+    pub fn has_waiters(&self) -> bool {
+        !self.waiters.is_empty()
+    }
+
+    fn wake(&self, db: usize, key: &Bytes, only_on_gone: bool) {
         if self.waiters.is_empty() {
             return;
         }
         if let Some(v) = self.waiters.get(&(db, key.clone())) {
-            for w in v.iter().filter(|w| w.on_gone) {
+            for w in v.iter().filter(|w| w.on_gone || !only_on_gone) {
                 w.notify.notify_one();
             }
         }

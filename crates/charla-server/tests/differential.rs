@@ -1319,11 +1319,7 @@ struct Conns {
 }
 
 fn send(r: &mut Raw, args: &[String]) {
-    let mut b = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        b.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-    }
-    r.send(&b);
+    r.send_cmd(args);
 }
 
 fn cmd(r: &mut Raw, args: &[String]) -> String {

@@ -582,10 +582,7 @@ fn client_reply_off_and_skip_stay_silent() {
         let mut sent = Vec::new();
         for line in lines {
             let args: Vec<&str> = line.split(' ').collect();
-            sent.extend(format!("*{}\r\n", args.len()).into_bytes());
-            for a in args {
-                sent.extend(format!("${}\r\n{a}\r\n", a.len()).into_bytes());
-            }
+            sent.extend(common::encode(&args));
         }
         r.send(&sent);
         let mut got = String::new();
@@ -627,11 +624,7 @@ fn blocked_xreadgroup_is_released_when_its_key_or_group_goes() {
             "st",
             ">",
         ];
-        let mut frame = format!("*{}\r\n", read.len());
-        for a in read {
-            frame.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        reader.send(frame.as_bytes());
+        reader.send_cmd(&read);
         std::thread::sleep(Duration::from_millis(200));
         setup.cmd(change);
         reader

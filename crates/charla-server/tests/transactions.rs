@@ -20,13 +20,7 @@ fn server() -> TestServer {
 
 /// Send several commands in one write and read one reply per command.
 fn pipeline(r: &mut Raw, cmds: &[&[&str]]) -> Vec<String> {
-    let mut b = Vec::new();
-    for args in cmds {
-        b.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-        for a in *args {
-            b.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-        }
-    }
+    let b: Vec<u8> = cmds.iter().flat_map(|args| common::encode(args)).collect();
     r.send(&b);
     cmds.iter().map(|_| r.reply()).collect()
 }

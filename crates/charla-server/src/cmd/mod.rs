@@ -743,11 +743,14 @@ pub fn run_locked(ctx: &mut Ctx, spec: &Spec, f: DbFn, db: &mut Db) -> Res {
         // Whatever a write did to the keys it names (or, keyspace-wide, to any key), clients
         // blocked in a way that must hear of a key going away are woken to look: the table
         // says which keys a command touches, so no command has to remember to tell them.
-        if spec.flags & KEYSPACE_WIDE != 0 {
-            db.signal_all_gone();
-        } else {
-            for key in spec.keys(ctx.args) {
-                db.signal_gone(ctx.client.db, key);
+        // Nothing to do, and no key positions to work out, when nobody is blocked.
+        if db.has_waiters() {
+            if spec.flags & KEYSPACE_WIDE != 0 {
+                db.signal_all_gone();
+            } else {
+                for key in spec.keys(ctx.args) {
+                    db.signal_gone(ctx.client.db, key);
+                }
             }
         }
     }

@@ -128,10 +128,7 @@ pub fn smembers(ctx: &mut Ctx, db: &mut Db) -> Res {
     match read(ctx, db, &key) {
         Err(()) => {}
         Ok(None) => ctx.out.set(0),
-        Ok(Some(set)) => {
-            let members: Vec<Bytes> = set.iter().cloned().collect();
-            reply_members(ctx, members.iter());
-        }
+        Ok(Some(set)) => reply_members(ctx, set.iter()),
     }
     Res::Ok
 }
@@ -361,17 +358,12 @@ pub fn combine_store(ctx: &mut Ctx, db: &mut Db) -> Res {
 
 /// SINTERCARD numkeys key… [LIMIT limit]
 pub fn sintercard(ctx: &mut Ctx, db: &mut Db) -> Res {
-    let numkeys = match parse_i64(&ctx.args[1]) {
-        Some(n) if n > 0 => n as usize,
-        Some(_) => {
-            ctx.out.err("ERR numkeys should be greater than 0");
-            return Res::Ok;
-        }
-        None => {
-            ctx.out.err("ERR numkeys should be greater than 0");
-            return Res::Ok;
-        }
+    // Redis gives one error for a count that is not a number and one that is not positive.
+    let Some(numkeys) = parse_i64(&ctx.args[1]).filter(|n| *n > 0) else {
+        ctx.out.err("ERR numkeys should be greater than 0");
+        return Res::Ok;
     };
+    let numkeys = numkeys as usize;
     if numkeys > ctx.args.len() - 2 {
         ctx.out
             .err("ERR Number of keys can't be greater than number of args");
@@ -383,17 +375,11 @@ pub fn sintercard(ctx: &mut Ctx, db: &mut Db) -> Res {
     let mut i = 0;
     while i < rest.len() {
         if is(&rest[i], "LIMIT") && i + 1 < rest.len() {
-            match parse_i64(&rest[i + 1]) {
-                Some(l) if l >= 0 => limit = l as usize,
-                Some(_) => {
-                    ctx.out.err("ERR LIMIT can't be negative");
-                    return Res::Ok;
-                }
-                None => {
-                    ctx.out.err("ERR LIMIT can't be negative");
-                    return Res::Ok;
-                }
-            }
+            let Some(l) = parse_i64(&rest[i + 1]).filter(|l| *l >= 0) else {
+                ctx.out.err("ERR LIMIT can't be negative");
+                return Res::Ok;
+            };
+            limit = l as usize;
             i += 2;
         } else {
             ctx.out.err(SYNTAX);

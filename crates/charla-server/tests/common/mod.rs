@@ -138,13 +138,14 @@ impl Raw {
         self.s.write_all(bytes).expect("write");
     }
 
+    /// Send a command as a multibulk without reading its reply.
+    pub fn send_cmd<A: AsRef<str>>(&mut self, args: &[A]) {
+        self.send(&encode(args));
+    }
+
     /// Send a command as a multibulk and return the exact reply as text.
     pub fn cmd(&mut self, args: &[&str]) -> String {
-        let mut b = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            b.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-        }
-        self.send(&b);
+        self.send_cmd(args);
         self.reply()
     }
 
@@ -251,6 +252,16 @@ pub fn reply_len(b: &[u8]) -> Option<usize> {
 /// A unique key prefix so tests sharing a server do not collide.
 pub fn k(name: &str) -> String {
     charla_testkit::unique_name(&format!("{name}:"))
+}
+
+/// A command as the RESP multibulk a client sends.
+pub fn encode<A: AsRef<str>>(args: &[A]) -> Vec<u8> {
+    let mut b = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        let a = a.as_ref();
+        b.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+    }
+    b
 }
 
 /// Run `script` (one command per line, arguments split on spaces) on a fresh connection to
