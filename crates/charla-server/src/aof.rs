@@ -30,19 +30,20 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::watch;
 
-use crate::cmd::{self, Ctx};
+use crate::client::Client;
+use crate::cmd::table;
 use crate::config::AppendFsync;
-use crate::connection::Client;
 use crate::db::{Entry, Value, NUM_DBS};
+use crate::exec;
 use crate::frame::{encode_command, Out};
-use crate::server::Shared;
+use crate::persistence::Aof;
+use crate::shared::Shared;
 use crate::ServerError;
 
 /// Fault injection for tests. Nothing in the server sets these.
@@ -59,145 +60,54 @@ const REWRITE_CHUNK_KEYS: usize = 256;
 const REWRITE_CHUNK_BYTES: usize = 256 * 1024;
 const REWRITE_CHUNK_SLOTS: usize = 8192;
 
-pub struct Aof {
-    pub fsync: AppendFsync,
-    path: PathBuf,
-    synced: watch::Sender<u64>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    waker: Mutex<Option<std::thread::Thread>>,
-    rewrite: AtomicBool,
-    stop: AtomicBool,
-    /// A write or fsync failed and has not succeeded since: write commands are refused.
-    failing: AtomicBool,
-    /// What failed, for the MISCONF reply and INFO.
-    error: Mutex<String>,
-    rewriting: AtomicBool,
+/// Replay the existing file into `shared` (not yet serving), turn logging on, and return the
+/// file's state handle for [`Shared::aof`].
+pub fn open(shared: &Shared) -> Result<Aof, ServerError> {
+    let cfg = &shared.config;
+    std::fs::create_dir_all(&cfg.dir).map_err(|e| ServerError::Io {
+        what: format!("creating {}", cfg.dir.display()),
+        source: e,
+    })?;
+    let path = cfg.dir.join(&cfg.appendfilename);
+    if path.exists() {
+        let t = Instant::now();
+        let n = replay(shared, &path)?;
+        tracing::info!(path = %path.display(), commands = n, elapsed = ?t.elapsed(), "append-only file loaded");
+    }
+    {
+        let mut db = shared.lock_db();
+        db.aof_on = true;
+        db.aof_db = usize::MAX;
+        db.aof_buf.clear();
+        db.aof_seq = 0;
+    }
+    Ok(Aof::new(cfg.appendfsync, path))
 }
 
-impl Aof {
-    /// Replay the existing file into `shared` (not yet serving) and turn propagation on.
-    pub fn open(shared: &Shared) -> Result<Aof, ServerError> {
-        let cfg = &shared.config;
-        std::fs::create_dir_all(&cfg.dir).map_err(|e| ServerError::Io {
-            what: format!("creating {}", cfg.dir.display()),
+/// Start the writer thread of `shared`'s append-only file (no-op without one).
+pub fn start(shared: &Arc<Shared>) -> Result<(), ServerError> {
+    let Some(aof) = &shared.aof else {
+        return Ok(());
+    };
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&aof.path)
+        .map_err(|e| ServerError::Io {
+            what: format!("opening {}", aof.path.display()),
             source: e,
         })?;
-        let path = cfg.dir.join(&cfg.appendfilename);
-        if path.exists() {
-            let t = Instant::now();
-            let n = replay(shared, &path)?;
-            tracing::info!(path = %path.display(), commands = n, elapsed = ?t.elapsed(), "append-only file loaded");
-        }
-        {
-            let mut db = shared.lock_db();
-            db.aof_on = true;
-            db.aof_db = usize::MAX;
-            db.aof_buf.clear();
-            db.aof_seq = 0;
-        }
-        let (synced, _) = watch::channel(0);
-        Ok(Aof {
-            fsync: cfg.appendfsync,
-            path,
-            synced,
-            thread: Mutex::new(None),
-            waker: Mutex::new(None),
-            rewrite: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            failing: AtomicBool::new(false),
-            error: Mutex::new(String::new()),
-            rewriting: AtomicBool::new(false),
-        })
-    }
-
-    /// Start the writer thread.
-    pub fn start(&self, shared: Arc<Shared>) -> Result<(), ServerError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| ServerError::Io {
-                what: format!("opening {}", self.path.display()),
-                source: e,
-            })?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let h = std::thread::Builder::new()
-            .name("charla-aof".into())
-            .spawn(move || Writer::new(file, size).run(&shared))
-            .map_err(|e| ServerError::Io {
-                what: "starting the AOF writer thread".into(),
-                source: e,
-            })?;
-        *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(h.thread().clone());
-        *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
-        Ok(())
-    }
-
-    fn wake(&self) {
-        if let Some(t) = self
-            .waker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            t.unpark();
-        }
-    }
-
-    /// Wait until everything up to `seq` is fsynced (appendfsync always).
-    pub async fn wait_synced(&self, seq: u64) {
-        if seq == 0 || *self.synced.borrow() >= seq {
-            return;
-        }
-        let mut rx = self.synced.subscribe();
-        self.wake();
-        let _ = rx.wait_for(|v| *v >= seq).await;
-    }
-
-    pub fn request_rewrite(&self) {
-        self.rewrite.store(true, Ordering::Relaxed);
-        self.wake();
-    }
-
-    /// The `-MISCONF` error write commands get while the file cannot be written, if it cannot.
-    #[inline]
-    pub fn write_error(&self) -> Option<String> {
-        if !self.failing.load(Ordering::Acquire) {
-            return None;
-        }
-        let e = self.error.lock().unwrap_or_else(|e| e.into_inner());
-        Some(format!("MISCONF Errors writing to the AOF file: {e}"))
-    }
-
-    /// Is a rewrite in progress (INFO's `aof_rewrite_in_progress`)?
-    pub fn rewriting(&self) -> bool {
-        self.rewriting.load(Ordering::Relaxed)
-    }
-
-    fn fail(&self, what: &str, e: &std::io::Error) {
-        let msg = e.to_string();
-        let mut cur = self.error.lock().unwrap_or_else(|e| e.into_inner());
-        if !self.failing.load(Ordering::Relaxed) || *cur != msg {
-            tracing::error!(error = %e, path = %self.path.display(), "{what} of the append-only file failed; refusing writes until it succeeds");
-        }
-        *cur = msg;
-        self.failing.store(true, Ordering::Release);
-    }
-
-    fn recovered(&self) {
-        if self.failing.swap(false, Ordering::AcqRel) {
-            tracing::warn!(path = %self.path.display(), "append-only file writable again; accepting writes");
-        }
-    }
-
-    /// Flush, fsync and stop the writer (graceful shutdown).
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.wake();
-        if let Some(h) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = h.join();
-        }
-    }
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let sh = shared.clone();
+    let h = std::thread::Builder::new()
+        .name("charla-aof".into())
+        .spawn(move || Writer::new(file, size).run(&sh))
+        .map_err(|e| ServerError::Io {
+            what: "starting the AOF writer thread".into(),
+            source: e,
+        })?;
+    aof.attach_writer(h);
+    Ok(())
 }
 
 fn sync_file(f: &File) -> std::io::Result<()> {
@@ -879,7 +789,7 @@ pub fn walk(data: &Bytes, mut run: impl FnMut(&[Bytes])) -> Walk {
                 }
             }
             Parsed::Command { args, consumed } => {
-                let Some(spec) = cmd::lookup(&args[0]) else {
+                let Some(spec) = table::commands().lookup(&args[0]) else {
                     break Ending::Garbage {
                         offset: pos as u64,
                         reason: format!("unknown command '{}'", String::from_utf8_lossy(&args[0])),
@@ -947,15 +857,7 @@ fn replay(shared: &Shared, path: &Path) -> Result<usize, ServerError> {
     let (mut client, _rx) = Client::new(0, None, true);
     let mut out = Out::new();
     let w = walk(&data, |args| {
-        let mut ctx = Ctx {
-            args,
-            out: &mut out,
-            client: &mut client,
-            shared,
-            dirty: false,
-            propagated: false,
-        };
-        let _ = cmd::dispatch(&mut ctx);
+        let _ = exec::run_to_end(shared, &mut client, &mut out, args);
         out.buf.clear();
     });
     match w.ending {

@@ -192,6 +192,29 @@ pub fn parse_memory(s: &str) -> Option<u64> {
     n.checked_mul(mul)
 }
 
+/// The system's maximum listen backlog (`net.core.somaxconn` on Linux), or Redis's default
+/// `tcp-backlog` (511) where it cannot be read.
+pub fn system_backlog() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(511)
+}
+
+impl ServerConfig {
+    /// The backlog `serve` listens with: `tcp_backlog`, or the system's maximum when it is 0;
+    /// never above the system's maximum (the kernel would cap it anyway, and `CONFIG GET
+    /// tcp-backlog` reports what is really in force).
+    pub fn effective_backlog(&self) -> u32 {
+        let max = system_backlog();
+        match self.tcp_backlog {
+            0 => max,
+            n => n.min(max),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,184 +4,22 @@
 //! over a limit gets Redis's error and the connection closes; a subscriber over its output
 //! buffer limit is closed even while its write is blocked.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 
-use crate::cmd::{self, Ctx, Res};
+use crate::client::{Client, Unblock};
+use crate::cmd::spec::Res;
 use crate::config::AppendFsync;
+use crate::exec;
 use crate::frame::{Admission, ArgSpans, Out, Parser, ProtocolError, Scan};
-use crate::pubsub::{Mailbox, PubMsg};
-use crate::server::Shared;
-use crate::stream::StreamId;
-
-/// What CLIENT LIST shows about a connection; shared with the server's registry.
-#[derive(Debug)]
-pub struct ClientMeta {
-    pub id: u64,
-    pub addr: Option<SocketAddr>,
-    pub created: Instant,
-    pub db: AtomicUsize,
-    pub info: Mutex<ClientInfo>,
-    /// The connection waits in a blocking command (CLIENT UNBLOCK may release it).
-    pub blocked: std::sync::atomic::AtomicBool,
-    /// CLIENT UNBLOCK's request to the waiting connection: see [`Unblock`].
-    pub unblock: std::sync::atomic::AtomicU8,
-    /// The connection's wakeup (the same one the keys it waits on hold).
-    pub notify: Arc<Notify>,
-}
-
-/// What CLIENT UNBLOCK asks of a blocked client, stored in [`ClientMeta::unblock`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Unblock {
-    None = 0,
-    /// Answer as if the timeout had passed.
-    Timeout = 1,
-    /// Answer `-UNBLOCKED client unblocked via CLIENT UNBLOCK`.
-    Error = 2,
-}
-
-#[derive(Debug, Default)]
-pub struct ClientInfo {
-    pub name: Option<Bytes>,
-    pub lib_name: String,
-    pub lib_ver: String,
-}
-
-/// WATCH's state: the keyspace's write count when the first key was watched (any write since
-/// aborts EXEC: conservative, see cmd/transactions.rs), and the earliest deadline among the
-/// watched keys that had one (a watched key that expires meanwhile aborts EXEC, as in Redis).
-#[derive(Debug, Clone, Copy)]
-pub struct Watch {
-    pub writes: u64,
-    pub first_expiry: Option<u64>,
-}
-
-/// CLIENT REPLY's modes, as Redis keeps them.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub enum ReplyMode {
-    #[default]
-    On,
-    /// No replies until CLIENT REPLY ON.
-    Off,
-    /// CLIENT REPLY SKIP was just run: the next command's reply is dropped.
-    SkipNext,
-    /// The reply of the command running now is dropped.
-    Skip,
-}
-
-/// Per-connection protocol state.
-pub struct Client {
-    pub id: u64,
-    pub db: usize,
-    pub proto: u8,
-    pub authed: bool,
-    pub multi: Option<Vec<Vec<Bytes>>>,
-    pub multi_error: bool,
-    pub in_exec: bool,
-    pub watch: Option<Watch>,
-    pub subs: HashSet<Bytes>,
-    pub psubs: HashSet<Bytes>,
-    pub mailbox: Mailbox,
-    pub notify: Arc<Notify>,
-    pub block_started: bool,
-    pub block_deadline: Option<Instant>,
-    pub block_timed_out: bool,
-    pub blocked_keys: Vec<(usize, Bytes)>,
-    /// XREAD's resolved `$` ids, kept while a blocked XREAD waits.
-    pub block_ids: Option<Vec<Option<StreamId>>>,
-    /// Commands run since the last flush into the server's counter.
-    pub commands: u64,
-    /// AOF sequence number of this client's last write (fsync=always waits for it).
-    pub aof_seq: u64,
-    /// CLIENT REPLY: what happens to this client's replies.
-    pub reply: ReplyMode,
-    pub meta: Arc<ClientMeta>,
-}
-
-impl Client {
-    pub fn new(
-        id: u64,
-        addr: Option<SocketAddr>,
-        authed: bool,
-    ) -> (Client, mpsc::UnboundedReceiver<PubMsg>) {
-        let (mailbox, rx) = Mailbox::new();
-        let notify = Arc::new(Notify::new());
-        let meta = Arc::new(ClientMeta {
-            id,
-            addr,
-            created: Instant::now(),
-            db: AtomicUsize::new(0),
-            info: Mutex::new(ClientInfo::default()),
-            blocked: Default::default(),
-            unblock: Default::default(),
-            notify: notify.clone(),
-        });
-        (
-            Client {
-                id,
-                db: 0,
-                proto: 2,
-                authed,
-                multi: None,
-                multi_error: false,
-                in_exec: false,
-                watch: None,
-                subs: HashSet::new(),
-                psubs: HashSet::new(),
-                mailbox,
-                notify,
-                block_started: false,
-                block_deadline: None,
-                block_timed_out: false,
-                blocked_keys: Vec::new(),
-                block_ids: None,
-                commands: 0,
-                aof_seq: 0,
-                reply: Default::default(),
-                meta,
-            },
-            rx,
-        )
-    }
-
-    pub fn in_subscribe_mode(&self) -> bool {
-        !self.subs.is_empty() || !self.psubs.is_empty()
-    }
-
-    pub fn set_name(&mut self, name: Option<Bytes>) {
-        self.meta
-            .info
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .name = name;
-    }
-
-    pub fn name(&self) -> Option<Bytes> {
-        self.meta
-            .info
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .name
-            .clone()
-    }
-
-    /// Forget a finished blocking command's bookkeeping.
-    pub fn clear_block(&mut self) {
-        self.block_started = false;
-        self.block_deadline = None;
-        self.block_timed_out = false;
-        self.block_ids = None;
-    }
-}
+use crate::pubsub::PubMsg;
+use crate::shared::Shared;
 
 /// Flush replies once this much is pending even mid-batch, so a huge pipeline cannot grow the
 /// output buffer without bound.
@@ -253,10 +91,7 @@ impl Connection {
     }
 
     fn cleanup(&mut self) {
-        {
-            let mut db = self.shared.lock_db();
-            crate::blocking::unregister(&mut self.client, &mut db);
-        }
+        exec::stop_waiting(&self.shared, &mut self.client);
         if self.client.in_subscribe_mode() {
             self.shared
                 .stats
@@ -458,48 +293,11 @@ impl Connection {
         Ok(())
     }
 
+    /// Run one command ([`exec::execute`]), waiting here if it blocks.
     async fn exec(&mut self, args: &[Bytes]) -> std::io::Result<Res> {
-        let was_sub = self.client.in_subscribe_mode();
-        let mut ctx = Ctx {
-            args,
-            out: &mut self.out,
-            client: &mut self.client,
-            shared: &self.shared,
-            dirty: false,
-            propagated: false,
-        };
-        let mark = ctx.out.buf.len();
-        let mut r = cmd::dispatch(&mut ctx);
+        let r = exec::execute(&self.shared, &mut self.client, &mut self.out, args);
         if r == Res::Block {
-            r = self.wait_blocked(args).await?;
-        }
-        // CLIENT REPLY OFF / SKIP: the reply is made (the command's effects are the same) and
-        // then dropped, here at the one place every command of a connection passes.
-        self.client.reply = match self.client.reply {
-            ReplyMode::Off => {
-                self.out.buf.truncate(mark);
-                ReplyMode::Off
-            }
-            ReplyMode::Skip => {
-                self.out.buf.truncate(mark);
-                ReplyMode::On
-            }
-            ReplyMode::SkipNext => ReplyMode::Skip,
-            ReplyMode::On => ReplyMode::On,
-        };
-        let is_sub = self.client.in_subscribe_mode();
-        if was_sub != is_sub {
-            if is_sub {
-                self.shared
-                    .stats
-                    .pubsub_clients
-                    .fetch_add(1, Ordering::Relaxed);
-            } else {
-                self.shared
-                    .stats
-                    .pubsub_clients
-                    .fetch_sub(1, Ordering::Relaxed);
-            }
+            return self.wait_blocked(args).await;
         }
         Ok(r)
     }
@@ -521,9 +319,6 @@ impl Connection {
     /// The client runs a blocking command that found nothing: wait for a wakeup, the
     /// deadline or the peer hanging up, then run the command again.
     async fn wait_blocked(&mut self, args: &[Bytes]) -> std::io::Result<Res> {
-        let Some(spec) = cmd::lookup(&args[0]) else {
-            return Ok(Res::Ok);
-        };
         self.flush().await?;
         let stats = &self.shared.stats;
         stats.blocked.fetch_add(1, Ordering::Relaxed);
@@ -566,10 +361,7 @@ impl Connection {
                 }
                 _ = sleep => self.client.block_timed_out = true,
             }
-            {
-                let mut db = self.shared.lock_db();
-                crate::blocking::unregister(&mut self.client, &mut db);
-            }
+            exec::stop_waiting(&self.shared, &mut self.client);
             if gone {
                 self.client.clear_block();
                 break Res::Close;
@@ -578,22 +370,15 @@ impl Connection {
             match meta.unblock.swap(Unblock::None as u8, Ordering::SeqCst) {
                 x if x == Unblock::Timeout as u8 => self.client.block_timed_out = true,
                 x if x == Unblock::Error as u8 => {
-                    self.client.clear_block();
-                    self.out
-                        .err("UNBLOCKED client unblocked via CLIENT UNBLOCK");
-                    break Res::Ok;
+                    break exec::fail_blocked(
+                        &mut self.client,
+                        &mut self.out,
+                        "UNBLOCKED client unblocked via CLIENT UNBLOCK",
+                    );
                 }
                 _ => {}
             }
-            let mut ctx = Ctx {
-                args,
-                out: &mut self.out,
-                client: &mut self.client,
-                shared: &self.shared,
-                dirty: false,
-                propagated: false,
-            };
-            let r = cmd::run(&mut ctx, spec);
+            let r = exec::resume(&self.shared, &mut self.client, &mut self.out, args);
             if r != Res::Block {
                 break r;
             }

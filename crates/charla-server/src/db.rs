@@ -1,6 +1,6 @@
 //! The keyspace: sixteen numbered databases of typed values with millisecond expiry, plus the
 //! things that must change atomically with them (blocked-client wakeups and the append-only
-//! buffer). All of it lives behind one mutex in [`crate::server::Shared`]: commands hold it
+//! buffer). All of it lives behind one mutex in [`crate::shared::Shared`]: commands hold it
 //! for a few hundred nanoseconds, while parsing, syscalls and reply encoding run on both cores
 //! in parallel. One lock also keeps MULTI/EXEC, multi-key commands and AOF order trivially
 //! atomic, which sharding would not.
@@ -124,6 +124,8 @@ pub struct Keyspace {
     slots: Vec<Option<Bytes>>,
     free: Vec<u32>,
     snap: Option<Box<Snapshot>>,
+    /// Bumped by every method that can change a key (see [`Db::changes`]).
+    changes: u64,
 }
 
 impl Keyspace {
@@ -135,6 +137,7 @@ impl Keyspace {
     /// value the rewrite must see if it has not serialised this key yet.
     #[inline]
     fn before_write(&mut self, key: &[u8]) {
+        self.changes = self.changes.wrapping_add(1);
         if let Some(s) = self.snap.as_deref_mut() {
             if s.saved.contains_key(key) {
                 return;
@@ -195,7 +198,11 @@ impl Keyspace {
     fn expire_if_due(&mut self, key: &[u8], now: u64) {
         let due = matches!(self.map.get(key), Some(e) if Self::is_expired(e, now));
         if due {
+            // Not a change a command made: a write command that finds its key expired and
+            // then does nothing must not count as having changed the dataset.
+            let changes = self.changes;
             self.remove(key);
+            self.changes = changes;
         }
     }
 
@@ -206,8 +213,12 @@ impl Keyspace {
 
     /// Mutable access: only for changing the value in place (expiry goes through
     /// [`Keyspace::set_expire`]).
+    /// Counts as a change when the key exists (see [`Db::changes`]).
     pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
         self.expire_if_due(key, now);
+        if !self.map.contains_key(key) {
+            return None;
+        }
         self.before_write(key);
         self.map.get_mut(key)
     }
@@ -259,6 +270,9 @@ impl Keyspace {
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        if !self.map.contains_key(key) {
+            return None;
+        }
         self.before_write(key);
         let (k, e) = self.map.remove_entry(key)?;
         if e.expire_at != 0 {
@@ -270,6 +284,9 @@ impl Keyspace {
 
     /// Set (at > 0) or clear (at == 0) the expiry of an existing key. False if no such key.
     pub fn set_expire(&mut self, key: &[u8], at: u64) -> bool {
+        if !self.map.contains_key(key) {
+            return false;
+        }
         self.before_write(key);
         let Some(e) = self.map.get_mut(key) else {
             return false;
@@ -322,6 +339,7 @@ impl Keyspace {
     }
 
     pub fn clear(&mut self) {
+        self.changes = self.changes.wrapping_add(1);
         if let Some(s) = self.snap.as_deref_mut() {
             // A rewrite in progress still needs every key it has not reached: hand them over
             // (moved, not copied: they are being dropped anyway).
@@ -421,21 +439,12 @@ impl Keyspace {
     }
 }
 
-/// A client blocked on a key.
-#[derive(Debug)]
-struct Waiter {
-    notify: Arc<Notify>,
-    /// Also woken when the key is deleted or replaced (XREADGROUP: Redis unblocks it with an
-    /// error then; the others keep waiting for data, so waking them would only cost a re-run).
-    on_gone: bool,
-}
-
 /// Everything behind the keyspace lock.
 #[derive(Debug)]
 pub struct Db {
     pub dbs: Vec<Keyspace>,
     /// Clients blocked on a key (BLPOP, BLMOVE, XREAD BLOCK...), woken when it may be served.
-    waiters: HashMap<(usize, Bytes), Vec<Waiter>>,
+    waiters: HashMap<(usize, Bytes), Vec<Arc<Notify>>>,
     /// Commands not yet handed to the AOF writer, RESP-encoded, and their count.
     pub aof_buf: Vec<u8>,
     pub aof_seq: u64,
@@ -446,6 +455,10 @@ pub struct Db {
     pub writes: u64,
     /// Set when SWAPDB ran while an AOF rewrite was taking its snapshot (the rewrite restarts).
     pub rewrite_aborted: bool,
+    /// SWAPDB's share of [`Db::changes`] (a swap changes no keyspace's own count).
+    swaps: u64,
+    /// Commands appended to the AOF stream (or that would have been, with persistence off).
+    pub logged: u64,
 }
 
 impl Default for Db {
@@ -465,41 +478,49 @@ impl Db {
             aof_db: usize::MAX,
             writes: 0,
             rewrite_aborted: false,
+            swaps: 0,
+            logged: 0,
         }
     }
 
-    /// Register `n` to be woken when `key` in `db` may have something for it (and, with
-    /// `on_gone`, when the key is deleted or replaced).
-    pub fn add_waiter(&mut self, db: usize, key: Bytes, n: Arc<Notify>, on_gone: bool) {
-        self.waiters
-            .entry((db, key))
-            .or_default()
-            .push(Waiter { notify: n, on_gone });
+    /// How many times a key was (or may have been) changed, over all databases: the request
+    /// path compares it before and after a write command to know whether it changed the
+    /// dataset, so no command has to say so (`cmd::apply`). Every keyspace method that can
+    /// change a key counts; a read never does.
+    #[inline]
+    pub fn changes(&self) -> u64 {
+        self.dbs
+            .iter()
+            .fold(self.swaps, |n, ks| n.wrapping_add(ks.changes))
+    }
+
+    /// Register `n` to be woken when `key` in `db` is written.
+    pub fn add_waiter(&mut self, db: usize, key: Bytes, n: Arc<Notify>) {
+        self.waiters.entry((db, key)).or_default().push(n);
     }
 
     /// Drop a client's registrations (after it was served or timed out).
     pub fn remove_waiter(&mut self, db: usize, key: &Bytes, n: &Arc<Notify>) {
         let k = (db, key.clone());
         if let Some(v) = self.waiters.get_mut(&k) {
-            v.retain(|w| !Arc::ptr_eq(&w.notify, n));
+            v.retain(|w| !Arc::ptr_eq(w, n));
             if v.is_empty() {
                 self.waiters.remove(&k);
             }
         }
     }
 
-    /// Something was pushed to / added under `key`: wake the clients blocked on it. They
-    /// re-run their command under the lock, so a spurious wake is harmless; the first to get
-    /// the lock is served and the others block again.
+    /// `key` was written (filled, emptied, replaced, deleted): wake the clients blocked on
+    /// it. They re-run their command under the lock, so a spurious wake is harmless; the
+    /// first to get the lock is served and the others block again (or, for XREADGROUP on a
+    /// key that went away, get Redis's error).
     #[inline]
-    pub fn signal(&mut self, db: usize, key: &Bytes) {
-        self.wake(db, key, false);
-    }
-
-    /// `key` may have been deleted or replaced by a write: wake the waiters that want to know.
-    #[inline]
-    pub fn signal_gone(&mut self, db: usize, key: &Bytes) {
-        self.wake(db, key, true);
+    pub fn signal(&self, db: usize, key: &Bytes) {
+        if let Some(v) = self.waiters.get(&(db, key.clone())) {
+            for w in v {
+                w.notify_one();
+            }
+        }
     }
 
     /// Whether any client is blocked on a key (the write path asks once per command).
@@ -508,21 +529,10 @@ impl Db {
         !self.waiters.is_empty()
     }
 
-    fn wake(&self, db: usize, key: &Bytes, only_on_gone: bool) {
-        if self.waiters.is_empty() {
-            return;
-        }
-        if let Some(v) = self.waiters.get(&(db, key.clone())) {
-            for w in v.iter().filter(|w| w.on_gone || !only_on_gone) {
-                w.notify.notify_one();
-            }
-        }
-    }
-
-    /// Keys may have gone anywhere (FLUSHALL, FLUSHDB, SWAPDB): wake every such waiter.
-    pub fn signal_all_gone(&mut self) {
-        for w in self.waiters.values().flatten().filter(|w| w.on_gone) {
-            w.notify.notify_one();
+    /// Any key may have changed (FLUSHALL, FLUSHDB, SWAPDB): wake every blocked client.
+    pub fn signal_all(&self) {
+        for w in self.waiters.values().flatten() {
+            w.notify_one();
         }
     }
 
@@ -540,8 +550,10 @@ impl Db {
         }
     }
 
-    /// Append one command to the AOF stream (no-op when persistence is off).
+    /// Append one command to the AOF stream (no-op when persistence is off, except that it is
+    /// counted: the request path knows from [`Db::logged`] that a command logged itself).
     pub fn propagate<A: AsRef<[u8]>>(&mut self, db: usize, args: &[A]) {
+        self.logged = self.logged.wrapping_add(1);
         if !self.aof_on {
             return;
         }
@@ -563,6 +575,7 @@ impl Db {
             self.rewrite_aborted = true;
         }
         self.dbs.swap(a, b);
+        self.swaps = self.swaps.wrapping_add(1);
         rest
     }
 

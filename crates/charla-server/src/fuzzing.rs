@@ -1,13 +1,14 @@
 //! Entry point for fuzzers (cargo-fuzz target in `fuzz/`, and the stable random-frame test):
 //! scan arbitrary bytes as a pipeline and execute every complete request on a fresh server
-//! state, exactly as a connection would, minus the socket.
+//! state through the same request path a connection uses ([`crate::exec`]), minus the socket.
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::cmd::{self, Ctx, Res};
-use crate::connection::Client;
+use crate::client::Client;
+use crate::cmd::spec::Res;
+use crate::exec;
 use crate::frame::{self, ArgSpans, Out, Scan};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::ServerConfig;
 
 /// Parse and run everything in `data`. Returns how many commands ran. Must never panic.
@@ -47,37 +48,9 @@ pub fn run_bytes_with(data: &[u8], mut on_reply: impl FnMut(&[u8], &[u8])) -> us
                 spans.owned.drain(..).map(Bytes::from).collect()
             }
         };
-        let mut ctx = Ctx {
-            args: &args,
-            out: &mut out,
-            client: &mut client,
-            shared: &shared,
-            dirty: false,
-            propagated: false,
-        };
-        let r = cmd::dispatch(&mut ctx);
-        if r == Res::Block {
-            // No other client will ever push: run it again as timed out, as the connection
-            // does at the deadline.
-            {
-                let mut db = shared.lock_db();
-                crate::blocking::unregister(&mut client, &mut db);
-            }
-            client.block_timed_out = true;
-            if let Some(spec) = cmd::lookup(&args[0]) {
-                let mut ctx = Ctx {
-                    args: &args,
-                    out: &mut out,
-                    client: &mut client,
-                    shared: &shared,
-                    dirty: false,
-                    propagated: false,
-                };
-                let r2 = cmd::run(&mut ctx, spec);
-                assert!(r2 != Res::Block, "a timed-out command blocked again");
-            }
-            client.clear_block();
-        }
+        // Nothing else will ever push: a command that would block is timed out at once, as a
+        // connection's is at its deadline.
+        let r = exec::run_to_end(&shared, &mut client, &mut out, &args);
         on_reply(args.first().map_or(&b""[..], |a| a.as_ref()), &out.buf);
         out.buf.clear();
         n += 1;

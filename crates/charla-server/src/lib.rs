@@ -6,13 +6,17 @@
 //! modes use — strings, hashes, lists with blocking pops and moves, pub/sub, streams with
 //! consumer groups, transactions — with Redis's replies and error texts, in RESP2 and RESP3.
 //!
-//! Layout, in the style of tokio-rs/mini-redis:
-//! - [`frame`]: sans-io RESP request parser and reply writer;
-//! - [`connection`]: one client: read, run a pipeline, one write;
+//! Layout, in the style of tokio-rs/mini-redis, bottom up (a module uses only modules above it
+//! in this list; ARCHITECTURE.md follows a request through them):
+//! - [`frame`]: sans-io RESP request parser and reply writer; [`config`]: the settings;
+//! - [`stream`] and [`db`]: the stream type and the keyspace (with blocked-client wakeups and
+//!   the AOF buffer, which change atomically with it); [`pubsub`]: the subscription registry;
+//! - [`client`]: one client's protocol state; [`persistence`]: the AOF's state handle;
+//! - [`shared`]: what every connection shares (keyspace lock, registries, limits, counters);
 //! - [`cmd`]: the command table and one file per command family;
-//! - [`db`] and [`stream`]: the keyspace and the stream type;
-//! - [`blocking`], [`pubsub`]: wakeups and subscriptions;
-//! - [`aof`]: append-only persistence; [`server`]: accept loop and shared state.
+//! - [`exec`]: the request path, one command from arguments to reply, for every caller;
+//! - [`aof`]: the AOF writer thread, rewrite, replay and repair; [`connection`]: one socket;
+//! - [`server`]: the accept loop, I/O threads, expiry and shutdown.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), charla_server::ServerError> {
@@ -24,18 +28,28 @@
 //! # }
 //! ```
 
-pub mod aof;
-pub mod blocking;
-pub mod cmd;
 pub mod config;
-pub mod connection;
-pub mod db;
 pub mod frame;
+
+pub mod db;
+pub mod pubsub;
+pub mod stream;
+
+pub mod client;
+pub mod persistence;
+
+pub mod shared;
+
+pub mod cmd;
+
+pub mod exec;
+
+pub mod aof;
+pub mod connection;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod pubsub;
+
 pub mod server;
-pub mod stream;
 
 use std::path::PathBuf;
 

@@ -1,209 +1,21 @@
-//! The accept loop and the state all connections share: keyspace, pub/sub registry, client
-//! registry, counters, and the append-only file. Also the background expiry task and graceful
-//! shutdown.
+//! The accept loop: protected mode, maxclients, TCP options, handing each connection to an
+//! I/O thread; the background expiry task; graceful shutdown. The state all connections share
+//! is [`crate::shared`].
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::aof::Aof;
-use crate::config::{OutputLimit, ServerConfig};
-use crate::connection::{ClientMeta, Connection};
-use crate::db::{now_ms, Db};
-use crate::frame::Limits;
-use crate::pubsub::PubSub;
+use crate::config::ServerConfig;
+use crate::connection::Connection;
+use crate::db::now_ms;
+use crate::shared::Shared;
 use crate::ServerError;
-
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub connected: AtomicUsize,
-    pub total_connections: AtomicU64,
-    pub commands: AtomicU64,
-    pub rejected: AtomicU64,
-    pub expired: AtomicU64,
-    pub blocked: AtomicUsize,
-    pub pubsub_clients: AtomicUsize,
-    pub aof_rewrites: AtomicU64,
-    pub aof_size: AtomicU64,
-    /// Bytes read from clients (INFO `total_net_input_bytes`).
-    pub net_input_bytes: AtomicU64,
-    /// Bytes the request parser walked over (INFO `charla_parser_bytes_scanned`): equal to
-    /// the input when parsing resumes where it stopped, quadratic in a trickled request if it
-    /// started over on every read. Tests use it to check that a slow sender costs linear work.
-    pub parser_bytes_scanned: AtomicU64,
-    /// Clients closed for `client-query-buffer-limit` / `proto-max-bulk-len` / the
-    /// unauthenticated limits (INFO `client_query_buffer_limit_disconnections`).
-    pub query_limit_disconnections: AtomicU64,
-    /// Subscribers closed for `client-output-buffer-limit pubsub`.
-    pub output_limit_disconnections: AtomicU64,
-    /// Longest single hold of the keyspace lock by the last AOF rewrite, in microseconds.
-    pub aof_rewrite_max_lock_us: AtomicU64,
-}
-
-/// The limits `CONFIG SET` can change while clients are connected (read on every use, so a
-/// change applies to connected clients too).
-#[derive(Debug)]
-pub struct NetLimits {
-    pub proto_max_bulk_len: AtomicUsize,
-    pub client_query_buffer_limit: AtomicUsize,
-    pub pubsub_hard: AtomicUsize,
-    pub pubsub_soft: AtomicUsize,
-    pub pubsub_soft_seconds: AtomicU64,
-    pub tcp_keepalive: AtomicU64,
-}
-
-pub struct Shared {
-    db: Mutex<Db>,
-    pubsub: Mutex<PubSub>,
-    pub config: ServerConfig,
-    pub net: NetLimits,
-    clients: Mutex<HashMap<u64, Arc<ClientMeta>>>,
-    next_id: AtomicU64,
-    pub stats: Stats,
-    pub aof: Option<Aof>,
-    pub started: Instant,
-    pub run_id: String,
-    /// SHUTDOWN was asked for: the accept loop ends as on the caller's shutdown signal.
-    pub shutdown_asked: tokio::sync::Notify,
-}
-
-impl Shared {
-    pub fn new(config: ServerConfig) -> Shared {
-        let net = NetLimits {
-            proto_max_bulk_len: AtomicUsize::new(config.max_bulk_len),
-            client_query_buffer_limit: AtomicUsize::new(config.client_query_buffer_limit),
-            pubsub_hard: AtomicUsize::new(config.pubsub_output_limit.hard),
-            pubsub_soft: AtomicUsize::new(config.pubsub_output_limit.soft),
-            pubsub_soft_seconds: AtomicU64::new(config.pubsub_output_limit.soft_seconds),
-            tcp_keepalive: AtomicU64::new(config.tcp_keepalive),
-        };
-        let seed = now_ms() ^ u64::from(std::process::id()).rotate_left(32);
-        Shared {
-            db: Mutex::new(Db::new()),
-            pubsub: Mutex::new(PubSub::default()),
-            config,
-            net,
-            clients: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
-            stats: Stats::default(),
-            aof: None,
-            started: Instant::now(),
-            run_id: format!(
-                "{seed:016x}{:024x}",
-                seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            ),
-            shutdown_asked: tokio::sync::Notify::new(),
-        }
-    }
-
-    /// The request limits in force now.
-    #[inline]
-    pub fn limits(&self) -> Limits {
-        Limits {
-            max_bulk_len: self.net.proto_max_bulk_len.load(Ordering::Relaxed),
-            max_multibulk_len: self.config.max_multibulk_len,
-            max_inline_len: self.config.max_inline_len,
-        }
-    }
-
-    /// `client-query-buffer-limit` now.
-    #[inline]
-    pub fn query_buffer_limit(&self) -> usize {
-        self.net.client_query_buffer_limit.load(Ordering::Relaxed)
-    }
-
-    /// `client-output-buffer-limit pubsub` now.
-    pub fn pubsub_limit(&self) -> OutputLimit {
-        OutputLimit {
-            hard: self.net.pubsub_hard.load(Ordering::Relaxed),
-            soft: self.net.pubsub_soft.load(Ordering::Relaxed),
-            soft_seconds: self.net.pubsub_soft_seconds.load(Ordering::Relaxed),
-        }
-    }
-
-    pub fn set_pubsub_limit(&self, l: OutputLimit) {
-        self.net.pubsub_hard.store(l.hard, Ordering::Relaxed);
-        self.net.pubsub_soft.store(l.soft, Ordering::Relaxed);
-        self.net
-            .pubsub_soft_seconds
-            .store(l.soft_seconds, Ordering::Relaxed);
-    }
-
-    /// The keyspace lock. A panic while holding it cannot leave a torn value behind (commands
-    /// validate before mutating), so a poisoned lock is simply taken over.
-    #[inline]
-    pub fn lock_db(&self) -> MutexGuard<'_, Db> {
-        self.db.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    #[inline]
-    pub fn lock_pubsub(&self) -> MutexGuard<'_, PubSub> {
-        self.pubsub.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn next_client_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub fn register_client(&self, meta: Arc<ClientMeta>) {
-        self.clients
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(meta.id, meta);
-    }
-
-    pub fn unregister_client(&self, id: u64) {
-        self.clients
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-    }
-
-    /// CLIENT LIST / CLIENT INFO text.
-    /// The registry's entry of client `id`, if it is connected.
-    pub fn client_meta(&self, id: u64) -> Option<Arc<ClientMeta>> {
-        let clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        clients.get(&id).cloned()
-    }
-
-    pub fn client_list(&self, only: Option<u64>) -> String {
-        let clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        let mut ids: Vec<_> = clients.keys().copied().collect();
-        ids.sort_unstable();
-        let mut s = String::new();
-        for id in ids {
-            if only.is_some_and(|o| o != id) {
-                continue;
-            }
-            let Some(m) = clients.get(&id) else { continue };
-            let info = m.info.lock().unwrap_or_else(|e| e.into_inner());
-            let name = info
-                .name
-                .as_ref()
-                .map(|n| String::from_utf8_lossy(n).into_owned())
-                .unwrap_or_default();
-            let _ = writeln!(
-                s,
-                "id={} addr={} laddr= fd=0 name={} age={} idle=0 flags=N db={} sub=0 psub=0 multi=-1 qbuf=0 obl=0 oll=0 omem=0 events=r cmd=client lib-name={} lib-ver={}",
-                m.id,
-                m.addr.map(|a| a.to_string()).unwrap_or_default(),
-                name,
-                m.created.elapsed().as_secs(),
-                m.db.load(Ordering::Relaxed),
-                info.lib_name,
-                info.lib_ver,
-            );
-        }
-        s
-    }
-}
 
 /// Redis's protected-mode refusal, pointing at charla's own flags.
 pub const DENIED: &str = "-DENIED charla serve is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers, you may adopt one of the following solutions: 1) Restart the server with a password: 'charla serve --requirepass <password>' (or CHARLA_REQUIREPASS), and connect with that password. 2) Alternatively, if this network is trusted, restart it with '--protected-mode no'. 3) Bind only to the addresses you mean to serve with '--bind'. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
@@ -218,18 +30,15 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     let mut shared = Shared::new(config);
     if shared.config.appendonly {
-        let aof = Aof::open(&shared)?;
-        shared.aof = Some(aof);
+        shared.aof = Some(crate::aof::open(&shared)?);
     }
     let shared = Arc::new(shared);
-    if let Some(aof) = &shared.aof {
-        aof.start(shared.clone())?;
-    }
+    crate::aof::start(&shared)?;
     let local = listener.local_addr().ok();
     // Whoever bound the listener chose some backlog (tokio's and std's bind use 128 or 1024);
     // a burst of connections beyond it waits a whole SYN retransmission (1 s). Listening again
     // on the bound socket sets the backlog, as nginx does on reload.
-    let backlog = effective_backlog(&shared.config);
+    let backlog = shared.config.effective_backlog();
     if let Err(e) = socket2::SockRef::from(&listener).listen(backlog.min(i32::MAX as u32) as i32) {
         tracing::warn!(error = %e, backlog, "cannot set the listen backlog");
     }
@@ -317,27 +126,6 @@ pub async fn serve(
     }
     tracing::info!("charla serve stopped");
     Ok(())
-}
-
-/// The system's maximum listen backlog (`net.core.somaxconn` on Linux), or Redis's default
-/// `tcp-backlog` (511) where it cannot be read.
-pub fn system_backlog() -> u32 {
-    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(511)
-}
-
-/// The backlog `serve` listens with: `tcp_backlog`, or the system's maximum when it is 0;
-/// never above the system's maximum (the kernel would cap it anyway, and `CONFIG GET
-/// tcp-backlog` reports what is really in force).
-pub fn effective_backlog(config: &ServerConfig) -> u32 {
-    let max = system_backlog();
-    match config.tcp_backlog {
-        0 => max,
-        n => n.min(max),
-    }
 }
 
 /// TCP keepalive on a client socket, as Redis's `tcp-keepalive` sets it: the first probe after

@@ -2,7 +2,8 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{is, own, parse_i64, Ctx, Res, NOT_INT};
+use super::args::{is, own, parse_i64, NOT_INT};
+use super::spec::{Ctx, Res};
 use crate::db::NUM_DBS;
 
 pub fn ping(ctx: &mut Ctx) -> Res {
@@ -84,7 +85,7 @@ pub fn auth(ctx: &mut Ctx) -> Res {
             check_pass(ctx, Some(&u), &p)
         }
         _ => {
-            ctx.out.err(super::SYNTAX);
+            ctx.out.err(super::args::SYNTAX);
             false
         }
     };
@@ -184,7 +185,7 @@ pub fn reset(ctx: &mut Ctx) -> Res {
     c.multi = None;
     c.multi_error = false;
     c.watch = None;
-    c.reply = crate::connection::ReplyMode::On;
+    c.reply = crate::client::ReplyMode::On;
     c.db = 0;
     c.proto = 2;
     ctx.out.proto = 2;
@@ -254,7 +255,7 @@ pub fn client(ctx: &mut Ctx) -> Res {
         let s = ctx.shared.client_list(Some(ctx.client.id));
         ctx.out.verbatim(&s);
     } else if is(&sub, "UNBLOCK") && (n == 3 || n == 4) {
-        use crate::connection::Unblock;
+        use crate::client::Unblock;
         let Some(id) = parse_i64(ctx.arg(2)) else {
             ctx.out.err(NOT_INT);
             return Res::Ok;
@@ -282,7 +283,7 @@ pub fn client(ctx: &mut Ctx) -> Res {
             None => ctx.out.int(0),
         }
     } else if is(&sub, "REPLY") && n == 3 {
-        use crate::connection::ReplyMode;
+        use crate::client::ReplyMode;
         let mode = ctx.arg(2).clone();
         if is(&mode, "ON") {
             ctx.client.reply = ReplyMode::On;
@@ -294,7 +295,7 @@ pub fn client(ctx: &mut Ctx) -> Res {
                 ctx.client.reply = ReplyMode::SkipNext;
             }
         } else {
-            ctx.out.err(super::SYNTAX);
+            ctx.out.err(super::args::SYNTAX);
         }
     } else if (is(&sub, "NO-EVICT") || is(&sub, "NO-TOUCH")) && n == 3 {
         // Accepted for client compatibility; they change nothing here.

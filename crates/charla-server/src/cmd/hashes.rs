@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use super::{is, own, parse_i64, Ctx, Res, NOT_INT, WRONGTYPE};
+use super::args::{is, own, parse_i64, NOT_INT, WRONGTYPE};
+use super::spec::{Ctx, Res};
 use crate::db::{now_ms, Db, Value};
 
 /// The hash at `key` for reading: Ok(None) if missing, Err(()) after writing WRONGTYPE.
@@ -56,7 +57,6 @@ pub fn hset(ctx: &mut Ctx, db: &mut Db) -> Res {
             added += 1;
         }
     }
-    ctx.dirty = true;
     if hm {
         ctx.out.ok();
     } else {
@@ -77,7 +77,6 @@ pub fn hsetnx(ctx: &mut Ctx, db: &mut Db) -> Res {
         return Res::Ok;
     };
     h.insert(own(&args[2]), own(&args[3]));
-    ctx.dirty = true;
     ctx.out.int(1);
     Res::Ok
 }
@@ -139,7 +138,9 @@ pub fn hdel(ctx: &mut Ctx, db: &mut Db) -> Res {
     if empty {
         ks.remove(&key);
     }
-    ctx.dirty = n > 0;
+    if n == 0 {
+        ctx.unchanged();
+    }
     ctx.out.int(n);
     Res::Ok
 }
@@ -190,7 +191,6 @@ pub fn hincrby(ctx: &mut Ctx, db: &mut Db) -> Res {
         return Res::Ok;
     };
     h.insert(own(&f), Bytes::from(n.to_string()));
-    ctx.dirty = true;
     ctx.out.int(n);
     Res::Ok
 }

@@ -1,7 +1,8 @@
 //! Key commands: DEL, UNLINK, EXISTS, TYPE, KEYS, SCAN, EXPIRE family, TTL family, PERSIST,
 //! RENAME, RANDOMKEY.
 
-use super::{is, own, Ctx, Res, SYNTAX};
+use super::args::{is, own, SYNTAX};
+use super::spec::{Ctx, Res};
 use crate::db::{glob_match, now_ms, Db};
 
 pub fn del(ctx: &mut Ctx, db: &mut Db) -> Res {
@@ -14,7 +15,9 @@ pub fn del(ctx: &mut Ctx, db: &mut Db) -> Res {
             n += 1;
         }
     }
-    ctx.dirty = n > 0;
+    if n == 0 {
+        ctx.unchanged();
+    }
     ctx.out.int(n);
     Res::Ok
 }
@@ -56,14 +59,14 @@ pub fn keys(ctx: &mut Ctx, db: &mut Db) -> Res {
 /// [`crate::db::Keyspace::scan`]), so a call does COUNT's worth of work and a key present for
 /// the whole iteration is returned whatever else is deleted or added.
 pub fn scan(ctx: &mut Ctx, db: &mut Db) -> Res {
-    let Some(cursor) = super::scan_cursor(ctx, 1) else {
+    let Some(cursor) = super::options::scan_cursor(ctx, 1) else {
         return Res::Ok;
     };
-    let Some(super::ScanOptions {
+    let Some(super::options::ScanOptions {
         pattern: pat,
         count,
         kind: ty,
-    }) = super::scan_options(ctx, 2, true)
+    }) = super::options::scan_options(ctx, 2, true)
     else {
         return Res::Ok;
     };
@@ -155,8 +158,6 @@ pub fn expire(ctx: &mut Ctx, db: &mut Db) -> Res {
     }
     // Negative deadlines are long past: the key goes.
     db.expire_at(ctx.client.db, &key, at.max(0) as u64, now);
-    ctx.dirty = true;
-    ctx.propagated = true;
     ctx.out.int(1);
     Res::Ok
 }
@@ -190,7 +191,6 @@ pub fn persist(ctx: &mut Ctx, db: &mut Db) -> Res {
     let had = ks.get(&ctx.args[1], now).is_some_and(|e| e.expire_at != 0);
     if had {
         ks.set_expire(&ctx.args[1], 0);
-        ctx.dirty = true;
     }
     ctx.out.int(i64::from(had));
     Res::Ok
@@ -216,10 +216,8 @@ pub fn rename(ctx: &mut Ctx, db: &mut Db) -> Res {
             if e.expire_at != 0 {
                 ks.set_expire(&dk, e.expire_at);
             }
-            db.signal(ctx.client.db, &dk);
         }
     }
-    ctx.dirty = true;
     if nx {
         ctx.out.int(1);
     } else {
@@ -285,8 +283,11 @@ pub fn copy(ctx: &mut Ctx, db: &mut Db) -> Res {
     if expire_at != 0 {
         to.set_expire(&dst, expire_at);
     }
-    db.signal(target, &dst);
-    ctx.dirty = true;
+    // The table's key positions wake clients blocked in this database; the copy may land in
+    // another one.
+    if target != ctx.client.db {
+        db.signal(target, &dst);
+    }
     ctx.out.int(1);
     Res::Ok
 }
@@ -322,8 +323,8 @@ pub fn move_(ctx: &mut Ctx, db: &mut Db) -> Res {
     if e.expire_at != 0 {
         to.set_expire(&key, e.expire_at);
     }
+    // The key lands in another database than the one the table's key positions are woken in.
     db.signal(target, &key);
-    ctx.dirty = true;
     ctx.out.int(1);
     Res::Ok
 }

@@ -6,8 +6,10 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::{is, own, parse_i64, parse_timeout, Ctx, Res, NOT_INT, SYNTAX, WRONGTYPE};
-use crate::blocking::{block, may_block};
+use super::args::{is, own, parse_i64, NOT_INT, SYNTAX, WRONGTYPE};
+use super::blocking::{block, may_block};
+use super::options::parse_timeout;
+use super::spec::{Ctx, Res};
 use crate::db::{now_ms, Db, Value};
 
 /// Lookup result for a list key.
@@ -64,8 +66,6 @@ pub fn push(ctx: &mut Ctx, db: &mut Db) -> Res {
         }
     }
     let n = l.len();
-    db.signal(d, key);
-    ctx.dirty = true;
     ctx.out.int(n as i64);
     Res::Ok
 }
@@ -113,6 +113,9 @@ pub fn pop(ctx: &mut Ctx, db: &mut Db) -> Res {
         }
         Some(c) => {
             let c = c.min(l.len());
+            if c == 0 {
+                ctx.unchanged();
+            }
             ctx.out.array(c);
             for _ in 0..c {
                 if let Some(v) = if left { l.pop_front() } else { l.pop_back() } {
@@ -122,7 +125,6 @@ pub fn pop(ctx: &mut Ctx, db: &mut Db) -> Res {
         }
     }
     drop_if_empty(db, d, key);
-    ctx.dirty = true;
     Res::Ok
 }
 
@@ -143,7 +145,7 @@ pub fn lrange(ctx: &mut Ctx, db: &mut Db) -> Res {
     match list(db, ctx.client.db, &ctx.args[1]) {
         L::Missing => ctx.out.array(0),
         L::Wrong => ctx.out.err(WRONGTYPE),
-        L::List(l) => match super::norm_range(s, e, l.len()) {
+        L::List(l) => match super::args::norm_range(s, e, l.len()) {
             None => ctx.out.array(0),
             Some((a, b)) => {
                 ctx.out.array(b - a + 1);
@@ -187,7 +189,6 @@ pub fn lset(ctx: &mut Ctx, db: &mut Db) -> Res {
         L::List(l) => match i.and_then(|i| index(i, l.len())) {
             Some(i) => {
                 l[i] = v;
-                ctx.dirty = true;
                 ctx.out.ok();
             }
             None => ctx.out.err("ERR index out of range"),
@@ -242,7 +243,9 @@ pub fn lrem(ctx: &mut Ctx, db: &mut Db) -> Res {
         }
     }
     drop_if_empty(db, d, &key);
-    ctx.dirty = removed > 0;
+    if removed == 0 {
+        ctx.unchanged();
+    }
     ctx.out.int(removed as i64);
     Res::Ok
 }
@@ -260,7 +263,7 @@ pub fn ltrim(ctx: &mut Ctx, db: &mut Db) -> Res {
             ctx.out.err(WRONGTYPE);
             return Res::Ok;
         }
-        L::List(l) => match super::norm_range(s, e, l.len()) {
+        L::List(l) => match super::args::norm_range(s, e, l.len()) {
             None => l.clear(),
             Some((a, b)) => {
                 l.truncate(b + 1);
@@ -269,7 +272,6 @@ pub fn ltrim(ctx: &mut Ctx, db: &mut Db) -> Res {
         },
     }
     drop_if_empty(db, d, &key);
-    ctx.dirty = true;
     ctx.out.ok();
     Res::Ok
 }
@@ -436,7 +438,7 @@ pub fn lmove(ctx: &mut Ctx, db: &mut Db) -> Res {
     let Some(v) = v else {
         if let Some(t) = timeout {
             if may_block(ctx) {
-                return block(ctx, db, &[&src], t, false);
+                return block(ctx, db, &[&src], t);
             }
             // A blocking move that timed out replies with a null array, as Redis does; inside
             // EXEC (where it cannot block) Redis answers a plain null.
@@ -461,14 +463,11 @@ pub fn lmove(ctx: &mut Ctx, db: &mut Db) -> Res {
             l.push_back(v.clone());
         }
     }
-    db.signal(d, &dst);
     let (f, t): (&[u8], &[u8]) = (
         if from_left { b"LEFT" } else { b"RIGHT" },
         if to_left { b"LEFT" } else { b"RIGHT" },
     );
     db.propagate(d, &[b"LMOVE".as_slice(), &src, &dst, f, t]);
-    ctx.propagated = true;
-    ctx.dirty = true;
     ctx.out.bulk(&v);
     Res::Ok
 }
@@ -502,8 +501,6 @@ pub fn bpop(ctx: &mut Ctx, db: &mut Db) -> Res {
             drop_if_empty(db, d, k);
             let cmd: &[u8] = if left { b"LPOP" } else { b"RPOP" };
             db.propagate(d, &[cmd, k]);
-            ctx.propagated = true;
-            ctx.dirty = true;
             ctx.out.array(2);
             ctx.out.bulk(k);
             ctx.out.bulk(&v);
@@ -512,7 +509,7 @@ pub fn bpop(ctx: &mut Ctx, db: &mut Db) -> Res {
     }
     if may_block(ctx) {
         let refs: Vec<&Bytes> = keys.iter().collect();
-        return block(ctx, db, &refs, timeout, false);
+        return block(ctx, db, &refs, timeout);
     }
     ctx.out.null_array();
     Res::Ok
@@ -587,8 +584,6 @@ pub fn lmpop(ctx: &mut Ctx, db: &mut Db) -> Res {
         let cmd: &[u8] = if left { b"LPOP" } else { b"RPOP" };
         let cs = popped.len().to_string();
         db.propagate(d, &[cmd, k, cs.as_bytes()]);
-        ctx.propagated = true;
-        ctx.dirty = true;
         ctx.out.array(2);
         ctx.out.bulk(k);
         ctx.out.array(popped.len());
@@ -599,7 +594,7 @@ pub fn lmpop(ctx: &mut Ctx, db: &mut Db) -> Res {
     }
     if blocking && may_block(ctx) {
         let refs: Vec<&Bytes> = keys.iter().collect();
-        return block(ctx, db, &refs, timeout, false);
+        return block(ctx, db, &refs, timeout);
     }
     ctx.out.null_array();
     Res::Ok
@@ -624,10 +619,12 @@ pub fn linsert(ctx: &mut Ctx, db: &mut Db) -> Res {
         L::List(l) => match l.iter().position(|v| *v == pivot) {
             Some(at) => {
                 l.insert(at + usize::from(after), element);
-                ctx.dirty = true;
                 ctx.out.int(l.len() as i64);
             }
-            None => ctx.out.int(-1),
+            None => {
+                ctx.unchanged();
+                ctx.out.int(-1);
+            }
         },
     }
     Res::Ok

@@ -3,7 +3,8 @@
 
 use bytes::Bytes;
 
-use super::{is, own, Ctx, Res};
+use super::args::{is, own};
+use super::spec::{Ctx, Res};
 
 pub fn publish(ctx: &mut Ctx) -> Res {
     let limit = ctx.shared.pubsub_limit();

@@ -4,7 +4,10 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-use super::{is, lookup, table, Ctx, Res, Spec, BLOCKING, SYNTAX, WRITE};
+use bytes::Bytes;
+
+use super::args::{is, SYNTAX};
+use super::spec::{Ctx, Res, Spec, BLOCKING, WRITE};
 use crate::db::{glob_match, Db, NUM_DBS};
 
 fn write_spec(ctx: &mut Ctx, s: &Spec) {
@@ -36,7 +39,7 @@ fn write_spec(ctx: &mut Ctx, s: &Spec) {
 
 pub fn command(ctx: &mut Ctx) -> Res {
     let Some(sub) = ctx.args.get(1).cloned() else {
-        let t = table();
+        let t = ctx.commands.all();
         ctx.out.array(t.len());
         for s in t {
             write_spec(ctx, s);
@@ -44,14 +47,14 @@ pub fn command(ctx: &mut Ctx) -> Res {
         return Res::Ok;
     };
     if is(&sub, "COUNT") {
-        ctx.out.int(table().len() as i64);
+        ctx.out.int(ctx.commands.all().len() as i64);
     } else if is(&sub, "DOCS") {
         // redis-cli asks for docs to show hints; an empty map makes it fall back quietly.
         ctx.out.map(0);
     } else if is(&sub, "INFO") {
         let names = ctx.args[2..].to_vec();
         if names.is_empty() {
-            let t = table();
+            let t = ctx.commands.all();
             ctx.out.array(t.len());
             for s in t {
                 write_spec(ctx, s);
@@ -59,7 +62,7 @@ pub fn command(ctx: &mut Ctx) -> Res {
         } else {
             ctx.out.array(names.len());
             for n in names {
-                match lookup(&n) {
+                match ctx.commands.lookup(&n) {
                     Some(s) => write_spec(ctx, s),
                     // Redis answers a null (`$-1`, `_` in RESP3) for an unknown name.
                     None => ctx.out.null(),
@@ -67,7 +70,7 @@ pub fn command(ctx: &mut Ctx) -> Res {
             }
         }
     } else if is(&sub, "LIST") {
-        let t = table();
+        let t = ctx.commands.all();
         ctx.out.array(t.len());
         for s in t {
             ctx.out.bulk(s.name.to_ascii_lowercase().as_bytes());
@@ -85,7 +88,7 @@ pub fn command(ctx: &mut Ctx) -> Res {
 /// XREADGROUP; Redis finds them with key specs) are not resolved (docs/serve-differences.md).
 fn getkeys(ctx: &mut Ctx) {
     let call = &ctx.args[2..];
-    let Some(spec) = lookup(&call[0]) else {
+    let Some(spec) = ctx.commands.lookup(&call[0]) else {
         ctx.out.err("ERR Invalid command specified");
         return;
     };
@@ -103,18 +106,10 @@ fn getkeys(ctx: &mut Ctx) {
         }
         return;
     }
-    let last = if spec.last_key < 0 {
-        n + spec.last_key
-    } else {
-        spec.last_key.min(n - 1)
-    };
-    let positions: Vec<usize> = (spec.first_key..=last)
-        .step_by(spec.step.max(1) as usize)
-        .map(|i| i as usize)
-        .collect();
-    ctx.out.array(positions.len());
-    for i in positions {
-        ctx.out.bulk(&call[i]);
+    let keys: Vec<&Bytes> = spec.keys(call).collect();
+    ctx.out.array(keys.len());
+    for k in keys {
+        ctx.out.bulk(k);
     }
 }
 
@@ -267,7 +262,7 @@ fn flush_args_ok(ctx: &mut Ctx) -> bool {
         1 => true,
         2 if is(&ctx.args[1], "ASYNC") || is(&ctx.args[1], "SYNC") => true,
         _ => {
-            ctx.out.err(super::SYNTAX);
+            ctx.out.err(super::args::SYNTAX);
             false
         }
     }
@@ -276,7 +271,6 @@ fn flush_args_ok(ctx: &mut Ctx) -> bool {
 pub fn flushdb(ctx: &mut Ctx, db: &mut Db) -> Res {
     if flush_args_ok(ctx) {
         db.dbs[ctx.client.db].clear();
-        ctx.dirty = true;
         ctx.out.ok();
     }
     Res::Ok
@@ -287,7 +281,6 @@ pub fn flushall(ctx: &mut Ctx, db: &mut Db) -> Res {
         for k in &mut db.dbs {
             k.clear();
         }
-        ctx.dirty = true;
         ctx.out.ok();
     }
     Res::Ok
@@ -295,8 +288,8 @@ pub fn flushall(ctx: &mut Ctx, db: &mut Db) -> Res {
 
 pub fn swapdb(ctx: &mut Ctx, db: &mut Db) -> Res {
     let (Some(a), Some(b)) = (
-        super::parse_i64(&ctx.args[1]),
-        super::parse_i64(&ctx.args[2]),
+        super::args::parse_i64(&ctx.args[1]),
+        super::args::parse_i64(&ctx.args[2]),
     ) else {
         ctx.out.err("ERR invalid first DB index");
         return Res::Ok;
@@ -308,7 +301,6 @@ pub fn swapdb(ctx: &mut Ctx, db: &mut Db) -> Res {
     // (Dropping what an interrupted AOF rewrite had saved happens under the lock here; SWAPDB
     // during a rewrite is rare enough for that.)
     drop(db.swap_dbs(a as usize, b as usize));
-    ctx.dirty = true;
     ctx.out.ok();
     Res::Ok
 }
@@ -362,10 +354,7 @@ pub fn config(ctx: &mut Ctx) -> Res {
                     pubsub.hard, pubsub.soft, pubsub.soft_seconds
                 ),
             ),
-            (
-                "tcp-backlog",
-                crate::server::effective_backlog(c).to_string(),
-            ),
+            ("tcp-backlog", c.effective_backlog().to_string()),
             ("maxmemory", "0".into()),
             ("maxmemory-policy", "noeviction".into()),
             ("timeout", "0".into()),
@@ -559,13 +548,13 @@ pub fn shutdown(ctx: &mut Ctx) -> Res {
         } else if is(a, "ABORT") {
             abort = true;
         } else if !(is(a, "NOSAVE") || is(a, "NOW") || is(a, "FORCE")) {
-            ctx.out.err(super::SYNTAX);
+            ctx.out.err(super::args::SYNTAX);
             return Res::Ok;
         }
     }
     if abort {
         if ctx.args.len() > 2 {
-            ctx.out.err(super::SYNTAX);
+            ctx.out.err(super::args::SYNTAX);
         } else {
             ctx.out.err("ERR No shutdown in progress.");
         }

@@ -11,7 +11,8 @@ use std::collections::HashSet;
 
 use bytes::Bytes;
 
-use super::{is, own, parse_i64, Ctx, Res, NOT_INT, SYNTAX, WRONGTYPE};
+use super::args::{is, own, parse_i64, NOT_INT, SYNTAX, WRONGTYPE};
+use super::spec::{Ctx, Res};
 use crate::db::{glob_match, now_ms, Db, Value};
 
 /// The set at `key`: Ok(None) when missing, Err(()) after writing WRONGTYPE.
@@ -73,8 +74,8 @@ pub fn sadd(ctx: &mut Ctx, db: &mut Db) -> Res {
             n
         }
     };
-    if added > 0 {
-        ctx.dirty = true;
+    if added == 0 {
+        ctx.unchanged();
     }
     ctx.out.int(added as i64);
     Res::Ok
@@ -89,7 +90,8 @@ pub fn srem(ctx: &mut Ctx, db: &mut Db) -> Res {
     };
     if removed > 0 {
         drop_if_empty(db, ctx.client.db, &key);
-        ctx.dirty = true;
+    } else {
+        ctx.unchanged();
     }
     ctx.out.int(removed as i64);
     Res::Ok
@@ -194,15 +196,15 @@ pub fn spop(ctx: &mut Ctx, db: &mut Db) -> Res {
         },
         Some(_) => reply_members(ctx, popped.iter()),
     }
-    if !popped.is_empty() {
+    if popped.is_empty() {
+        ctx.unchanged();
+    } else {
         drop_if_empty(db, ctx.client.db, &key);
         // Random: the AOF gets what was removed.
         let mut srem = vec![Bytes::from_static(b"SREM"), key];
         srem.extend(popped);
         db.propagate(ctx.client.db, &srem);
-        ctx.dirty = true;
     }
-    ctx.propagated = true;
     Res::Ok
 }
 
@@ -277,8 +279,6 @@ pub fn smove(ctx: &mut Ctx, db: &mut Db) -> Res {
                 db.dbs[ctx.client.db].insert(dst.clone(), Value::Set(set));
             }
         }
-        db.signal(ctx.client.db, &dst);
-        ctx.dirty = true;
     }
     ctx.out.int(1);
     Res::Ok
@@ -349,9 +349,7 @@ pub fn combine_store(ctx: &mut Ctx, db: &mut Db) -> Res {
         ks.remove(&dst);
     } else {
         ks.insert(dst.clone(), Value::Set(result));
-        db.signal(ctx.client.db, &dst);
     }
-    ctx.dirty = true;
     ctx.out.int(n as i64);
     Res::Ok
 }
@@ -399,7 +397,7 @@ pub fn sintercard(ctx: &mut Ctx, db: &mut Db) -> Res {
 
 /// SSCAN key cursor [MATCH pattern] [COUNT count]: the whole set at once (cursor 0).
 pub fn sscan(ctx: &mut Ctx, db: &mut Db) -> Res {
-    if super::scan_cursor(ctx, 2).is_none() {
+    if super::options::scan_cursor(ctx, 2).is_none() {
         return Res::Ok;
     }
     // Redis's order: the cursor, then the key (missing: an empty scan, whatever the options
@@ -415,7 +413,9 @@ pub fn sscan(ctx: &mut Ctx, db: &mut Db) -> Res {
         return Res::Ok;
     };
     // COUNT is checked and has nothing to bound: the whole set goes in one reply.
-    let Some(super::ScanOptions { pattern, .. }) = super::scan_options(ctx, 3, false) else {
+    let Some(super::options::ScanOptions { pattern, .. }) =
+        super::options::scan_options(ctx, 3, false)
+    else {
         return Res::Ok;
     };
     let members: Vec<Bytes> = set

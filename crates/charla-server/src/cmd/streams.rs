@@ -9,8 +9,9 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 
-use super::{is, own, parse_i64, Ctx, Res, NOT_INT, SYNTAX, WRONGTYPE};
-use crate::blocking::{block, may_block};
+use super::args::{is, own, parse_i64, NOT_INT, SYNTAX, WRONGTYPE};
+use super::blocking::{block, may_block};
+use super::spec::{Ctx, Res};
 use crate::db::{now_ms, Db, Value};
 use crate::frame::Out;
 use crate::stream::{Group, Stream, StreamId};
@@ -253,15 +254,10 @@ pub fn xadd(ctx: &mut Ctx, db: &mut Db) -> Res {
     s.entries_added += 1;
     apply_trim(s, &trim);
     let idb = id.to_bytes();
-    if db.aof_on {
-        // The AOF gets the generated id, so replay rebuilds the same stream.
-        let mut prop: Vec<Bytes> = args.to_vec();
-        prop[id_at] = idb.clone();
-        db.propagate(d, &prop);
-    }
-    db.signal(d, key);
-    ctx.propagated = true;
-    ctx.dirty = true;
+    // The AOF gets the generated id, so replay rebuilds the same stream.
+    let mut prop: Vec<Bytes> = args.to_vec();
+    prop[id_at] = idb.clone();
+    db.propagate(d, &prop);
     ctx.out.bulk(&idb);
     Res::Ok
 }
@@ -611,9 +607,9 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
     for p in &props {
         db.propagate(d, p);
     }
-    if !props.is_empty() {
-        ctx.dirty = true;
-        ctx.propagated = true;
+    if props.is_empty() {
+        // Nothing delivered or redelivered (the stream was only looked at).
+        ctx.unchanged();
     }
     if results.is_empty() && !any_history {
         if let Some(ms) = block_ms {
@@ -624,7 +620,7 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
                     Some(std::time::Duration::from_millis(ms as u64))
                 };
                 let refs: Vec<&Bytes> = keys.iter().collect();
-                return block(ctx, db, &refs, t, group_mode);
+                return block(ctx, db, &refs, t);
             }
         }
         ctx.out.null_array();
@@ -818,8 +814,6 @@ pub fn xgroup(ctx: &mut Ctx, db: &mut Db) -> Res {
             p.push(Bytes::from(er.to_string()));
         }
         db.propagate(d, &p);
-        ctx.propagated = true;
-        ctx.dirty = true;
         ctx.out.ok();
         return Res::Ok;
     }
@@ -836,11 +830,10 @@ pub fn xgroup(ctx: &mut Ctx, db: &mut Db) -> Res {
     };
     if is(&sub, "DESTROY") && args.len() == 4 {
         let n = s.groups.remove(&g).is_some();
-        ctx.dirty = n;
-        ctx.out.int(i64::from(n));
-        if n {
-            db.signal(d, &key);
+        if !n {
+            ctx.unchanged();
         }
+        ctx.out.int(i64::from(n));
         return Res::Ok;
     }
     let last_id = s.last_id;
@@ -858,7 +851,9 @@ pub fn xgroup(ctx: &mut Ctx, db: &mut Db) -> Res {
         if created {
             gr.consumer(&own(c), now_ms());
         }
-        ctx.dirty = created;
+        if !created {
+            ctx.unchanged();
+        }
         ctx.out.int(i64::from(created));
     } else if is(&sub, "DELCONSUMER") && args.len() == 5 {
         let c = &args[4];
@@ -871,7 +866,6 @@ pub fn xgroup(ctx: &mut Ctx, db: &mut Db) -> Res {
             }
             None => 0,
         };
-        ctx.dirty = true;
         ctx.out.int(n as i64);
     } else if is(&sub, "SETID") && (args.len() == 5 || args.len() == 7) {
         let id = if args[4].as_ref() == b"$" {
@@ -906,8 +900,6 @@ pub fn xgroup(ctx: &mut Ctx, db: &mut Db) -> Res {
         let mut p: Vec<Bytes> = args.to_vec();
         p[4] = idb;
         db.propagate(d, &p);
-        ctx.propagated = true;
-        ctx.dirty = true;
         ctx.out.ok();
     } else {
         ctx.err_subcommand(&sub);
@@ -942,7 +934,9 @@ pub fn xack(ctx: &mut Ctx, db: &mut Db) -> Res {
         }
     }
     let n = ids.iter().filter(|id| gr.ack(**id)).count();
-    ctx.dirty = n > 0;
+    if n == 0 {
+        ctx.unchanged();
+    }
     ctx.out.int(n as i64);
     Res::Ok
 }
@@ -1184,8 +1178,9 @@ pub fn xclaim(ctx: &mut Ctx, db: &mut Db) -> Res {
     for p in &props {
         db.propagate(d, p);
     }
-    ctx.propagated = true;
-    ctx.dirty = !props.is_empty();
+    if props.is_empty() {
+        ctx.unchanged();
+    }
     Res::Ok
 }
 
@@ -1299,8 +1294,9 @@ pub fn xautoclaim(ctx: &mut Ctx, db: &mut Db) -> Res {
     for p in &props {
         db.propagate(d, p);
     }
-    ctx.propagated = true;
-    ctx.dirty = !props.is_empty();
+    if props.is_empty() {
+        ctx.unchanged();
+    }
     Res::Ok
 }
 
@@ -1334,7 +1330,9 @@ pub fn xtrim(ctx: &mut Ctx, db: &mut Db) -> Res {
         S::Missing => 0,
         S::Stream(s) => apply_trim(s, &t),
     };
-    ctx.dirty = n > 0;
+    if n == 0 {
+        ctx.unchanged();
+    }
     ctx.out.int(n as i64);
     Res::Ok
 }
@@ -1370,7 +1368,9 @@ pub fn xdel(ctx: &mut Ctx, db: &mut Db) -> Res {
             n
         }
     };
-    ctx.dirty = n > 0;
+    if n == 0 {
+        ctx.unchanged();
+    }
     ctx.out.int(n);
     Res::Ok
 }
@@ -1416,7 +1416,6 @@ pub fn xsetid(ctx: &mut Ctx, db: &mut Db) -> Res {
             if let Some(m) = maxdel {
                 s.max_deleted_id = m;
             }
-            ctx.dirty = true;
             ctx.out.ok();
         }
     }

@@ -4,7 +4,8 @@
 
 use bytes::Bytes;
 
-use super::{is, own, parse_f64, parse_i64, Ctx, Res, NOT_INT, SYNTAX, WRONGTYPE};
+use super::args::{is, own, parse_f64, parse_i64, NOT_INT, SYNTAX, WRONGTYPE};
+use super::spec::{Ctx, Res};
 use crate::db::{now_ms, Db, Value};
 
 pub fn get(ctx: &mut Ctx, db: &mut Db) -> Res {
@@ -121,9 +122,7 @@ pub fn set(ctx: &mut Ctx, db: &mut Db) -> Res {
             ctx.client.db,
             &[b"SET".as_slice(), &key, &val, b"PXAT", ats.as_bytes()],
         );
-        ctx.propagated = true;
     }
-    ctx.dirty = true;
     if !get {
         ctx.out.ok();
     }
@@ -157,8 +156,6 @@ pub fn setex(ctx: &mut Ctx, db: &mut Db) -> Res {
         ctx.client.db,
         &[b"SET".as_slice(), &k, &ctx.args[3], b"PXAT", ats.as_bytes()],
     );
-    ctx.dirty = true;
-    ctx.propagated = true;
     ctx.out.ok();
     Res::Ok
 }
@@ -169,7 +166,6 @@ pub fn setnx(ctx: &mut Ctx, db: &mut Db) -> Res {
         ctx.out.int(0);
     } else {
         ks.insert(own(&ctx.args[1]), Value::Str(own(&ctx.args[2])));
-        ctx.dirty = true;
         ctx.out.int(1);
     }
     Res::Ok
@@ -203,7 +199,6 @@ pub fn mset(ctx: &mut Ctx, db: &mut Db) -> Res {
     for p in ctx.args[1..].chunks(2) {
         ks.insert(own(&p[0]), Value::Str(own(&p[1])));
     }
-    ctx.dirty = true;
     if nx {
         ctx.out.int(1);
     } else {
@@ -263,14 +258,13 @@ pub fn incr(ctx: &mut Ctx, db: &mut Db) -> Res {
         Some(e) => e.value = Value::Str(v),
         None => ks.insert(own(key), Value::Str(v)),
     }
-    ctx.dirty = true;
     ctx.out.int(n);
     Res::Ok
 }
 
 pub fn incrbyfloat(ctx: &mut Ctx, db: &mut Db) -> Res {
     let Some(by) = parse_f64(&ctx.args[2]) else {
-        ctx.out.err(super::NOT_FLOAT);
+        ctx.out.err(super::args::NOT_FLOAT);
         return Res::Ok;
     };
     let ks = &mut db.dbs[ctx.client.db];
@@ -280,7 +274,7 @@ pub fn incrbyfloat(ctx: &mut Ctx, db: &mut Db) -> Res {
         Some(Value::Str(s)) => match parse_f64(s) {
             Some(v) => v,
             None => {
-                ctx.out.err(super::NOT_FLOAT);
+                ctx.out.err(super::args::NOT_FLOAT);
                 return Res::Ok;
             }
         },
@@ -297,8 +291,6 @@ pub fn incrbyfloat(ctx: &mut Ctx, db: &mut Db) -> Res {
     let s = Bytes::from(crate::frame::format_double(n));
     ks.insert_keep_ttl(own(&key), Value::Str(s.clone()));
     db.propagate(ctx.client.db, &[b"SET".as_slice(), &key, &s, b"KEEPTTL"]);
-    ctx.propagated = true;
-    ctx.dirty = true;
     ctx.out.bulk(&s);
     Res::Ok
 }
@@ -327,7 +319,6 @@ pub fn append(ctx: &mut Ctx, db: &mut Db) -> Res {
             }
         },
     };
-    ctx.dirty = true;
     ctx.out.int(len as i64);
     Res::Ok
 }
@@ -349,7 +340,6 @@ pub fn getdel(ctx: &mut Ctx, db: &mut Db) -> Res {
         Some(Value::Str(s)) => {
             ctx.out.bulk(s);
             ks.remove(&ctx.args[1]);
-            ctx.dirty = true;
         }
         Some(_) => ctx.out.err(WRONGTYPE),
     }
@@ -367,7 +357,6 @@ pub fn getset(ctx: &mut Ctx, db: &mut Db) -> Res {
         }
     }
     ks.insert(own(&ctx.args[1]), Value::Str(own(&ctx.args[2])));
-    ctx.dirty = true;
     Res::Ok
 }
 
@@ -432,7 +421,6 @@ pub fn setrange(ctx: &mut Ctx, db: &mut Db) -> Res {
     v[offset..end].copy_from_slice(&value);
     let len = v.len();
     ks.insert_keep_ttl(own(key), Value::Str(Bytes::from(v)));
-    ctx.dirty = true;
     ctx.out.int(len as i64);
     Res::Ok
 }
@@ -507,13 +495,10 @@ pub fn getex(ctx: &mut Ctx, db: &mut Db) -> Res {
     // The AOF gets what happened, in absolute time: a replay must not restart the clock.
     if let Some(at) = expire {
         db.expire_at(ctx.client.db, &key, at.max(0) as u64, now);
-        ctx.dirty = true;
     } else if persist && had_expiry {
         ks.set_expire(&key, 0);
         db.propagate(ctx.client.db, &[b"PERSIST".as_slice(), &key]);
-        ctx.dirty = true;
     }
-    ctx.propagated = true;
     Res::Ok
 }
 

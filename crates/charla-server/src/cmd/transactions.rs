@@ -6,8 +6,9 @@
 //! retry, which optimistic-locking loops already do; a missed conflict would be a bug), and so
 //! does a watched key's expiry, as in Redis.
 
-use super::{dispatch_exec, Ctx, Res};
-use crate::connection::Watch;
+use super::apply::run_queued;
+use super::spec::{Ctx, Res, WRITE};
+use crate::client::Watch;
 use crate::db::Db;
 use crate::frame::encode_command;
 
@@ -80,9 +81,11 @@ pub fn exec(ctx: &mut Ctx) -> Res {
     // I/O thread can land before the check (and abort us) or after the last command, never
     // in between.
     let shared = ctx.shared;
-    let writes = queue
-        .iter()
-        .any(|a| super::lookup(&a[0]).is_some_and(|s| s.flags & super::WRITE != 0));
+    let writes = queue.iter().any(|a| {
+        ctx.commands
+            .lookup(&a[0])
+            .is_some_and(|s| s.flags & WRITE != 0)
+    });
     if writes {
         if let Some(e) = shared.aof.as_ref().and_then(|a| a.write_error()) {
             ctx.out.err(&e);
@@ -105,10 +108,10 @@ pub fn exec(ctx: &mut Ctx) -> Res {
             out: &mut *ctx.out,
             client: &mut *ctx.client,
             shared,
-            dirty: false,
-            propagated: false,
+            commands: ctx.commands,
+            unchanged: false,
         };
-        if dispatch_exec(&mut inner, &mut db) == Res::Close {
+        if run_queued(&mut inner, &mut db) == Res::Close {
             close = true;
         }
     }
