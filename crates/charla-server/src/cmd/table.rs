@@ -314,37 +314,53 @@ pub fn commands() -> &'static Commands {
             ),
             spec!("PUBSUB", -2, 0, Conn(pubsub::pubsub), 0, 0, 0),
             // streams
-            spec!("XADD", -5, WRITE | OWN_LOG, D(streams::xadd), 1, 1, 1),
-            spec!("XLEN", 2, 0, D(streams::xlen), 1, 1, 1),
-            spec!("XRANGE", -4, 0, D(streams::xrange), 1, 1, 1),
-            spec!("XREVRANGE", -4, 0, D(streams::xrange), 1, 1, 1),
-            spec!("XREAD", -4, BLOCKING, D(streams::xread), 0, 0, 0),
             spec!(
-                "XREADGROUP",
-                -7,
-                WRITE | BLOCKING | OWN_LOG,
-                D(streams::xread),
-                0,
-                0,
-                0
-            ),
-            spec!("XGROUP", -2, WRITE, D(streams::xgroup), 2, 2, 1),
-            spec!("XACK", -4, WRITE, D(streams::xack), 1, 1, 1),
-            spec!("XPENDING", -3, 0, D(streams::xpending), 1, 1, 1),
-            spec!("XCLAIM", -6, WRITE | OWN_LOG, D(streams::xclaim), 1, 1, 1),
-            spec!(
-                "XAUTOCLAIM",
-                -6,
+                "XADD",
+                -5,
                 WRITE | OWN_LOG,
-                D(streams::xautoclaim),
+                D(streams::entries::xadd),
                 1,
                 1,
                 1
             ),
-            spec!("XTRIM", -4, WRITE, D(streams::xtrim), 1, 1, 1),
-            spec!("XDEL", -3, WRITE, D(streams::xdel), 1, 1, 1),
-            spec!("XSETID", -3, WRITE, D(streams::xsetid), 1, 1, 1),
-            spec!("XINFO", -2, 0, D(streams::xinfo), 2, 2, 1),
+            spec!("XLEN", 2, 0, D(streams::entries::xlen), 1, 1, 1),
+            spec!("XRANGE", -4, 0, D(streams::entries::xrange), 1, 1, 1),
+            spec!("XREVRANGE", -4, 0, D(streams::entries::xrange), 1, 1, 1),
+            spec!("XREAD", -4, BLOCKING, D(streams::read::xread), 0, 0, 0),
+            spec!(
+                "XREADGROUP",
+                -7,
+                WRITE | BLOCKING | OWN_LOG,
+                D(streams::read::xread),
+                0,
+                0,
+                0
+            ),
+            spec!("XGROUP", -2, WRITE, D(streams::groups::xgroup), 2, 2, 1),
+            spec!("XACK", -4, WRITE, D(streams::groups::xack), 1, 1, 1),
+            spec!("XPENDING", -3, 0, D(streams::groups::xpending), 1, 1, 1),
+            spec!(
+                "XCLAIM",
+                -6,
+                WRITE | OWN_LOG,
+                D(streams::groups::xclaim),
+                1,
+                1,
+                1
+            ),
+            spec!(
+                "XAUTOCLAIM",
+                -6,
+                WRITE | OWN_LOG,
+                D(streams::groups::xautoclaim),
+                1,
+                1,
+                1
+            ),
+            spec!("XTRIM", -4, WRITE, D(streams::entries::xtrim), 1, 1, 1),
+            spec!("XDEL", -3, WRITE, D(streams::entries::xdel), 1, 1, 1),
+            spec!("XSETID", -3, WRITE, D(streams::entries::xsetid), 1, 1, 1),
+            spec!("XINFO", -2, 0, D(streams::info::xinfo), 2, 2, 1),
         ])
     })
 }
