@@ -126,6 +126,24 @@ pub struct Keyspace {
     snap: Option<Box<Snapshot>>,
     /// Bumped by every method that can change a key (see [`Db::changes`]).
     changes: u64,
+    /// Keyspace notifications are on: remember what the running command touched.
+    record: bool,
+    /// While recording: the keys the running command touched, in order.
+    pub touches: Vec<Touch>,
+    /// While recording: keys found expired (on access, or by the background expirer).
+    pub expired: Vec<Bytes>,
+    /// While recording: events a command named itself ([`Db::notify`]), in order.
+    pub events: Vec<(u32, &'static str, Bytes)>,
+}
+
+/// A key a command touched, for keyspace notifications.
+#[derive(Debug)]
+pub struct Touch {
+    pub key: Bytes,
+    /// The command created the key.
+    pub created: bool,
+    /// The command gave the key an expiry.
+    pub expire: bool,
 }
 
 impl Keyspace {
@@ -198,11 +216,37 @@ impl Keyspace {
     fn expire_if_due(&mut self, key: &[u8], now: u64) {
         let due = matches!(self.map.get(key), Some(e) if Self::is_expired(e, now));
         if due {
-            // Not a change a command made: a write command that finds its key expired and
-            // then does nothing must not count as having changed the dataset.
-            let changes = self.changes;
-            self.remove(key);
-            self.changes = changes;
+            self.remove_expired(key);
+        }
+    }
+
+    /// Remove a key whose deadline passed. Not a change a command made (a write command that
+    /// finds its key expired and then does nothing must not count as having changed the
+    /// dataset), and notified as `expired`, not as the command's own event.
+    fn remove_expired(&mut self, key: &[u8]) {
+        let (changes, record) = (self.changes, std::mem::take(&mut self.record));
+        if self.remove(key).is_some() && record {
+            self.expired.push(Bytes::copy_from_slice(key));
+        }
+        (self.changes, self.record) = (changes, record);
+    }
+
+    /// Remember that the running command touched `key` (only while notifications are on).
+    #[inline]
+    fn touch(&mut self, key: &[u8], created: bool, expire: bool) {
+        if !self.record {
+            return;
+        }
+        match self.touches.iter_mut().rev().find(|t| t.key == key) {
+            Some(t) => {
+                t.created |= created;
+                t.expire |= expire;
+            }
+            None => self.touches.push(Touch {
+                key: Bytes::copy_from_slice(key),
+                created,
+                expire,
+            }),
         }
     }
 
@@ -220,6 +264,7 @@ impl Keyspace {
             return None;
         }
         self.before_write(key);
+        self.touch(key, false, false);
         self.map.get_mut(key)
     }
 
@@ -240,6 +285,8 @@ impl Keyspace {
     /// Store `value` under `key`, dropping any previous value and its expiry (SET semantics).
     pub fn insert(&mut self, key: Bytes, value: Value) {
         self.before_write(&key);
+        let created = !self.map.contains_key(&key);
+        self.touch(&key, created, false);
         match self.map.entry(key) {
             std::collections::hash_map::Entry::Occupied(mut o) => {
                 let e = o.get_mut();
@@ -262,10 +309,13 @@ impl Keyspace {
 
     /// Store `value` keeping the key's current expiry (SET ... KEEPTTL, list/hash creation).
     pub fn insert_keep_ttl(&mut self, key: Bytes, value: Value) {
+        if !self.map.contains_key(&key) {
+            return self.insert(key, value);
+        }
         self.before_write(&key);
-        match self.map.get_mut(&key) {
-            Some(e) => e.value = value,
-            None => self.insert(key, value),
+        self.touch(&key, false, false);
+        if let Some(e) = self.map.get_mut(&key) {
+            e.value = value;
         }
     }
 
@@ -274,6 +324,7 @@ impl Keyspace {
             return None;
         }
         self.before_write(key);
+        self.touch(key, false, false);
         let (k, e) = self.map.remove_entry(key)?;
         if e.expire_at != 0 {
             self.expires.remove(&(e.expire_at, k));
@@ -288,6 +339,7 @@ impl Keyspace {
             return false;
         }
         self.before_write(key);
+        self.touch(key, false, at != 0);
         let Some(e) = self.map.get_mut(key) else {
             return false;
         };
@@ -319,7 +371,7 @@ impl Keyspace {
             }
             self.expires.remove(&(at, key.clone()));
             if self.map.get(&key).is_some_and(|e| e.expire_at == at) {
-                self.remove(&key);
+                self.remove_expired(&key);
             }
             n += 1;
         }
@@ -459,6 +511,8 @@ pub struct Db {
     swaps: u64,
     /// Commands appended to the AOF stream (or that would have been, with persistence off).
     pub logged: u64,
+    /// `notify-keyspace-events` in force (see [`crate::events`]).
+    pub notify_flags: u32,
 }
 
 impl Default for Db {
@@ -480,6 +534,7 @@ impl Db {
             rewrite_aborted: false,
             swaps: 0,
             logged: 0,
+            notify_flags: 0,
         }
     }
 
@@ -492,6 +547,30 @@ impl Db {
         self.dbs
             .iter()
             .fold(self.swaps, |n, ks| n.wrapping_add(ks.changes))
+    }
+
+    /// Turn keyspace notifications to `flags` (CONFIG SET notify-keyspace-events): the
+    /// keyspaces record what commands touch only while something is to be published.
+    pub fn set_notify_flags(&mut self, flags: u32) {
+        self.notify_flags = flags;
+        let on = crate::events::enabled(flags);
+        for ks in &mut self.dbs {
+            ks.record = on;
+            if !on {
+                ks.touches.clear();
+                ks.expired.clear();
+                ks.events.clear();
+            }
+        }
+    }
+
+    /// Notify `event` of class `class` on `key` in database `db` (for the commands the table
+    /// marks [`crate::events::Notify::Custom`], and extra events of the others).
+    pub fn notify(&mut self, db: usize, class: u32, event: &'static str, key: &[u8]) {
+        let ks = &mut self.dbs[db];
+        if ks.record && self.notify_flags & class != 0 {
+            ks.events.push((class, event, Bytes::copy_from_slice(key)));
+        }
     }
 
     /// Register `n` to be woken when `key` in `db` is written.
@@ -543,10 +622,12 @@ impl Db {
         if at <= now {
             self.dbs[db].remove(key);
             self.propagate(db, &[b"DEL".as_slice(), key]);
+            self.notify(db, crate::events::GENERIC, "del", key);
         } else {
             self.dbs[db].set_expire(key, at);
             let at = at.to_string();
             self.propagate(db, &[b"PEXPIREAT".as_slice(), key, at.as_bytes()]);
+            self.notify(db, crate::events::GENERIC, "expire", key);
         }
     }
 

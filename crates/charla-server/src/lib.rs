@@ -9,6 +9,7 @@
 //! Layout, in the style of tokio-rs/mini-redis, bottom up (a module uses only modules above it
 //! in this list; ARCHITECTURE.md follows a request through them):
 //! - [`frame`]: sans-io RESP request parser and reply writer; [`config`]: the settings;
+//!   [`events`]: keyspace notifications' classes;
 //! - [`stream`] and [`db`]: the stream type and the keyspace (with blocked-client wakeups and
 //!   the AOF buffer, which change atomically with it); [`pubsub`]: the subscription registry;
 //! - [`client`]: one client's protocol state; [`persistence`]: the AOF's state handle;
@@ -29,6 +30,7 @@
 //! ```
 
 pub mod config;
+pub mod events;
 pub mod frame;
 
 pub mod db;

@@ -229,10 +229,12 @@ async fn expire_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         }
         let now = now_ms();
         let mut db = shared.lock_db();
+        shared.sync_notify_flags(&mut db);
         let mut n = 0;
         for ks in &mut db.dbs {
             n += ks.expire_due(now, 10_000);
         }
+        shared.publish_key_events(&mut db, crate::events::Notify::Nothing, false);
         drop(db);
         if n > 0 {
             shared.stats.expired.fetch_add(n as u64, Ordering::Relaxed);

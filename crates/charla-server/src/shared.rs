@@ -5,13 +5,16 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
+
+use bytes::Bytes;
 
 use crate::client::ClientMeta;
 use crate::config::{OutputLimit, ServerConfig};
 use crate::db::{now_ms, Db};
+use crate::events::{self, Notify};
 use crate::frame::Limits;
 use crate::persistence::Aof;
 use crate::pubsub::PubSub;
@@ -52,6 +55,10 @@ pub struct NetLimits {
     pub pubsub_soft: AtomicUsize,
     pub pubsub_soft_seconds: AtomicU64,
     pub tcp_keepalive: AtomicU64,
+    /// `notify-keyspace-events` (see [`crate::events`]); the keyspace takes it over under its
+    /// lock before the next command (CONFIG SET cannot take that lock: inside EXEC it is
+    /// already held).
+    pub notify_keyspace_events: AtomicU32,
 }
 
 pub struct Shared {
@@ -78,6 +85,7 @@ impl Shared {
             pubsub_soft: AtomicUsize::new(config.pubsub_output_limit.soft),
             pubsub_soft_seconds: AtomicU64::new(config.pubsub_output_limit.soft_seconds),
             tcp_keepalive: AtomicU64::new(config.tcp_keepalive),
+            notify_keyspace_events: AtomicU32::new(0),
         };
         let seed = now_ms() ^ u64::from(std::process::id()).rotate_left(32);
         Shared {
@@ -165,6 +173,84 @@ impl Shared {
     pub fn client_meta(&self, id: u64) -> Option<Arc<ClientMeta>> {
         let clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         clients.get(&id).cloned()
+    }
+
+    /// Take over a changed `notify-keyspace-events` (called under the keyspace lock before
+    /// each command and expiry sweep: one relaxed load when nothing changed).
+    #[inline]
+    pub fn sync_notify_flags(&self, db: &mut Db) {
+        let flags = self.net.notify_keyspace_events.load(Ordering::Relaxed);
+        if flags != db.notify_flags {
+            db.set_notify_flags(flags);
+        }
+    }
+
+    /// Publish the keyspace events of what just ran (a command, or an expiry sweep), under
+    /// the keyspace lock so they go out in execution order, and forget what was recorded:
+    /// keys found expired; then, if a write changed the dataset and the table names its event
+    /// (`changed`), that event on every key it touched, with `new` before it when the key was
+    /// created, `expire` after it when an expiry was set and `del` when the change emptied the
+    /// key away; for a command that names its own events, `new` for the keys it created; then
+    /// the events commands named themselves, in order.
+    pub fn publish_key_events(&self, db: &mut Db, notify: Notify, changed: bool) {
+        let flags = db.notify_flags;
+        if !events::enabled(flags) {
+            return;
+        }
+        let limit = self.pubsub_limit();
+        for (dbi, ks) in db.dbs.iter_mut().enumerate() {
+            if ks.touches.is_empty() && ks.expired.is_empty() && ks.events.is_empty() {
+                continue;
+            }
+            let mut out: Vec<(u32, &'static str, Bytes)> = Vec::new();
+            out.extend(
+                ks.expired
+                    .drain(..)
+                    .map(|k| (events::EXPIRED, "expired", k)),
+            );
+            for t in std::mem::take(&mut ks.touches) {
+                match notify {
+                    Notify::Event(class, name) if changed => {
+                        let exists = ks.peek(&t.key).is_some();
+                        if t.created {
+                            out.push((events::NEW, "new", t.key.clone()));
+                        }
+                        if exists || name != "del" {
+                            out.push((class, name, t.key.clone()));
+                        }
+                        if exists && t.expire {
+                            out.push((events::GENERIC, "expire", t.key.clone()));
+                        }
+                        if !exists {
+                            out.push((events::GENERIC, "del", t.key));
+                        }
+                    }
+                    Notify::Custom if changed && t.created => {
+                        out.push((events::NEW, "new", t.key));
+                    }
+                    _ => {}
+                }
+            }
+            out.append(&mut ks.events);
+            if out.is_empty() {
+                continue;
+            }
+            let ps = self.lock_pubsub();
+            for (class, name, key) in out {
+                if flags & class == 0 {
+                    continue;
+                }
+                if flags & events::KEYSPACE != 0 {
+                    let mut ch = format!("__keyspace@{dbi}__:").into_bytes();
+                    ch.extend_from_slice(&key);
+                    ps.publish(&ch, name.as_bytes(), &limit);
+                }
+                if flags & events::KEYEVENT != 0 {
+                    let ch = format!("__keyevent@{dbi}__:{name}");
+                    ps.publish(ch.as_bytes(), &key, &limit);
+                }
+            }
+        }
     }
 
     /// CLIENT LIST / CLIENT INFO text.

@@ -11,6 +11,8 @@
 //!   appended its own replayable form (SET … EX made absolute, XADD's generated id…). A
 //!   command the table marks [`OWN_LOG`] must always do so (its form as sent would not replay
 //!   the same: a relative expiry, a random pick, a blocking pop); debug builds check it.
+//! - Keyspace notifications: the event the table names for the command, on every key it
+//!   touched (`Shared::publish_key_events`), or the events a command names itself.
 //! - Every reply that shows data waits, with `appendfsync always`, until everything the client
 //!   could have seen is on disk.
 //!
@@ -47,6 +49,7 @@ pub fn run(ctx: &mut Ctx, spec: &Spec) -> Res {
 pub fn run_locked(ctx: &mut Ctx, spec: &Spec, f: DbFn, db: &mut Db) -> Res {
     let write = spec.flags & WRITE != 0;
     ctx.unchanged = false;
+    ctx.shared.sync_notify_flags(db);
     let (changes, logged, mark) = if write {
         (db.changes(), db.logged, ctx.out.buf.len())
     } else {
@@ -54,13 +57,16 @@ pub fn run_locked(ctx: &mut Ctx, spec: &Spec, f: DbFn, db: &mut Db) -> Res {
     };
     let r = f(ctx, db);
     // A command that blocks found nothing to do (yet).
-    if write
+    let changed = write
         && r != Res::Block
         && db.changes() != changes
         && !ctx.unchanged
-        && ctx.out.buf.get(mark) != Some(&b'-')
-    {
+        && ctx.out.buf.get(mark) != Some(&b'-');
+    if changed {
         after_write(ctx, spec, db, logged);
+    }
+    if db.notify_flags != 0 {
+        ctx.shared.publish_key_events(db, spec.notify, changed);
     }
     // Nothing this client is told may be lost in a crash: its reply waits (fsync always)
     // until everything it could have observed is on disk.

@@ -4,6 +4,7 @@
 use super::args::{is, own, SYNTAX};
 use super::spec::{Ctx, Res};
 use crate::db::{glob_match, now_ms, Db};
+use crate::events::GENERIC;
 
 pub fn del(ctx: &mut Ctx, db: &mut Db) -> Res {
     let ks = &mut db.dbs[ctx.client.db];
@@ -216,6 +217,8 @@ pub fn rename(ctx: &mut Ctx, db: &mut Db) -> Res {
             if e.expire_at != 0 {
                 ks.set_expire(&dk, e.expire_at);
             }
+            db.notify(ctx.client.db, GENERIC, "rename_from", &src);
+            db.notify(ctx.client.db, GENERIC, "rename_to", &dst);
         }
     }
     if nx {
@@ -288,6 +291,7 @@ pub fn copy(ctx: &mut Ctx, db: &mut Db) -> Res {
     if target != ctx.client.db {
         db.signal(target, &dst);
     }
+    db.notify(target, GENERIC, "copy_to", &dst);
     ctx.out.int(1);
     Res::Ok
 }
@@ -325,6 +329,8 @@ pub fn move_(ctx: &mut Ctx, db: &mut Db) -> Res {
     }
     // The key lands in another database than the one the table's key positions are woken in.
     db.signal(target, &key);
+    db.notify(source, GENERIC, "move_from", &key);
+    db.notify(target, GENERIC, "move_to", &key);
     ctx.out.int(1);
     Res::Ok
 }

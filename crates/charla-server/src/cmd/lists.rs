@@ -11,6 +11,7 @@ use super::blocking::{block, may_block};
 use super::options::parse_timeout;
 use super::spec::{Ctx, Res};
 use crate::db::{now_ms, Db, Value};
+use crate::events::{GENERIC, LIST};
 
 /// Lookup result for a list key.
 enum L<'a> {
@@ -31,6 +32,15 @@ fn drop_if_empty(db: &mut Db, dbi: usize, key: &[u8]) {
     let ks = &mut db.dbs[dbi];
     if matches!(ks.peek(key).map(|e| &e.value), Some(Value::List(l)) if l.is_empty()) {
         ks.remove(key);
+    }
+}
+
+/// The events of a pop from `key` (for the commands whose events the table cannot name):
+/// `lpop` / `rpop`, and `del` when the list emptied and went.
+fn popped_from(db: &mut Db, dbi: usize, key: &[u8], left: bool) {
+    db.notify(dbi, LIST, if left { "lpop" } else { "rpop" }, key);
+    if db.dbs[dbi].peek(key).is_none() {
+        db.notify(dbi, GENERIC, "del", key);
     }
 }
 
@@ -468,6 +478,9 @@ pub fn lmove(ctx: &mut Ctx, db: &mut Db) -> Res {
         if to_left { b"LEFT" } else { b"RIGHT" },
     );
     db.propagate(d, &[b"LMOVE".as_slice(), &src, &dst, f, t]);
+    // Redis's order: the push, then the pop, then the source's removal if it emptied.
+    db.notify(d, LIST, if to_left { "lpush" } else { "rpush" }, &dst);
+    popped_from(db, d, &src, from_left);
     ctx.out.bulk(&v);
     Res::Ok
 }
@@ -584,6 +597,7 @@ pub fn lmpop(ctx: &mut Ctx, db: &mut Db) -> Res {
         let cmd: &[u8] = if left { b"LPOP" } else { b"RPOP" };
         let cs = popped.len().to_string();
         db.propagate(d, &[cmd, k, cs.as_bytes()]);
+        popped_from(db, d, k, left);
         ctx.out.array(2);
         ctx.out.bulk(k);
         ctx.out.array(popped.len());

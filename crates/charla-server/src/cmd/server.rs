@@ -362,7 +362,10 @@ pub fn config(ctx: &mut Ctx) -> Res {
                 "tcp-keepalive",
                 sh.net.tcp_keepalive.load(Ordering::Relaxed).to_string(),
             ),
-            ("notify-keyspace-events", String::new()),
+            (
+                "notify-keyspace-events",
+                crate::events::format(sh.net.notify_keyspace_events.load(Ordering::Relaxed)),
+            ),
             ("cluster-enabled", "no".into()),
         ];
         let pats = ctx.args[2..].to_vec();
@@ -404,6 +407,7 @@ enum Setting {
     QueryBufferLimit(usize),
     PubsubLimit(Option<crate::config::OutputLimit>),
     TcpKeepalive(u64),
+    NotifyKeyspaceEvents(u32),
 }
 
 fn parse_setting(name: &str, value: &str) -> Result<Setting, &'static str> {
@@ -417,10 +421,14 @@ fn parse_setting(name: &str, value: &str) -> Result<Setting, &'static str> {
         // No snapshots: only "no save points".
         "save" if value.trim().is_empty() => Setting::AsItIs,
         "save" => return Err("charla serve writes no snapshots (only \"\" is accepted; for persistence start it with --appendonly)"),
-        "notify-keyspace-events" if value.is_empty() => Setting::AsItIs,
-        "notify-keyspace-events" => {
-            return Err("keyspace notifications are not served by charla serve yet (only \"\" is accepted)")
-        }
+        "notify-keyspace-events" => match crate::events::parse(value) {
+            None => return Err("Invalid event class character. Use 'Ag$lshzxeKEtmdn'."),
+            // Refused rather than accepted and never sent.
+            Some(f) if f & crate::events::KEY_MISS != 0 => {
+                return Err("charla serve does not send key-miss events ('m')")
+            }
+            Some(f) => Setting::NotifyKeyspaceEvents(f),
+        },
         "timeout" if value.trim() == "0" => Setting::AsItIs,
         "timeout" => return Err("charla serve does not close idle clients (only 0 is accepted)"),
         "maxmemory-policy" if value.eq_ignore_ascii_case("noeviction") => Setting::AsItIs,
@@ -468,6 +476,9 @@ fn config_set(ctx: &mut Ctx) {
             Setting::PubsubLimit(Some(l)) => ctx.shared.set_pubsub_limit(l),
             // Applies to connections accepted from now on, as in Redis.
             Setting::TcpKeepalive(n) => net.tcp_keepalive.store(n, Ordering::Relaxed),
+            Setting::NotifyKeyspaceEvents(f) => {
+                net.notify_keyspace_events.store(f, Ordering::Relaxed)
+            }
         }
     }
     ctx.out.ok();

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use super::args::{is, own, parse_i64, NOT_INT, SYNTAX, WRONGTYPE};
 use super::spec::{Ctx, Res};
 use crate::db::{glob_match, now_ms, Db, Value};
+use crate::events::{GENERIC, SET};
 
 /// The set at `key`: Ok(None) when missing, Err(()) after writing WRONGTYPE.
 fn read<'a>(ctx: &mut Ctx, db: &'a mut Db, key: &[u8]) -> Result<Option<&'a HashSet<Bytes>>, ()> {
@@ -270,6 +271,10 @@ pub fn smove(ctx: &mut Ctx, db: &mut Db) -> Res {
             from.remove(&member);
         }
         drop_if_empty(db, ctx.client.db, &src);
+        db.notify(ctx.client.db, SET, "srem", &src);
+        if db.dbs[ctx.client.db].peek(&src).is_none() {
+            db.notify(ctx.client.db, GENERIC, "del", &src);
+        }
         match write(ctx, db, &dst) {
             Ok(Some(to)) => {
                 to.insert(member);
@@ -279,6 +284,7 @@ pub fn smove(ctx: &mut Ctx, db: &mut Db) -> Res {
                 db.dbs[ctx.client.db].insert(dst.clone(), Value::Set(set));
             }
         }
+        db.notify(ctx.client.db, SET, "sadd", &dst);
     }
     ctx.out.int(1);
     Res::Ok
@@ -344,11 +350,20 @@ pub fn combine_store(ctx: &mut Ctx, db: &mut Db) -> Res {
         return Res::Ok;
     };
     let n = result.len();
-    let ks = &mut db.dbs[ctx.client.db];
+    let d = ctx.client.db;
+    let ks = &mut db.dbs[d];
     if result.is_empty() {
-        ks.remove(&dst);
+        if ks.remove(&dst).is_some() {
+            db.notify(d, GENERIC, "del", &dst);
+        }
     } else {
         ks.insert(dst.clone(), Value::Set(result));
+        let event = match op {
+            Op::Inter => "sinterstore",
+            Op::Union => "sunionstore",
+            Op::Diff => "sdiffstore",
+        };
+        db.notify(d, SET, event, &dst);
     }
     ctx.out.int(n as i64);
     Res::Ok

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use super::args::{parse_i64, NOT_INT};
 use crate::client::Client;
 use crate::db::Db;
+use crate::events::Notify;
 use crate::frame::Out;
 use crate::shared::Shared;
 
@@ -127,6 +128,8 @@ pub struct Spec {
     pub step: i32,
     /// A container command's subcommands with Redis's arity for each (empty otherwise).
     pub subcommands: &'static [(&'static str, i32)],
+    /// Its keyspace notifications (see [`crate::events::Notify`]).
+    pub notify: Notify,
 }
 
 impl Spec {

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use super::args::{is, own, parse_f64, parse_i64, NOT_INT, SYNTAX, WRONGTYPE};
 use super::spec::{Ctx, Res};
 use crate::db::{now_ms, Db, Value};
+use crate::events::GENERIC;
 
 pub fn get(ctx: &mut Ctx, db: &mut Db) -> Res {
     let ks = &mut db.dbs[ctx.client.db];
@@ -498,6 +499,7 @@ pub fn getex(ctx: &mut Ctx, db: &mut Db) -> Res {
     } else if persist && had_expiry {
         ks.set_expire(&key, 0);
         db.propagate(ctx.client.db, &[b"PERSIST".as_slice(), &key]);
+        db.notify(ctx.client.db, GENERIC, "persist", &key);
     }
     Res::Ok
 }

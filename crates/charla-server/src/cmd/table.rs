@@ -4,6 +4,8 @@
 
 use std::sync::OnceLock;
 
+use crate::events::{Notify, GENERIC, HASH, LIST, SET, STREAM, STRING};
+
 use super::spec::Commands;
 use super::spec::Handler::{Conn, Db as D};
 use super::spec::{
@@ -24,6 +26,7 @@ macro_rules! spec {
             last_key: $lk,
             step: $st,
             subcommands: subcommands($name),
+            notify: notify($name),
         }
     };
 }
@@ -417,5 +420,45 @@ fn subcommands(command: &str) -> &'static [(&'static str, i32)] {
         ],
         "XINFO" => &[("CONSUMERS", 4), ("GROUPS", 3), ("STREAM", -3), ("HELP", 2)],
         _ => &[],
+    }
+}
+
+/// The keyspace events of each write command, as Redis 7 names them (checked against
+/// redis-server by tests/notifications.rs). Reads notify nothing (keys found expired are
+/// notified by the keyspace itself).
+fn notify(command: &str) -> Notify {
+    use Notify::{Custom, Event, Nothing};
+    match command {
+        "DEL" | "UNLINK" | "GETDEL" => Event(GENERIC, "del"),
+        "PERSIST" => Event(GENERIC, "persist"),
+        "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT" | "GETEX" => Custom,
+        "RENAME" | "RENAMENX" | "COPY" | "MOVE" => Custom,
+        "SET" | "SETNX" | "SETEX" | "PSETEX" | "MSET" | "MSETNX" | "GETSET" => Event(STRING, "set"),
+        "INCR" | "DECR" | "INCRBY" | "DECRBY" => Event(STRING, "incrby"),
+        "INCRBYFLOAT" => Event(STRING, "incrbyfloat"),
+        "APPEND" => Event(STRING, "append"),
+        "SETRANGE" => Event(STRING, "setrange"),
+        "LPUSH" | "LPUSHX" => Event(LIST, "lpush"),
+        "RPUSH" | "RPUSHX" => Event(LIST, "rpush"),
+        "LPOP" | "BLPOP" => Event(LIST, "lpop"),
+        "RPOP" | "BRPOP" => Event(LIST, "rpop"),
+        "LSET" => Event(LIST, "lset"),
+        "LREM" => Event(LIST, "lrem"),
+        "LTRIM" => Event(LIST, "ltrim"),
+        "LINSERT" => Event(LIST, "linsert"),
+        "LMOVE" | "RPOPLPUSH" | "BLMOVE" | "BRPOPLPUSH" | "LMPOP" | "BLMPOP" => Custom,
+        "HSET" | "HMSET" | "HSETNX" => Event(HASH, "hset"),
+        "HDEL" => Event(HASH, "hdel"),
+        "HINCRBY" => Event(HASH, "hincrby"),
+        "SADD" => Event(SET, "sadd"),
+        "SREM" => Event(SET, "srem"),
+        "SPOP" => Event(SET, "spop"),
+        "SMOVE" | "SINTERSTORE" | "SUNIONSTORE" | "SDIFFSTORE" => Custom,
+        "XADD" => Event(STREAM, "xadd"),
+        "XTRIM" => Event(STREAM, "xtrim"),
+        "XDEL" => Event(STREAM, "xdel"),
+        "XSETID" => Event(STREAM, "xsetid"),
+        "XGROUP" | "XREADGROUP" | "XCLAIM" | "XAUTOCLAIM" => Custom,
+        _ => Nothing,
     }
 }

@@ -29,10 +29,10 @@ and expiry (DEL, EXISTS, TOUCH, TYPE, KEYS, SCAN, RENAME, COPY, MOVE, EXPIRE fam
 PERSIST, RANDOMKEY), lists with blocking pops (LPUSH…, LINSERT, LMOVE, BLPOP, BLMOVE, LMPOP…),
 hashes, sets (SADD…, SINTER/SUNION/SDIFF[STORE], SPOP, SSCAN…), streams and consumer groups
 (XADD, XREAD[GROUP] with BLOCK, XACK, XPENDING, XCLAIM, XAUTOCLAIM, XGROUP, XINFO…), pub/sub,
-MULTI/EXEC/WATCH, and CLIENT (incl. REPLY, UNBLOCK), CONFIG, INFO, COMMAND, SELECT (16
-databases), FLUSHALL, FUNCTION FLUSH/LIST, SHUTDOWN. Not served yet: sorted sets, keyspace
-notifications; not served: scripting (EVAL, FUNCTION LOAD), cluster, replication, RDB
-snapshots. What is not served is refused with an error, never answered OK and ignored
+MULTI/EXEC/WATCH, keyspace notifications (CONFIG SET notify-keyspace-events KEA), and CLIENT
+(incl. REPLY, UNBLOCK), CONFIG, INFO, COMMAND, SELECT (16 databases), FLUSHALL, FUNCTION
+FLUSH/LIST, SHUTDOWN. Not served yet: sorted sets; not served: scripting (EVAL, FUNCTION
+LOAD), cluster, replication, RDB snapshots. What is not served is refused with an error, never answered OK and ignored
 (docs/serve-differences.md lists every known difference from redis-server).
 
 Security: it listens on 127.0.0.1 only unless --bind says otherwise. With no password,

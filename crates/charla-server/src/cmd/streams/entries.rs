@@ -9,6 +9,7 @@ use super::common::{
 use crate::cmd::args::{is, own, parse_i64, NOT_INT, SYNTAX, WRONGTYPE};
 use crate::cmd::spec::{Ctx, Res};
 use crate::db::{now_ms, Db, Value};
+use crate::events::STREAM;
 use crate::stream::StreamId;
 
 pub fn xadd(ctx: &mut Ctx, db: &mut Db) -> Res {
@@ -139,12 +140,16 @@ pub fn xadd(ctx: &mut Ctx, db: &mut Db) -> Res {
     s.entries.insert(id, fields.iter().map(own).collect());
     s.last_id = id;
     s.entries_added += 1;
-    apply_trim(s, &trim);
+    let trimmed = apply_trim(s, &trim);
     let idb = id.to_bytes();
     // The AOF gets the generated id, so replay rebuilds the same stream.
     let mut prop: Vec<Bytes> = args.to_vec();
     prop[id_at] = idb.clone();
     db.propagate(d, &prop);
+    if trimmed > 0 {
+        // After the table's `xadd`, as Redis sends them.
+        db.notify(d, STREAM, "xtrim", key);
+    }
     ctx.out.bulk(&idb);
     Res::Ok
 }

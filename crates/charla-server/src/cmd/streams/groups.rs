@@ -11,6 +11,7 @@ use super::common::{
 use crate::cmd::args::{is, own, parse_i64, NOT_INT, SYNTAX, WRONGTYPE};
 use crate::cmd::spec::{Ctx, Res};
 use crate::db::{now_ms, Db, Value};
+use crate::events::STREAM;
 use crate::stream::{Group, Stream, StreamId};
 
 pub fn xgroup(ctx: &mut Ctx, db: &mut Db) -> Res {
@@ -118,6 +119,7 @@ pub fn xgroup(ctx: &mut Ctx, db: &mut Db) -> Res {
             p.push(Bytes::from(er.to_string()));
         }
         db.propagate(d, &p);
+        db.notify(d, STREAM, "xgroup-create", &key);
         ctx.out.ok();
         return Res::Ok;
     }
@@ -134,7 +136,9 @@ pub fn xgroup(ctx: &mut Ctx, db: &mut Db) -> Res {
     };
     if is(&sub, "DESTROY") && args.len() == 4 {
         let n = s.groups.remove(&g).is_some();
-        if !n {
+        if n {
+            db.notify(d, STREAM, "xgroup-destroy", &key);
+        } else {
             ctx.unchanged();
         }
         ctx.out.int(i64::from(n));
@@ -154,8 +158,8 @@ pub fn xgroup(ctx: &mut Ctx, db: &mut Db) -> Res {
         let created = !gr.consumers.contains_key(c);
         if created {
             gr.consumer(&own(c), now_ms());
-        }
-        if !created {
+            db.notify(d, STREAM, "xgroup-createconsumer", &key);
+        } else {
             ctx.unchanged();
         }
         ctx.out.int(i64::from(created));
@@ -166,9 +170,13 @@ pub fn xgroup(ctx: &mut Ctx, db: &mut Db) -> Res {
                 for id in &cons.pending {
                     gr.pel.remove(id);
                 }
+                db.notify(d, STREAM, "xgroup-delconsumer", &key);
                 cons.pending.len()
             }
-            None => 0,
+            None => {
+                ctx.unchanged();
+                0
+            }
         };
         ctx.out.int(n as i64);
     } else if is(&sub, "SETID") && (args.len() == 5 || args.len() == 7) {
@@ -204,6 +212,7 @@ pub fn xgroup(ctx: &mut Ctx, db: &mut Db) -> Res {
         let mut p: Vec<Bytes> = args.to_vec();
         p[4] = idb;
         db.propagate(d, &p);
+        db.notify(d, STREAM, "xgroup-setid", &key);
         ctx.out.ok();
     } else {
         ctx.err_subcommand(&sub);
@@ -435,6 +444,7 @@ pub fn xclaim(ctx: &mut Ctx, db: &mut Db) -> Res {
         nogroup(ctx, &key, &g);
         return Res::Ok;
     };
+    let had_consumer = gr.consumers.contains_key(&c);
     if let Some(l) = lastid {
         if l > gr.last_id {
             gr.last_id = l;
@@ -471,6 +481,7 @@ pub fn xclaim(ctx: &mut Ctx, db: &mut Db) -> Res {
         }
         claimed.push(id);
     }
+    let new_consumer = !had_consumer && gr.consumers.contains_key(&c);
     ctx.out.array(claimed.len());
     for id in &claimed {
         if justid {
@@ -481,6 +492,9 @@ pub fn xclaim(ctx: &mut Ctx, db: &mut Db) -> Res {
     }
     for p in &props {
         db.propagate(d, p);
+    }
+    if new_consumer {
+        db.notify(d, STREAM, "xgroup-createconsumer", &key);
     }
     if props.is_empty() {
         ctx.unchanged();
@@ -537,6 +551,7 @@ pub fn xautoclaim(ctx: &mut Ctx, db: &mut Db) -> Res {
         nogroup(ctx, &key, &g);
         return Res::Ok;
     };
+    let had_consumer = gr.consumers.contains_key(&c);
     let candidates: Vec<StreamId> = gr.pel.range(start..).map(|(id, _)| *id).collect();
     let mut claimed = Vec::new();
     let mut deleted = Vec::new();
@@ -581,6 +596,7 @@ pub fn xautoclaim(ctx: &mut Ctx, db: &mut Db) -> Res {
         }
         claimed.push(id);
     }
+    let new_consumer = !had_consumer && gr.consumers.contains_key(&c);
     ctx.out.array(3);
     write_id(ctx.out, next);
     ctx.out.array(claimed.len());
@@ -597,6 +613,9 @@ pub fn xautoclaim(ctx: &mut Ctx, db: &mut Db) -> Res {
     }
     for p in &props {
         db.propagate(d, p);
+    }
+    if new_consumer {
+        db.notify(d, STREAM, "xgroup-createconsumer", &key);
     }
     if props.is_empty() {
         ctx.unchanged();

@@ -12,6 +12,7 @@ use crate::cmd::args::{is, parse_i64, NOT_INT, SYNTAX, WRONGTYPE};
 use crate::cmd::blocking::{block, may_block};
 use crate::cmd::spec::{Ctx, Res};
 use crate::db::{now_ms, Db};
+use crate::events::STREAM;
 use crate::stream::StreamId;
 
 /// Why XREAD/XREADGROUP cannot read stream `k`: a wrong type, or (with a group) a missing
@@ -166,6 +167,7 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
     type Entries = Vec<(StreamId, Option<Vec<Bytes>>)>;
     let mut results: Vec<(Bytes, Entries)> = Vec::new();
     let mut props: Vec<Vec<Bytes>> = Vec::new();
+    let mut new_consumers: Vec<Bytes> = Vec::new();
     let mut any_history = false;
     for (idx, k) in keys.iter().enumerate() {
         let S::Stream(s) = stream(db, d, k) else {
@@ -214,6 +216,9 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
                 let Some(gr) = s.groups.get_mut(g) else {
                     continue;
                 };
+                if !gr.consumers.contains_key(c) {
+                    new_consumers.push(k.clone());
+                }
                 gr.consumer(c, now).seen_time = now;
                 if items.is_empty() {
                     continue;
@@ -258,6 +263,9 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
                 let Some(gr) = s.groups.get_mut(g) else {
                     continue;
                 };
+                if !gr.consumers.contains_key(c) {
+                    new_consumers.push(k.clone());
+                }
                 let ids: Vec<StreamId> = gr
                     .consumer(c, now)
                     .pending
@@ -287,6 +295,9 @@ pub fn xread(ctx: &mut Ctx, db: &mut Db) -> Res {
     }
     for p in &props {
         db.propagate(d, p);
+    }
+    for k in &new_consumers {
+        db.notify(d, STREAM, "xgroup-createconsumer", k);
     }
     if props.is_empty() {
         // Nothing delivered or redelivered (the stream was only looked at).
