@@ -59,6 +59,27 @@ pub struct Watch {
     pub first_expiry: Option<u64>,
 }
 
+/// One command's counts for INFO commandstats.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CallStats {
+    pub calls: u64,
+    /// Time spent running it, in nanoseconds (INFO shows microseconds).
+    pub nanos: u64,
+    /// Refused before running (unknown arity, NOAUTH, a bad subcommand…).
+    pub rejected: u64,
+    /// Ran and answered an error.
+    pub failed: u64,
+}
+
+impl CallStats {
+    pub fn add(&mut self, o: &CallStats) {
+        self.calls += o.calls;
+        self.nanos += o.nanos;
+        self.rejected += o.rejected;
+        self.failed += o.failed;
+    }
+}
+
 /// CLIENT REPLY's modes, as Redis keeps them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum ReplyMode {
@@ -94,6 +115,9 @@ pub struct Client {
     pub block_ids: Option<Vec<Option<StreamId>>>,
     /// Commands run since the last flush into the server's counter.
     pub commands: u64,
+    /// INFO commandstats since the last flush into the server's: (command id, counts), for
+    /// the few commands a client uses (so the hot path touches no shared counter).
+    pub call_stats: Vec<(usize, CallStats)>,
     /// AOF sequence number of this client's last write (fsync=always waits for it).
     pub aof_seq: u64,
     /// CLIENT REPLY: what happens to this client's replies.
@@ -139,6 +163,7 @@ impl Client {
                 blocked_keys: Vec::new(),
                 block_ids: None,
                 commands: 0,
+                call_stats: Vec::new(),
                 aof_seq: 0,
                 reply: Default::default(),
                 meta,
@@ -166,6 +191,31 @@ impl Client {
             .unwrap_or_else(|e| e.into_inner())
             .name
             .clone()
+    }
+
+    /// Count a finished call of command `id` (INFO commandstats).
+    #[inline]
+    pub fn record_call(&mut self, id: usize, nanos: u64, failed: bool) {
+        let s = self.stats_of(id);
+        s.calls += 1;
+        s.nanos += nanos;
+        s.failed += u64::from(failed);
+    }
+
+    /// Count a call of command `id` refused before it ran (arity, authentication…).
+    pub fn record_rejected(&mut self, id: usize) {
+        self.stats_of(id).rejected += 1;
+    }
+
+    fn stats_of(&mut self, id: usize) -> &mut CallStats {
+        let i = match self.call_stats.iter().position(|(c, _)| *c == id) {
+            Some(i) => i,
+            None => {
+                self.call_stats.push((id, CallStats::default()));
+                self.call_stats.len() - 1
+            }
+        };
+        &mut self.call_stats[i].1
     }
 
     /// Forget a finished blocking command's bookkeeping.

@@ -109,6 +109,7 @@ impl Connection {
             .stats
             .commands
             .fetch_add(std::mem::take(&mut self.client.commands), Ordering::Relaxed);
+        self.shared.add_call_stats(&mut self.client.call_stats);
         self.flush_counters();
         self.shared.unregister_client(self.client.id);
     }
@@ -289,6 +290,7 @@ impl Connection {
                 .stats
                 .commands
                 .fetch_add(std::mem::take(&mut self.client.commands), Ordering::Relaxed);
+            self.shared.add_call_stats(&mut self.client.call_stats);
         }
         Ok(())
     }

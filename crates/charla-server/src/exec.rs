@@ -11,6 +11,7 @@
 //! CLIENT REPLY's dropping of replies and the subscriber count.
 
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -34,7 +35,7 @@ pub fn execute(shared: &Shared, client: &mut Client, out: &mut Out, args: &[Byte
 pub fn resume(shared: &Shared, client: &mut Client, out: &mut Out, args: &[Bytes]) -> Res {
     attempt(shared, client, out, args, |ctx| {
         match commands().lookup(&ctx.args[0]) {
-            Some(spec) => apply::run(ctx, spec),
+            Some(spec) => run_counted(ctx, spec),
             None => Res::Ok,
         }
     })
@@ -141,6 +142,9 @@ fn admit_and_run(ctx: &mut Ctx) -> Res {
             if ctx.client.multi.is_some() && e.aborts_multi {
                 ctx.client.multi_error = true;
             }
+            if let Some(spec) = e.spec {
+                ctx.client.record_rejected(spec.id);
+            }
             ctx.out.err(&e.message);
             return Res::Ok;
         }
@@ -161,22 +165,42 @@ fn admit_and_run(ctx: &mut Ctx) -> Res {
         }
     }
     ctx.client.commands += 1;
-    apply::run(ctx, spec)
+    run_counted(ctx, spec)
+}
+
+/// Run an admitted command and count it for INFO commandstats: its time (a blocked command's
+/// last run only, as Redis counts it) and whether it answered an error.
+fn run_counted(ctx: &mut Ctx, spec: &Spec) -> Res {
+    let (start, mark) = (Instant::now(), ctx.out.buf.len());
+    let r = apply::run(ctx, spec);
+    if r != Res::Block {
+        let nanos = start.elapsed().as_nanos() as u64;
+        let failed = ctx.out.buf.get(mark) == Some(&b'-');
+        ctx.client.record_call(spec.id, nanos, failed);
+    }
+    r
 }
 
 /// Why a command was not admitted.
 struct Refusal {
     message: String,
     aborts_multi: bool,
+    /// The command, when it is a known one (INFO commandstats counts it as rejected).
+    spec: Option<&'static Spec>,
 }
 
 fn admit(ctx: &Ctx) -> Result<&'static Spec, Refusal> {
+    let Some(spec) = ctx.commands.lookup(&ctx.args[0]) else {
+        return Err(Refusal {
+            message: unknown_command(ctx.args),
+            aborts_multi: true,
+            spec: None,
+        });
+    };
     let refuse = |message: String| Refusal {
         message,
         aborts_multi: true,
-    };
-    let Some(spec) = ctx.commands.lookup(&ctx.args[0]) else {
-        return Err(refuse(unknown_command(ctx.args)));
+        spec: Some(spec),
     };
     let n = ctx.args.len() as i32;
     if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
@@ -196,6 +220,7 @@ fn admit(ctx: &Ctx) -> Result<&'static Spec, Refusal> {
         return Err(Refusal {
             message: format!("ERR Can't execute '{n}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"),
             aborts_multi: false,
+            spec: Some(spec),
         });
     }
     Ok(spec)

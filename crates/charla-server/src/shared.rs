@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::client::ClientMeta;
+use crate::client::{CallStats, ClientMeta};
 use crate::config::{OutputLimit, ServerConfig};
 use crate::db::{now_ms, Db};
 use crate::events::{self, Notify};
@@ -74,6 +74,8 @@ pub struct Shared {
     pub run_id: String,
     /// SHUTDOWN was asked for: the accept loop ends as on the caller's shutdown signal.
     pub shutdown_asked: tokio::sync::Notify,
+    /// INFO commandstats, by command id, as clients hand their counts over.
+    call_stats: Mutex<Vec<CallStats>>,
 }
 
 impl Shared {
@@ -103,6 +105,7 @@ impl Shared {
                 seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
             ),
             shutdown_asked: tokio::sync::Notify::new(),
+            call_stats: Mutex::new(Vec::new()),
         }
     }
 
@@ -250,6 +253,56 @@ impl Shared {
                     ps.publish(ch.as_bytes(), &key, &limit);
                 }
             }
+        }
+    }
+
+    /// Take over a client's INFO commandstats counts (it keeps counting from zero).
+    pub fn add_call_stats(&self, from: &mut Vec<(usize, CallStats)>) {
+        if from.is_empty() {
+            return;
+        }
+        let mut all = self.call_stats.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, s) in from.drain(..) {
+            if all.len() <= id {
+                all.resize(id + 1, CallStats::default());
+            }
+            all[id].add(&s);
+        }
+    }
+
+    /// INFO commandstats so far, by command id (plus what `extra` has not handed over yet).
+    pub fn call_stats(&self, extra: &[(usize, CallStats)]) -> Vec<CallStats> {
+        let mut all = self
+            .call_stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for (id, s) in extra {
+            if all.len() <= *id {
+                all.resize(id + 1, CallStats::default());
+            }
+            all[*id].add(s);
+        }
+        all
+    }
+
+    /// CONFIG RESETSTAT: the counters Redis resets.
+    pub fn reset_stats(&self) {
+        self.call_stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        let st = &self.stats;
+        for c in [
+            &st.total_connections,
+            &st.commands,
+            &st.rejected,
+            &st.expired,
+            &st.net_input_bytes,
+            &st.query_limit_disconnections,
+            &st.output_limit_disconnections,
+        ] {
+            c.store(0, Ordering::Relaxed);
         }
     }
 

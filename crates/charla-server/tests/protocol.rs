@@ -720,3 +720,58 @@ fn a_message_published_before_a_command_comes_before_its_reply() {
         assert_eq!(subscriber.reply(), "*2\r\n$4\r\npong\r\n$5\r\nafter\r\n");
     }
 }
+
+/// INFO commandstats after the same commands on redis-server and charla serve: the same
+/// commands with the same calls, rejected_calls and failed_calls (times differ: masked).
+/// CONFIG's own line is left out: Redis 7 counts container commands per subcommand
+/// (`cmdstat_config|resetstat`), charla serve per command (docs/serve-differences.md).
+#[test]
+fn info_commandstats_counts_calls_rejections_and_failures_as_redis_does() {
+    let Some(redis) = charla_testkit::RedisServer::start() else {
+        return;
+    };
+    let ours = server();
+    let stats = |port: u16| {
+        let mut r = Raw::connect(port);
+        r.cmd(&["CONFIG", "RESETSTAT"]);
+        for c in [
+            &["SET", "k", "v"][..],
+            &["GET", "k"],
+            &["GET", "k"],
+            &["GET"],
+            &["INCR", "k"],
+            &["LPUSH", "l", "a"],
+            &["MULTI"],
+            &["GET", "k"],
+            &["INCR", "k"],
+            &["EXEC"],
+            &["RPOP", "l"],
+            &["RPOP", "l"],
+            &["XADD", "s", "1-1", "a", "1"],
+            &["XADD", "s", "1-1", "a", "1"],
+        ] {
+            r.cmd(c);
+        }
+        let info = r.cmd(&["INFO", "commandstats"]);
+        let mut lines: Vec<String> = info
+            .split("\r\n")
+            .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_config"))
+            .map(|l| {
+                l.split(',')
+                    .filter(|f| !f.starts_with("usec"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+                    .replace(":calls", " calls")
+            })
+            .collect();
+        lines.sort();
+        lines
+    };
+    let theirs = stats(redis.port());
+    let mine = stats(ours.port);
+    assert!(
+        theirs.iter().any(|l| l.contains("cmdstat_get")),
+        "{theirs:?}"
+    );
+    assert_eq!(theirs, mine);
+}

@@ -116,8 +116,13 @@ pub fn run_queued(ctx: &mut Ctx<'_>, db: &mut Db) -> Res {
         return Res::Ok;
     };
     ctx.client.commands += 1;
-    match spec.handler {
+    let (start, mark) = (std::time::Instant::now(), ctx.out.buf.len());
+    let r = match spec.handler {
         Handler::Conn(f) => f(ctx),
         Handler::Db(f) => run_locked(ctx, spec, f, db),
-    }
+    };
+    let failed = ctx.out.buf.get(mark) == Some(&b'-');
+    let nanos = start.elapsed().as_nanos() as u64;
+    ctx.client.record_call(spec.id, nanos, failed);
+    r
 }

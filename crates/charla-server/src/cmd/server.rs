@@ -224,6 +224,34 @@ pub fn info(ctx: &mut Ctx, db: &mut Db) -> Res {
             "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\nused_cpu_sys_children:0.000000\r\nused_cpu_user_children:0.000000\r\n\r\n"
         );
     }
+    // Not part of the default sections, as in Redis.
+    if sections
+        .iter()
+        .any(|x| x == "commandstats" || x == "all" || x == "everything")
+    {
+        s.push_str("# Commandstats\r\n");
+        let all = sh.call_stats(&ctx.client.call_stats);
+        for (spec, c) in ctx.commands.all().iter().zip(&all) {
+            if c.calls + c.rejected + c.failed == 0 {
+                continue;
+            }
+            let per_call = if c.calls > 0 {
+                c.nanos as f64 / 1000.0 / c.calls as f64
+            } else {
+                0.0
+            };
+            let _ = write!(
+                s,
+                "cmdstat_{}:calls={},usec={},usec_per_call={per_call:.2},rejected_calls={},failed_calls={}\r\n",
+                spec.name.to_ascii_lowercase(),
+                c.calls,
+                c.nanos / 1000,
+                c.rejected,
+                c.failed
+            );
+        }
+        s.push_str("\r\n");
+    }
     if want("keyspace") {
         s.push_str("# Keyspace\r\n");
         for (i, n, v) in keyspace {
@@ -389,6 +417,9 @@ pub fn config(ctx: &mut Ctx) -> Res {
             ctx.out.err(SYNTAX);
         }
     } else if is(&sub, "RESETSTAT") && ctx.args.len() == 2 {
+        ctx.shared.reset_stats();
+        ctx.client.call_stats.clear();
+        ctx.client.commands = 0;
         ctx.out.ok();
     } else {
         ctx.err_subcommand(&sub);

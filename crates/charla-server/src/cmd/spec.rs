@@ -130,6 +130,8 @@ pub struct Spec {
     pub subcommands: &'static [(&'static str, i32)],
     /// Its keyspace notifications (see [`crate::events::Notify`]).
     pub notify: Notify,
+    /// Its position in the table (INFO commandstats counts by it); set by [`Commands::new`].
+    pub id: usize,
 }
 
 impl Spec {
@@ -160,7 +162,10 @@ pub struct Commands {
 }
 
 impl Commands {
-    pub fn new(specs: Vec<Spec>) -> Commands {
+    pub fn new(mut specs: Vec<Spec>) -> Commands {
+        for (i, s) in specs.iter_mut().enumerate() {
+            s.id = i;
+        }
         let index = specs
             .iter()
             .enumerate()

@@ -27,6 +27,7 @@ macro_rules! spec {
             step: $st,
             subcommands: subcommands($name),
             notify: notify($name),
+            id: 0,
         }
     };
 }
