@@ -2,6 +2,8 @@
 //! XPENDING, XCLAIM, XAUTOCLAIM. Claims are logged in a deterministic form (explicit ids,
 //! times and counts), so a replay rebuilds the same pending entries.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 
 use super::common::{
@@ -12,6 +14,7 @@ use crate::cmd::args::{is, own, parse_i64, NOT_INT, SYNTAX, WRONGTYPE};
 use crate::cmd::spec::{Ctx, Res};
 use crate::db::{now_ms, Db, Value};
 use crate::events::STREAM;
+use crate::frame::Out;
 use crate::stream::{Group, Stream, StreamId};
 
 pub fn xgroup(ctx: &mut Ctx, db: &mut Db) -> Res {
@@ -482,24 +485,8 @@ pub fn xclaim(ctx: &mut Ctx, db: &mut Db) -> Res {
         claimed.push(id);
     }
     let new_consumer = !had_consumer && gr.consumers.contains_key(&c);
-    ctx.out.array(claimed.len());
-    for id in &claimed {
-        if justid {
-            write_id(ctx.out, *id);
-        } else if let Some(f) = entries.get(id) {
-            write_entry(ctx.out, *id, f);
-        }
-    }
-    for p in &props {
-        db.propagate(d, p);
-    }
-    if new_consumer {
-        db.notify(d, STREAM, "xgroup-createconsumer", &key);
-    }
-    if props.is_empty() {
-        ctx.unchanged();
-    }
-    Res::Ok
+    write_claimed(ctx.out, &claimed, entries, justid);
+    claimed_done(ctx, db, &key, &props, new_consumer)
 }
 
 pub fn xautoclaim(ctx: &mut Ctx, db: &mut Db) -> Res {
@@ -599,23 +586,46 @@ pub fn xautoclaim(ctx: &mut Ctx, db: &mut Db) -> Res {
     let new_consumer = !had_consumer && gr.consumers.contains_key(&c);
     ctx.out.array(3);
     write_id(ctx.out, next);
-    ctx.out.array(claimed.len());
-    for id in &claimed {
-        if justid {
-            write_id(ctx.out, *id);
-        } else if let Some(f) = entries.get(id) {
-            write_entry(ctx.out, *id, f);
-        }
-    }
+    write_claimed(ctx.out, &claimed, entries, justid);
     ctx.out.array(deleted.len());
     for id in deleted {
         write_id(ctx.out, id);
     }
-    for p in &props {
+    claimed_done(ctx, db, &key, &props, new_consumer)
+}
+
+/// XCLAIM's and XAUTOCLAIM's claimed entries: their ids (JUSTID) or the entries.
+fn write_claimed(
+    out: &mut Out,
+    claimed: &[StreamId],
+    entries: &BTreeMap<StreamId, Vec<Bytes>>,
+    justid: bool,
+) {
+    out.array(claimed.len());
+    for id in claimed {
+        if justid {
+            write_id(out, *id);
+        } else if let Some(f) = entries.get(id) {
+            write_entry(out, *id, f);
+        }
+    }
+}
+
+/// After a claim: the AOF gets each delivery in its replayable form, a consumer the claim
+/// created is notified, and a claim that moved nothing changed nothing.
+fn claimed_done(
+    ctx: &mut Ctx,
+    db: &mut Db,
+    key: &[u8],
+    props: &[Vec<Bytes>],
+    new_consumer: bool,
+) -> Res {
+    let d = ctx.client.db;
+    for p in props {
         db.propagate(d, p);
     }
     if new_consumer {
-        db.notify(d, STREAM, "xgroup-createconsumer", &key);
+        db.notify(d, STREAM, "xgroup-createconsumer", key);
     }
     if props.is_empty() {
         ctx.unchanged();
