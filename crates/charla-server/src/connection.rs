@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use crate::client::{Client, Unblock};
 use crate::cmd::spec::Res;
 use crate::config::AppendFsync;
+use crate::db;
 use crate::exec;
 use crate::frame::{Admission, ArgSpans, Out, Parser, ProtocolError, Scan};
 use crate::pubsub::PubMsg;
@@ -40,6 +41,8 @@ pub struct Connection {
     /// Bytes read since the last flush into the shared counter (kept local so the hot path
     /// touches no shared cache line per read).
     net_in: u64,
+    /// When the batch of commands being run began (what they see as the time: `db::now_ms`).
+    batch_now: u64,
 }
 
 impl Connection {
@@ -58,6 +61,7 @@ impl Connection {
             shared,
             pub_pending: 0,
             net_in: 0,
+            batch_now: 0,
         }
     }
 
@@ -147,6 +151,7 @@ impl Connection {
             // unfinished request, so the bytes of a slow request are walked once in total.
             let limits = self.shared.limits();
             let mut adm = self.admission();
+            self.batch_now = db::clock_ms();
             loop {
                 let scanned = self
                     .parser
@@ -178,6 +183,7 @@ impl Connection {
                 }
                 if self.out.buf.len() >= OUT_FLUSH {
                     self.flush().await?;
+                    self.batch_now = db::clock_ms();
                 }
                 // AUTH lifts the unauthenticated limits for the next request; RESET restores them.
                 adm.unauthenticated = !self.client.authed;
@@ -297,9 +303,12 @@ impl Connection {
 
     /// Run one command ([`exec::execute`]), waiting here if it blocks.
     async fn exec(&mut self, args: &[Bytes]) -> std::io::Result<Res> {
-        let r = exec::execute(&self.shared, &mut self.client, &mut self.out, args);
+        let (shared, client, out) = (&self.shared, &mut self.client, &mut self.out);
+        let r = db::with_batch_time(self.batch_now, || exec::execute(shared, client, out, args));
         if r == Res::Block {
-            return self.wait_blocked(args).await;
+            let r = self.wait_blocked(args).await;
+            self.batch_now = db::clock_ms();
+            return r;
         }
         Ok(r)
     }

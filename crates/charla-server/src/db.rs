@@ -5,6 +5,7 @@
 //! in parallel. One lock also keeps MULTI/EXEC, multi-key commands and AOF order trivially
 //! atomic, which sharding would not.
 
+use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -16,12 +17,39 @@ use crate::stream::Stream;
 
 pub const NUM_DBS: usize = 16;
 
-/// Milliseconds since the Unix epoch (what expiry and stream ids are measured in).
+/// Milliseconds since the Unix epoch (what expiry and stream ids are measured in): the time
+/// the running batch of commands started, when a connection set one ([`with_batch_time`]),
+/// else the clock's.
+#[inline]
 pub fn now_ms() -> u64 {
+    match BATCH_NOW.with(Cell::get) {
+        0 => clock_ms(),
+        t => t,
+    }
+}
+
+/// The clock, read now.
+pub fn clock_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+thread_local! {
+    static BATCH_NOW: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Run `f` with [`now_ms`] answering `now` on this thread: the commands of one pipelined
+/// batch see one time, as Redis's cached time per event-loop turn, and the clock is read
+/// once per batch instead of once or twice per command. Set only around synchronous code, so
+/// no other task on the thread can see it.
+#[inline]
+pub fn with_batch_time<R>(now: u64, f: impl FnOnce() -> R) -> R {
+    BATCH_NOW.with(|c| c.set(now));
+    let r = f();
+    BATCH_NOW.with(|c| c.set(0));
+    r
 }
 
 /// A stored value. Types as Redis names them in `TYPE`.
@@ -257,15 +285,35 @@ impl Keyspace {
 
     /// Mutable access: only for changing the value in place (expiry goes through
     /// [`Keyspace::set_expire`]).
+    /// How many times a key of this database was (or may have been) changed.
+    #[inline]
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
     /// Counts as a change when the key exists (see [`Db::changes`]).
     pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
         self.expire_if_due(key, now);
+        if !self.tracked() {
+            // The common case: one lookup.
+            let Keyspace { map, changes, .. } = self;
+            let e = map.get_mut(key)?;
+            *changes = changes.wrapping_add(1);
+            return Some(e);
+        }
         if !self.map.contains_key(key) {
             return None;
         }
         self.before_write(key);
         self.touch(key, false, false);
         self.map.get_mut(key)
+    }
+
+    /// A rewrite snapshot is open or notifications are on: a change must first be shown to
+    /// them (which costs a lookup more); otherwise a change is counted and made in one.
+    #[inline]
+    fn tracked(&self) -> bool {
+        self.snap.is_some() || self.record
     }
 
     pub fn contains(&mut self, key: &[u8], now: u64) -> bool {
@@ -284,9 +332,13 @@ impl Keyspace {
 
     /// Store `value` under `key`, dropping any previous value and its expiry (SET semantics).
     pub fn insert(&mut self, key: Bytes, value: Value) {
-        self.before_write(&key);
-        let created = !self.map.contains_key(&key);
-        self.touch(&key, created, false);
+        if self.tracked() {
+            self.before_write(&key);
+            let created = !self.map.contains_key(&key);
+            self.touch(&key, created, false);
+        } else {
+            self.changes = self.changes.wrapping_add(1);
+        }
         match self.map.entry(key) {
             std::collections::hash_map::Entry::Occupied(mut o) => {
                 let e = o.get_mut();
@@ -309,6 +361,15 @@ impl Keyspace {
 
     /// Store `value` keeping the key's current expiry (SET ... KEEPTTL, list/hash creation).
     pub fn insert_keep_ttl(&mut self, key: Bytes, value: Value) {
+        if !self.tracked() {
+            let Keyspace { map, changes, .. } = self;
+            if let Some(e) = map.get_mut(&key) {
+                *changes = changes.wrapping_add(1);
+                e.value = value;
+                return;
+            }
+            return self.insert(key, value);
+        }
         if !self.map.contains_key(&key) {
             return self.insert(key, value);
         }
@@ -320,12 +381,17 @@ impl Keyspace {
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        if !self.map.contains_key(key) {
-            return None;
+        if self.tracked() {
+            if !self.map.contains_key(key) {
+                return None;
+            }
+            self.before_write(key);
+            self.touch(key, false, false);
         }
-        self.before_write(key);
-        self.touch(key, false, false);
         let (k, e) = self.map.remove_entry(key)?;
+        if !self.tracked() {
+            self.changes = self.changes.wrapping_add(1);
+        }
         if e.expire_at != 0 {
             self.expires.remove(&(e.expire_at, k));
         }
@@ -335,14 +401,21 @@ impl Keyspace {
 
     /// Set (at > 0) or clear (at == 0) the expiry of an existing key. False if no such key.
     pub fn set_expire(&mut self, key: &[u8], at: u64) -> bool {
-        if !self.map.contains_key(key) {
-            return false;
+        let tracked = self.tracked();
+        if tracked {
+            if !self.map.contains_key(key) {
+                return false;
+            }
+            self.before_write(key);
+            self.touch(key, false, at != 0);
         }
-        self.before_write(key);
-        self.touch(key, false, at != 0);
-        let Some(e) = self.map.get_mut(key) else {
+        let Keyspace { map, changes, .. } = self;
+        let Some(e) = map.get_mut(key) else {
             return false;
         };
+        if !tracked {
+            *changes = changes.wrapping_add(1);
+        }
         let old = std::mem::replace(&mut e.expire_at, at);
         if old != 0 || at != 0 {
             let Some((k, _)) = self.map.get_key_value(key) else {
@@ -645,6 +718,21 @@ impl Db {
         }
         crate::frame::encode_command(&mut self.aof_buf, args);
         self.aof_seq += 1;
+    }
+
+    /// Append the command as sent with argument `at` replaced by `with` (XADD's generated
+    /// id); with persistence off only counted, without building anything.
+    pub fn propagate_replacing(&mut self, db: usize, args: &[Bytes], at: usize, with: &[u8]) {
+        if !self.aof_on {
+            self.logged = self.logged.wrapping_add(1);
+            return;
+        }
+        let parts: Vec<&[u8]> = args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| if i == at { with } else { a.as_ref() })
+            .collect();
+        self.propagate(db, &parts);
     }
 
     /// SWAPDB moves whole databases, which a rewrite's per-database snapshot cannot follow:

@@ -11,11 +11,10 @@
 //! CLIENT REPLY's dropping of replies and the subscriber count.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::client::{Client, ReplyMode};
+use crate::client::{CallTimer, Client, ReplyMode};
 use crate::cmd::apply;
 use crate::cmd::args::{is, NOAUTH};
 use crate::cmd::blocking;
@@ -171,10 +170,10 @@ fn admit_and_run(ctx: &mut Ctx) -> Res {
 /// Run an admitted command and count it for INFO commandstats: its time (a blocked command's
 /// last run only, as Redis counts it) and whether it answered an error.
 fn run_counted(ctx: &mut Ctx, spec: &Spec) -> Res {
-    let (start, mark) = (Instant::now(), ctx.out.buf.len());
+    let (timer, mark) = (CallTimer::start(), ctx.out.buf.len());
     let r = apply::run(ctx, spec);
     if r != Res::Block {
-        let nanos = start.elapsed().as_nanos() as u64;
+        let nanos = timer.nanos();
         let failed = ctx.out.buf.get(mark) == Some(&b'-');
         ctx.client.record_call(spec.id, nanos, failed);
     }

@@ -19,7 +19,8 @@
 //! The consequence is that a command cannot lose a write by forgetting a flag: the failure a
 //! forgotten [`Ctx::unchanged`] can cause is a no-op logged and a WATCH aborted needlessly.
 
-use super::spec::{Ctx, DbFn, Handler, Res, Spec, KEYSPACE_WIDE, NO_DATA, OWN_LOG, WRITE};
+use super::spec::{Ctx, DbFn, Handler, Res, Spec, ANY_DB, KEYSPACE_WIDE, NO_DATA, OWN_LOG, WRITE};
+use crate::client::CallTimer;
 use crate::db::Db;
 
 /// Execute a looked-up command whose admission checks passed (arity, authentication, MULTI
@@ -50,8 +51,18 @@ pub fn run_locked(ctx: &mut Ctx, spec: &Spec, f: DbFn, db: &mut Db) -> Res {
     let write = spec.flags & WRITE != 0;
     ctx.unchanged = false;
     ctx.shared.sync_notify_flags(db);
+    // Only the client's database can change, unless the table says otherwise.
+    let all_dbs = spec.flags & (ANY_DB | KEYSPACE_WIDE) != 0;
+    let client_db = ctx.client.db;
+    let count = |db: &Db| {
+        if all_dbs {
+            db.changes()
+        } else {
+            db.dbs[client_db].changes()
+        }
+    };
     let (changes, logged, mark) = if write {
-        (db.changes(), db.logged, ctx.out.buf.len())
+        (count(db), db.logged, ctx.out.buf.len())
     } else {
         (0, 0, 0)
     };
@@ -59,7 +70,7 @@ pub fn run_locked(ctx: &mut Ctx, spec: &Spec, f: DbFn, db: &mut Db) -> Res {
     // A command that blocks found nothing to do (yet).
     let changed = write
         && r != Res::Block
-        && db.changes() != changes
+        && count(db) != changes
         && !ctx.unchanged
         && ctx.out.buf.get(mark) != Some(&b'-');
     if changed {
@@ -116,13 +127,13 @@ pub fn run_queued(ctx: &mut Ctx<'_>, db: &mut Db) -> Res {
         return Res::Ok;
     };
     ctx.client.commands += 1;
-    let (start, mark) = (std::time::Instant::now(), ctx.out.buf.len());
+    let (timer, mark) = (CallTimer::start(), ctx.out.buf.len());
     let r = match spec.handler {
         Handler::Conn(f) => f(ctx),
         Handler::Db(f) => run_locked(ctx, spec, f, db),
     };
     let failed = ctx.out.buf.get(mark) == Some(&b'-');
-    let nanos = start.elapsed().as_nanos() as u64;
+    let nanos = timer.nanos();
     ctx.client.record_call(spec.id, nanos, failed);
     r
 }

@@ -115,6 +115,9 @@ pub const KEYSPACE_WIDE: u32 = 128;
 /// (relative expiries made absolute, generated ids and random picks made concrete, blocking
 /// forms made non-blocking): [`crate::cmd::apply`] then logs nothing for it.
 pub const OWN_LOG: u32 = 256;
+/// Writes keys in a database other than the client's (MOVE, COPY … DB): the request path
+/// then looks at every database for changes, not only the client's.
+pub const ANY_DB: u32 = 512;
 
 pub struct Spec {
     pub name: &'static str,

@@ -9,7 +9,8 @@ use crate::events::{Notify, GENERIC, HASH, LIST, SET, STREAM, STRING};
 use super::spec::Commands;
 use super::spec::Handler::{Conn, Db as D};
 use super::spec::{
-    Spec, BLOCKING, KEYSPACE_WIDE, NO_AUTH, NO_DATA, NO_MULTI, OWN_LOG, PUBSUB_OK, TX_CTL, WRITE,
+    Spec, ANY_DB, BLOCKING, KEYSPACE_WIDE, NO_AUTH, NO_DATA, NO_MULTI, OWN_LOG, PUBSUB_OK, TX_CTL,
+    WRITE,
 };
 use super::{
     connection, hashes, keys, lists, pubsub, server, sets, streams, strings, transactions,
@@ -152,8 +153,8 @@ pub fn commands() -> &'static Commands {
             // TOUCH only refreshes access times, which charla serve does not keep: it counts
             // the keys that exist, as EXISTS does.
             spec!("TOUCH", -2, 0, D(keys::exists), 1, -1, 1),
-            spec!("COPY", -3, WRITE, D(keys::copy), 1, 2, 1),
-            spec!("MOVE", 3, WRITE, D(keys::move_), 1, 1, 1),
+            spec!("COPY", -3, WRITE | ANY_DB, D(keys::copy), 1, 2, 1),
+            spec!("MOVE", 3, WRITE | ANY_DB, D(keys::move_), 1, 1, 1),
             // strings
             spec!("GET", 2, 0, D(strings::get), 1, 1, 1),
             spec!("SET", -3, WRITE, D(strings::set), 1, 1, 1),

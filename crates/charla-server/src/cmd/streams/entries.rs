@@ -1,8 +1,6 @@
 //! The entries of a stream: XADD, XLEN, XRANGE / XREVRANGE, XTRIM, XDEL, XSETID. XADD logs
 //! the id it generated, so a replay rebuilds the same stream.
 
-use bytes::Bytes;
-
 use super::common::{
     apply_trim, parse_trim, range_bound, stream, write_entry, Trim, INVALID_ID, S,
 };
@@ -143,9 +141,7 @@ pub fn xadd(ctx: &mut Ctx, db: &mut Db) -> Res {
     let trimmed = apply_trim(s, &trim);
     let idb = id.to_bytes();
     // The AOF gets the generated id, so replay rebuilds the same stream.
-    let mut prop: Vec<Bytes> = args.to_vec();
-    prop[id_at] = idb.clone();
-    db.propagate(d, &prop);
+    db.propagate_replacing(d, args, id_at, &idb);
     if trimmed > 0 {
         // After the table's `xadd`, as Redis sends them.
         db.notify(d, STREAM, "xtrim", key);
