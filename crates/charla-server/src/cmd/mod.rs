@@ -23,6 +23,7 @@ pub mod sets;
 pub mod streams;
 pub mod strings;
 pub mod transactions;
+pub mod zsets;
 
 pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
 pub const SYNTAX: &str = "ERR syntax error";
@@ -366,6 +367,44 @@ pub fn table() -> &'static [Spec] {
             spec!("BRPOP", -3, WRITE | BLOCKING, D(lists::bpop), 1, -2, 1),
             spec!("LMPOP", -4, WRITE, D(lists::lmpop), 0, 0, 0),
             spec!("BLMPOP", -5, WRITE | BLOCKING, D(lists::lmpop), 0, 0, 0),
+            // sorted sets
+            spec!("ZADD", -4, WRITE, D(zsets::zadd), 1, 1, 1),
+            spec!("ZINCRBY", 4, WRITE, D(zsets::zadd), 1, 1, 1),
+            spec!("ZREM", -3, WRITE, D(zsets::zrem), 1, 1, 1),
+            spec!("ZCARD", 2, 0, D(zsets::zcard), 1, 1, 1),
+            spec!("ZSCORE", 3, 0, D(zsets::zscore), 1, 1, 1),
+            spec!("ZMSCORE", -3, 0, D(zsets::zmscore), 1, 1, 1),
+            // Redis 7.2's arity: WITHSCORE may follow.
+            spec!("ZRANK", -3, 0, D(zsets::zrank), 1, 1, 1),
+            spec!("ZREVRANK", -3, 0, D(zsets::zrank), 1, 1, 1),
+            spec!("ZCOUNT", 4, 0, D(zsets::zcount), 1, 1, 1),
+            spec!("ZLEXCOUNT", 4, 0, D(zsets::zlexcount), 1, 1, 1),
+            spec!("ZRANGE", -4, 0, D(zsets::zrange), 1, 1, 1),
+            spec!("ZREVRANGE", -4, 0, D(zsets::zrange), 1, 1, 1),
+            spec!("ZRANGEBYSCORE", -4, 0, D(zsets::zrange), 1, 1, 1),
+            spec!("ZREVRANGEBYSCORE", -4, 0, D(zsets::zrange), 1, 1, 1),
+            spec!("ZRANGEBYLEX", -4, 0, D(zsets::zrange), 1, 1, 1),
+            spec!("ZREVRANGEBYLEX", -4, 0, D(zsets::zrange), 1, 1, 1),
+            spec!("ZRANGESTORE", -5, WRITE, D(zsets::zrangestore), 1, 2, 1),
+            spec!("ZREMRANGEBYRANK", 4, WRITE, D(zsets::zremrange), 1, 1, 1),
+            spec!("ZREMRANGEBYSCORE", 4, WRITE, D(zsets::zremrange), 1, 1, 1),
+            spec!("ZREMRANGEBYLEX", 4, WRITE, D(zsets::zremrange), 1, 1, 1),
+            spec!("ZPOPMIN", -2, WRITE, D(zsets::zpop), 1, 1, 1),
+            spec!("ZPOPMAX", -2, WRITE, D(zsets::zpop), 1, 1, 1),
+            spec!("BZPOPMIN", -3, WRITE | BLOCKING, D(zsets::bzpop), 1, -2, 1),
+            spec!("BZPOPMAX", -3, WRITE | BLOCKING, D(zsets::bzpop), 1, -2, 1),
+            spec!("ZMPOP", -4, WRITE, D(zsets::zmpop), 0, 0, 0),
+            spec!("BZMPOP", -5, WRITE | BLOCKING, D(zsets::zmpop), 0, 0, 0),
+            spec!("ZRANDMEMBER", -2, 0, D(zsets::zrandmember), 1, 1, 1),
+            spec!("ZSCAN", -3, 0, D(zsets::zscan), 1, 1, 1),
+            spec!("ZUNION", -3, 0, D(zsets::setop), 0, 0, 0),
+            spec!("ZINTER", -3, 0, D(zsets::setop), 0, 0, 0),
+            spec!("ZDIFF", -3, 0, D(zsets::setop), 0, 0, 0),
+            spec!("ZINTERCARD", -3, 0, D(zsets::setop), 0, 0, 0),
+            // Redis's key positions name only the destination (the inputs follow a count).
+            spec!("ZUNIONSTORE", -4, WRITE, D(zsets::setop), 1, 1, 1),
+            spec!("ZINTERSTORE", -4, WRITE, D(zsets::setop), 1, 1, 1),
+            spec!("ZDIFFSTORE", -4, WRITE, D(zsets::setop), 1, 1, 1),
             // pub/sub
             spec!("PUBLISH", 3, 0, Conn(pubsub::publish), 0, 0, 0),
             spec!(
