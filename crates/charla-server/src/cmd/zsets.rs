@@ -373,6 +373,18 @@ fn trim_fraction(s: &str) -> &str {
     }
 }
 
+/// A score as Redis's listpack stores it (`d2string`), which ZSCAN returns as it is: an
+/// integral score within ±2^62 as an integer (`100000000000000000`, not `1e+17`), any other
+/// as [`fmt_score`].
+fn fmt_stored(v: f64) -> String {
+    const LIMIT: f64 = (1u64 << 62) as f64;
+    if v.fract() == 0.0 && v.abs() <= LIMIT {
+        (v as i64).to_string()
+    } else {
+        fmt_score(v)
+    }
+}
+
 /// A score as Redis's `addReplyDouble` writes it: a bulk string in RESP2, a double in RESP3.
 fn reply_score(out: &mut Out, v: f64) {
     let s = fmt_score(v);
@@ -518,7 +530,7 @@ impl ScoreRange {
     }
 
     /// The index from the first entry at or above the minimum, upwards.
-    fn from_min<'a>(&self, z: &'a ZSet) -> impl Iterator<Item = &'a (Score, Bytes)> {
+    fn walk_up<'a>(&self, z: &'a ZSet) -> impl Iterator<Item = &'a (Score, Bytes)> {
         // Every score above `min` is at least the next representable one.
         let lo = if self.minex {
             self.min.next_up()
@@ -530,7 +542,7 @@ impl ScoreRange {
     }
 
     /// The index from the last entry at or below the maximum, downwards.
-    fn from_max<'a>(&self, z: &'a ZSet) -> impl Iterator<Item = &'a (Score, Bytes)> {
+    fn walk_down<'a>(&self, z: &'a ZSet) -> impl Iterator<Item = &'a (Score, Bytes)> {
         // (s, "") is below every member of score s: exclude it for the first score past
         // the maximum.
         let hi = if self.maxex {
@@ -552,14 +564,14 @@ impl ScoreRange {
         let (offset, limit) = (offset as usize, take_limit(limit));
         let entry = |(s, m): &(Score, Bytes)| (m.clone(), s.0);
         if rev {
-            self.from_max(z)
+            self.walk_down(z)
                 .skip(offset)
                 .take_while(|(s, _)| self.gte_min(s.0))
                 .take(limit)
                 .map(entry)
                 .collect()
         } else {
-            self.from_min(z)
+            self.walk_up(z)
                 .skip(offset)
                 .take_while(|(s, _)| self.lte_max(s.0))
                 .take(limit)
@@ -754,7 +766,7 @@ pub fn zadd(ctx: &mut Ctx, db: &mut Db) -> Res {
         i += 1;
     }
     let pairs = &args[i..];
-    if pairs.is_empty() || pairs.len() % 2 != 0 {
+    if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
         ctx.out.err(SYNTAX);
         return Res::Ok;
     }
@@ -763,7 +775,8 @@ pub fn zadd(ctx: &mut Ctx, db: &mut Db) -> Res {
             .err("ERR XX and NX options at the same time are not compatible");
         return Res::Ok;
     }
-    if (gt && nx) || (lt && nx) || (gt && lt) {
+    // XX goes with either GT or LT; NX with neither.
+    if (gt || lt) && (nx || (gt && lt)) {
         ctx.out
             .err("ERR GT, LT, and/or NX options at the same time are not compatible");
         return Res::Ok;
@@ -944,7 +957,7 @@ pub fn zcount(ctx: &mut Ctx, db: &mut Db) -> Res {
     };
     if let Ok(z) = read(ctx, db, &args[1]) {
         let n = match z {
-            Some(z) if !r.is_empty() => r.from_min(z).take_while(|(s, _)| r.lte_max(s.0)).count(),
+            Some(z) if !r.is_empty() => r.walk_up(z).take_while(|(s, _)| r.lte_max(s.0)).count(),
             _ => 0,
         };
         ctx.out.int(n as i64);
@@ -1107,7 +1120,8 @@ pub fn zremrange(ctx: &mut Ctx, db: &mut Db) -> Res {
     let args = ctx.args;
     let name = args[0].to_ascii_uppercase();
     let (min, max) = (&args[2], &args[3]);
-    let select: Box<dyn Fn(&ZSet) -> Vec<(Bytes, f64)>> = match &name[..] {
+    type Select = Box<dyn Fn(&ZSet) -> Vec<(Bytes, f64)>>;
+    let select: Select = match &name[..] {
         b"ZREMRANGEBYSCORE" => match ScoreRange::parse(min, max) {
             Some(r) => Box::new(move |z| r.select(z, 0, -1, false)),
             None => {
@@ -1420,7 +1434,8 @@ pub fn zrandmember(ctx: &mut Ctx, db: &mut Db) -> Res {
 }
 
 /// ZSCAN key cursor [MATCH pattern] [COUNT count]: the whole set at once (cursor 0), in
-/// order, scores as bulk strings in both protocols, as Redis answers for its small sets.
+/// order, scores as bulk strings in both protocols and in their stored form, as Redis
+/// answers for its small sets.
 pub fn zscan(ctx: &mut Ctx, db: &mut Db) -> Res {
     if super::scan_cursor(ctx, 2).is_none() {
         return Res::Ok;
@@ -1450,7 +1465,7 @@ pub fn zscan(ctx: &mut Ctx, db: &mut Db) -> Res {
     ctx.out.array(found.len() * 2);
     for (m, s) in found {
         ctx.out.bulk(m);
-        ctx.out.bulk(fmt_score(s).as_bytes());
+        ctx.out.bulk(fmt_stored(s).as_bytes());
     }
     Res::Ok
 }
@@ -1739,6 +1754,10 @@ mod tests {
         ] {
             assert_eq!(fmt_score(v), s, "{v:e}");
         }
+        assert_eq!(fmt_stored(1e17), "100000000000000000");
+        assert_eq!(fmt_stored(4611686018427387904.0), "4611686018427387904");
+        assert_eq!(fmt_stored(9223372036854775807.0), "9.2233720368547758e+18");
+        assert_eq!(fmt_stored(-2.5), "-2.5");
     }
 
     #[test]
