@@ -201,13 +201,13 @@ fn strtod(s: &[u8]) -> (f64, usize, bool) {
         }
     }
     let start = i;
-    let mut digits = false;
-    let mut nonzero = false;
+    let (mut digits, mut nonzero, mut dot) = (false, false, false);
     while i < s.len() && (s[i].is_ascii_digit() || s[i] == b'.') {
         if s[i] == b'.' {
-            if s[start..i].contains(&b'.') {
+            if dot {
                 break;
             }
+            dot = true;
         } else {
             digits = true;
             nonzero |= s[i] != b'0';
