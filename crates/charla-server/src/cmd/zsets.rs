@@ -4,10 +4,12 @@
 //! ZPOPMAX, ZMPOP, BZPOPMIN / BZPOPMAX / BZMPOP, ZREMRANGEBYRANK / BYSCORE / BYLEX,
 //! ZRANDMEMBER, ZSCAN, ZUNION / ZINTER / ZDIFF and their STORE forms, ZINTERCARD.
 //!
-//! Replies are redis-server 7.0's, byte for byte, with two additions from 7.2: ZRANK and
-//! ZREVRANK take WITHSCORE. Scores are printed as 7.0 prints them (`%.17g`: `1.5`,
-//! `0.10000000000000001`, `1e+100`, `inf`); 7.2 prints the shortest form that reads back the
-//! same (`0.1`), see docs/serve-differences.md.
+//! Replies are redis-server 7.0's, byte for byte (tests/zsets.rs and the differential test
+//! compare them), with Redis 7.2's WITHSCORE for ZRANK and ZREVRANK. Scores are printed as 7.0
+//! prints them (`%.17g`: `1.5`, `0.10000000000000001`, `1e+100`, `inf`); 7.2 prints the
+//! shortest form that reads back the same (`0.1`). ZRANDMEMBER with a negative count refuses
+//! a reply over 64 MiB, which Redis builds until memory runs out. See
+//! docs/serve-differences.md.
 //!
 //! Where Redis's two encodings of a sorted set (a listpack up to 128 members of up to 64
 //! bytes, a skiplist beyond) answer differently, charla answers as the listpack does, the
@@ -1355,6 +1357,8 @@ pub fn zrandmember(ctx: &mut Ctx, db: &mut Db) -> Res {
     let args = ctx.args;
     if args.len() < 3 {
         if let Ok(z) = read(ctx, db, &args[1]) {
+            // (A stored set is never empty; the filter keeps the draw below safe regardless.)
+            let z = z.filter(|z| !z.is_empty());
             match z.and_then(|z| z.iter().nth(fastrand::usize(..z.len()))) {
                 Some((m, _)) => ctx.out.bulk(m),
                 None => ctx.out.null(),
@@ -1387,7 +1391,7 @@ pub fn zrandmember(ctx: &mut Ctx, db: &mut Db) -> Res {
     let Ok(z) = read(ctx, db, &args[1]) else {
         return Res::Ok;
     };
-    let Some(z) = z.filter(|_| count != 0) else {
+    let Some(z) = z.filter(|z| count != 0 && !z.is_empty()) else {
         ctx.out.array(0);
         return Res::Ok;
     };
