@@ -549,6 +549,11 @@ fn encode_entry(out: &mut Vec<u8>, k: &Bytes, e: &Entry) {
                 encode_command(out, &c);
             }
         }
+        Value::ZSet(z) => {
+            for c in crate::cmd::zsets::rewrite(k, z) {
+                encode_command(out, &c);
+            }
+        }
         Value::Stream(s) => {
             for (id, f) in &s.entries {
                 let mut c = vec![b("XADD"), k.clone(), id.to_bytes()];

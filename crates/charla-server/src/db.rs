@@ -60,6 +60,7 @@ pub enum Value {
     Hash(HashMap<Bytes, Bytes>),
     Set(std::collections::HashSet<Bytes>),
     Stream(Box<Stream>),
+    ZSet(Box<crate::cmd::zsets::ZSet>),
 }
 
 impl Value {
@@ -70,6 +71,7 @@ impl Value {
             Value::Hash(_) => "hash",
             Value::Set(_) => "set",
             Value::Stream(_) => "stream",
+            Value::ZSet(_) => "zset",
         }
     }
 
@@ -81,6 +83,7 @@ impl Value {
             Value::Hash(h) => h.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>() + 48,
             Value::Set(s) => s.iter().map(|m| m.len() + 40).sum::<usize>() + 48,
             Value::Stream(s) => s.approx_size(),
+            Value::ZSet(z) => z.approx_size(),
         }
     }
 }

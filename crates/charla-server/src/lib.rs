@@ -3,8 +3,9 @@
 //! Every Redis client works with it unchanged (redis-cli, redis-benchmark, redis-py, the
 //! `redis` crate, node-redis), so the workshop's scripts and charla's own `redis://` backend
 //! need no broker install. It implements the commands those clients and charla's delivery
-//! modes use — strings, hashes, lists with blocking pops and moves, pub/sub, streams with
-//! consumer groups, transactions — with Redis's replies and error texts, in RESP2 and RESP3.
+//! modes use — strings, hashes, lists with blocking pops and moves, sets, sorted sets (with
+//! blocking pops), pub/sub, streams with consumer groups, transactions — with Redis's replies
+//! and error texts, in RESP2 and RESP3.
 //!
 //! Layout, in the style of tokio-rs/mini-redis, bottom up (a module uses only modules above it
 //! in this list; ARCHITECTURE.md follows a request through them):

@@ -29,6 +29,11 @@
 //! - HELLO's server map and INFO's text: not compared beyond their type (versions, run ids,
 //!   memory figures).
 //!
+//! Sorted-set replies are ordered and compared as they come, with no mask: the generator's
+//! sorted sets stay small (a handful of members), which redis-server keeps as listpacks, so
+//! ZSCAN returns them whole on both servers; ZRANDMEMBER is sent only in its deterministic
+//! forms (a count covering the set, whose members Redis lists highest first; 0; errors).
+//!
 //! The generator also stays away from the deliberate differences listed in
 //! docs/serve-differences.md (each place says which), and sends only commands charla serves,
 //! plus names unknown to both servers to compare the unknown-command error.
@@ -120,6 +125,22 @@ const CONSUMERS: &[&str] = &["c0", "c1"];
 const CHANNELS: &[&str] = &["ch0", "ch1", "ch2"];
 const PATTERNS: &[&str] = &["ch*", "ch[01]", "x*"];
 const KEY_PATTERNS: &[&str] = &["*", "k[0-2]", "k?", "*1", "nomatch*", "[", "k\\1"];
+/// Sorted-set members (the sets' members, so SUNION/ZUNION mixes meet) and scores: integers,
+/// fractions that print with 17 digits, signed zero, infinities (whose sums turn to NaN, which
+/// Redis answers with 0 or an error), and non-numbers.
+const ZMEMBERS: &[&str] = &["a", "b", "c", "1", "2", "10", ""];
+const ZSCORES: &[&str] = &[
+    "0", "1", "-1", "2", "1.5", "0.1", "-0", "3", "inf", "-inf", "+inf", "1e3", "x", "nan", "",
+    "1e400", "0x10",
+];
+/// Score range bounds: `(` exclusive (alone: 0), infinities, non-numbers.
+const ZSCORE_BOUNDS: &[&str] = &[
+    "-inf", "+inf", "0", "1", "(1", "1.5", "(2", "3", "(3", "-1", "(", "", "x", "nan", "inf",
+];
+/// Lex range bounds: `-`, `+`, `[` inclusive, `(` exclusive, and invalid ones.
+const ZLEX_BOUNDS: &[&str] = &[
+    "-", "+", "[a", "(a", "[b", "(b", "[c", "[1", "(10", "[", "(", "x", "+a", "",
+];
 /// Not served by redis-server either: the unknown-command error must match.
 const UNKNOWN: &[&str] = &["NOSUCHCMD", "FOO", "xgetall", "HGETALLX"];
 
@@ -232,7 +253,8 @@ impl Gen {
     /// A command for the main connection; `in_multi`: nothing whose reply is time-dependent.
     fn command(&mut self, in_multi: bool) -> Vec<String> {
         loop {
-            let c = match self.rng.u8(..100) {
+            // Sorted sets get a quarter: within one case their commands must meet each other.
+            let c = match self.rng.u8(..132) {
                 0..=17 => self.string_cmd(),
                 18..=29 => self.key_cmd(),
                 30..=44 => self.list_cmd(),
@@ -241,7 +263,8 @@ impl Gen {
                 75..=79 => self.set_cmd(),
                 80..=84 => self.pubsub_cmd(),
                 85..=92 => self.server_cmd(),
-                _ => self.misc_cmd(),
+                93..=99 => self.misc_cmd(),
+                _ => self.zset_cmd(),
             };
             let name = c[0].to_ascii_uppercase();
             let timed = ["TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME"].contains(&name.as_str());
@@ -404,7 +427,7 @@ impl Gen {
                 if self.rng.bool() {
                     c.extend([
                         "TYPE".into(),
-                        self.pick(&["string", "list", "hash", "stream", "set", "bogus"]),
+                        self.pick(&["string", "list", "hash", "stream", "set", "zset", "bogus"]),
                     ]);
                 }
                 if self.chance(6) {
@@ -550,6 +573,222 @@ impl Gen {
                 c
             }
             _ => vec!["SADD".into(), k, member(self)],
+        }
+    }
+
+    /// A key for a sorted-set command: half the time one that only these commands write, so
+    /// that sets grow and meet each other, else any key (wrong types, plain sets as inputs).
+    fn zkey(&mut self) -> String {
+        if self.rng.bool() {
+            self.pick(&["z0", "z1", "z2"])
+        } else {
+            self.key()
+        }
+    }
+
+    fn zset_cmd(&mut self) -> Vec<String> {
+        let k = self.zkey();
+        let member = |g: &mut Self| g.pick(ZMEMBERS);
+        let score = |g: &mut Self| g.pick(ZSCORES);
+        let sbound = |g: &mut Self| g.pick(ZSCORE_BOUNDS);
+        let lbound = |g: &mut Self| g.pick(ZLEX_BOUNDS);
+        match self.rng.u8(..33) {
+            0..=3 | 30..=32 => {
+                let mut c = vec!["ZADD".into(), k];
+                for _ in 0..self.rng.usize(..3) {
+                    c.push(self.pick(&["NX", "XX", "GT", "LT", "CH", "INCR", "ch"]));
+                }
+                for _ in 0..1 + self.rng.usize(..3) {
+                    c.extend([score(self), member(self)]);
+                }
+                if self.chance(10) {
+                    c.pop();
+                }
+                c
+            }
+            4 => vec!["ZINCRBY".into(), k, score(self), member(self)],
+            5 => vec!["ZREM".into(), k, member(self), member(self)],
+            6 => vec!["ZCARD".into(), k],
+            7 => vec!["ZSCORE".into(), k, member(self)],
+            8 => vec!["ZMSCORE".into(), k, member(self), member(self)],
+            // No WITHSCORE: Redis 7.2's (docs/serve-differences.md).
+            9 => vec![self.pick(&["ZRANK", "ZREVRANK"]), k, member(self)],
+            10 => vec!["ZCOUNT".into(), k, sbound(self), sbound(self)],
+            11 => vec!["ZLEXCOUNT".into(), k, lbound(self), lbound(self)],
+            12..=14 => {
+                let by = self.rng.u8(..4);
+                let (a, b) = match by {
+                    0 => (sbound(self), sbound(self)),
+                    1 => (lbound(self), lbound(self)),
+                    _ => (self.small(), self.small()),
+                };
+                let mut c = vec!["ZRANGE".into(), k, a, b];
+                match by {
+                    0 => c.push("BYSCORE".into()),
+                    1 => c.push("BYLEX".into()),
+                    2 if self.chance(5) => c.push(self.pick(&["BYSCORE", "BYLEX"])),
+                    _ => {}
+                }
+                if self.chance(3) {
+                    c.push("REV".into());
+                }
+                if self.chance(3) {
+                    c.extend(["LIMIT".into(), self.small(), self.small()]);
+                }
+                if self.chance(2) {
+                    c.push("WITHSCORES".into());
+                }
+                if self.chance(12) {
+                    c.push(self.pick(&["REV", "BOGUS", "LIMIT"]));
+                }
+                c
+            }
+            15 => {
+                let mut c = vec![
+                    self.pick(&["ZRANGEBYSCORE", "ZREVRANGEBYSCORE"]),
+                    k,
+                    sbound(self),
+                    sbound(self),
+                ];
+                if self.rng.bool() {
+                    c.push("WITHSCORES".into());
+                }
+                if self.chance(3) {
+                    c.extend(["LIMIT".into(), self.small(), self.small()]);
+                }
+                c
+            }
+            16 => {
+                let mut c = vec![
+                    self.pick(&["ZRANGEBYLEX", "ZREVRANGEBYLEX"]),
+                    k,
+                    lbound(self),
+                    lbound(self),
+                ];
+                if self.chance(3) {
+                    c.extend(["LIMIT".into(), self.small(), self.small()]);
+                }
+                c
+            }
+            17 => {
+                let mut c = vec!["ZREVRANGE".into(), k, self.small(), self.small()];
+                if self.rng.bool() {
+                    c.push("WITHSCORES".into());
+                }
+                c
+            }
+            18 => {
+                let mut c = vec!["ZRANGESTORE".into(), self.zkey(), k];
+                match self.rng.u8(..3) {
+                    0 => c.extend([sbound(self), sbound(self), "BYSCORE".into()]),
+                    1 => c.extend([lbound(self), lbound(self), "BYLEX".into()]),
+                    _ => c.extend([self.small(), self.small()]),
+                }
+                if self.chance(3) {
+                    c.push("REV".into());
+                }
+                if self.chance(4) {
+                    c.extend(["LIMIT".into(), self.small(), self.small()]);
+                }
+                c
+            }
+            19 | 20 => {
+                let mut c = vec![self.pick(&["ZPOPMIN", "ZPOPMAX"]), k];
+                if self.rng.bool() {
+                    c.push(self.small());
+                }
+                c
+            }
+            21 => {
+                let mut c = vec!["ZMPOP".into(), self.pick(&["1", "2", "0", "x", "3"])];
+                c.extend([k, self.zkey()]);
+                c.push(self.pick(&["MIN", "MAX", "max", "LEFT"]));
+                if self.rng.bool() {
+                    c.extend(["COUNT".into(), self.small()]);
+                }
+                c
+            }
+            22 => match self.rng.u8(..3) {
+                0 => vec!["ZREMRANGEBYRANK".into(), k, self.small(), self.small()],
+                1 => vec!["ZREMRANGEBYSCORE".into(), k, sbound(self), sbound(self)],
+                _ => vec!["ZREMRANGEBYLEX".into(), k, lbound(self), lbound(self)],
+            },
+            // Only what is not random: the whole set (highest first), nothing, or an error.
+            23 => {
+                let mut c = vec![
+                    "ZRANDMEMBER".into(),
+                    k,
+                    self.pick(&["100", "0", "x", "-9223372036854775808"]),
+                ];
+                if self.rng.bool() {
+                    c.push(self.pick(&["WITHSCORES", "WITHSCORES", "BOGUS"]));
+                }
+                c
+            }
+            24 => {
+                let mut c = vec!["ZSCAN".into(), k, self.pick(&["0", "x"])];
+                if self.rng.bool() {
+                    c.extend(["MATCH".into(), self.pick(&["a*", "*", "1?"])]);
+                }
+                if self.chance(3) {
+                    c.extend(["COUNT".into(), self.pick(&["100", "0", "x"])]);
+                }
+                c
+            }
+            25 | 26 => {
+                let store = self.rng.bool();
+                let op = self.pick(&["ZUNION", "ZINTER", "ZDIFF"]);
+                let mut c = if store {
+                    vec![format!("{op}STORE"), self.zkey()]
+                } else {
+                    vec![op]
+                };
+                c.extend([self.pick(&["2", "2", "1", "0", "3", "x"]), k, self.zkey()]);
+                if self.chance(3) {
+                    c.extend(["WEIGHTS".into(), score(self), score(self)]);
+                }
+                if self.chance(3) {
+                    c.extend([
+                        "AGGREGATE".into(),
+                        self.pick(&["SUM", "MIN", "MAX", "min", "AVG"]),
+                    ]);
+                }
+                if !store && self.rng.bool() {
+                    c.push("WITHSCORES".into());
+                }
+                c
+            }
+            27 => {
+                let mut c = vec![
+                    "ZINTERCARD".into(),
+                    self.pick(&["2", "1", "0", "3", "x"]),
+                    k,
+                    self.zkey(),
+                ];
+                if self.rng.bool() {
+                    c.extend(["LIMIT".into(), self.pick(&["1", "0", "-1", "x"])]);
+                }
+                c
+            }
+            // Blocking forms that do not block: data is there, or the arguments are wrong.
+            28 => vec![
+                self.pick(&["BZPOPMIN", "BZPOPMAX"]),
+                k,
+                self.pick(&["0.01", "-1", "x", "0.001"]),
+            ],
+            _ => {
+                let mut c = vec![
+                    "BZMPOP".into(),
+                    self.pick(&["0.01", "-1"]),
+                    "1".into(),
+                    k,
+                    self.pick(&["MIN", "MAX"]),
+                ];
+                if self.rng.bool() {
+                    c.extend(["COUNT".into(), self.pick(&["1", "2", "0"])]);
+                }
+                c
+            }
         }
     }
 
@@ -958,12 +1197,18 @@ impl Gen {
         // it does not, and the short timeout expires.
         let serves = !self.chance(6);
         let timeout = if serves { "1" } else { "0.02" };
-        let (blocking, stream) = match self.rng.u8(..6) {
+        #[derive(PartialEq)]
+        enum Waker {
+            List,
+            Stream,
+            ZSet,
+        }
+        let (blocking, waker_kind) = match self.rng.u8(..8) {
             0 => (
                 vec!["BLPOP".into(), k.clone(), self.key(), timeout.into()],
-                false,
+                Waker::List,
             ),
-            1 => (vec!["BRPOP".into(), k.clone(), timeout.into()], false),
+            1 => (vec!["BRPOP".into(), k.clone(), timeout.into()], Waker::List),
             2 => (
                 vec![
                     "BLMOVE".into(),
@@ -973,7 +1218,7 @@ impl Gen {
                     self.side(),
                     timeout.into(),
                 ],
-                false,
+                Waker::List,
             ),
             3 => {
                 let mut c = vec!["BLMPOP".into(), timeout.into(), "1".into(), k.clone()];
@@ -981,7 +1226,7 @@ impl Gen {
                 if self.rng.bool() {
                     c.extend(["COUNT".into(), self.pick(&["1", "2", "5"])]);
                 }
-                (c, false)
+                (c, Waker::List)
             }
             4 => (
                 vec![
@@ -992,9 +1237,9 @@ impl Gen {
                     k.clone(),
                     self.pick(&["$", "$", "0", "1-1"]),
                 ],
-                true,
+                Waker::Stream,
             ),
-            _ => (
+            5 => (
                 vec![
                     "XREADGROUP".into(),
                     "GROUP".into(),
@@ -1006,26 +1251,50 @@ impl Gen {
                     k.clone(),
                     ">".into(),
                 ],
-                true,
+                Waker::Stream,
             ),
+            6 => (
+                vec![
+                    self.pick(&["BZPOPMIN", "BZPOPMAX"]),
+                    k.clone(),
+                    self.key(),
+                    timeout.into(),
+                ],
+                Waker::ZSet,
+            ),
+            _ => {
+                let mut c = vec!["BZMPOP".into(), timeout.into(), "1".into(), k.clone()];
+                c.push(self.pick(&["MIN", "MAX"]));
+                if self.rng.bool() {
+                    c.extend(["COUNT".into(), self.pick(&["1", "2", "5"])]);
+                }
+                (c, Waker::ZSet)
+            }
         };
         let target = if serves { k } else { self.key() };
-        let waker = if stream {
+        let waker = match waker_kind {
             // Above every id the generator uses but the largest: it is accepted.
-            vec![
+            Waker::Stream => vec![
                 "XADD".into(),
                 target,
                 "100-*".into(),
                 self.pick(FIELDS),
                 self.value(),
-            ]
-        } else {
-            vec![
+            ],
+            Waker::List => vec![
                 self.pick(&["LPUSH", "RPUSH"]),
                 target,
                 self.value(),
                 self.value(),
-            ]
+            ],
+            Waker::ZSet => vec![
+                "ZADD".into(),
+                target,
+                self.pick(ZSCORES),
+                self.pick(ZMEMBERS),
+                self.pick(ZSCORES),
+                self.pick(ZMEMBERS),
+            ],
         };
         Step::Block {
             blocking,

@@ -136,6 +136,30 @@ const SCRIPT: &[&str] = &[
     "XGROUP DESTROY st g",
     "XGROUP DESTROY st g",
     "XGROUP CREATE st2 g $ MKSTREAM",
+    // sorted sets
+    "ZADD z 1 a 2 b",
+    "ZADD z XX 5 nope",
+    "ZADD z INCR 1 a",
+    "ZINCRBY z 1 b",
+    "ZREM z nope",
+    "ZREM z a",
+    "ZPOPMIN z",
+    "ZPOPMIN z",
+    "ZADD z 1 a 2 b 3 c",
+    "ZPOPMAX z 2",
+    "ZMPOP 1 z MIN",
+    "ZADD z2 1 x",
+    "BZPOPMAX z2 1",
+    "ZADD z3 1 a 2 b",
+    "ZUNIONSTORE d2 1 z3",
+    "ZINTERSTORE d2 2 z3 nokey",
+    "ZINTERSTORE d2 2 z3 nokey",
+    "ZRANGESTORE d3 z3 0 -1",
+    "ZREMRANGEBYSCORE z3 1 1",
+    "ZREMRANGEBYRANK z3 0 0",
+    "ZADD z4 1 a 1 b",
+    "ZREMRANGEBYLEX z4 [a [a",
+    "ZREMRANGEBYLEX z4 [x [y",
     // transactions, wrong types, expiry
     "MULTI",
     "SET tx 1",
@@ -227,7 +251,7 @@ fn new_keys_and_expired_only() {
 
 #[test]
 fn some_classes_in_the_keyspace_channel() {
-    compare("Kl$t");
+    compare("Kl$tz");
 }
 
 #[test]

@@ -241,6 +241,69 @@ fn write_dataset(r: &mut Raw) {
         .collect();
     assert_eq!(left.len(), 3, "{popped}");
     assert_eq!(r.cmd(&["SET", "set-left", &left]), "+OK\r\n");
+    write_zsets(r);
+}
+
+/// Sorted sets, with scores that must come back exactly (17-digit fractions, infinities,
+/// -0 stored as 0), and the commands whose log form is not the command: ZMPOP and BZPOPMIN
+/// (logged as ZPOPMIN/ZPOPMAX), ZINCRBY's arithmetic, stores that delete their destination.
+fn write_zsets(r: &mut Raw) {
+    let zadd = [
+        "ZADD", "zs", "1", "a", "0.1", "b", "1e100", "c", "inf", "d", "-inf", "e", "-0", "f",
+        "2.5", "g", "3", "h",
+    ];
+    assert_eq!(r.cmd(&zadd), ":8\r\n");
+    assert_eq!(
+        r.cmd(&["ZINCRBY", "zs", "0.2", "b"]),
+        "$19\r\n0.30000000000000004\r\n"
+    );
+    assert_eq!(r.cmd(&["ZREM", "zs", "h"]), ":1\r\n");
+    assert_eq!(
+        r.cmd(&["ZADD", "zp", "1", "x", "2", "y", "3", "z"]),
+        ":3\r\n"
+    );
+    assert!(r.cmd(&["ZMPOP", "1", "zp", "MAX"]).contains("$1\r\nz\r\n"));
+    assert!(r.cmd(&["BZPOPMIN", "zp", "0"]).contains("$1\r\nx\r\n"));
+    assert_eq!(
+        r.cmd(&["ZUNIONSTORE", "zu", "2", "zs", "zp", "WEIGHTS", "1", "2"]),
+        ":8\r\n"
+    );
+    assert_eq!(r.cmd(&["SET", "zgone", "x"]), "+OK\r\n");
+    assert_eq!(
+        r.cmd(&["ZINTERSTORE", "zgone", "2", "zs", "nokey"]),
+        ":0\r\n"
+    );
+    assert_eq!(
+        r.cmd(&["ZRANGESTORE", "zr", "zs", "(0", "+inf", "BYSCORE"]),
+        ":5\r\n"
+    );
+    assert_eq!(r.cmd(&["ZADD", "zemptied", "1", "m"]), ":1\r\n");
+    assert_eq!(
+        r.cmd(&["ZPOPMIN", "zemptied", "5"]),
+        "*2\r\n$1\r\nm\r\n$1\r\n1\r\n"
+    );
+}
+
+/// What [`write_zsets`] left, as replies.
+fn check_zsets(r: &mut Raw) {
+    assert_eq!(
+        r.cmd(&["ZRANGE", "zs", "0", "-1", "WITHSCORES"]),
+        "*14\r\n$1\r\ne\r\n$4\r\n-inf\r\n$1\r\nf\r\n$1\r\n0\r\n\
+         $1\r\nb\r\n$19\r\n0.30000000000000004\r\n$1\r\na\r\n$1\r\n1\r\n\
+         $1\r\ng\r\n$3\r\n2.5\r\n$1\r\nc\r\n$6\r\n1e+100\r\n$1\r\nd\r\n$3\r\ninf\r\n"
+    );
+    assert_eq!(
+        r.cmd(&["ZRANGE", "zp", "0", "-1", "WITHSCORES"]),
+        "*2\r\n$1\r\ny\r\n$1\r\n2\r\n"
+    );
+    assert_eq!(r.cmd(&["ZSCORE", "zu", "y"]), "$1\r\n4\r\n");
+    assert_eq!(r.cmd(&["ZCARD", "zu"]), ":8\r\n");
+    assert_eq!(
+        r.cmd(&["ZRANGE", "zr", "0", "-1"]),
+        "*5\r\n$1\r\nb\r\n$1\r\na\r\n$1\r\ng\r\n$1\r\nc\r\n$1\r\nd\r\n"
+    );
+    assert_eq!(r.cmd(&["EXISTS", "zgone", "zemptied"]), ":0\r\n");
+    assert_eq!(r.cmd(&["TYPE", "zs"]), "+zset\r\n");
 }
 
 /// The members of `set`, sorted and joined.
@@ -292,6 +355,7 @@ fn check_dataset(r: &mut Raw) {
         "{next}"
     );
     assert_eq!(r.cmd(&["INCR", "n"]), ":2\r\n");
+    check_zsets(r);
 }
 
 #[test]
@@ -323,6 +387,8 @@ fn data_survives_a_graceful_restart_and_a_rewrite() {
     assert_eq!(r.cmd(&["HGET", "h", "f"]), "$2\r\n42\r\n");
     let pend = r.cmd(&["XPENDING", "st", "g"]);
     assert!(pend.starts_with("*4\r\n:2\r\n"), "{pend}");
+    // The rewritten file holds the sorted sets as ZADDs.
+    check_zsets(&mut r);
 }
 
 #[test]

@@ -8,7 +8,8 @@
 //! - [`apply`]: running an admitted command, and what follows a write (AOF, WATCH, wakeups),
 //!   from the table's flags;
 //! - one file (or directory) per family: [`connection`], [`server`], [`transactions`],
-//!   [`keys`], [`strings`], [`hashes`], [`lists`], [`sets`], [`pubsub`], [`streams`];
+//!   [`keys`], [`strings`], [`hashes`], [`lists`], [`sets`], [`zsets`], [`pubsub`],
+//!   [`streams`];
 //! - [`table`]: the command table, which names every family's handlers.
 //!
 //! Admission (unknown command, arity, authentication, MULTI queuing) is the request path's,
@@ -34,5 +35,6 @@ pub mod sets;
 pub mod streams;
 pub mod strings;
 pub mod transactions;
+pub mod zsets;
 
 pub mod table;

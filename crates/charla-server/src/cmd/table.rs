@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use crate::events::{Notify, GENERIC, HASH, LIST, SET, STREAM, STRING};
+use crate::events::{Notify, GENERIC, HASH, LIST, SET, STREAM, STRING, ZSET};
 
 use super::spec::Commands;
 use super::spec::Handler::{Conn, Db as D};
@@ -13,7 +13,7 @@ use super::spec::{
     WRITE,
 };
 use super::{
-    connection, hashes, keys, lists, pubsub, server, sets, streams, strings, transactions,
+    connection, hashes, keys, lists, pubsub, server, sets, streams, strings, transactions, zsets,
 };
 
 macro_rules! spec {
@@ -203,6 +203,69 @@ pub fn commands() -> &'static Commands {
             spec!("SDIFFSTORE", -3, WRITE, D(sets::combine_store), 1, -1, 1),
             spec!("SINTERCARD", -3, 0, D(sets::sintercard), 0, 0, 0),
             spec!("SSCAN", -3, 0, D(sets::sscan), 1, 1, 1),
+            // sorted sets
+            spec!("ZADD", -4, WRITE, D(zsets::zadd), 1, 1, 1),
+            spec!("ZINCRBY", 4, WRITE, D(zsets::zadd), 1, 1, 1),
+            spec!("ZREM", -3, WRITE, D(zsets::zrem), 1, 1, 1),
+            spec!("ZCARD", 2, 0, D(zsets::zcard), 1, 1, 1),
+            spec!("ZSCORE", 3, 0, D(zsets::zscore), 1, 1, 1),
+            spec!("ZMSCORE", -3, 0, D(zsets::zmscore), 1, 1, 1),
+            // Redis 7.2's arity: WITHSCORE may follow.
+            spec!("ZRANK", -3, 0, D(zsets::zrank), 1, 1, 1),
+            spec!("ZREVRANK", -3, 0, D(zsets::zrank), 1, 1, 1),
+            spec!("ZCOUNT", 4, 0, D(zsets::zcount), 1, 1, 1),
+            spec!("ZLEXCOUNT", 4, 0, D(zsets::zlexcount), 1, 1, 1),
+            spec!("ZRANGE", -4, 0, D(zsets::zrange), 1, 1, 1),
+            spec!("ZREVRANGE", -4, 0, D(zsets::zrange), 1, 1, 1),
+            spec!("ZRANGEBYSCORE", -4, 0, D(zsets::zrange), 1, 1, 1),
+            spec!("ZREVRANGEBYSCORE", -4, 0, D(zsets::zrange), 1, 1, 1),
+            spec!("ZRANGEBYLEX", -4, 0, D(zsets::zrange), 1, 1, 1),
+            spec!("ZREVRANGEBYLEX", -4, 0, D(zsets::zrange), 1, 1, 1),
+            spec!("ZRANGESTORE", -5, WRITE, D(zsets::zrangestore), 1, 2, 1),
+            spec!("ZREMRANGEBYRANK", 4, WRITE, D(zsets::zremrange), 1, 1, 1),
+            spec!("ZREMRANGEBYSCORE", 4, WRITE, D(zsets::zremrange), 1, 1, 1),
+            spec!("ZREMRANGEBYLEX", 4, WRITE, D(zsets::zremrange), 1, 1, 1),
+            spec!("ZPOPMIN", -2, WRITE | OWN_LOG, D(zsets::zpop), 1, 1, 1),
+            spec!("ZPOPMAX", -2, WRITE | OWN_LOG, D(zsets::zpop), 1, 1, 1),
+            spec!(
+                "BZPOPMIN",
+                -3,
+                WRITE | BLOCKING | OWN_LOG,
+                D(zsets::bzpop),
+                1,
+                -2,
+                1
+            ),
+            spec!(
+                "BZPOPMAX",
+                -3,
+                WRITE | BLOCKING | OWN_LOG,
+                D(zsets::bzpop),
+                1,
+                -2,
+                1
+            ),
+            spec!("ZMPOP", -4, WRITE | OWN_LOG, D(zsets::zmpop), 0, 0, 0),
+            spec!(
+                "BZMPOP",
+                -5,
+                WRITE | BLOCKING | OWN_LOG,
+                D(zsets::zmpop),
+                0,
+                0,
+                0
+            ),
+            spec!("ZRANDMEMBER", -2, 0, D(zsets::zrandmember), 1, 1, 1),
+            spec!("ZSCAN", -3, 0, D(zsets::zscan), 1, 1, 1),
+            spec!("ZUNION", -3, 0, D(zsets::setop), 0, 0, 0),
+            spec!("ZINTER", -3, 0, D(zsets::setop), 0, 0, 0),
+            spec!("ZDIFF", -3, 0, D(zsets::setop), 0, 0, 0),
+            spec!("ZINTERCARD", -3, 0, D(zsets::setop), 0, 0, 0),
+            // Redis's key positions name only the destination (the inputs follow a count).
+            spec!("ZUNIONSTORE", -4, WRITE, D(zsets::setop), 1, 1, 1),
+            spec!("ZINTERSTORE", -4, WRITE, D(zsets::setop), 1, 1, 1),
+            spec!("ZDIFFSTORE", -4, WRITE, D(zsets::setop), 1, 1, 1),
+            // pub/sub
             spec!("HSET", -4, WRITE, D(hashes::hset), 1, 1, 1),
             spec!("HMSET", -4, WRITE, D(hashes::hset), 1, 1, 1),
             spec!("HSETNX", 4, WRITE, D(hashes::hsetnx), 1, 1, 1),
@@ -461,6 +524,12 @@ fn notify(command: &str) -> Notify {
         "XDEL" => Event(STREAM, "xdel"),
         "XSETID" => Event(STREAM, "xsetid"),
         "XGROUP" | "XREADGROUP" | "XCLAIM" | "XAUTOCLAIM" => Custom,
+        "ZREM" => Event(ZSET, "zrem"),
+        "ZREMRANGEBYRANK" => Event(ZSET, "zremrangebyrank"),
+        "ZREMRANGEBYSCORE" => Event(ZSET, "zremrangebyscore"),
+        "ZREMRANGEBYLEX" => Event(ZSET, "zremrangebylex"),
+        "ZADD" | "ZINCRBY" | "ZPOPMIN" | "ZPOPMAX" | "BZPOPMIN" | "BZPOPMAX" | "ZMPOP"
+        | "BZMPOP" | "ZUNIONSTORE" | "ZINTERSTORE" | "ZDIFFSTORE" | "ZRANGESTORE" => Custom,
         _ => Nothing,
     }
 }
