@@ -132,3 +132,21 @@ fn spop_and_srandmember_are_random() {
     );
     assert_eq!(r.cmd(&["EXISTS", "s"]), ":0\r\n");
 }
+
+/// SRANDMEMBER with a huge negative count asks for that many picks with repeats: Redis builds
+/// the reply until memory runs out; charla serve refuses what would exceed 64 MiB (and still
+/// answers a large one it can build).
+#[test]
+fn srandmember_with_a_huge_negative_count_is_refused_not_built() {
+    let s = TestServer::start(ServerConfig::default());
+    let mut r = Raw::connect(s.port);
+    r.cmd(&["SADD", "s", "a", "b"]);
+    let refused = r.cmd(&["SRANDMEMBER", "s", "-9223372036854775807"]);
+    assert_eq!(
+        refused,
+        "-ERR value is out of range, the reply would exceed 64 MiB\r\n"
+    );
+    let big = r.cmd(&["SRANDMEMBER", "s", "-100000"]);
+    assert!(big.starts_with("*100000\r\n"), "{}", &big[..20]);
+    assert_eq!(r.cmd(&["PING"]), "+PONG\r\n");
+}

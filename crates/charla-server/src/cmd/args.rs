@@ -11,6 +11,13 @@ pub const NOT_FLOAT: &str = "ERR value is not a valid float";
 pub const TIMEOUT_ERR: &str = "ERR timeout is not a float or out of range";
 pub const NOAUTH: &str = "NOAUTH Authentication required.";
 
+/// The most a random-pick reply with repeats (SRANDMEMBER, ZRANDMEMBER, HRANDFIELD with a
+/// negative count) may take: Redis builds whatever is asked until memory runs out (a test
+/// redis-server reached 23 GB on `ZRANDMEMBER z -4611686018427387903 WITHSCORES`); charla
+/// serve refuses beyond this, so no client can make it allocate without bound.
+pub const MAX_RANDOM_REPLY: u64 = 64 << 20;
+pub const RANDOM_REPLY_TOO_BIG: &str = "ERR value is out of range, the reply would exceed 64 MiB";
+
 /// Redis's `string2ll`: optional sign, digits, no spaces, no leading `+`, fits in i64.
 pub fn parse_i64(s: &[u8]) -> Option<i64> {
     if s.is_empty() || s.len() > 20 {

@@ -11,7 +11,9 @@ use std::collections::HashSet;
 
 use bytes::Bytes;
 
-use super::args::{is, own, parse_i64, NOT_INT, SYNTAX, WRONGTYPE};
+use super::args::{
+    is, own, parse_i64, MAX_RANDOM_REPLY, NOT_INT, RANDOM_REPLY_TOO_BIG, SYNTAX, WRONGTYPE,
+};
 use super::spec::{Ctx, Res};
 use crate::db::{glob_match, now_ms, Db, Value};
 use crate::events::{GENERIC, SET};
@@ -221,8 +223,13 @@ pub fn srandmember(ctx: &mut Ctx, db: &mut Db) -> Res {
         (None, _) => Vec::new(),
         (Some(set), None) => pick(set, 1),
         (Some(set), Some(n)) if n >= 0 => pick(set, n as usize),
-        // Negative: that many picks, repeats allowed.
+        // Negative: that many picks, repeats allowed (within a bounded reply).
         (Some(set), Some(n)) => {
+            let longest = set.iter().map(Bytes::len).max().unwrap_or(0) as u64;
+            if n.unsigned_abs().saturating_mul(longest + 16) > MAX_RANDOM_REPLY {
+                ctx.out.err(RANDOM_REPLY_TOO_BIG);
+                return Res::Ok;
+            }
             let all: Vec<&Bytes> = set.iter().collect();
             (0..n.unsigned_abs())
                 .map(|_| all[fastrand::usize(..all.len())].clone())

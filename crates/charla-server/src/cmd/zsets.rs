@@ -28,7 +28,10 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 
-use super::args::{is, own, parse_i64, NOT_FLOAT, NOT_INT, SYNTAX, WRONGTYPE};
+use super::args::{
+    is, own, parse_i64, MAX_RANDOM_REPLY, NOT_FLOAT, NOT_INT, RANDOM_REPLY_TOO_BIG, SYNTAX,
+    WRONGTYPE,
+};
 use super::blocking::{block, may_block};
 use super::options::parse_timeout;
 use super::spec::{Ctx, Res};
@@ -1361,12 +1364,6 @@ pub fn zmpop(ctx: &mut Ctx, db: &mut Db) -> Res {
 // ---------------------------------------------------------------------------------------
 // ZRANDMEMBER, ZSCAN.
 
-/// The largest reply ZRANDMEMBER with a negative count (picks with repeats, as many as
-/// asked, whatever the set's size) may build: Redis has no bound and builds until memory runs
-/// out (`ZRANDMEMBER k -4611686018427387903 WITHSCORES` exhausts a 24 GiB machine); charla
-/// refuses instead.
-const MAX_RANDOM_REPLY: u64 = 64 << 20;
-
 /// ZRANDMEMBER key [count [WITHSCORES]]
 pub fn zrandmember(ctx: &mut Ctx, db: &mut Db) -> Res {
     let args = ctx.args;
@@ -1417,7 +1414,7 @@ pub fn zrandmember(ctx: &mut Ctx, db: &mut Db) -> Res {
         let longest = z.scores.keys().map(Bytes::len).max().unwrap_or(0) as u64;
         let each = longest + if withscores { 48 } else { 16 };
         if picks.saturating_mul(each) > MAX_RANDOM_REPLY {
-            out.err("ERR value is out of range, the reply would exceed 64 MiB");
+            out.err(RANDOM_REPLY_TOO_BIG);
             return Res::Ok;
         }
         let all: Vec<(&Bytes, f64)> = z.iter().collect();
