@@ -29,7 +29,8 @@ pub fn now_ms() -> u64 {
 pub enum Value {
     Str(Bytes),
     List(VecDeque<Bytes>),
-    Hash(HashMap<Bytes, Bytes>),
+    /// Fields in insertion order, as Redis lists a small (listpack) hash: see `cmd::hashes`.
+    Hash(indexmap::IndexMap<Bytes, Bytes>),
     Set(std::collections::HashSet<Bytes>),
     Stream(Box<Stream>),
 }
