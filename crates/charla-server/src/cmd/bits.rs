@@ -618,16 +618,16 @@ pub fn bitfield(ctx: &mut Ctx, db: &mut Db) -> Res {
         });
         j += if op == FieldOp::Get { 3 } else { 4 };
     }
-    let key = ctx.args[1].clone();
-    let current = match read(ctx, db, &key) {
-        Err(()) => return Res::Ok,
-        Ok(s) => s.cloned(),
-    };
     if writes && ro_command {
         ctx.out
             .err("ERR BITFIELD_RO only supports the GET subcommand");
         return Res::Ok;
     }
+    let key = ctx.args[1].clone();
+    let current = match read(ctx, db, &key) {
+        Err(()) => return Res::Ok,
+        Ok(s) => s.cloned(),
+    };
     // Work on a copy grown to the farthest bit written, then store it once if anything
     // changed (or the string had to be created or grown, as Redis counts it).
     let mut buf: Vec<u8> = current.as_deref().unwrap_or_default().to_vec();
