@@ -24,10 +24,12 @@ Examples:
   redis-cli -p 6380 ping                           # talk to it with any Redis client
 
 What it serves (RESP2 and RESP3, replies as redis-server 7 gives them): strings and counters
-(GET/SET with options, INCR family, APPEND, GETRANGE/SETRANGE, GETEX, GETDEL, MGET/MSET), keys
-and expiry (DEL, EXISTS, TOUCH, TYPE, KEYS, SCAN, RENAME, COPY, MOVE, EXPIRE family, TTL,
-PERSIST, RANDOMKEY), lists with blocking pops (LPUSH…, LINSERT, LMOVE, BLPOP, BLMOVE, LMPOP…),
-hashes, sets (SADD…, SINTER/SUNION/SDIFF[STORE], SPOP, SSCAN…), streams and consumer groups
+(GET/SET with options, INCR family, APPEND, GETRANGE/SETRANGE, GETEX, GETDEL, MGET/MSET),
+bitmaps (SETBIT, GETBIT, BITCOUNT, BITPOS, BITOP, BITFIELD[_RO]), keys and expiry (DEL, EXISTS,
+TOUCH, TYPE, KEYS, SCAN, RENAME, COPY, MOVE, EXPIRE family, TTL, PERSIST, RANDOMKEY, OBJECT),
+SORT[_RO], lists with blocking pops (LPUSH…, LINSERT, LMOVE, BLPOP, BLMOVE, LMPOP…), hashes
+(HSET…, HSCAN, HINCRBYFLOAT, HRANDFIELD…), sets (SADD…, SINTER/SUNION/SDIFF[STORE], SPOP,
+SSCAN…), streams and consumer groups
 (XADD, XREAD[GROUP] with BLOCK, XACK, XPENDING, XCLAIM, XAUTOCLAIM, XGROUP, XINFO…), pub/sub,
 MULTI/EXEC/WATCH, and CLIENT (incl. REPLY, UNBLOCK), CONFIG, INFO, COMMAND, SELECT (16
 databases), FLUSHALL, FUNCTION FLUSH/LIST, SHUTDOWN. Not served yet: sorted sets, keyspace
