@@ -249,6 +249,8 @@ fn bit_commands_match_redis_server() {
         "BITCOUNT s -1 -1 BIT",
         "BITCOUNT s -5 -1 BIT",
         "BITCOUNT s -1 -5",
+        "BITCOUNT s -1 -5 BOGUS",
+        "BITCOUNT s -5 -1 BOGUS",
         "BITCOUNT s 0",
         "BITCOUNT s 0 1 2",
         "BITCOUNT s 0 1 FOO",

@@ -221,6 +221,11 @@ pub fn bitcount(ctx: &mut Ctx, db: &mut Db) -> Res {
             let Some(end) = ctx.int_arg(3) else {
                 return Res::Ok;
             };
+            // 7.0 answers an empty negative range before it reads BYTE / BIT.
+            if start < 0 && end < 0 && start > end {
+                ctx.out.int(0);
+                return Res::Ok;
+            }
             let bit_unit = if ctx.args.len() == 5 {
                 let Some(b) = unit_arg(ctx, 4) else {
                     return Res::Ok;
@@ -229,10 +234,6 @@ pub fn bitcount(ctx: &mut Ctx, db: &mut Db) -> Res {
             } else {
                 false
             };
-            if start < 0 && end < 0 && start > end {
-                ctx.out.int(0);
-                return Res::Ok;
-            }
             resolve(start, end, s.len(), bit_unit)
         }
         _ => {
