@@ -23,7 +23,7 @@ pub const LISTPACK_ENTRIES: usize = 512;
 pub const LISTPACK_VALUE: usize = 64;
 
 /// Remove field `f`, keeping the others' order while the hash is listpack-sized.
-pub fn remove_field(h: &mut IndexMap<Bytes, Bytes>, f: &[u8]) -> Option<Bytes> {
+fn remove_field(h: &mut IndexMap<Bytes, Bytes>, f: &[u8]) -> Option<Bytes> {
     if h.len() <= LISTPACK_ENTRIES {
         h.shift_remove(f)
     } else {
@@ -47,7 +47,7 @@ macro_rules! read_hash {
 }
 
 /// The hash at `key` for writing, created when missing.
-pub fn write_hash<'a>(ctx: &mut Ctx, db: &'a mut Db) -> Option<&'a mut IndexMap<Bytes, Bytes>> {
+fn write_hash<'a>(ctx: &mut Ctx, db: &'a mut Db) -> Option<&'a mut IndexMap<Bytes, Bytes>> {
     let ks = &mut db.dbs[ctx.client.db];
     let key = &ctx.args[1];
     let now = now_ms();
