@@ -57,10 +57,11 @@ pub fn with_batch_time<R>(now: u64, f: impl FnOnce() -> R) -> R {
 pub enum Value {
     Str(Bytes),
     List(VecDeque<Bytes>),
-    Hash(HashMap<Bytes, Bytes>),
+    /// Fields in insertion order, as Redis lists a small (listpack) hash: see `cmd::hashes`.
+    Hash(indexmap::IndexMap<Bytes, Bytes>),
     Set(std::collections::HashSet<Bytes>),
     Stream(Box<Stream>),
-    ZSet(Box<crate::cmd::zsets::ZSet>),
+    ZSet(Box<crate::zset::ZSet>),
 }
 
 impl Value {

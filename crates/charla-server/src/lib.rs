@@ -11,7 +11,7 @@
 //! in this list; ARCHITECTURE.md follows a request through them):
 //! - [`frame`]: sans-io RESP request parser and reply writer; [`config`]: the settings;
 //!   [`events`]: keyspace notifications' classes;
-//! - [`stream`] and [`db`]: the stream type and the keyspace (with blocked-client wakeups and
+//! - [`stream`], [`zset`] and [`db`]: the stream and sorted-set types and the keyspace (with blocked-client wakeups and
 //!   the AOF buffer, which change atomically with it); [`pubsub`]: the subscription registry;
 //! - [`client`]: one client's protocol state; [`persistence`]: the AOF's state handle;
 //! - [`shared`]: what every connection shares (keyspace lock, registries, limits, counters);
@@ -37,6 +37,7 @@ pub mod frame;
 pub mod db;
 pub mod pubsub;
 pub mod stream;
+pub mod zset;
 
 pub mod client;
 pub mod persistence;

@@ -28,7 +28,8 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     } else {
         (false, s)
     };
-    if d.is_empty() || (d.len() > 1 && d[0] == b'0') {
+    // "-0" is not an integer to Redis either (its first digit after a sign must be 1-9).
+    if d.is_empty() || (d.len() > 1 && d[0] == b'0') || (neg && d == b"0") {
         return None;
     }
     let mut v: i64 = 0;
@@ -95,4 +96,151 @@ pub fn norm_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
         e = 0;
     }
     Some((s as usize, e as usize))
+}
+
+/// C's `strtod` as glibc does it, for the commands that read numbers with it (SORT's scores,
+/// HINCRBYFLOAT through `strtold`): leading white space, a sign, a decimal or hexadecimal
+/// (`0x1.8p3`) number, `inf` / `infinity` / `nan` in any case. Returns the value, how many
+/// bytes were used (0: no number, value 0) and whether it was out of range (ERANGE: an
+/// overflow, or an underflow to zero or to a subnormal).
+pub fn c_strtod(s: &[u8]) -> (f64, usize, bool) {
+    let mut i = 0;
+    while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
+        i += 1;
+    }
+    let neg = match s.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let sign = if neg { -1.0 } else { 1.0 };
+    let rest = &s[i..];
+    let starts = |w: &[u8]| rest.len() >= w.len() && rest[..w.len()].eq_ignore_ascii_case(w);
+    if starts(b"infinity") {
+        return (sign * f64::INFINITY, i + 8, false);
+    }
+    if starts(b"inf") {
+        return (sign * f64::INFINITY, i + 3, false);
+    }
+    if starts(b"nan") {
+        let mut end = i + 3;
+        // nan(n-char-sequence)
+        if s.get(end) == Some(&b'(') {
+            let mut j = end + 1;
+            while j < s.len() && (s[j].is_ascii_alphanumeric() || s[j] == b'_') {
+                j += 1;
+            }
+            if s.get(j) == Some(&b')') {
+                end = j + 1;
+            }
+        }
+        return (f64::NAN, end, false);
+    }
+    if starts(b"0x") && rest.len() > 2 {
+        if let Some((v, used, erange)) = hex_float(&rest[2..]) {
+            return (sign * v, i + 2 + used, erange);
+        }
+    }
+    // Decimal: digits, an optional fraction, an optional exponent (used only when it has
+    // digits).
+    let mut j = i;
+    let digits = |j: &mut usize| {
+        let from = *j;
+        while *j < s.len() && s[*j].is_ascii_digit() {
+            *j += 1;
+        }
+        *j - from
+    };
+    let mut n = digits(&mut j);
+    if s.get(j) == Some(&b'.') {
+        j += 1;
+        n += digits(&mut j);
+    }
+    if n == 0 {
+        return (0.0, 0, false);
+    }
+    let mantissa_end = j;
+    if matches!(s.get(j), Some(b'e' | b'E')) {
+        let mut k = j + 1;
+        if matches!(s.get(k), Some(b'+' | b'-')) {
+            k += 1;
+        }
+        if digits(&mut k) > 0 {
+            j = k;
+        }
+    }
+    let text = std::str::from_utf8(&s[i..j]).unwrap_or("0");
+    let v: f64 = text.parse().unwrap_or(0.0);
+    let nonzero = s[i..mantissa_end].iter().any(|c| (b'1'..=b'9').contains(c));
+    let erange = v.is_infinite() || (nonzero && (v == 0.0 || v.is_subnormal()));
+    (sign * v, j, erange)
+}
+
+/// The part of a hexadecimal float after `0x`: hex digits with an optional `.` fraction, an
+/// optional binary exponent `p[+-]digits`. None when there is no hex digit.
+fn hex_float(s: &[u8]) -> Option<(f64, usize, bool)> {
+    let mut j = 0;
+    let (mut mant, mut exp, mut any, mut lost) = (0u64, 0i64, false, false);
+    let mut frac = false;
+    while j < s.len() {
+        let c = s[j];
+        if c == b'.' && !frac {
+            frac = true;
+            j += 1;
+            continue;
+        }
+        let Some(d) = (c as char).to_digit(16) else {
+            break;
+        };
+        any = true;
+        if mant >> 58 == 0 {
+            mant = mant * 16 + u64::from(d);
+            if frac {
+                exp -= 4;
+            }
+        } else {
+            // Beyond 60 bits of mantissa: only the exponent moves.
+            lost |= d != 0;
+            if !frac {
+                exp += 4;
+            }
+        }
+        j += 1;
+    }
+    if !any {
+        return None;
+    }
+    if matches!(s.get(j), Some(b'p' | b'P')) {
+        let mut k = j + 1;
+        let eneg = match s.get(k) {
+            Some(b'-') => {
+                k += 1;
+                true
+            }
+            Some(b'+') => {
+                k += 1;
+                false
+            }
+            _ => false,
+        };
+        let from = k;
+        let mut e: i64 = 0;
+        while k < s.len() && s[k].is_ascii_digit() {
+            e = e.saturating_mul(10).saturating_add(i64::from(s[k] - b'0'));
+            k += 1;
+        }
+        if k > from {
+            exp = exp.saturating_add(if eneg { -e } else { e });
+            j = k;
+        }
+    }
+    let v = (mant as f64) * 2f64.powi(exp.clamp(-2000, 2000) as i32);
+    let erange = v.is_infinite() || (mant != 0 && (v == 0.0 || (v.is_subnormal() && lost)));
+    Some((v, j, erange))
 }

@@ -1,13 +1,35 @@
 //! Hash commands: HSET/HMSET, HSETNX, HGET, HMGET, HGETALL, HDEL, HEXISTS, HLEN, HINCRBY,
-//! HKEYS, HVALS, HSTRLEN.
+//! HKEYS, HVALS, HSTRLEN (HSCAN, HINCRBYFLOAT, HRANDFIELD: `hashes_ext`).
+//!
+//! A hash keeps its fields in insertion order (an `IndexMap`): Redis keeps a small hash as a
+//! listpack, which lists fields in the order they were added, an update keeping its place and
+//! a deletion closing the gap; so HGETALL, HKEYS, HVALS and HSCAN of such a hash answer in
+//! Redis's order exactly. A big one (over [`LISTPACK_ENTRIES`] fields) is in Redis's hash
+//! table order, which nobody can rely on: there a deletion moves the last field into the gap,
+//! which costs O(1) instead of O(n).
 
-use std::collections::HashMap;
+use indexmap::IndexMap;
 
 use bytes::Bytes;
 
 use super::args::{is, own, parse_i64, NOT_INT, WRONGTYPE};
 use super::spec::{Ctx, Res};
 use crate::db::{now_ms, Db, Value};
+
+/// Redis's `hash-max-listpack-entries` (7.0's default): up to this many fields a hash is a
+/// listpack, in insertion order.
+pub const LISTPACK_ENTRIES: usize = 512;
+/// Redis's `hash-max-listpack-value`: a longer field or value makes the hash a hash table.
+pub const LISTPACK_VALUE: usize = 64;
+
+/// Remove field `f`, keeping the others' order while the hash is listpack-sized.
+fn remove_field(h: &mut IndexMap<Bytes, Bytes>, f: &[u8]) -> Option<Bytes> {
+    if h.len() <= LISTPACK_ENTRIES {
+        h.shift_remove(f)
+    } else {
+        h.swap_remove(f)
+    }
+}
 
 /// The hash at `key` for reading: Ok(None) if missing, Err(()) after writing WRONGTYPE.
 macro_rules! read_hash {
@@ -25,12 +47,12 @@ macro_rules! read_hash {
 }
 
 /// The hash at `key` for writing, created when missing.
-fn write_hash<'a>(ctx: &mut Ctx, db: &'a mut Db) -> Option<&'a mut HashMap<Bytes, Bytes>> {
+fn write_hash<'a>(ctx: &mut Ctx, db: &'a mut Db) -> Option<&'a mut IndexMap<Bytes, Bytes>> {
     let ks = &mut db.dbs[ctx.client.db];
     let key = &ctx.args[1];
     let now = now_ms();
     if ks.get(key, now).is_none() {
-        ks.insert(own(key), Value::Hash(HashMap::new()));
+        ks.insert(own(key), Value::Hash(IndexMap::new()));
     }
     match ks.get_mut(key, now).map(|e| &mut e.value) {
         Some(Value::Hash(h)) => Some(h),
@@ -129,7 +151,7 @@ pub fn hdel(ctx: &mut Ctx, db: &mut Db) -> Res {
     let mut empty = false;
     if let Some(Value::Hash(h)) = ks.get_mut(&key, now_ms()).map(|e| &mut e.value) {
         for f in &args[2..] {
-            if h.remove(f).is_some() {
+            if remove_field(h, f).is_some() {
                 n += 1;
             }
         }

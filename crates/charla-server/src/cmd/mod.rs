@@ -8,8 +8,8 @@
 //! - [`apply`]: running an admitted command, and what follows a write (AOF, WATCH, wakeups),
 //!   from the table's flags;
 //! - one file (or directory) per family: [`connection`], [`server`], [`transactions`],
-//!   [`keys`], [`strings`], [`hashes`], [`lists`], [`sets`], [`zsets`], [`pubsub`],
-//!   [`streams`];
+//!   [`keys`], [`strings`], [`hashes`], [`hashes_ext`], [`lists`], [`sets`], [`zsets`],
+//!   [`pubsub`], [`streams`], [`bits`], [`sort`], [`object`];
 //! - [`table`]: the command table, which names every family's handlers.
 //!
 //! Admission (unknown command, arity, authentication, MULTI queuing) is the request path's,
@@ -25,13 +25,17 @@ pub mod blocking;
 
 pub mod apply;
 
+pub mod bits;
 pub mod connection;
 pub mod hashes;
+pub mod hashes_ext;
 pub mod keys;
 pub mod lists;
+pub mod object;
 pub mod pubsub;
 pub mod server;
 pub mod sets;
+pub mod sort;
 pub mod streams;
 pub mod strings;
 pub mod transactions;

@@ -13,7 +13,8 @@ use super::spec::{
     WRITE,
 };
 use super::{
-    connection, hashes, keys, lists, pubsub, server, sets, streams, strings, transactions, zsets,
+    bits, connection, hashes, hashes_ext, keys, lists, object, pubsub, server, sets, sort, streams,
+    strings, transactions, zsets,
 };
 
 macro_rules! spec {
@@ -155,6 +156,10 @@ pub fn commands() -> &'static Commands {
             spec!("TOUCH", -2, 0, D(keys::exists), 1, -1, 1),
             spec!("COPY", -3, WRITE | ANY_DB, D(keys::copy), 1, 2, 1),
             spec!("MOVE", 3, WRITE | ANY_DB, D(keys::move_), 1, 1, 1),
+            spec!("OBJECT", -2, 0, D(object::object), 2, 2, 1),
+            // SORT is a write command in Redis (it may STORE); SORT_RO never stores.
+            spec!("SORT", -2, WRITE, D(sort::sort), 1, 1, 1),
+            spec!("SORT_RO", -2, 0, D(sort::sort), 1, 1, 1),
             // strings
             spec!("GET", 2, 0, D(strings::get), 1, 1, 1),
             spec!("SET", -3, WRITE, D(strings::set), 1, 1, 1),
@@ -184,6 +189,14 @@ pub fn commands() -> &'static Commands {
             spec!("GETRANGE", 4, 0, D(strings::getrange), 1, 1, 1),
             spec!("SETRANGE", 4, WRITE, D(strings::setrange), 1, 1, 1),
             spec!("GETEX", -2, WRITE | OWN_LOG, D(strings::getex), 1, 1, 1),
+            // bits
+            spec!("SETBIT", 4, WRITE, D(bits::setbit), 1, 1, 1),
+            spec!("GETBIT", 3, 0, D(bits::getbit), 1, 1, 1),
+            spec!("BITCOUNT", -2, 0, D(bits::bitcount), 1, 1, 1),
+            spec!("BITPOS", -3, 0, D(bits::bitpos), 1, 1, 1),
+            spec!("BITOP", -4, WRITE, D(bits::bitop), 2, -1, 1),
+            spec!("BITFIELD", -2, WRITE, D(bits::bitfield), 1, 1, 1),
+            spec!("BITFIELD_RO", -2, 0, D(bits::bitfield), 1, 1, 1),
             // hashes
             // sets
             spec!("SADD", -3, WRITE, D(sets::sadd), 1, 1, 1),
@@ -279,6 +292,17 @@ pub fn commands() -> &'static Commands {
             spec!("HKEYS", 2, 0, D(hashes::hkeys), 1, 1, 1),
             spec!("HVALS", 2, 0, D(hashes::hkeys), 1, 1, 1),
             spec!("HSTRLEN", 3, 0, D(hashes::hstrlen), 1, 1, 1),
+            spec!("HSCAN", -3, 0, D(hashes_ext::hscan), 1, 1, 1),
+            spec!(
+                "HINCRBYFLOAT",
+                4,
+                WRITE | OWN_LOG,
+                D(hashes_ext::hincrbyfloat),
+                1,
+                1,
+                1
+            ),
+            spec!("HRANDFIELD", -2, 0, D(hashes_ext::hrandfield), 1, 1, 1),
             // lists
             spec!("LPUSH", -3, WRITE, D(lists::push), 1, 1, 1),
             spec!("RPUSH", -3, WRITE, D(lists::push), 1, 1, 1),
@@ -484,6 +508,13 @@ fn subcommands(command: &str) -> &'static [(&'static str, i32)] {
             ("HELP", 2),
         ],
         "XINFO" => &[("CONSUMERS", 4), ("GROUPS", 3), ("STREAM", -3), ("HELP", 2)],
+        "OBJECT" => &[
+            ("ENCODING", 3),
+            ("FREQ", 3),
+            ("IDLETIME", 3),
+            ("REFCOUNT", 3),
+            ("HELP", 2),
+        ],
         _ => &[],
     }
 }
@@ -525,6 +556,9 @@ fn notify(command: &str) -> Notify {
         "XSETID" => Event(STREAM, "xsetid"),
         "XGROUP" | "XREADGROUP" | "XCLAIM" | "XAUTOCLAIM" => Custom,
         "ZREM" => Event(ZSET, "zrem"),
+        "SETBIT" | "BITFIELD" => Event(STRING, "setbit"),
+        "HINCRBYFLOAT" => Event(HASH, "hincrbyfloat"),
+        "BITOP" | "SORT" => Custom,
         "ZREMRANGEBYRANK" => Event(ZSET, "zremrangebyrank"),
         "ZREMRANGEBYSCORE" => Event(ZSET, "zremrangebyscore"),
         "ZREMRANGEBYLEX" => Event(ZSET, "zremrangebylex"),

@@ -23,14 +23,14 @@
 //! of the index, which a counted tree would make logarithmic if big sets ever need it.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
 
 use bytes::Bytes;
 
 use super::args::{
-    is, own, parse_i64, MAX_RANDOM_REPLY, NOT_FLOAT, NOT_INT, RANDOM_REPLY_TOO_BIG, SYNTAX,
-    WRONGTYPE,
+    c_strtod, is, own, parse_i64, MAX_RANDOM_REPLY, NOT_FLOAT, NOT_INT, RANDOM_REPLY_TOO_BIG,
+    SYNTAX, WRONGTYPE,
 };
 use super::blocking::{block, may_block};
 use super::options::parse_timeout;
@@ -38,104 +38,7 @@ use super::spec::{Ctx, Res};
 use crate::db::{glob_match, now_ms, Db, Value};
 use crate::events::{GENERIC, ZSET};
 use crate::frame::Out;
-
-/// A score in the ordered index. Never NaN (every path that could make one refuses it, as
-/// Redis does), so `partial_cmp` is a total order, in which -0 and 0 are equal as in C.
-#[derive(Clone, Copy, Debug)]
-struct Score(f64);
-
-impl PartialEq for Score {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == Ordering::Equal
-    }
-}
-impl Eq for Score {}
-impl PartialOrd for Score {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Score {
-    fn cmp(&self, o: &Self) -> Ordering {
-        self.0.partial_cmp(&o.0).unwrap_or(Ordering::Equal)
-    }
-}
-
-/// A sorted set: each member once, with a score; ordered by (score, member).
-#[derive(Debug, Clone, Default)]
-pub struct ZSet {
-    scores: HashMap<Bytes, f64>,
-    /// The same members, ordered. A member's bytes are shared with its `scores` key.
-    order: BTreeSet<(Score, Bytes)>,
-}
-
-impl ZSet {
-    pub fn len(&self) -> usize {
-        self.scores.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.scores.is_empty()
-    }
-
-    pub fn score(&self, member: &[u8]) -> Option<f64> {
-        self.scores.get(member).copied()
-    }
-
-    /// Set `member`'s score (never NaN); true if it was not there. -0 is stored as 0, as
-    /// Redis's listpack stores it.
-    pub fn insert(&mut self, member: Bytes, score: f64) -> bool {
-        let score = if score == 0.0 { 0.0 } else { score };
-        match self.scores.get_mut(&member) {
-            Some(old) => {
-                if *old != score {
-                    self.order.remove(&(Score(*old), member.clone()));
-                    self.order.insert((Score(score), member));
-                    *old = score;
-                }
-                false
-            }
-            None => {
-                self.order.insert((Score(score), member.clone()));
-                self.scores.insert(member, score);
-                true
-            }
-        }
-    }
-
-    pub fn remove(&mut self, member: &[u8]) -> Option<f64> {
-        let (m, s) = self.scores.remove_entry(member)?;
-        self.order.remove(&(Score(s), m));
-        Some(s)
-    }
-
-    /// Members and scores from the lowest to the highest.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&Bytes, f64)> {
-        self.order.iter().map(|(s, m)| (m, s.0))
-    }
-
-    /// Rough size in bytes, for `INFO memory`.
-    pub fn approx_size(&self) -> usize {
-        self.scores.keys().map(|m| m.len() + 96).sum::<usize>() + 64
-    }
-
-    /// 0-based rank from the lowest (or, `rev`, the highest) score, and the score: a scan.
-    fn rank(&self, member: &[u8], rev: bool) -> Option<(usize, f64)> {
-        let (m, &s) = self.scores.get_key_value(member)?;
-        let below = self.order.range(..(Score(s), m.clone())).count();
-        Some((if rev { self.len() - 1 - below } else { below }, s))
-    }
-
-    fn pop(&mut self, max: bool) -> Option<(Bytes, f64)> {
-        let (s, m) = if max {
-            self.order.pop_last()?
-        } else {
-            self.order.pop_first()?
-        };
-        self.scores.remove(&m);
-        Some((m, s.0))
-    }
-}
+use crate::zset::{Score, ZSet};
 
 /// The commands an AOF rewrite writes for a sorted set: ZADDs of at most 64 members, with
 /// scores printed so they read back exactly.
@@ -161,176 +64,13 @@ fn is_c_space(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
-/// C's `strtod` (C locale) on the start of `s`: the value, how many bytes it read (0 when
-/// there is no number, as `strtod` then points back at the start), and whether the value
-/// overflowed or underflowed to zero (`errno == ERANGE`). Decimal, hexadecimal (`0x1p3`),
-/// `inf`, `infinity`, `nan`, after optional blanks and a sign.
-fn strtod(s: &[u8]) -> (f64, usize, bool) {
-    let mut i = 0;
-    while i < s.len() && is_c_space(s[i]) {
-        i += 1;
-    }
-    let neg = match s.get(i) {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
-    let sign = |v: f64| if neg { -v } else { v };
-    let rest = &s[i..];
-    let starts = |p: &[u8]| rest.len() >= p.len() && rest[..p.len()].eq_ignore_ascii_case(p);
-    if starts(b"inf") {
-        let n = if starts(b"infinity") { 8 } else { 3 };
-        return (sign(f64::INFINITY), i + n, false);
-    }
-    if starts(b"nan") {
-        let mut n = 3;
-        // nan(chars): the parenthesised part is read when it is closed.
-        if rest.get(3) == Some(&b'(') {
-            if let Some(close) = rest[4..]
-                .iter()
-                .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
-            {
-                if rest[4 + close] == b')' {
-                    n = 4 + close + 1;
-                }
-            }
-        }
-        return (f64::NAN, i + n, false);
-    }
-    if rest.len() > 2 && rest[0] == b'0' && rest[1] | 0x20 == b'x' {
-        if let Some((v, n, erange)) = strtod_hex(&rest[2..]) {
-            return (sign(v), i + 2 + n, erange);
-        }
-    }
-    let start = i;
-    let (mut digits, mut nonzero, mut dot) = (false, false, false);
-    while i < s.len() && (s[i].is_ascii_digit() || s[i] == b'.') {
-        if s[i] == b'.' {
-            if dot {
-                break;
-            }
-            dot = true;
-        } else {
-            digits = true;
-            nonzero |= s[i] != b'0';
-        }
-        i += 1;
-    }
-    if !digits {
-        return (0.0, 0, false);
-    }
-    if i < s.len() && s[i] | 0x20 == b'e' {
-        let mut j = i + 1;
-        if j < s.len() && (s[j] == b'+' || s[j] == b'-') {
-            j += 1;
-        }
-        if j < s.len() && s[j].is_ascii_digit() {
-            while j < s.len() && s[j].is_ascii_digit() {
-                j += 1;
-            }
-            i = j;
-        }
-    }
-    // The bytes are ASCII digits, '.', 'e' and signs: Rust's parser reads every such form
-    // and rounds correctly, as glibc does.
-    let v: f64 = std::str::from_utf8(&s[start..i])
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(0.0);
-    let erange = v.is_infinite() || (v == 0.0 && nonzero);
-    (sign(v), i, erange)
-}
-
-/// The hexadecimal part of `strtod` after `0x`: None when no hex digit follows (then C reads
-/// just the `0`).
-fn strtod_hex(s: &[u8]) -> Option<(f64, usize, bool)> {
-    let (mut mant, mut exp, mut i) = (0u64, 0i64, 0usize);
-    let (mut digits, mut sticky, mut nonzero, mut dot) = (false, false, false, false);
-    while i < s.len() {
-        let c = s[i];
-        if c == b'.' && !dot {
-            dot = true;
-            i += 1;
-            continue;
-        }
-        let Some(d) = (c as char).to_digit(16) else {
-            break;
-        };
-        digits = true;
-        nonzero |= d != 0;
-        // Keep 60 bits; what does not fit only decides rounding (the sticky bit).
-        if mant >> 56 == 0 {
-            mant = mant * 16 + u64::from(d);
-            if dot {
-                exp -= 4;
-            }
-        } else {
-            sticky |= d != 0;
-            if !dot {
-                exp += 4;
-            }
-        }
-        i += 1;
-    }
-    if !digits {
-        return None;
-    }
-    if i < s.len() && s[i] | 0x20 == b'p' {
-        let mut j = i + 1;
-        let neg = match s.get(j) {
-            Some(b'-') => {
-                j += 1;
-                true
-            }
-            Some(b'+') => {
-                j += 1;
-                false
-            }
-            _ => false,
-        };
-        if j < s.len() && s[j].is_ascii_digit() {
-            let mut e: i64 = 0;
-            while j < s.len() && s[j].is_ascii_digit() {
-                e = (e * 10 + i64::from(s[j] - b'0')).min(1 << 20);
-                j += 1;
-            }
-            exp += if neg { -e } else { e };
-            i = j;
-        }
-    }
-    if sticky {
-        mant |= 1;
-    }
-    // `as f64` rounds to nearest, ties to even; scaling by powers of two is then exact
-    // except at the edges of the range.
-    let mut v = mant as f64;
-    while exp > 0 && v.is_finite() && v != 0.0 {
-        let k = exp.min(1000);
-        v *= f64::from_bits(((k + 1023) as u64) << 52);
-        exp -= k;
-    }
-    while exp < 0 && v != 0.0 {
-        let k = (-exp).min(1000);
-        v *= f64::from_bits(((1023 - k) as u64) << 52);
-        exp += k;
-    }
-    let erange = v.is_infinite() || (v == 0.0 && nonzero);
-    Some((v, i, erange))
-}
-
 /// Redis's `string2d`, for scores, increments and weights: the whole argument must be a
 /// number, with no leading blank, not NaN, and neither overflowing nor underflowing to zero.
 fn parse_score(s: &[u8]) -> Option<f64> {
     if s.first().is_none_or(|&c| is_c_space(c)) {
         return None;
     }
-    let (v, n, erange) = strtod(s);
+    let (v, n, erange) = c_strtod(s);
     let bad = n != s.len() || v.is_nan() || (erange && (v.is_infinite() || v == 0.0));
     (!bad).then_some(v)
 }
@@ -343,7 +83,7 @@ fn parse_score_bound(s: &[u8]) -> Option<(f64, bool)> {
         Some(b'(') => (&s[1..], true),
         _ => (s, false),
     };
-    let (v, n, _) = strtod(body);
+    let (v, n, _) = c_strtod(body);
     let ends = body.get(n).is_none_or(|&c| c == 0);
     (ends && !v.is_nan()).then_some((v, excl))
 }

@@ -151,15 +151,21 @@ impl Raw {
 
     /// Read exactly one complete reply.
     pub fn reply(&mut self) -> String {
+        String::from_utf8_lossy(&self.reply_bytes()).into_owned()
+    }
+
+    /// Read exactly one complete reply, as its bytes (binary values stay exact).
+    pub fn reply_bytes(&mut self) -> Vec<u8> {
         loop {
             if let Some(n) = reply_len(&self.buf) {
-                let r: Vec<u8> = self.buf.drain(..n).collect();
-                return String::from_utf8_lossy(&r).into_owned();
+                return self.buf.drain(..n).collect();
             }
             let mut tmp = [0u8; 65536];
             let n = self.s.read(&mut tmp).expect("read reply");
             if n == 0 {
-                return format!("<closed>{}", String::from_utf8_lossy(&self.buf));
+                let mut closed = b"<closed>".to_vec();
+                closed.append(&mut self.buf);
+                return closed;
             }
             self.buf.extend_from_slice(&tmp[..n]);
         }
@@ -221,7 +227,7 @@ impl Raw {
 /// Length of one complete RESP2/RESP3 value at the start of `b`.
 pub fn reply_len(b: &[u8]) -> Option<usize> {
     let line_end = b.windows(2).position(|w| w == b"\r\n")?;
-    let head = std::str::from_utf8(&b[1..line_end]).ok()?;
+    let head = std::str::from_utf8(b.get(1..line_end)?).ok()?;
     let after = line_end + 2;
     match b.first()? {
         b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => Some(after),

@@ -25,18 +25,20 @@ Examples:
   redis-cli -p 6380 ping                           # talk to it with any Redis client
 
 What it serves (RESP2 and RESP3, replies as redis-server 7 gives them): strings and counters
-(GET/SET with options, INCR family, APPEND, GETRANGE/SETRANGE, GETEX, GETDEL, MGET/MSET), keys
-and expiry (DEL, EXISTS, TOUCH, TYPE, KEYS, SCAN, RENAME, COPY, MOVE, EXPIRE family, TTL,
-PERSIST, RANDOMKEY), lists with blocking pops (LPUSH…, LINSERT, LMOVE, BLPOP, BLMOVE, LMPOP…),
-hashes, sets (SADD…, SINTER/SUNION/SDIFF[STORE], SPOP, SSCAN…), sorted sets (ZADD, ZRANGE
-with BYSCORE/BYLEX/REV/LIMIT, ZRANGESTORE, ZRANK, ZPOPMIN, ZMPOP, BZPOPMIN, BZMPOP,
-ZUNION/ZINTER/ZDIFF[STORE], ZRANDMEMBER, ZSCAN…), streams and consumer groups (XADD,
-XREAD[GROUP] with BLOCK, XACK, XPENDING, XCLAIM, XAUTOCLAIM, XGROUP, XINFO…), pub/sub,
-MULTI/EXEC/WATCH, keyspace notifications (CONFIG SET notify-keyspace-events KEA), and CLIENT
-(incl. REPLY, UNBLOCK), CONFIG, INFO (with commandstats), COMMAND, SELECT (16 databases),
-FLUSHALL, FUNCTION FLUSH/LIST, SHUTDOWN. Not served: scripting (EVAL, FUNCTION LOAD), cluster,
-replication, RDB snapshots. What is not served is refused with an error, never answered OK and
-ignored (docs/serve-differences.md lists every known difference from redis-server).
+(GET/SET with options, INCR family, APPEND, GETRANGE/SETRANGE, GETEX, GETDEL, MGET/MSET),
+bitmaps (SETBIT, GETBIT, BITCOUNT, BITPOS, BITOP, BITFIELD[_RO]), keys and expiry (DEL, EXISTS,
+TOUCH, TYPE, KEYS, SCAN, RENAME, COPY, MOVE, EXPIRE family, TTL, PERSIST, RANDOMKEY, OBJECT),
+SORT[_RO], lists with blocking pops (LPUSH…, LINSERT, LMOVE, BLPOP, BLMOVE, LMPOP…), hashes
+(HSET…, HSCAN, HINCRBYFLOAT, HRANDFIELD…), sets (SADD…, SINTER/SUNION/SDIFF[STORE], SPOP,
+SSCAN…), sorted sets (ZADD, ZRANGE with BYSCORE/BYLEX/REV/LIMIT, ZRANGESTORE, ZRANK, ZPOPMIN,
+ZMPOP, BZPOPMIN, BZMPOP, ZUNION/ZINTER/ZDIFF[STORE], ZRANDMEMBER, ZSCAN…), streams and
+consumer groups (XADD, XREAD[GROUP] with BLOCK, XACK, XPENDING, XCLAIM, XAUTOCLAIM, XGROUP,
+XINFO…), pub/sub, MULTI/EXEC/WATCH, keyspace notifications (CONFIG SET notify-keyspace-events
+KEA), and CLIENT (incl. REPLY, UNBLOCK), CONFIG, INFO (with commandstats), COMMAND, SELECT (16
+databases), FLUSHALL, FUNCTION FLUSH/LIST, SHUTDOWN. Not served: scripting (EVAL, FUNCTION
+LOAD), cluster, replication, RDB snapshots. What is not served is refused with an error, never
+answered OK and ignored (docs/serve-differences.md lists every known difference from
+redis-server).
 
 Security: it listens on 127.0.0.1 only unless --bind says otherwise. With no password,
 clients from other machines are refused with an explanation (protected mode, as Redis does);
