@@ -14,7 +14,10 @@
 use bytes::Bytes;
 use indexmap::IndexMap;
 
-use super::args::{c_strtod, is, own, parse_i64, NOT_FLOAT, NOT_INT, SYNTAX, WRONGTYPE};
+use super::args::{
+    c_strtod, is, own, parse_i64, MAX_RANDOM_REPLY, NOT_FLOAT, NOT_INT, RANDOM_REPLY_TOO_BIG,
+    SYNTAX, WRONGTYPE,
+};
 use super::spec::{Ctx, Res};
 use crate::db::{glob_match, now_ms, Db, Value};
 
@@ -178,11 +181,6 @@ pub fn hrandfield(ctx: &mut Ctx, db: &mut Db) -> Res {
         ctx.out.err("ERR value is out of range");
         return Res::Ok;
     }
-    let max_reply = ctx
-        .shared
-        .net
-        .proto_max_bulk_len
-        .load(std::sync::atomic::Ordering::Relaxed) as u64;
     let resp2 = ctx.out.proto < 3;
     let h = match read(ctx, db) {
         Err(()) => return Res::Ok,
@@ -201,16 +199,14 @@ pub fn hrandfield(ctx: &mut Ctx, db: &mut Db) -> Res {
     let items = |k: u64| if with_values && resp2 { k * 2 } else { k };
     if count < 0 || count == 1 {
         // Picks with repeats, in random order. Each costs at least its bulk strings' bytes:
-        // a reply that must be longer than proto-max-bulk-len is not built.
+        // a reply that must be longer than the random-pick bound is not built.
         let smallest = h
             .iter()
             .map(|(f, v)| f.len() as u64 + 5 + if with_values { v.len() as u64 + 5 } else { 0 })
             .min()
             .unwrap_or(0);
-        if n.saturating_mul(smallest) > max_reply {
-            ctx.out.err(
-                "ERR value is out of range: the reply would be longer than proto-max-bulk-len",
-            );
+        if n.saturating_mul(smallest) > MAX_RANDOM_REPLY {
+            ctx.out.err(RANDOM_REPLY_TOO_BIG);
             return Res::Ok;
         }
         ctx.out.array(items(n) as usize);
