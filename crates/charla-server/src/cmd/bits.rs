@@ -11,8 +11,9 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::args::{is, own, parse_i64, SYNTAX, WRONGTYPE};
+use super::args::{is, own, parse_i64, SYNTAX};
 use super::spec::{Ctx, Res};
+use super::typed;
 use crate::db::{now_ms, Db, Value};
 use crate::events::{GENERIC, STRING};
 
@@ -20,14 +21,10 @@ const OFFSET_ERR: &str = "ERR bit offset is not an integer or out of range";
 
 /// The string at argument 1 for reading: Ok(None) when missing, Err(()) after WRONGTYPE.
 fn read<'a>(ctx: &mut Ctx, db: &'a mut Db, key: &[u8]) -> Result<Option<&'a Bytes>, ()> {
-    match db.dbs[ctx.client.db].get(key, now_ms()).map(|e| &e.value) {
-        None => Ok(None),
-        Some(Value::Str(s)) => Ok(Some(s)),
-        Some(_) => {
-            ctx.out.err(WRONGTYPE);
-            Err(())
-        }
-    }
+    typed::read_as(ctx, db, key, |v| match v {
+        Value::Str(s) => Some(s),
+        _ => None,
+    })
 }
 
 fn max_bulk(ctx: &Ctx) -> u64 {

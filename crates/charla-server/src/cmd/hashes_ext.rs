@@ -16,24 +16,19 @@ use indexmap::IndexMap;
 
 use super::args::{
     c_strtod, is, own, parse_i64, MAX_RANDOM_REPLY, NOT_FLOAT, NOT_INT, RANDOM_REPLY_TOO_BIG,
-    SYNTAX, WRONGTYPE,
+    SYNTAX,
 };
 use super::spec::{Ctx, Res};
+use super::typed;
 use crate::db::{glob_match, now_ms, Db, Value};
 
 /// The hash at argument 1: Ok(None) when missing, Err(()) after writing WRONGTYPE.
 fn read<'a>(ctx: &mut Ctx, db: &'a mut Db) -> Result<Option<&'a IndexMap<Bytes, Bytes>>, ()> {
-    match db.dbs[ctx.client.db]
-        .get(&ctx.args[1], now_ms())
-        .map(|e| &e.value)
-    {
-        None => Ok(None),
-        Some(Value::Hash(h)) => Ok(Some(h)),
-        Some(_) => {
-            ctx.out.err(WRONGTYPE);
-            Err(())
-        }
-    }
+    let key = ctx.args[1].clone();
+    typed::read_as(ctx, db, &key, |v| match v {
+        Value::Hash(h) => Some(h),
+        _ => None,
+    })
 }
 
 /// HSCAN key cursor [MATCH pattern] [COUNT count]

@@ -10,6 +10,7 @@ use super::args::{is, own, parse_i64, NOT_INT, SYNTAX, WRONGTYPE};
 use super::blocking::{block, may_block};
 use super::options::parse_timeout;
 use super::spec::{Ctx, Res};
+use super::typed;
 use crate::db::{now_ms, Db, Value};
 use crate::events::{GENERIC, LIST};
 
@@ -29,10 +30,12 @@ fn list<'a>(db: &'a mut Db, dbi: usize, key: &[u8]) -> L<'a> {
 }
 
 fn drop_if_empty(db: &mut Db, dbi: usize, key: &[u8]) {
-    let ks = &mut db.dbs[dbi];
-    if matches!(ks.peek(key).map(|e| &e.value), Some(Value::List(l)) if l.is_empty()) {
-        ks.remove(key);
-    }
+    typed::drop_if_empty(
+        db,
+        dbi,
+        key,
+        |v| matches!(v, Value::List(l) if l.is_empty()),
+    );
 }
 
 /// The events of a pop from `key` (for the commands whose events the table cannot name):

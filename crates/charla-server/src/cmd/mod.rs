@@ -4,7 +4,7 @@
 //! - [`spec`]: what a command is ([`spec::Spec`]: arity, flags, key positions, handler) and
 //!   what its handler sees ([`spec::Ctx`]);
 //! - [`options`]: option parsers several commands share (timeouts, SCAN's options);
-//! - [`blocking`]: how a command that finds nothing waits;
+//! - [`blocking`]: how a command that finds nothing waits; [`typed`]: a key as one type;
 //! - [`apply`]: running an admitted command, and what follows a write (AOF, WATCH, wakeups),
 //!   from the table's flags;
 //! - one file (or directory) per family: [`connection`], [`server`], [`transactions`],
@@ -22,6 +22,7 @@ pub mod spec;
 pub mod options;
 
 pub mod blocking;
+pub mod typed;
 
 pub mod apply;
 

@@ -11,23 +11,18 @@ use std::collections::HashSet;
 
 use bytes::Bytes;
 
-use super::args::{
-    is, own, parse_i64, MAX_RANDOM_REPLY, NOT_INT, RANDOM_REPLY_TOO_BIG, SYNTAX, WRONGTYPE,
-};
+use super::args::{is, own, parse_i64, MAX_RANDOM_REPLY, NOT_INT, RANDOM_REPLY_TOO_BIG, SYNTAX};
 use super::spec::{Ctx, Res};
-use crate::db::{glob_match, now_ms, Db, Value};
+use super::typed;
+use crate::db::{glob_match, Db, Value};
 use crate::events::{GENERIC, SET};
 
 /// The set at `key`: Ok(None) when missing, Err(()) after writing WRONGTYPE.
 fn read<'a>(ctx: &mut Ctx, db: &'a mut Db, key: &[u8]) -> Result<Option<&'a HashSet<Bytes>>, ()> {
-    match db.dbs[ctx.client.db].get(key, now_ms()).map(|e| &e.value) {
-        None => Ok(None),
-        Some(Value::Set(s)) => Ok(Some(s)),
-        Some(_) => {
-            ctx.out.err(WRONGTYPE);
-            Err(())
-        }
-    }
+    typed::read_as(ctx, db, key, |v| match v {
+        Value::Set(s) => Some(s),
+        _ => None,
+    })
 }
 
 /// The set at `key` for changing: Ok(None) when missing, Err(()) after writing WRONGTYPE.
@@ -36,25 +31,15 @@ fn write<'a>(
     db: &'a mut Db,
     key: &[u8],
 ) -> Result<Option<&'a mut HashSet<Bytes>>, ()> {
-    match db.dbs[ctx.client.db]
-        .get_mut(key, now_ms())
-        .map(|e| &mut e.value)
-    {
-        None => Ok(None),
-        Some(Value::Set(s)) => Ok(Some(s)),
-        Some(_) => {
-            ctx.out.err(WRONGTYPE);
-            Err(())
-        }
-    }
+    typed::write_as(ctx, db, key, |v| match v {
+        Value::Set(s) => Some(s),
+        _ => None,
+    })
 }
 
-/// Remove `key` if its set became empty (Redis never keeps an empty set).
+/// Remove `key` if its set became empty.
 fn drop_if_empty(db: &mut Db, dbi: usize, key: &[u8]) {
-    let ks = &mut db.dbs[dbi];
-    if matches!(ks.peek(key).map(|e| &e.value), Some(Value::Set(s)) if s.is_empty()) {
-        ks.remove(key);
-    }
+    typed::drop_if_empty(db, dbi, key, |v| matches!(v, Value::Set(s) if s.is_empty()));
 }
 
 /// A set of members as a reply: RESP3's set type, an array in RESP2.

@@ -35,6 +35,7 @@ use super::args::{
 use super::blocking::{block, may_block};
 use super::options::parse_timeout;
 use super::spec::{Ctx, Res};
+use super::typed;
 use crate::db::{glob_match, now_ms, Db, Value};
 use crate::events::{GENERIC, ZSET};
 use crate::frame::Out;
@@ -174,39 +175,30 @@ fn reply_pairs(out: &mut Out, items: &[(Bytes, f64)], nested: bool) {
 // ---------------------------------------------------------------------------------------
 // Keyspace access.
 
-/// The sorted set at `key`: Ok(None) when missing, Err(()) after writing WRONGTYPE.
+/// The sorted set at `key`: Ok(None) when missing, Err(()) after WRONGTYPE.
 fn read<'a>(ctx: &mut Ctx, db: &'a mut Db, key: &[u8]) -> Result<Option<&'a ZSet>, ()> {
-    match db.dbs[ctx.client.db].get(key, now_ms()).map(|e| &e.value) {
-        None => Ok(None),
-        Some(Value::ZSet(z)) => Ok(Some(z)),
-        Some(_) => {
-            ctx.out.err(WRONGTYPE);
-            Err(())
-        }
-    }
+    typed::read_as(ctx, db, key, |v| match v {
+        Value::ZSet(z) => Some(&**z),
+        _ => None,
+    })
 }
 
 /// The sorted set at `key` for changing: Ok(None) when missing, Err(()) after WRONGTYPE.
 fn write<'a>(ctx: &mut Ctx, db: &'a mut Db, key: &[u8]) -> Result<Option<&'a mut ZSet>, ()> {
-    match db.dbs[ctx.client.db]
-        .get_mut(key, now_ms())
-        .map(|e| &mut e.value)
-    {
-        None => Ok(None),
-        Some(Value::ZSet(z)) => Ok(Some(z)),
-        Some(_) => {
-            ctx.out.err(WRONGTYPE);
-            Err(())
-        }
-    }
+    typed::write_as(ctx, db, key, |v| match v {
+        Value::ZSet(z) => Some(&mut **z),
+        _ => None,
+    })
 }
 
-/// Remove `key` if its sorted set became empty (Redis never keeps an empty one).
+/// Remove `key` if its sorted set became empty.
 fn drop_if_empty(db: &mut Db, dbi: usize, key: &[u8]) {
-    let ks = &mut db.dbs[dbi];
-    if matches!(ks.peek(key).map(|e| &e.value), Some(Value::ZSet(z)) if z.is_empty()) {
-        ks.remove(key);
-    }
+    typed::drop_if_empty(
+        db,
+        dbi,
+        key,
+        |v| matches!(v, Value::ZSet(z) if z.is_empty()),
+    );
 }
 
 /// A store command's result: the new set under `dst` (its old value and expiry gone), or,
