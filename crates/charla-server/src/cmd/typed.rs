@@ -8,7 +8,7 @@ use crate::db::{now_ms, Db, Value};
 
 /// The value at `key` as `T` (`as_t` picks the variant): Ok(None) when the key is missing,
 /// Err(()) after writing WRONGTYPE when it holds another type.
-pub fn read_as<'a, T: ?Sized>(
+pub(super) fn read_as<'a, T: ?Sized>(
     ctx: &mut Ctx,
     db: &'a mut Db,
     key: &[u8],
@@ -27,7 +27,7 @@ pub fn read_as<'a, T: ?Sized>(
 }
 
 /// [`read_as`] for changing the value in place (counts as a change of the key).
-pub fn write_as<'a, T: ?Sized>(
+pub(super) fn write_as<'a, T: ?Sized>(
     ctx: &mut Ctx,
     db: &'a mut Db,
     key: &[u8],
@@ -49,7 +49,7 @@ pub fn write_as<'a, T: ?Sized>(
 }
 
 /// Remove `key` from database `dbi` if `empty` says its value became empty.
-pub fn drop_if_empty(db: &mut Db, dbi: usize, key: &[u8], empty: fn(&Value) -> bool) {
+pub(super) fn drop_if_empty(db: &mut Db, dbi: usize, key: &[u8], empty: fn(&Value) -> bool) {
     let ks = &mut db.dbs[dbi];
     if ks.peek(key).is_some_and(|e| empty(&e.value)) {
         ks.remove(key);
