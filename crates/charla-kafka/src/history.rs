@@ -2,14 +2,14 @@
 //!
 //! A stream room's records are keyed by the room, so they sit in one partition; queue mode
 //! (the same topic) spreads its records over every partition, so every partition is read.
-//! Each partition is read backwards in windows from its end — the high watermark, or for the
-//! partition `before` names (`PARTITION:OFFSET`, as deliveries print it) that offset — until
-//! it gave `limit` chat messages or its low watermark was reached. The partitions' messages
-//! are merged by send time (`ts_us`, then id) and the last `limit` are the page.
+//! Each partition is read backwards in windows from its end (the high watermark) until it
+//! gave `limit` chat messages or its low watermark was reached. The partitions' messages are
+//! merged by send time (`ts_us`, then partition and offset) and the last `limit` are the page.
 //!
-//! On the other partitions "before" is the position in that order: only messages that sort
-//! before the record at `before` count, so pages neither overlap nor leave gaps across
-//! partitions. (When that record is gone — retention — only its own partition is read.)
+//! `before` (`PARTITION:OFFSET`, as deliveries print it) is a position in that order: on every
+//! partition only messages that sort before the record there count, so pages neither overlap
+//! nor leave gaps. (When that record is gone — retention — only its own partition below it is
+//! read.)
 //!
 //! The consumer only `assign`s partitions at fixed offsets in the no-op reader group: it never
 //! joins a group and never commits, so it takes nothing from any group or subscriber.
@@ -35,8 +35,11 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(10);
 /// messages is not read back one record at a time.
 const MIN_WINDOW: i64 = 64;
 
-/// Where messages sort in a page: send time, then id (ULIDs sort by time too).
-type Key = (i64, String);
+/// Where messages sort in a page: send time, then partition and offset. Ties of time are
+/// broken by where the records are stored, never by id: ids made in the same millisecond
+/// differ in random bits, and ordering by them put messages out of their offset order, which
+/// made page boundaries (cut by the key) disagree with the partition's order.
+type Key = (i64, i32, i64);
 
 struct Found {
     key: Key,
@@ -127,24 +130,30 @@ fn read_history(
                  PARTITION:OFFSET as deliveries print them)"
             )));
         };
-        if ends.len() > 1 && bo >= low && bo < high {
+        if bo >= low && bo < high {
             cut = r
                 .window(bp, bo, bo + 1, high)?
                 .into_iter()
                 .find(|f| f.offset == bo)
                 .map(|f| f.key);
         }
-        found.extend(r.back(bp, low, bo.clamp(low, high), high, limit, None)?);
+        if cut.is_none() {
+            // The record is gone (retention): its own partition below it is all there is.
+            found.extend(r.back(bp, low, bo.clamp(low, high), high, limit, None)?);
+        }
     }
     for &(partition, low, high) in &ends {
         match before {
-            Some((bp, _)) if bp == partition => continue, // read above
-            Some(_) if cut.is_none() => continue,         // nowhere to cut it
+            Some(_) if cut.is_none() => continue, // read above, by offset
             _ => {}
         }
+        // Every partition, `before`'s own included, is cut by the page order, not by offset:
+        // a partition's offsets need not follow send time (a producer's retry can store a
+        // later message first), and a cut by offset on one partition and by time on the
+        // others gave pages that overlapped or left a gap (seen on tansu).
         found.extend(r.back(partition, low, high, high, limit, cut.as_ref())?);
     }
-    found.sort_by(|a, b| a.key.cmp(&b.key));
+    found.sort_by_key(|f| f.key);
     let skip = found.len().saturating_sub(limit);
     Ok(found
         .into_iter()
@@ -215,7 +224,7 @@ impl Reader<'_> {
                     let payload = m.payload().unwrap_or_default();
                     match Message::decode(payload, topic, self.settings.max_bytes) {
                         Ok(message) => out.push(Found {
-                            key: (message.ts_us, message.id.clone()),
+                            key: (message.ts_us, partition, offset),
                             partition,
                             offset,
                             message,
