@@ -42,9 +42,7 @@ pub fn hscan(ctx: &mut Ctx, db: &mut Db) -> Res {
         return Res::Ok;
     };
     let Some(h) = h else {
-        ctx.out.array(2);
-        ctx.out.bulk(b"0");
-        ctx.out.array(0);
+        super::options::reply_empty_scan(ctx);
         return Res::Ok;
     };
     let Some(super::options::ScanOptions { pattern, .. }) =

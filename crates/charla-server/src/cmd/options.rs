@@ -84,3 +84,10 @@ pub fn parse_timeout(ctx: &mut Ctx, s: &[u8]) -> Option<Option<std::time::Durati
         }
     }
 }
+
+/// The reply of a SCAN-family call on a key that does not exist: cursor 0, nothing found.
+pub fn reply_empty_scan(ctx: &mut Ctx) {
+    ctx.out.array(2);
+    ctx.out.bulk(b"0");
+    ctx.out.array(0);
+}

@@ -1195,9 +1195,7 @@ pub fn zscan(ctx: &mut Ctx, db: &mut Db) -> Res {
         return Res::Ok;
     };
     let Some(z) = z else {
-        ctx.out.array(2);
-        ctx.out.bulk(b"0");
-        ctx.out.array(0);
+        super::options::reply_empty_scan(ctx);
         return Res::Ok;
     };
     // COUNT is checked and has nothing to bound: the whole set goes in one reply.
