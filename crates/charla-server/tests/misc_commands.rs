@@ -83,18 +83,7 @@ fn assert_matches_redis(script: &[&str]) {
     let ours = TestServer::start(ServerConfig::default());
     let theirs = run(redis.port(), script);
     let mine = run(ours.port, script);
-    let diffs: Vec<String> = theirs
-        .iter()
-        .zip(&mine)
-        .filter(|(t, m)| t != m)
-        .map(|(t, m)| format!("redis : {t}\ncharla: {m}"))
-        .collect();
-    assert!(
-        diffs.is_empty(),
-        "{} differences:\n{}",
-        diffs.len(),
-        diffs.join("\n")
-    );
+    common::assert_same_replies(&theirs, &mine);
 }
 
 /// The same script again after `HELLO 3`.

@@ -298,9 +298,15 @@ pub fn assert_script_matches_redis(script: &[&str], normalize: fn(&[&str], Strin
     let ours = TestServer::start(charla_server::ServerConfig::default());
     let theirs = run_script(redis.port(), script, normalize);
     let mine = run_script(ours.port, script, normalize);
+    assert_same_replies(&theirs, &mine);
+}
+
+/// Two recordings of the same script (redis-server's, charla serve's) line for line, every
+/// differing line shown.
+pub fn assert_same_replies(theirs: &[String], mine: &[String]) {
     let diffs: Vec<String> = theirs
         .iter()
-        .zip(&mine)
+        .zip(mine)
         .filter(|(t, m)| t != m)
         .map(|(t, m)| format!("redis : {t}\ncharla: {m}"))
         .collect();
