@@ -45,9 +45,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use link::{map_error, reply_code, short, Link, BACKEND};
-pub use topology::{
-    dead_letter_queue, DEAD_LETTER_EXCHANGE, DEFAULT_MAX_DELIVERIES, DEFAULT_TOPIC_EXCHANGE,
-};
+pub use topology::{dead_letter_queue, DEAD_LETTER_EXCHANGE, DEFAULT_TOPIC_EXCHANGE};
 
 /// URL query options this backend reads (and does not pass to the AMQP client).
 const OPTIONS: &[&str] = &["exchange", "recovery_timeout_ms", "max_deliveries"];
@@ -65,6 +63,8 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     routing: true,
     // AMQP 0.9.1 cannot store a stream consumer's offset on the server.
     stream_groups: false,
+    // No stream groups at all (above).
+    group_shares_room: false,
     replay: true,
     redelivered_flag: true,
     dead_letters: true,
@@ -106,15 +106,7 @@ impl AmqpBroker {
             .option_num::<u64>("recovery_timeout_ms")?
             .map(Duration::from_millis)
             .unwrap_or(DEFAULT_RECOVERY);
-        let max_deliveries = url
-            .option_num::<u32>("max_deliveries")?
-            .unwrap_or(DEFAULT_MAX_DELIVERIES);
-        if max_deliveries == 0 {
-            return Err(BrokerError::InvalidUrl {
-                url: url.to_string(),
-                reason: "option max_deliveries= must be at least 1 (the default is 5)".into(),
-            });
-        }
+        let max_deliveries = url.max_deliveries()?;
         // The heartbeat is validated here so that a bad value names the option.
         url.option_num::<u16>("heartbeat")?;
         let mut uri = url.without_options(OPTIONS);

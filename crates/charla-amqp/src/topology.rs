@@ -34,10 +34,6 @@ use crate::link::{map_error, reply_code, short};
 pub const DEAD_LETTER_EXCHANGE: &str = "charla.dlx";
 /// The default topic exchange of routing mode.
 pub const DEFAULT_TOPIC_EXCHANGE: &str = "charla.topic";
-/// Default of `?max_deliveries=`: a message delivered this many times without an ack (nacked
-/// with requeue, or its consumer died holding it) goes to the dead letters. Redis's default
-/// too.
-pub const DEFAULT_MAX_DELIVERIES: u32 = 5;
 /// Classic queues only: header in which charla counts how often a message was nacked with
 /// requeue (charla requeues there by publishing the message again with this header raised,
 /// then acking it). Quorum queues count on the broker instead.

@@ -412,7 +412,7 @@ async fn a_classic_queue_of_the_old_layout_keeps_working() {
         .expect("a subscriber on the old classic queue");
     assert_eq!(
         nack_until_dead(&mut *sub).await,
-        charla_amqp::DEFAULT_MAX_DELIVERIES as usize,
+        charla_core::DEFAULT_MAX_DELIVERIES as usize,
         "charla counts the nacks itself there"
     );
     let dead = dead_letters_reach(&b, &room, 1).await;

@@ -29,4 +29,4 @@ pub use error::{BrokerError, Result};
 pub use message::{DecodeError, Message, MAX_MESSAGE_BYTES};
 pub use mode::{Capabilities, Mode};
 pub use text::visible;
-pub use url::{redact, with_password, BackendKind, BrokerUrl};
+pub use url::{redact, with_password, BackendKind, BrokerUrl, DEFAULT_MAX_DELIVERIES};

@@ -66,6 +66,10 @@ pub struct Capabilities {
     pub routing: bool,
     /// Stream mode supports named consumer groups that share the work and resume.
     pub stream_groups: bool,
+    /// The members of a stream group share one room's messages between them. Kafka keeps a
+    /// room's order by giving it one partition (one key), and a partition has one reader per
+    /// group: there one member reads the room and the others stand by to take over.
+    pub group_shares_room: bool,
     /// Stream mode can start from the beginning or from a given offset.
     pub replay: bool,
     /// Deliveries say whether they were delivered before (`Delivery::redelivered`).

@@ -8,6 +8,12 @@
 use crate::error::BrokerError;
 use std::fmt;
 
+/// Deliveries without an acknowledgement before a message is dead-lettered, on every backend
+/// (`?max_deliveries=`): enough for a transient failure to pass, few enough that a poison
+/// message stops looping within seconds. Sidekiq's 25 retries are for jobs with backoff; a
+/// chat message redelivered at once needs far fewer.
+pub const DEFAULT_MAX_DELIVERIES: u32 = 5;
+
 /// Which backend a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
@@ -110,6 +116,24 @@ impl BrokerUrl {
                 url: self.to_string(),
                 reason: format!("option {key}={v} is not a valid number"),
             }),
+        }
+    }
+
+    /// How many deliveries without an acknowledgement a queue or group message gets before it
+    /// is dead-lettered (`?max_deliveries=`, [`DEFAULT_MAX_DELIVERIES`] when absent). The one
+    /// definition and validation every backend uses: 0 would dead-letter a message before
+    /// anyone could read it, so it is refused with the option named.
+    pub fn max_deliveries(&self) -> Result<u32, BrokerError> {
+        match self.option_num::<u32>("max_deliveries")? {
+            None => Ok(DEFAULT_MAX_DELIVERIES),
+            Some(0) => Err(BrokerError::InvalidUrl {
+                url: self.to_string(),
+                reason: format!(
+                    "option max_deliveries=0: a message must be deliverable at least once \
+                     (the default is {DEFAULT_MAX_DELIVERIES})"
+                ),
+            }),
+            Some(n) => Ok(n),
         }
     }
 

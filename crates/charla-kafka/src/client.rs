@@ -72,12 +72,7 @@ impl Settings {
         if replication < 1 {
             return Err(invalid("replication= must be at least 1".into()));
         }
-        let max_deliveries = url.option_num::<u32>("max_deliveries")?.unwrap_or(5);
-        if max_deliveries == 0 {
-            return Err(invalid(
-                "max_deliveries= must be at least 1 (the default is 5)".into(),
-            ));
-        }
+        let max_deliveries = url.max_deliveries()?;
         // Kafka's brokers refuse session timeouts under group.min.session.timeout.ms (6 s by
         // default): the default is the shortest they take, so a killed consumer's partitions
         // move to the others quickly.

@@ -58,6 +58,8 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     stream: true,
     routing: true,
     stream_groups: true,
+    // A stream room is one key, hence one partition, hence one reader per group.
+    group_shares_room: false,
     replay: true,
     // A record handed to a consumer that died is read again by whoever takes its partition,
     // and nothing on the record says so: only nacked ones come back flagged.

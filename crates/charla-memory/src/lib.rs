@@ -15,15 +15,13 @@ use charla_core::{
 };
 use tokio::sync::{mpsc, Notify};
 
-/// A message handed out this many times without an ack is dead-lettered instead of looping.
-pub const MAX_DELIVERIES: u32 = 5;
-
 const CAPABILITIES: Capabilities = Capabilities {
     queue: true,
     broadcast: true,
     stream: true,
     routing: true,
     stream_groups: true,
+    group_shares_room: true,
     replay: true,
     redelivered_flag: true,
     dead_letters: true,
@@ -86,6 +84,9 @@ pub struct MemoryBroker {
     hub: Arc<Hub>,
     name: String,
     max_message_bytes: usize,
+    /// A message handed out this many times without an ack is dead-lettered instead of
+    /// looping (`?max_deliveries=`).
+    max_deliveries: u32,
 }
 
 impl MemoryBroker {
@@ -101,6 +102,7 @@ impl MemoryBroker {
             hub,
             name,
             max_message_bytes: url.max_message_bytes()?,
+            max_deliveries: url.max_deliveries()?,
         })
     }
 }
@@ -145,6 +147,7 @@ impl Broker for MemoryBroker {
                 inflight: HashMap::new(),
                 next_tag: 0,
                 limit,
+                max_deliveries: self.max_deliveries,
             }),
             Mode::Broadcast | Mode::Routing => {
                 let (tx, rx) = mpsc::unbounded_channel();
@@ -189,6 +192,7 @@ impl Broker for MemoryBroker {
                     inflight: HashMap::new(),
                     next_tag: 0,
                     limit,
+                    max_deliveries: self.max_deliveries,
                 })
             }
         })
@@ -386,12 +390,13 @@ struct QueueSubscriber {
     inflight: HashMap<u64, Item>,
     next_tag: u64,
     limit: usize,
+    max_deliveries: u32,
 }
 
 impl QueueSubscriber {
     fn give_back(&mut self, mut item: Item) {
         item.deliveries += 1;
-        if item.deliveries >= MAX_DELIVERIES {
+        if item.deliveries >= self.max_deliveries {
             self.hub.dead_letter(
                 &self.room,
                 item.payload,
@@ -594,6 +599,7 @@ struct StreamSubscriber {
     inflight: HashMap<u64, u64>,
     next_tag: u64,
     limit: usize,
+    max_deliveries: u32,
 }
 
 enum Take {
@@ -641,7 +647,7 @@ impl StreamSubscriber {
                 group.pending.remove(&seq); // trimmed away meanwhile
                 return Take::Nothing;
             };
-            if deliveries >= MAX_DELIVERIES {
+            if deliveries >= self.max_deliveries {
                 group.pending.remove(&seq);
                 return Take::Dead(payload, "delivered too many times without an ack");
             }

@@ -43,6 +43,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     stream: true,
     routing: true,
     stream_groups: true,
+    group_shares_room: true,
     replay: true,
     redelivered_flag: true,
     dead_letters: true,
@@ -102,7 +103,7 @@ impl RedisBroker {
                     .unwrap_or(10_000u64)
                     .max(100),
             ),
-            max_deliveries: url.option_num("max_deliveries")?.unwrap_or(5u32).max(1),
+            max_deliveries: url.max_deliveries()?,
             stream_maxlen: url.option_num("stream_maxlen")?.unwrap_or(100_000usize),
             stream_max_age: match url.option("stream_max_age") {
                 None => None,

@@ -163,7 +163,10 @@ pub async fn queue_acked_message_is_not_redelivered(ctx: &Ctx<'_>) {
     b.purge(Mode::Queue, &room).await.expect("purge");
 }
 
-pub async fn queue_killed_consumer_loses_nothing(ctx: &Ctx<'_>) {
+/// A consumer *value* dropped in this process without acking or closing (its connection goes
+/// with it): what it held comes back. The consumer *process* killed with SIGKILL is
+/// `faults::fault_queue_consumer_process_killed`.
+pub async fn queue_dropped_consumer_loses_nothing(ctx: &Ctx<'_>) {
     let t = ctx.target;
     let b = t.connect().await;
     let caps = b.capabilities();
@@ -207,6 +210,66 @@ pub async fn queue_killed_consumer_loses_nothing(ctx: &Ctx<'_>) {
         );
     }
     survivor.close().await.expect("close");
+    b.purge(Mode::Queue, &room).await.expect("purge");
+}
+
+/// Several consumers of a room nobody used yet subscribe at the same moment, each declaring
+/// the room on the broker (a RabbitMQ quorum queue, a Kafka topic, Redis keys) from a
+/// connection of its own: every subscription succeeds, and the room then hands each message
+/// to exactly one of them.
+pub async fn queue_consumers_declaring_a_new_room_at_once(ctx: &Ctx<'_>) {
+    const CONSUMERS: usize = 4;
+    const MESSAGES: usize = 20;
+    let t = ctx.target;
+    let b = t.connect().await;
+    let room = unique_name("q-declare-");
+    let mut conns = Vec::new();
+    for _ in 0..CONSUMERS {
+        conns.push(t.connect().await);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, conn) in conns.into_iter().enumerate() {
+        let sub = Subscription::new(Mode::Queue, room.as_str()).prefetch(1);
+        tasks.spawn(async move {
+            let result = conn.subscribe(sub).await;
+            (i, conn, result)
+        });
+    }
+    let mut consumers = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (i, conn, result) = joined.expect("subscribing task");
+        match result {
+            Ok(s) => consumers.push((conn, s)),
+            Err(e) => panic!("consumer {i} of {CONSUMERS} declaring a new room at once: {e}"),
+        }
+    }
+    let sent = publish_n(&*b, Mode::Queue, &room, MESSAGES).await;
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while seen.len() < MESSAGES && tokio::time::Instant::now() < deadline {
+        for (_conn, s) in consumers.iter_mut() {
+            if let Some(d) = recv_within(&mut **s, Duration::from_millis(50)).await {
+                s.ack(d.tag).await.expect("ack");
+                seen.push(d.message.id);
+            }
+        }
+    }
+    // A quiet moment on every consumer, so that a late second copy is seen too.
+    for (_conn, s) in consumers.iter_mut() {
+        if let Some(d) = recv_within(&mut **s, QUIET / 2).await {
+            seen.push(d.message.id);
+        }
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "no message arrived twice");
+    let mut expected = ids_of(&sent);
+    expected.sort();
+    assert_eq!(unique, expected, "every message arrived");
+    for (_conn, s) in consumers {
+        s.close().await.expect("close");
+    }
     b.purge(Mode::Queue, &room).await.expect("purge");
 }
 
@@ -279,7 +342,8 @@ pub async fn queue_ten_thousand_without_loss(ctx: &Ctx<'_>) {
     .await;
 }
 
-/// 10 000 messages published in batches, two consumers, every message arrives exactly once.
+/// 10 000 messages published in batches, two consumers, every message arrives exactly once
+/// (and nothing more arrives in a quiet moment after the last one).
 async fn many_without_loss(t: &dyn Target, b: &dyn Broker, sub: Subscription) {
     const N: usize = 10_000;
     let room = sub.room.clone();
@@ -302,7 +366,16 @@ async fn many_without_loss(t: &dyn Target, b: &dyn Broker, sub: Subscription) {
         handles.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             // The batch path (recv_batch + ack_many) is what high-volume consumers use.
-            while counter.load(std::sync::atomic::Ordering::SeqCst) < N {
+            // Past N, a quiet moment more: a duplicate arriving late must be seen too.
+            let mut quiet_until = None;
+            loop {
+                if counter.load(std::sync::atomic::Ordering::SeqCst) >= N {
+                    let until =
+                        *quiet_until.get_or_insert_with(|| std::time::Instant::now() + QUIET);
+                    if std::time::Instant::now() >= until {
+                        break;
+                    }
+                }
                 let Ok(batch) =
                     tokio::time::timeout(Duration::from_millis(300), s.recv_batch(100)).await
                 else {
@@ -467,7 +540,9 @@ pub async fn stream_latest_skips_history(ctx: &Ctx<'_>) {
     b.purge(Mode::Stream, &room).await.expect("purge");
 }
 
-pub async fn stream_group_shares_and_resumes(ctx: &Ctx<'_>) {
+/// A group resumes after what it acked: the first member reads ten and leaves; two more
+/// members get exactly the other ten between them, none twice.
+pub async fn stream_group_resumes_where_it_acked(ctx: &Ctx<'_>) {
     let t = ctx.target;
     let b = t.connect().await;
     let room = unique_name("s-group-");
@@ -479,7 +554,6 @@ pub async fn stream_group_shares_and_resumes(ctx: &Ctx<'_>) {
             .prefetch(5)
     };
     let sent = publish_n(&*b, Mode::Stream, &room, 20).await;
-    // First member reads ten and leaves cleanly.
     let mut first = subscribe(&*b, sub().consumer("first")).await;
     let mut got = Vec::new();
     for _ in 0..10 {
@@ -488,36 +562,114 @@ pub async fn stream_group_shares_and_resumes(ctx: &Ctx<'_>) {
         got.push(d.message.id);
     }
     first.close().await.expect("close");
-    assert_eq!(
-        got,
-        sent[..10].iter().map(|m| m.id.clone()).collect::<Vec<_>>()
-    );
-    // Two more members resume after what the group acked and share the rest.
+    assert_eq!(got, ids_of(&sent[..10]));
     let c2 = t.connect().await;
-    let mut second = subscribe(&*b, sub().consumer("second")).await;
-    let mut third = subscribe(&*c2, sub().consumer("third")).await;
-    let mut rest = HashSet::new();
-    let mut count = 0;
-    while count < 10 {
-        tokio::select! {
-            d = second.recv() => { let d = d.expect("recv"); second.ack(d.tag).await.expect("ack"); rest.insert(d.message.id); }
-            d = third.recv() => { let d = d.expect("recv"); third.ack(d.tag).await.expect("ack"); rest.insert(d.message.id); }
-            _ = tokio::time::sleep(PATIENCE) => panic!("the group stopped delivering after {count}"),
-        }
-        count += 1;
-    }
-    let expected: HashSet<String> = sent[10..].iter().map(|m| m.id.clone()).collect();
+    let second = subscribe(&*b, sub().consumer("second")).await;
+    let third = subscribe(&*c2, sub().consumer("third")).await;
+    let mut members = [second, third];
+    let (rest, _per_member) = take_from_members(&mut members, 10).await;
+    let mut unique = rest.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), rest.len(), "no message twice: {rest:?}");
+    let mut expected = ids_of(&sent[10..]);
+    expected.sort();
     assert_eq!(
-        rest, expected,
+        unique, expected,
         "the group resumes where it acked, without duplicates"
     );
-    assert!(recv_within(&mut *second, QUIET).await.is_none());
-    second.close().await.expect("close");
-    third.close().await.expect("close");
+    for m in members {
+        m.close().await.expect("close");
+    }
     b.purge(Mode::Stream, &room).await.expect("purge");
 }
 
-pub async fn stream_group_killed_consumer_loses_nothing(ctx: &Ctx<'_>) {
+/// Two members of a group on one room both get work: each takes a message while the other
+/// holds what it took (no acks until both have one), then together they get every message
+/// exactly once.
+pub async fn stream_group_members_share_a_room(ctx: &Ctx<'_>) {
+    const N: usize = 20;
+    let t = ctx.target;
+    let b = t.connect().await;
+    let room = unique_name("s-share-");
+    let group = unique_name("g-");
+    let sub = |name: &str| {
+        Subscription::new(Mode::Stream, room.as_str())
+            .group(group.as_str())
+            .start(StartFrom::Beginning)
+            .prefetch(5)
+            .consumer(name)
+    };
+    let sent = publish_n(&*b, Mode::Stream, &room, N).await;
+    let c2 = t.connect().await;
+    let a = subscribe(&*b, sub("a")).await;
+    let other = subscribe(&*c2, sub("b")).await;
+    let mut members = [a, other];
+    // Each member's first message, taken while the other holds its own unacked.
+    let mut held = Vec::new();
+    for (i, m) in members.iter_mut().enumerate() {
+        let d = recv_within(&mut **m, PATIENCE).await.unwrap_or_else(|| {
+            panic!("member {i} got nothing while the other held its messages: the group does not share")
+        });
+        held.push(d);
+    }
+    let mut seen: Vec<String> = held.iter().map(|d| d.message.id.clone()).collect();
+    for (m, d) in members.iter_mut().zip(&held) {
+        m.ack(d.tag).await.expect("ack");
+    }
+    let (rest, per_member) = take_from_members(&mut members, N - 2).await;
+    seen.extend(rest);
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "no message twice");
+    let mut expected = ids_of(&sent);
+    expected.sort();
+    assert_eq!(
+        unique, expected,
+        "every message once: {per_member:?} after one each"
+    );
+    for m in members {
+        m.close().await.expect("close");
+    }
+    b.purge(Mode::Stream, &room).await.expect("purge");
+}
+
+/// Receive and ack `n` messages from whichever member has one, then a quiet moment on each
+/// (a late duplicate must be seen too): the ids in order of arrival and how many each member
+/// got.
+async fn take_from_members(
+    members: &mut [Box<dyn charla_core::Subscriber>; 2],
+    n: usize,
+) -> (Vec<String>, [usize; 2]) {
+    let mut ids = Vec::new();
+    let mut per_member = [0usize; 2];
+    let [x, y] = members;
+    let deadline = tokio::time::sleep(PATIENCE);
+    tokio::pin!(deadline);
+    while ids.len() < n {
+        let (who, d) = tokio::select! {
+            d = x.recv() => (0, d),
+            d = y.recv() => (1, d),
+            _ = &mut deadline => panic!("the group stopped delivering after {} of {n}", ids.len()),
+        };
+        let d = d.expect("recv");
+        let m = if who == 0 { &mut *x } else { &mut *y };
+        m.ack(d.tag).await.expect("ack");
+        per_member[who] += 1;
+        ids.push(d.message.id);
+    }
+    for m in [x, y] {
+        if let Some(d) = recv_within(&mut **m, QUIET / 2).await {
+            ids.push(d.message.id);
+        }
+    }
+    (ids, per_member)
+}
+
+/// As [`queue_dropped_consumer_loses_nothing`], for a stream group member dropped in this
+/// process (the process kill is `faults::fault_stream_group_consumer_process_killed`).
+pub async fn stream_group_dropped_consumer_loses_nothing(ctx: &Ctx<'_>) {
     let t = ctx.target;
     let b = t.connect().await;
     let room = unique_name("s-killed-");
@@ -883,22 +1035,23 @@ pub async fn rooms_lists_stream_rooms_without_bookkeeping(ctx: &Ctx<'_>) {
     }
 }
 
-pub async fn history_and_rooms_are_refused_where_not_declared(ctx: &Ctx<'_>) {
-    let t = ctx.target;
-    let b = t.connect().await;
-    let caps = b.capabilities();
-    let room = unique_name("h-refused-");
-    if !(caps.stream && caps.history) {
-        match b.history(&room, 10, None).await {
-            Err(BrokerError::Unsupported { .. }) => {}
-            other => panic!("history is not declared: expected Unsupported, got {other:?}"),
-        }
+/// Where a backend does not declare history, asking for it is an `Unsupported` error, not an
+/// empty page (which would read as "the room is empty").
+pub async fn history_is_refused_where_not_declared(ctx: &Ctx<'_>) {
+    let b = ctx.target.connect().await;
+    match b.history(&unique_name("h-refused-"), 10, None).await {
+        Err(BrokerError::Unsupported { .. }) => {}
+        other => panic!("history is not declared: expected Unsupported, got {other:?}"),
     }
-    if !caps.list_rooms {
-        match b.rooms().await {
-            Err(BrokerError::Unsupported { .. }) => {}
-            other => panic!("listing rooms is not declared: expected Unsupported, got {other:?}"),
-        }
+}
+
+/// Where a backend does not declare listing rooms, asking is an `Unsupported` error, not an
+/// empty list.
+pub async fn rooms_are_refused_where_not_declared(ctx: &Ctx<'_>) {
+    let b = ctx.target.connect().await;
+    match b.rooms().await {
+        Err(BrokerError::Unsupported { .. }) => {}
+        other => panic!("listing rooms is not declared: expected Unsupported, got {other:?}"),
     }
 }
 
@@ -1012,29 +1165,64 @@ pub async fn oversized_message_is_refused(ctx: &Ctx<'_>) {
     }
 }
 
-pub async fn unsupported_modes_fail_at_subscribe(ctx: &Ctx<'_>) {
+/// Every mode a backend declares can be subscribed to and published on.
+pub async fn declared_modes_subscribe_and_publish(ctx: &Ctx<'_>) {
     let t = ctx.target;
     let b = t.connect().await;
     let caps = b.capabilities();
-    for mode in Mode::ALL {
+    for mode in Mode::ALL.into_iter().filter(|m| caps.supports(*m)) {
         let room = unique_name("u-");
-        let result = b.subscribe(Subscription::new(mode, room.as_str())).await;
-        if caps.supports(mode) {
-            let closed = match result {
-                Ok(s) => s.close().await,
-                Err(e) => panic!("{mode} is declared but subscribing failed: {e}"),
-            };
-            // Leave nothing behind on shared brokers; purged once nobody reads the room
-            // (tansu, the Kafka test broker, fails when a topic is deleted under a reader).
-            let _ = b.purge(mode, &room).await;
-            closed.expect("close");
-        } else {
-            let _ = b.purge(mode, &room).await;
-            match result {
-                Err(BrokerError::Unsupported { .. }) => {}
-                Err(e) => panic!("{mode}: expected an Unsupported error, got {e}"),
-                Ok(_) => panic!("{mode} is not declared but subscribing succeeded"),
-            }
+        let subscribed = b.subscribe(Subscription::new(mode, room.as_str())).await;
+        let sub =
+            subscribed.unwrap_or_else(|e| panic!("{mode} is declared but subscribing failed: {e}"));
+        if let Err(e) = b.publisher(mode, &room).await {
+            panic!("{mode} is declared but a publisher failed: {e}");
+        }
+        let closed = sub.close().await;
+        // Leave nothing behind on shared brokers; purged once nobody reads the room
+        // (tansu, the Kafka test broker, fails when a topic is deleted under a reader).
+        let _ = b.purge(mode, &room).await;
+        closed.expect("close");
+    }
+}
+
+/// A mode the backend does not declare is refused at once, with `Unsupported`, both to a
+/// subscriber and to a publisher: never a subscription that silently receives nothing.
+pub async fn undeclared_modes_are_refused(ctx: &Ctx<'_>) {
+    let b = ctx.target.connect().await;
+    let caps = b.capabilities();
+    let missing: Vec<Mode> = Mode::ALL
+        .into_iter()
+        .filter(|m| !caps.supports(*m))
+        .collect();
+    assert!(!missing.is_empty(), "the case runs where a mode is missing");
+    for mode in missing {
+        let room = unique_name("u-");
+        match b.subscribe(Subscription::new(mode, room.as_str())).await {
+            Err(BrokerError::Unsupported { .. }) => {}
+            Err(e) => panic!("{mode}: expected an Unsupported error, got {e}"),
+            Ok(_) => panic!("{mode} is not declared but subscribing succeeded"),
+        }
+        match b.publisher(mode, &room).await {
+            Err(BrokerError::Unsupported { .. }) => {}
+            Err(e) => panic!("{mode}: expected an Unsupported error, got {e}"),
+            Ok(_) => panic!("{mode} is not declared but a publisher was made"),
         }
     }
+}
+
+/// Where a backend has streams but no stream groups, a subscription with a group is refused
+/// with `Unsupported` (never treated as a group-less reader that every member would read).
+pub async fn stream_groups_are_refused_where_not_declared(ctx: &Ctx<'_>) {
+    let b = ctx.target.connect().await;
+    let room = unique_name("u-group-");
+    let sub = Subscription::new(Mode::Stream, room.as_str())
+        .group(unique_name("g-"))
+        .start(StartFrom::Beginning);
+    match b.subscribe(sub).await {
+        Err(BrokerError::Unsupported { .. }) => {}
+        Err(e) => panic!("a stream group: expected an Unsupported error, got {e}"),
+        Ok(_) => panic!("stream groups are not declared but a group subscription succeeded"),
+    }
+    let _ = b.purge(Mode::Stream, &room).await;
 }

@@ -102,6 +102,17 @@ impl ChildConsumer {
     /// One batch as the child received it: `(id, redelivered)`, not acknowledged yet.
     pub async fn batch(&mut self) -> Vec<(String, bool)> {
         self.say("batch").await;
+        self.read_batch().await
+    }
+
+    /// As [`batch`](ChildConsumer::batch), or `None` when no message came within `wait` (the
+    /// child is then still waiting: kill it).
+    pub async fn batch_within(&mut self, wait: Duration) -> Option<Vec<(String, bool)>> {
+        self.say("batch").await;
+        tokio::time::timeout(wait, self.read_batch()).await.ok()
+    }
+
+    async fn read_batch(&mut self) -> Vec<(String, bool)> {
         let mut got = Vec::new();
         loop {
             let line = self.line().await;
