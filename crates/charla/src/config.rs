@@ -1,6 +1,7 @@
 //! Settings resolved from flags, environment, config file and defaults, in that order.
 //!
-//! clap already merges flags with their `CHARLA_*` variables; this module fills what is still
+//! The global flags ([`GlobalArgs`]) and a route ([`Route`], the mode and room flags of `send`
+//! and `listen`) are defined here too. clap already merges flags with their `CHARLA_*` variables; this module fills what is still
 //! unset from the TOML config file and then from the defaults.
 //!
 //! A broker password may come apart from the URL (`--password-file`, `CHARLA_PASSWORD`), so that
@@ -11,10 +12,62 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use charla_core::Mode;
+use clap::Args;
 use serde::Deserialize;
 
-use crate::cli::{GlobalArgs, Route};
 use crate::i18n::Lang;
+
+// The flags this module resolves are defined here, beside the resolving, rather than in
+// `cli`: the commands import this module, and `cli` imports the commands.
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Broker URL [default: redis://127.0.0.1:6380]
+    #[arg(
+        long,
+        short = 'b',
+        env = "CHARLA_BROKER",
+        global = true,
+        value_name = "URL"
+    )]
+    pub broker: Option<String>,
+
+    /// File whose content is the broker password, merged into the broker URL: unlike a
+    /// password in the URL or in argv, it is not shown by `ps` (CHARLA_PASSWORD works too)
+    #[arg(long, env = "CHARLA_PASSWORD_FILE", global = true, value_name = "PATH")]
+    pub password_file: Option<PathBuf>,
+
+    /// Kafka: partitions of the topics charla creates (a topic that exists keeps its own);
+    /// the same as ?partitions=N in the URL [default: 3]
+    #[arg(long, env = "CHARLA_PARTITIONS", global = true, value_name = "N")]
+    pub partitions: Option<u32>,
+
+    /// Config file (TOML) [default: ./charla.toml, then ~/.config/charla/config.toml]
+    #[arg(long, env = "CHARLA_CONFIG", global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Output language: en or es [default: from LANG]
+    #[arg(long, env = "CHARLA_LANG", global = true, value_name = "LANG")]
+    pub lang: Option<Lang>,
+
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides
+    #[arg(long, short = 'v', action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+/// Where messages go or come from.
+#[derive(Debug, Clone, Args)]
+pub struct Route {
+    /// Delivery mode: queue, broadcast, stream or routing [default: queue]
+    #[arg(long, short = 'm', env = "CHARLA_MODE", value_name = "MODE")]
+    pub mode: Option<Mode>,
+
+    /// Room: the queue, channel, stream or topic name on the broker (a pattern when listening
+    /// in routing mode) [default: chat_cola; chat_stream in stream mode; chat.general / chat.#
+    /// in routing mode]
+    #[arg(long, short = 'r', env = "CHARLA_ROOM", value_name = "NAME")]
+    pub room: Option<String>,
+}
 
 /// Keys accepted in the config file.
 #[derive(Debug, Default, Deserialize)]

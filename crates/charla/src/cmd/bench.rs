@@ -20,11 +20,68 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use charla_core::{Message, Mode, StartFrom, Subscription};
+use clap::Args;
 use hdrhistogram::Histogram;
 use tokio::sync::watch;
 
-use crate::cli::BenchArgs;
 use crate::config::Settings;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Delivery mode to measure
+    #[arg(long, short = 'm', default_value = "queue", value_name = "MODE")]
+    pub mode: Mode,
+
+    /// Messages to send in total (with --rate and --duration: rate × duration)
+    #[arg(long, short = 'n', default_value_t = 100_000, value_name = "N")]
+    pub messages: u64,
+
+    /// Open loop: send this many messages per second on a fixed schedule, whatever the broker
+    /// does, and measure each message's latency from when it was due (not from when it could be
+    /// sent: queueing delay counts, as in wrk2). Without it, producers send as fast as the
+    /// broker takes them (closed loop: throughput, but latency hides the queueing)
+    #[arg(long, value_name = "MSGS_PER_SEC")]
+    pub rate: Option<u64>,
+
+    /// With --rate: run this long (`10s`, `1m`, `500ms`, or seconds) instead of --messages
+    #[arg(long, requires = "rate", value_name = "TIME")]
+    pub duration: Option<String>,
+
+    /// Bytes of text per message (the `mensaje` field)
+    #[arg(long, short = 's', default_value_t = 100, value_name = "BYTES")]
+    pub size: usize,
+
+    /// Concurrent producers, each with its own connection
+    #[arg(long, short = 'p', default_value_t = 1, value_name = "P")]
+    pub producers: usize,
+
+    /// Concurrent consumers, each with its own connection
+    #[arg(long, short = 'c', default_value_t = 1, value_name = "C")]
+    pub consumers: usize,
+
+    /// Messages per publish call (1 = one round trip per message, like the seed's emisor);
+    /// with --rate, the most messages a late producer sends at once to catch up
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    pub batch: usize,
+
+    /// Unacknowledged messages a consumer holds (queue and stream); also the receive batch
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    pub prefetch: usize,
+
+    /// Most messages published and not yet delivered (0 = no limit): backpressure, so that
+    /// producers do not take the CPU the consumers and a local broker need (not with --rate:
+    /// an open loop never waits)
+    #[arg(long, default_value_t = 2_000, value_name = "N")]
+    pub window: u64,
+
+    /// Room to use [default: a fresh random name, removed afterwards]
+    #[arg(long, value_name = "NAME")]
+    pub room: Option<String>,
+
+    /// Print one JSON object with the results
+    #[arg(long)]
+    pub json: bool,
+}
 
 pub async fn run(settings: &Settings, mut args: BenchArgs) -> Result<ExitCode> {
     if let Some(rate) = args.rate {

@@ -5,9 +5,16 @@ use std::time::Instant;
 
 use anyhow::Result;
 use charla_core::Mode;
+use clap::Args;
 
-use crate::cli::CheckArgs;
 use crate::config::Settings;
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Print the result as one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
 
 pub async fn run(settings: &Settings, args: CheckArgs) -> Result<ExitCode> {
     let lang = settings.lang;

@@ -10,14 +10,54 @@ use std::time::Duration;
 
 use anyhow::Result;
 use charla_core::{Delivery, Mode, StartFrom, Subscriber, Subscription};
+use clap::Args;
 use serde::Serialize;
 
-use crate::cli::ListenArgs;
-use crate::config::Settings;
+use crate::config::{Route, Settings};
 use crate::i18n::{RULE_DOUBLE, RULE_SINGLE};
 
 /// How many recent ids are remembered to drop redelivered duplicates.
 const DEDUPE_WINDOW: usize = 10_000;
+
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    #[command(flatten)]
+    pub route: Route,
+
+    /// Consumer group (stream mode): members share the messages and resume where they acked
+    #[arg(long, short = 'g', env = "CHARLA_GROUP", value_name = "GROUP")]
+    pub group: Option<String>,
+
+    /// Stream mode: start from the oldest message the broker keeps
+    #[arg(long, conflicts_with = "from")]
+    pub from_beginning: bool,
+
+    /// Stream mode: start after this offset (as printed in --json output: a Redis stream id,
+    /// a RabbitMQ offset, a Kafka PARTITION:OFFSET)
+    #[arg(long, value_name = "OFFSET", conflicts_with = "since")]
+    pub from: Option<String>,
+
+    /// Stream mode: start at the first message stored at or after TIME: a date-time
+    /// (2026-11-24T14:30:00Z), unix seconds (1764000000), or an age (90s, 10m, 2h, 1d)
+    #[arg(long, value_name = "TIME", conflicts_with = "from_beginning")]
+    pub since: Option<String>,
+
+    /// Print one JSON object per line (NDJSON) instead of text
+    #[arg(long)]
+    pub json: bool,
+
+    /// Exit after receiving this many messages
+    #[arg(long, short = 'c', value_name = "N")]
+    pub count: Option<u64>,
+
+    /// Unacknowledged messages held at once (queue and stream) [default: 100]
+    #[arg(long, env = "CHARLA_PREFETCH", value_name = "N")]
+    pub prefetch: Option<usize>,
+
+    /// Print messages delivered again with an id already seen (normally dropped)
+    #[arg(long)]
+    pub keep_duplicates: bool,
+}
 
 pub async fn run(settings: &Settings, args: ListenArgs) -> Result<ExitCode> {
     let lang = settings.lang;

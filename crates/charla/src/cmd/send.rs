@@ -15,17 +15,43 @@ use std::time::Duration;
 
 use anyhow::Result;
 use charla_core::{Broker, Message, Mode, Publisher};
+use clap::Args;
 use tokio::sync::mpsc;
 
 use super::visible;
-use crate::cli::SendArgs;
-use crate::config::Settings;
+use crate::config::{Route, Settings};
 use crate::i18n::{Lang, RULE_DOUBLE, RULE_SINGLE};
 
 /// The seed's name when none is given.
 const DEFAULT_NAME: &str = "Usuario";
 /// Lines read ahead and sent in one publish call in piped mode.
 const PIPE_BATCH: usize = 500;
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub route: Route,
+
+    /// Your name in messages (the seed's `usuario`) [default: asked, or "Usuario"]
+    #[arg(long, short = 'n', env = "CHARLA_NAME", value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Prompt like emisor.py even when stdin is not a terminal
+    #[arg(long, short = 'i')]
+    pub interactive: bool,
+
+    /// Do not print a line per message sent
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+
+    /// The message to send (words are joined with spaces). Without it, lines are read from
+    /// stdin: interactively from a terminal, one message per line from a pipe. Options are
+    /// options wherever they stand; after `--` everything is message text (`-- --room`).
+    // No trailing_var_arg / allow_hyphen_values: with them `send hola --room zz` sent
+    // "hola --room zz" to the default room, and a swallowed --broker started a local broker.
+    #[arg(value_name = "MESSAGE")]
+    pub message: Vec<String>,
+}
 
 pub async fn run(settings: &Settings, args: SendArgs) -> Result<ExitCode> {
     let mode = settings.mode(&args.route)?;
