@@ -9,11 +9,14 @@
 //!   [`conformance::run`], and its capability flags decide which cases apply (the others are
 //!   reported as ignored, by name, with the reason).
 //! - [`proxy`]: a TCP proxy the tests control (stall, cut, outage) for network faults.
+//! - [`layering`]: the import-circle check every crate of the workspace runs
+//!   (`tests/layering.rs`).
 //! - [`service_missing`]: the one place that decides whether a missing service skips a test
 //!   (a developer's laptop) or fails it (`CI=true`).
 
 pub mod conformance;
 mod kafka_server;
+pub mod layering;
 mod postgres_server;
 pub mod proxy;
 pub mod rabbitmq;

@@ -8,7 +8,9 @@
 //! `charla-chat`; this crate only draws it. [`App`] is the screen's state, updated by events
 //! and drawn by [`ui::draw`], so the drawing is a pure function of the state.
 
+// In layers: `chat` (the event loop) uses `ui` (drawing), which reads `app` (the state).
 mod app;
+mod chat;
 mod ui;
 
-pub use app::{run, ChatOptions};
+pub use chat::{run, ChatOptions};
