@@ -1,22 +1,71 @@
-//! Append-only persistence with the server as a child process (this test binary re-run in
-//! "child" mode), so it can be stopped gracefully or killed with SIGKILL.
+//! Append-only persistence with the server as a child process, so it can be stopped
+//! gracefully or killed with SIGKILL.
+//!
+//! The child is this test binary started again with `CHARLA_CHILD_DIR` set. The binary has its
+//! own `main` (`harness = false` in Cargo.toml): with that variable it runs only the server
+//! ([`child_server`]), without it the tests, as libtest-mimic trials listed in `main`. So the
+//! child role is not a test: it can never be counted as one that passed while checking nothing.
+//! (A `#[test]` attribute does nothing in a `harness = false` file: a test is a function named
+//! in `main`, and `main` refuses to start if this file has a `#[test]` that would be silently
+//! dropped; a function not named there is dead code, which the build refuses under clippy.)
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use charla_server::{AppendFsync, ServerConfig};
 use common::Raw;
 
-/// Not a test of its own: when CHARLA_CHILD_DIR is set this runs a server until killed.
-#[test]
-fn child_server() {
-    let Ok(dir) = std::env::var("CHARLA_CHILD_DIR") else {
-        return;
+/// The variable that makes this binary the server process instead of the test runner.
+const CHILD_DIR: &str = "CHARLA_CHILD_DIR";
+
+/// Each test, as a trial named after its function.
+macro_rules! trials {
+    ($($test:ident),* $(,)?) => {
+        vec![$(libtest_mimic::Trial::test(stringify!($test), || {
+            $test();
+            Ok(())
+        })),*]
     };
+}
+
+fn main() -> ExitCode {
+    if let Some(dir) = std::env::var_os(CHILD_DIR) {
+        child_server(dir.into());
+    }
+    let dropped = include_str!("persistence.rs")
+        .lines()
+        .filter(|l| l.trim_start().starts_with("#[test]"))
+        .count();
+    assert_eq!(
+        dropped, 0,
+        "tests/persistence.rs has {dropped} #[test] attribute(s): this file has no test harness, \
+         so name the function in main's trials! instead"
+    );
+    let args = libtest_mimic::Arguments::from_args();
+    let tests = trials![
+        shutdown_stops_the_server_with_its_data_safe,
+        data_survives_a_graceful_restart_and_a_rewrite,
+        bits_sort_store_and_hincrbyfloat_survive_replay_and_a_rewrite,
+        kill_9_under_load_with_fsync_always_loses_nothing_acknowledged,
+        a_truncated_tail_is_cut_off_and_the_rest_loads,
+        garbage_in_the_file_is_a_startup_error_naming_the_file_and_offset,
+        repair_cuts_back_to_the_last_whole_command_and_the_server_starts,
+        transactions_are_framed_in_the_file_and_a_cut_one_is_not_replayed,
+        a_failed_write_refuses_writes_until_the_disk_works_and_continues_where_it_stopped,
+        a_failed_fsync_is_never_acknowledged_and_refuses_writes_until_a_rewrite_succeeds,
+        a_rewrite_of_a_big_dataset_does_not_stall_clients_and_keeps_concurrent_writes,
+        swapdb_during_a_rewrite_restarts_it_and_the_file_stays_right,
+    ];
+    libtest_mimic::run(&args, tests).exit_code()
+}
+
+/// The server process the tests start (see the module doc): runs a server on
+/// `CHARLA_CHILD_PORT` with its AOF in `dir` until SIGTERM, SHUTDOWN or SIGKILL.
+fn child_server(dir: std::path::PathBuf) -> ! {
     let port: u16 = std::env::var("CHARLA_CHILD_PORT")
         .ok()
         .and_then(|p| p.parse().ok())
@@ -27,7 +76,7 @@ fn child_server() {
         .expect("fsync");
     let cfg = ServerConfig {
         port,
-        dir: dir.into(),
+        dir,
         appendonly: true,
         appendfsync: fsync,
         aof_rewrite_min_size: std::env::var("CHARLA_CHILD_REWRITE_MIN")
@@ -97,9 +146,8 @@ fn spawn_env(
     env: &[(&str, &str)],
 ) -> Child_ {
     let child = Command::new(std::env::current_exe().expect("exe"))
-        .args(["--exact", "child_server", "--nocapture", "--test-threads=1"])
         .envs(env.iter().copied())
-        .env("CHARLA_CHILD_DIR", dir)
+        .env(CHILD_DIR, dir)
         .env("CHARLA_CHILD_PORT", port.to_string())
         .env("CHARLA_CHILD_FSYNC", fsync)
         .env("CHARLA_CHILD_REWRITE_MIN", rewrite_min.to_string())
@@ -108,15 +156,30 @@ fn spawn_env(
         .spawn()
         .expect("spawn child server");
     // Owned by the guard at once: if it never answers, the panic below still kills it.
-    let c = Child_ { child, port };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return c;
+    let mut c = Child_ { child, port };
+    // Ready once it answers. The port takes connections while the AOF is still loading (the
+    // kernel queues them), and loading a big file on a busy machine takes long: wait for the
+    // reply to a PING, however long the load takes, within a generous deadline.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Ok(Some(status)) = c.child.try_wait() {
+            panic!("the child server exited ({status})");
         }
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .expect("read timeout");
+            let mut pong = [0u8; 7];
+            if std::io::Write::write_all(&mut s, b"PING\r\n").is_ok()
+                && std::io::Read::read_exact(&mut s, &mut pong).is_ok()
+                && &pong == b"+PONG\r\n"
+            {
+                return c;
+            }
+        }
+        assert!(Instant::now() < deadline, "the child server did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("child server did not start");
 }
 
 impl Child_ {
@@ -162,7 +225,6 @@ impl Child_ {
 /// SHUTDOWN stops the server as SIGTERM does: the asking client is disconnected without a
 /// reply, the process exits 0, and everything written is there after a restart. SAVE (no
 /// snapshots here) and ABORT (nothing in progress) are refused and the server goes on.
-#[test]
 fn shutdown_stops_the_server_with_its_data_safe() {
     let dir = tempfile::tempdir().expect("tmp");
     let port = charla_testkit::free_port();
@@ -358,7 +420,6 @@ fn check_dataset(r: &mut Raw) {
     check_zsets(r);
 }
 
-#[test]
 fn data_survives_a_graceful_restart_and_a_rewrite() {
     let dir = tempfile::tempdir().expect("tmp");
     let port = charla_testkit::free_port();
@@ -394,7 +455,6 @@ fn data_survives_a_graceful_restart_and_a_rewrite() {
 /// Bitmaps (SETBIT, BITOP, BITFIELD), SORT … STORE and HINCRBYFLOAT replay from the AOF as
 /// it was written and after a rewrite; HINCRBYFLOAT is logged as the HSET of its result (as
 /// Redis propagates it), and a hash's field order survives both.
-#[test]
 fn bits_sort_store_and_hincrbyfloat_survive_replay_and_a_rewrite() {
     let write = |r: &mut Raw| {
         assert_eq!(r.cmd(&["SETBIT", "bm", "3", "1"]), ":0\r\n");
@@ -469,16 +529,17 @@ fn bits_sort_store_and_hincrbyfloat_survive_replay_and_a_rewrite() {
     check(&mut c.raw());
 }
 
-#[test]
 fn kill_9_under_load_with_fsync_always_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().expect("tmp");
     let port = charla_testkit::free_port();
     // A small rewrite threshold so a rewrite also happens under load.
     let c = spawn(dir.path(), port, "always", 256 * 1024);
     let stop = Arc::new(AtomicBool::new(false));
+    let acked_all = Arc::new(AtomicU64::new(0));
     let writers: Vec<_> = (0..8)
         .map(|w| {
             let stop = stop.clone();
+            let acked_all = acked_all.clone();
             std::thread::spawn(move || {
                 let mut r = Raw::connect(port);
                 r.s.set_read_timeout(Some(Duration::from_secs(2))).ok();
@@ -498,7 +559,10 @@ fn kill_9_under_load_with_fsync_always_loses_nothing_acknowledged() {
                     }
                     let rep = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.reply()));
                     match rep {
-                        Ok(s) if s.starts_with(':') => acked += 1,
+                        Ok(s) if s.starts_with(':') => {
+                            acked += 1;
+                            acked_all.fetch_add(1, Ordering::Relaxed);
+                        }
                         _ => break,
                     }
                 }
@@ -506,7 +570,19 @@ fn kill_9_under_load_with_fsync_always_loses_nothing_acknowledged() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Killed under load once there is some: a few thousand writes acknowledged and an
+    // automatic rewrite done meanwhile (the server goes on rewriting as the file grows).
+    let mut info = c.raw();
+    common::wait_until(
+        "acknowledged writes and a rewrite under load",
+        Duration::from_secs(120),
+        || {
+            acked_all.load(Ordering::Relaxed) >= 3000
+                && !info
+                    .cmd(&["INFO", "persistence"])
+                    .contains("aof_rewrites:0\r\n")
+        },
+    );
     c.kill9();
     stop.store(true, Ordering::Relaxed);
     let results: Vec<(String, u64)> = writers
@@ -533,7 +609,6 @@ fn kill_9_under_load_with_fsync_always_loses_nothing_acknowledged() {
     eprintln!("acknowledged {total} writes before kill -9, all present after replay");
 }
 
-#[test]
 fn a_truncated_tail_is_cut_off_and_the_rest_loads() {
     let dir = tempfile::tempdir().expect("tmp");
     let port = charla_testkit::free_port();
@@ -582,7 +657,6 @@ fn aof_path(dir: &std::path::Path) -> std::path::PathBuf {
     dir.join(ServerConfig::default().appendfilename)
 }
 
-#[test]
 fn garbage_in_the_file_is_a_startup_error_naming_the_file_and_offset() {
     let set_a = resp(&["SET", "a", "1"]);
     // A plain text line between commands, one at the very end (no newline: not a truncated
@@ -623,7 +697,6 @@ fn garbage_in_the_file_is_a_startup_error_naming_the_file_and_offset() {
     }
 }
 
-#[test]
 fn repair_cuts_back_to_the_last_whole_command_and_the_server_starts() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut data = resp(&["SET", "a", "1"]);
@@ -656,7 +729,6 @@ fn repair_cuts_back_to_the_last_whole_command_and_the_server_starts() {
     assert_eq!(std::fs::read(aof_path(dir.path())).expect("read"), before);
 }
 
-#[test]
 fn transactions_are_framed_in_the_file_and_a_cut_one_is_not_replayed() {
     let dir = tempfile::tempdir().expect("tmp");
     let port = charla_testkit::free_port();
@@ -710,7 +782,6 @@ fn transactions_are_framed_in_the_file_and_a_cut_one_is_not_replayed() {
 
 const MISCONF: &str = "-MISCONF Errors writing to the AOF file: ";
 
-#[test]
 fn a_failed_write_refuses_writes_until_the_disk_works_and_continues_where_it_stopped() {
     let dir = tempfile::tempdir().expect("tmp");
     let port = charla_testkit::free_port();
@@ -792,7 +863,6 @@ fn a_failed_write_refuses_writes_until_the_disk_works_and_continues_where_it_sto
     assert_eq!(r.cmd(&["GET", "x"]), "$1\r\n1\r\n");
 }
 
-#[test]
 fn a_failed_fsync_is_never_acknowledged_and_refuses_writes_until_a_rewrite_succeeds() {
     for fsync in ["always", "everysec"] {
         let dir = tempfile::tempdir().expect("tmp");
@@ -861,7 +931,6 @@ fn a_failed_fsync_is_never_acknowledged_and_refuses_writes_until_a_rewrite_succe
     }
 }
 
-#[test]
 fn a_rewrite_of_a_big_dataset_does_not_stall_clients_and_keeps_concurrent_writes() {
     let dir = tempfile::tempdir().expect("tmp");
     let port = charla_testkit::free_port();
@@ -936,28 +1005,34 @@ fn a_rewrite_of_a_big_dataset_does_not_stall_clients_and_keeps_concurrent_writes
     });
     let took = t.elapsed();
     let info = r.cmd(&["INFO", "persistence"]);
-    let max_lock = info
-        .split("aof_last_rewrite_max_lock_us:")
-        .nth(1)
-        .and_then(|s| s.split("\r\n").next())
-        .unwrap_or("?")
-        .to_string();
+    let max_lock = Duration::from_micros(
+        info.split("aof_last_rewrite_max_lock_us:")
+            .nth(1)
+            .and_then(|s| s.split("\r\n").next())
+            .and_then(|us| us.parse().ok())
+            .unwrap_or_else(|| panic!("no aof_last_rewrite_max_lock_us in {info}")),
+    );
     stop.store(true, Ordering::Relaxed);
     let (max_ping, max_get, pings) = pinger.join().expect("pinger");
     let acked = writer.join().expect("writer");
     let expected = r.cmd(&["DBSIZE"]);
     let sample = r.cmd(&["MGET", "key:0", "key:1", "key:7919", "key:399999"]);
     eprintln!(
-        "rewrite of {keys} keys + 50 lists of 2000 took {took:?}; {pings} PING+GET pairs meanwhile, slowest PING {max_ping:?}, slowest GET {max_get:?}; {acked} transactions during it; longest lock hold by the rewriter {max_lock} µs"
+        "rewrite of {keys} keys + 50 lists of 2000 took {took:?}; {pings} PING+GET pairs meanwhile, slowest PING {max_ping:?}, slowest GET {max_get:?}; {acked} transactions during it; longest lock hold by the rewriter {max_lock:?}"
     );
     assert!(acked > 0 && pings > 10);
-    // The rewrite took long; no client waited for more than a small part of it (the old
-    // rewrite held the lock for all of it: GET's worst case was the whole rewrite). The bound
-    // is loose for loaded CI machines; the figures are printed above.
-    for (what, max) in [("PING", max_ping), ("GET", max_get)] {
+    // No client waited for more than a part of the rewrite, and the rewriter never held the
+    // keyspace for long (the old rewrite held the lock for all of it: GET's worst case was the
+    // whole rewrite). Measured against the rewrite itself, which a loaded machine slows as
+    // much as the clients, never against a fixed time; the figures are printed above.
+    for (what, max) in [
+        ("PING", max_ping),
+        ("GET", max_get),
+        ("the rewriter's lock hold", max_lock),
+    ] {
         assert!(
-            max < Duration::from_millis(500) && max * 4 < took,
-            "{what} stalled {max:?} during a {took:?} rewrite"
+            max * 2 < took,
+            "{what} took {max:?} during a {took:?} rewrite"
         );
     }
     c.term();
@@ -975,7 +1050,6 @@ fn a_rewrite_of_a_big_dataset_does_not_stall_clients_and_keeps_concurrent_writes
     assert_eq!(r.cmd(&["LLEN", "list:49"]), ":2000\r\n");
 }
 
-#[test]
 fn swapdb_during_a_rewrite_restarts_it_and_the_file_stays_right() {
     let dir = tempfile::tempdir().expect("tmp");
     let port = charla_testkit::free_port();
