@@ -12,7 +12,10 @@ use std::time::Duration;
 use charla_server::ServerConfig;
 use common::{Raw, TestServer};
 
-/// One command per line, arguments split on spaces; `SLEEP <ms>` pauses the script.
+/// One command per line, arguments split on spaces; `SLEEP <ms>` pauses the script;
+/// `EXPIRE-UNREAD <key>` sets the new key `<key>` with a 1 ms time to live and waits, without
+/// touching it, until the background expirer has removed it (DBSIZE, which touches no key, back
+/// where it was).
 const SCRIPT: &[&str] = &[
     // strings
     "SET a 1",
@@ -182,8 +185,7 @@ const SCRIPT: &[&str] = &[
     "SET e v PX 1",
     "SLEEP 30",
     "GET e",
-    "SET e2 v PX 1",
-    "SLEEP 300",
+    "EXPIRE-UNREAD e2",
     // database-wide writes notify nothing
     "SWAPDB 0 1",
     "SWAPDB 0 1",
@@ -207,6 +209,16 @@ fn record(port: u16, flags: &str) -> Vec<String> {
         if args[0] == "SLEEP" {
             let ms = args[1].parse().unwrap_or(0);
             std::thread::sleep(Duration::from_millis(ms));
+            continue;
+        }
+        if args[0] == "EXPIRE-UNREAD" {
+            let before = c.cmd(&["DBSIZE"]);
+            assert_eq!(c.cmd(&["SET", args[1], "v", "PX", "1"]), "+OK\r\n");
+            common::wait_until(
+                &format!("the background expiry of {}", args[1]),
+                Duration::from_secs(20),
+                || c.cmd(&["DBSIZE"]) == before,
+            );
             continue;
         }
         c.cmd(&args);
