@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -399,10 +399,19 @@ fn a_subscriber_that_never_reads_is_disconnected_and_memory_stays_bounded() {
 
 // ---- item 12: a slow sender costs linear work -----------------------------------------------
 
+/// Two clients trickle a request of a million arguments a hundred at a time. What is checked:
+/// the parser walks each byte about once (INFO's own counters, exact on any machine), and the
+/// server neither burns CPU waiting for the rest nor keeps other clients waiting. Those two are
+/// measured against a reference taken at the same moments on the same machine: a second
+/// server of the same build that gets the same pings and no trickle (the pinger alternates
+/// between the two), so a loaded or slow machine moves both figures alike. The margins are
+/// generous; a busy loop (a core for the whole run) or a rescan per read still fails them.
 #[test]
 fn a_trickled_request_is_parsed_once_not_once_per_read() {
     let srv = Spawned::start(&[]);
+    let reference = Spawned::start(&[]);
     let cpu0 = srv.cpu_ticks();
+    let ref_cpu0 = reference.cpu_ticks();
     let t0 = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     // Two clients announce a million arguments and send them a hundred at a time.
@@ -425,28 +434,35 @@ fn a_trickled_request_is_parsed_once_not_once_per_read() {
             })
         })
         .collect();
-    // Meanwhile another client's PING latency.
-    let port = srv.port;
+    // Meanwhile another client's PING latency, on the trickled server and on the reference,
+    // one right after the other.
+    let (port, ref_port) = (srv.port, reference.port);
     let st = stop.clone();
     let pinger = std::thread::spawn(move || {
-        let mut r = Raw::connect(port);
-        let mut lat = Vec::new();
+        let mut on_srv = Raw::connect(port);
+        let mut on_ref = Raw::connect(ref_port);
+        let (mut lat, mut ref_lat) = (Vec::new(), Vec::new());
         while !st.load(Ordering::Relaxed) {
-            let t = Instant::now();
-            assert_eq!(r.cmd(&["PING"]), "+PONG\r\n");
-            lat.push(t.elapsed());
+            for (r, lat) in [(&mut on_srv, &mut lat), (&mut on_ref, &mut ref_lat)] {
+                let t = Instant::now();
+                assert_eq!(r.cmd(&["PING"]), "+PONG\r\n");
+                lat.push(t.elapsed());
+            }
             // A ping per millisecond: a sample rate, so the server's CPU time measures the
             // slow senders and not a busy pinger.
             std::thread::sleep(Duration::from_millis(1));
         }
         lat.sort();
-        lat
+        ref_lat.sort();
+        (lat, ref_lat)
     });
     let sent: u64 = tricklers.into_iter().map(|t| t.join().unwrap()).sum();
     stop.store(true, Ordering::Relaxed);
-    let lat = pinger.join().unwrap();
+    let (lat, ref_lat) = pinger.join().unwrap();
     let wall = t0.elapsed();
-    let cpu = Duration::from_millis((srv.cpu_ticks() - cpu0) * 10);
+    let ticks = |t: u64| Duration::from_millis(t * 10);
+    let cpu = ticks(srv.cpu_ticks() - cpu0);
+    let ref_cpu = ticks(reference.cpu_ticks() - ref_cpu0);
     // The tricklers' sockets closed when their threads ended; a connection's counters reach
     // INFO when it ends, so poll until all the bytes sent are accounted for.
     let mut r = srv.raw();
@@ -462,21 +478,30 @@ fn a_trickled_request_is_parsed_once_not_once_per_read() {
         },
     );
     let p50 = lat[lat.len() / 2];
+    let ref_p50 = ref_lat[ref_lat.len() / 2];
     eprintln!(
-        "sent {sent} B, parser walked {scanned} B, server CPU {cpu:?} over {wall:?}, PING p50 {p50:?} ({} pings)",
+        "sent {sent} B, parser walked {scanned} B; over {wall:?} server CPU {cpu:?} \
+         (reference {ref_cpu:?}); PING p50 {p50:?} (reference {ref_p50:?}, {} pings each)",
         lat.len()
     );
     assert!(
         scanned <= 2 * input,
         "the parser walked {scanned} bytes for {input} bytes of input: it starts over on every read"
     );
+    // The trickle costs a few reads and parses per millisecond, a small multiple of what the
+    // pings alone cost the reference; a server that spins while a request is incomplete
+    // spends a core's worth of the run on top of that.
     assert!(
-        cpu < wall / 2,
-        "two slow senders cost the server {cpu:?} of CPU in {wall:?}"
+        cpu <= ref_cpu * 8 + wall / 10,
+        "two slow senders cost the server {cpu:?} of CPU in {wall:?}, where the same server \
+         with only the pings spent {ref_cpu:?}"
     );
-    // Loose: the machine may be busy; what matters is that PING is not queued behind a
-    // rescan (the figure is printed above).
-    assert!(p50 < Duration::from_millis(50), "PING p50 {p50:?}");
+    // PING is not queued behind the trickled request: its median stays a small multiple of
+    // the reference's, taken at the same moments.
+    assert!(
+        p50 <= ref_p50 * 5 + Duration::from_millis(1),
+        "PING p50 {p50:?} on the trickled server, {ref_p50:?} on the reference"
+    );
 }
 
 // ---- item 14: listen backlog ---------------------------------------------------------------
@@ -510,42 +535,74 @@ fn the_listen_backlog_is_the_system_maximum() {
     );
 }
 
+/// `kill -STOP` of a process for the lifetime of the guard (`kill -CONT` when dropped).
+struct Stopped(u32);
+
+impl Stopped {
+    fn new(pid: u32) -> Stopped {
+        // SAFETY: a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) }, 0);
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGCONT) };
+    }
+}
+
+/// A burst of 2000 connections (or `net.core.somaxconn` of them where the system allows fewer)
+/// waits in the accept queue however late the server gets to it: every connect completes while
+/// the server process is stopped (SIGSTOP), so none waits for a SYN retransmission (1 s, 3 s,
+/// …) as it would behind a small listen backlog; then every one is served. Nothing here
+/// depends on the machine's speed: the kernel completes the handshakes without the server
+/// running, and a connect that does not fit cannot complete until the server is resumed.
 #[test]
 fn a_burst_of_2000_connections_has_no_connect_stalls() {
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let (threads, each) = (40, 2000.min(somaxconn) / 40);
+    let burst = threads * each;
     let srv = Spawned::start(&[]);
     let port = srv.port;
-    let threads: Vec<_> = (0..40)
+    let connected = Arc::new(AtomicUsize::new(0));
+    let stopped = Stopped::new(srv.pid());
+    let workers: Vec<_> = (0..threads)
         .map(|_| {
+            let connected = connected.clone();
             std::thread::spawn(move || {
-                let mut socks = Vec::new();
-                let mut worst = Duration::ZERO;
-                for _ in 0..50 {
-                    let t = Instant::now();
-                    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                    worst = worst.max(t.elapsed());
-                    socks.push(s);
-                }
-                (worst, socks)
+                (0..each)
+                    .map(|_| {
+                        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                        connected.fetch_add(1, Ordering::Relaxed);
+                        s
+                    })
+                    .collect::<Vec<_>>()
             })
         })
         .collect();
-    let mut worst = Duration::ZERO;
-    let mut socks = Vec::new();
-    for t in threads {
-        let (w, s) = t.join().unwrap();
-        worst = worst.max(w);
-        socks.extend(s);
-    }
-    assert_eq!(socks.len(), 2000);
-    eprintln!("2000 concurrent connects: slowest {worst:?}");
-    // A SYN dropped by a full accept queue is retried after 1 s: no connect may take that long.
-    assert!(
-        worst < Duration::from_millis(900),
-        "slowest connect {worst:?}"
+    // A generous deadline: a connect that fits takes microseconds, one that does not fit
+    // cannot complete while the server is stopped.
+    common::wait_until(
+        &format!("{burst} connects to complete while the server is stopped"),
+        Duration::from_secs(60),
+        || connected.load(Ordering::Relaxed) == burst,
     );
+    eprintln!("{burst} connects completed with the server stopped (somaxconn {somaxconn})");
+    drop(stopped);
+    let mut socks: Vec<TcpStream> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert_eq!(socks.len(), burst);
     // Every one of them is served.
     for s in socks.iter_mut().step_by(97) {
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         s.write_all(b"PING\r\n").unwrap();
         let mut b = [0u8; 7];
         s.read_exact(&mut b).unwrap();
@@ -635,7 +692,7 @@ fn a_blocked_client_that_hangs_up_is_removed_and_never_served() {
         assert_eq!(pusher.cmd(&["LPUSH", &key, "v"]), ":1\r\n");
         common::wait_until(
             "the hung-up client to leave CLIENT LIST",
-            Duration::from_secs(2),
+            Duration::from_secs(20),
             || client_count(&mut admin) == 2,
         );
         // Nothing was popped for the dead client.
