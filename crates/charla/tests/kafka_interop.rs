@@ -17,8 +17,9 @@ fn kafka_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../compat/kafka")
 }
 
-/// `node` running one of compat/kafka's scripts, or None after reporting what is missing.
-fn node(script: &str, server: &KafkaServer) -> Option<Command> {
+/// `node ARGS` in compat/kafka (one of its scripts, or `-` for a module on stdin), or None
+/// after reporting what is missing.
+fn node(args: &[&str], server: &KafkaServer) -> Option<Command> {
     let has_node = Command::new("node")
         .arg("--version")
         .stdout(Stdio::null())
@@ -30,7 +31,7 @@ fn node(script: &str, server: &KafkaServer) -> Option<Command> {
     }
     let mut cmd = Command::new("node");
     cmd.current_dir(kafka_dir())
-        .arg(script)
+        .args(args)
         .env("KAFKA_BROKERS", server.bootstrap())
         .env("TIMEOUT_MS", "30000");
     Some(cmd)
@@ -97,6 +98,40 @@ fn json_values(stdout: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A kafkajs admin (node reads it on stdin, in compat/kafka): exits 0 once every group in
+/// GROUP_IDS has committed an offset past the start of some partition of TOPIC, 1 after
+/// TIMEOUT_MS saying which have not.
+const COMMITTED_BY_EVERY_GROUP: &str = r#"
+import { Kafka, logLevel } from 'kafkajs'
+const admin = new Kafka({ brokers: process.env.KAFKA_BROKERS.split(','), logLevel: logLevel.NOTHING }).admin()
+const deadline = Date.now() + Number(process.env.TIMEOUT_MS)
+let waiting = process.env.GROUP_IDS.split(',')
+let lastError = ''
+await admin.connect()
+while (waiting.length > 0) {
+  const still = []
+  for (const groupId of waiting) {
+    try {
+      const [offsets] = await admin.fetchOffsets({ groupId, topics: [process.env.TOPIC] })
+      if (!offsets.partitions.some((p) => Number(p.offset) > 0)) still.push(groupId)
+    } catch (e) {
+      // A group the broker does not know yet: not there yet.
+      lastError = ` (last error: ${e.message})`
+      still.push(groupId)
+    }
+  }
+  waiting = still
+  if (waiting.length > 0) {
+    if (Date.now() > deadline) {
+      console.error(`no offset committed on ${process.env.TOPIC} by ${waiting.join(', ')}${lastError}`)
+      process.exit(1)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+await admin.disconnect()
+"#;
+
 #[test]
 fn charla_and_the_seeds_kafkajs_read_each_other() {
     let Some(server) = KafkaServer::start() else {
@@ -108,7 +143,7 @@ fn charla_and_the_seeds_kafkajs_read_each_other() {
         &mut send_cmd(&server, &topic, "Juan", Some("Hola María!")),
         b"",
     ));
-    let Some(mut consumer) = node("consumer.mjs", &server) else {
+    let Some(mut consumer) = node(&["consumer.mjs"], &server) else {
         return;
     };
     let out = ok(&run(consumer.env("TOPIC", &topic).env("COUNT", "1"), b""));
@@ -117,7 +152,7 @@ fn charla_and_the_seeds_kafkajs_read_each_other() {
     assert_eq!(got[0]["mensaje"], "Hola María!");
     assert_eq!(json_lines(&out)[0]["key"], topic.as_str(), "keyed by room");
     // The seed's producer (key user-123) → charla.
-    let Some(mut producer) = node("producer.mjs", &server) else {
+    let Some(mut producer) = node(&["producer.mjs"], &server) else {
         return;
     };
     ok(&run(
@@ -204,7 +239,10 @@ fn the_seeds_event_streaming_pattern_with_charla_as_the_producer() {
         &mut send_cmd(&server, &topic, "api", None),
         b"order_created 1\n",
     ));
-    let Some(mut pattern) = node("event_streaming.mjs", &server) else {
+    let (Some(mut pattern), Some(mut joined)) = (
+        node(&["event_streaming.mjs"], &server),
+        node(&["--input-type=module", "-"], &server),
+    ) else {
         return;
     };
     let services = pattern
@@ -215,7 +253,24 @@ fn the_seeds_event_streaming_pattern_with_charla_as_the_producer() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("node");
-    std::thread::sleep(Duration::from_secs(1));
+    // The services are live before the next orders are sent: each group has read order 1
+    // (the script's consumers commit after each batch), which it can do only once it has
+    // joined its group and been given the partition.
+    let waited = run(
+        joined
+            .env("TOPIC", &topic)
+            .env("GROUP_IDS", "inventario,notificaciones,analytics"),
+        COMMITTED_BY_EVERY_GROUP.as_bytes(),
+    );
+    if !waited.status.success() {
+        let services = wait(services, Duration::from_secs(60));
+        panic!(
+            "the services did not all read the first order\n--- waiting\n{}\n--- services\n{}{}",
+            text(&waited.stderr),
+            text(&services.stdout),
+            text(&services.stderr)
+        );
+    }
     ok(&run(
         &mut send_cmd(&server, &topic, "api", None),
         b"order_created 2\norder_created 3\n",
@@ -233,7 +288,7 @@ fn the_seeds_event_streaming_pattern_runs_as_written() {
     let Some(server) = KafkaServer::start() else {
         return;
     };
-    let Some(mut pattern) = node("event_streaming.mjs", &server) else {
+    let Some(mut pattern) = node(&["event_streaming.mjs"], &server) else {
         return;
     };
     let out = ok(&run(
@@ -302,10 +357,10 @@ fn bad_input_ends_in_one_clear_line() {
         texts(&listen_json(&server, &room, 2, &["--from-beginning"])),
         ["antes", "después"]
     );
-    // A record that is not a chat message, from another client: moved to the dead letters by
-    // a group, with a warning; the next one arrives.
+    // Another client's JSON event on the topic: shown (the object itself with --json) and
+    // counted like a message, not dropped; the chat message after it arrives too.
     let topic = unique_name("mixed-");
-    let Some(mut producer) = node("producer.mjs", &server) else {
+    let Some(mut producer) = node(&["producer.mjs"], &server) else {
         return;
     };
     // The seed's user_created event, then a chat message under the same key (user-123): one
@@ -324,13 +379,17 @@ fn bad_input_ends_in_one_clear_line() {
             "--from-beginning",
             "--json",
             "--count",
-            "1",
+            "2",
         ]),
         b"",
     );
-    assert_eq!(texts(&json_lines(&ok(&out))), ["ok"]);
+    let got = json_lines(&ok(&out));
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0]["type"], "user_created", "{got:?}");
+    assert_eq!(got[0]["userId"], 123, "{got:?}");
+    assert_eq!(texts(&got[1..]), ["ok"]);
     assert!(
-        text(&out.stderr).contains("not a chat message"),
+        !text(&out.stderr).contains("not a chat message"),
         "{}",
         text(&out.stderr)
     );
