@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use async_trait::async_trait;
 use charla_core::{
-    AckTag, BrokerError, Delivery, Message, Mode, Result, StartFrom, Subscriber, Subscription,
+    AckTag, BrokerError, Delivery, Mode, Result, StartFrom, Subscriber, Subscription,
 };
 use futures::{FutureExt, StreamExt};
 use lapin::options::{
@@ -263,7 +263,7 @@ impl AmqpSubscriber {
         } else {
             self.sub.room.clone()
         };
-        let mut message = match Message::decode(&d.data, &room, self.max_bytes) {
+        let mut message = match (self.sub.decoder())(&d.data, &room, self.max_bytes) {
             Ok(m) => m,
             Err(why) => {
                 match mode {

@@ -11,7 +11,10 @@
 //! - stream: every subscriber gets every message from its start point; a group shares them
 //!   and resumes where it acked;
 //! - a payload that is not a chat message never reaches the caller: it is dead-lettered (in
-//!   durable modes) or dropped with a warning (in broadcast modes), and receiving goes on.
+//!   durable modes) or dropped with a warning (in broadcast modes), and receiving goes on;
+//!   except that a subscription asking for events ([`Subscription::events`]) receives any JSON
+//!   object that is not a chat message as an event ([`Message::event`]): then only what is
+//!   not a JSON object, or is too large, is poison.
 
 use async_trait::async_trait;
 
@@ -78,6 +81,10 @@ pub struct Subscription {
     pub prefetch: usize,
     /// Consumer name inside a group; generated when absent.
     pub consumer: Option<String>,
+    /// Deliver other applications' JSON objects as events instead of treating them as poison
+    /// (`charla listen` shows whatever a room carries; the chats and the archive keep chat
+    /// messages only, so it is off by default).
+    pub events: bool,
 }
 
 impl Subscription {
@@ -89,6 +96,23 @@ impl Subscription {
             start: StartFrom::Latest,
             prefetch: DEFAULT_PREFETCH,
             consumer: None,
+            events: false,
+        }
+    }
+
+    /// Receive JSON objects that are not chat messages as events ([`Message::event`]).
+    pub fn events(mut self, events: bool) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// How this subscription's payloads are decoded: what a backend's subscriber calls for
+    /// each payload, so that every backend draws the line between message and poison alike.
+    pub fn decoder(&self) -> crate::message::Decoder {
+        if self.events {
+            Message::decode_any
+        } else {
+            Message::decode
         }
     }
 

@@ -26,7 +26,7 @@ pub use broker::{
 };
 pub use dedupe::IdWindow;
 pub use error::{BrokerError, Result};
-pub use message::{DecodeError, Message, MAX_MESSAGE_BYTES};
+pub use message::{DecodeError, Decoder, Event, Message, MAX_MESSAGE_BYTES};
 pub use mode::{Capabilities, Mode};
 pub use text::visible;
 pub use url::{redact, with_password, BackendKind, BrokerUrl, DEFAULT_MAX_DELIVERIES};

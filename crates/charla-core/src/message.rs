@@ -4,6 +4,12 @@
 //! `mensaje['usuario']`, `mensaje['mensaje']`, `mensaje['hora']`. charla keeps those three
 //! fields first and adds its own; a reader that knows only the seed's fields ignores ours, and
 //! a seed message (three fields only) decodes here with the rest filled in on arrival.
+//!
+//! A room may also carry other applications' JSON events (`{"type":"user_created",…}` written
+//! by a kafkajs producer to the same topic). [`Message::decode`] refuses them (the chats show
+//! and archive chat messages only), [`Message::decode_any`] keeps them as an *event*: a
+//! message with empty seed fields and the object in [`Message::event`], which `charla listen`
+//! shows and counts. Only what is not a JSON object, or is too large, is poison for both.
 
 use chrono::Timelike;
 use serde::{Deserialize, Serialize};
@@ -36,7 +42,20 @@ pub struct Message {
     /// refused it. Only written when non-zero, so fresh messages stay small.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub deliveries: u32,
+    /// Set when the payload was another application's JSON object, not a chat message (only
+    /// from [`Message::decode_any`]): the object as it was sent, every field kept. `usuario`,
+    /// `mensaje` and `hora` are then empty, and [`Message::encode`] gives the object back.
+    /// Boxed so that chat messages, the common case, stay one pointer larger only.
+    #[serde(skip)]
+    pub event: Option<Box<Event>>,
 }
+
+/// Another application's JSON event, as its fields.
+pub type Event = serde_json::Map<String, serde_json::Value>;
+
+/// How a subscriber turns a payload into a message: [`Message::decode`] (chat messages only)
+/// or [`Message::decode_any`] (other JSON objects too, as events).
+pub type Decoder = fn(&[u8], &str, usize) -> Result<Message, DecodeError>;
 
 /// `HH:MM:SS`, as the seed's `time.strftime("%H:%M:%S")`. Hand-written because chrono's
 /// strftime machinery showed up in send-path profiles.
@@ -77,14 +96,45 @@ impl Message {
             room: room.into(),
             ts_us: now.timestamp_micros(),
             deliveries: 0,
+            event: None,
         }
     }
 
+    /// A message carrying another application's JSON object, read from `room`: a fresh id (so
+    /// every delivery has one, as for seed messages), no send time. A `deliveries` count in the
+    /// object is charla's own (the Redis queue counts redeliveries in the payload) and is read
+    /// as such; the object keeps it.
+    pub fn event(object: Event, room: impl Into<String>) -> Self {
+        let deliveries = object
+            .get("deliveries")
+            .and_then(serde_json::Value::as_u64)
+            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
+        Message {
+            usuario: String::new(),
+            mensaje: String::new(),
+            hora: String::new(),
+            id: ulid::Ulid::new().to_string(),
+            room: room.into(),
+            ts_us: 0,
+            deliveries,
+            event: Some(Box::new(object)),
+        }
+    }
+
+    /// True when this is another application's event rather than a chat message.
+    pub fn is_event(&self) -> bool {
+        self.event.is_some()
+    }
+
     /// The JSON bytes sent to the broker. Non-ASCII stays UTF-8, like the seed's
-    /// `json.dumps(..., ensure_ascii=False)`.
+    /// `json.dumps(..., ensure_ascii=False)`. An event gives back its object, so a backend
+    /// that re-sends a message (a dead letter, a requeue) keeps the other application's data.
     pub fn encode(&self) -> Vec<u8> {
-        // Serializing a struct of strings and integers into a Vec cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        // Serializing strings, integers and JSON values into a Vec cannot fail.
+        match &self.event {
+            Some(object) => serde_json::to_vec(object).unwrap_or_default(),
+            None => serde_json::to_vec(self).unwrap_or_default(),
+        }
     }
 
     /// Encode and check the size limit.
@@ -118,6 +168,20 @@ impl Message {
             msg.room = room.to_owned();
         }
         Ok(msg)
+    }
+
+    /// Like [`Message::decode`], and a JSON object that is not a chat message is an event
+    /// ([`Message::event`]) instead of an error: for readers that show whatever a room
+    /// carries (`charla listen`). A JSON array, a string, a number, text that is not JSON and
+    /// an oversized payload are still errors (poison), as for `decode`.
+    pub fn decode_any(payload: &[u8], room: &str, limit: usize) -> Result<Message, DecodeError> {
+        match Message::decode(payload, room, limit) {
+            Err(DecodeError::NotJson(why)) => match serde_json::from_slice::<Event>(payload) {
+                Ok(object) => Ok(Message::event(object, room)),
+                Err(_) => Err(DecodeError::NotJson(why)),
+            },
+            other => other,
+        }
     }
 
     /// Latency from the send stamp to now, if the message has one.
@@ -184,6 +248,76 @@ mod tests {
                 size: 11,
                 limit: 10
             })
+        ));
+    }
+
+    #[test]
+    fn another_applications_object_is_an_event_only_for_decode_any() {
+        let ev = br#"{"type":"user_created","userId":1,"name":"Ana","timestamp":"2026-01-01T00:00:00Z"}"#;
+        assert!(matches!(
+            Message::decode(ev, "user-events", MAX_MESSAGE_BYTES),
+            Err(DecodeError::NotJson(_))
+        ));
+        let m = Message::decode_any(ev, "user-events", MAX_MESSAGE_BYTES).unwrap();
+        assert!(m.is_event());
+        assert_eq!((m.usuario.as_str(), m.mensaje.as_str()), ("", ""));
+        assert_eq!(m.room, "user-events");
+        assert_eq!(m.id.len(), 26, "an id for de-duplication");
+        let object = m.event.as_deref().unwrap();
+        assert_eq!(object["type"], "user_created");
+        assert_eq!(object["userId"], 1);
+        // Encoding gives the object back, field for field.
+        let back: serde_json::Value = serde_json::from_slice(&m.encode()).unwrap();
+        assert_eq!(
+            back,
+            serde_json::from_slice::<serde_json::Value>(ev).unwrap()
+        );
+        // A field of the wrong type makes an event too, not a half-read chat message.
+        assert!(
+            Message::decode_any(br#"{"usuario":1}"#, "r", MAX_MESSAGE_BYTES)
+                .unwrap()
+                .is_event()
+        );
+        // A redelivery count the Redis queue wrote into the object is charla's own.
+        let counted = Message::decode_any(br#"{"type":"x","deliveries":2}"#, "r", 1 << 10);
+        assert_eq!(counted.unwrap().deliveries, 2);
+    }
+
+    #[test]
+    fn decode_any_reads_chat_messages_as_decode_does_and_keeps_poison_poison() {
+        let seed = r#"{"usuario": "Juan", "mensaje": "Hola María!", "hora": "14:30:25"}"#;
+        let m = Message::decode_any(seed.as_bytes(), "chat_cola", MAX_MESSAGE_BYTES).unwrap();
+        assert!(!m.is_event());
+        assert_eq!(
+            (m.usuario.as_str(), m.mensaje.as_str()),
+            ("Juan", "Hola María!")
+        );
+        let sent = Message::new("María", "¡Hola!", "sala");
+        assert_eq!(
+            Message::decode_any(&sent.encode(), "x", MAX_MESSAGE_BYTES).unwrap(),
+            sent
+        );
+        for bad in [
+            &b"{this is not json"[..],
+            b"[1, 2, 3]",
+            b"plain text, not a chat message",
+            b"\"a string\"",
+            b"42",
+            b"",
+            b"\xff\xfe not even UTF-8",
+        ] {
+            assert!(
+                matches!(
+                    Message::decode_any(bad, "r", MAX_MESSAGE_BYTES),
+                    Err(DecodeError::NotJson(_))
+                ),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(matches!(
+            Message::decode_any(br#"{"type":"big"}"#, "r", 5),
+            Err(DecodeError::TooLarge { .. })
         ));
     }
 

@@ -249,6 +249,8 @@ pub struct KafkaSubscriber {
     pattern: Option<String>,
     /// A group of this subscriber's own, deleted on close (routing).
     own_group: Option<String>,
+    /// Chat messages only, or other JSON objects too (`Subscription::events`).
+    decode: charla_core::Decoder,
     held: HashMap<u64, Held>,
     /// The first record of a partition while its delivery count is read and raised; kept
     /// here so that a cancelled `recv` finds it again.
@@ -388,6 +390,7 @@ impl KafkaSubscriber {
             commits,
             pattern,
             own_group: (sub.mode == Mode::Routing).then_some(group).flatten(),
+            decode: sub.decoder(),
             held: HashMap::new(),
             staged: None,
             retry: VecDeque::new(),
@@ -421,7 +424,7 @@ impl KafkaSubscriber {
                 return None;
             }
         }
-        match Message::decode(&payload, &p.0, self.shared.settings.max_bytes) {
+        match (self.decode)(&payload, &p.0, self.shared.settings.max_bytes) {
             Ok(mut message) => {
                 message.deliveries = deliveries;
                 let tag = self.next_tag;

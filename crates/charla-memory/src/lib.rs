@@ -139,6 +139,7 @@ impl Broker for MemoryBroker {
     async fn subscribe(&self, sub: Subscription) -> Result<Box<dyn Subscriber>> {
         check_room(&sub.room)?;
         let limit = self.max_message_bytes;
+        let decode = sub.decoder();
         Ok(match sub.mode {
             Mode::Queue => Box::new(QueueSubscriber {
                 hub: self.hub.clone(),
@@ -147,6 +148,7 @@ impl Broker for MemoryBroker {
                 inflight: HashMap::new(),
                 next_tag: 0,
                 limit,
+                decode,
                 max_deliveries: self.max_deliveries,
             }),
             Mode::Broadcast | Mode::Routing => {
@@ -162,6 +164,7 @@ impl Broker for MemoryBroker {
                     room: sub.room,
                     next_tag: 0,
                     limit,
+                    decode,
                 })
             }
             Mode::Stream => {
@@ -192,6 +195,7 @@ impl Broker for MemoryBroker {
                     inflight: HashMap::new(),
                     next_tag: 0,
                     limit,
+                    decode,
                     max_deliveries: self.max_deliveries,
                 })
             }
@@ -390,6 +394,8 @@ struct QueueSubscriber {
     inflight: HashMap<u64, Item>,
     next_tag: u64,
     limit: usize,
+    /// Chat messages only, or other JSON objects too (`Subscription::events`).
+    decode: charla_core::Decoder,
     max_deliveries: u32,
 }
 
@@ -422,7 +428,7 @@ impl Subscriber for QueueSubscriber {
                 notified.await;
                 continue;
             };
-            match Message::decode(&item.payload, &self.room, self.limit) {
+            match (self.decode)(&item.payload, &self.room, self.limit) {
                 Err(e) => self
                     .hub
                     .dead_letter(&self.room, item.payload, &e.to_string()),
@@ -514,6 +520,8 @@ struct PubSubSubscriber {
     room: String,
     next_tag: u64,
     limit: usize,
+    /// Chat messages only, or other JSON objects too (`Subscription::events`).
+    decode: charla_core::Decoder,
 }
 
 #[async_trait]
@@ -521,7 +529,7 @@ impl Subscriber for PubSubSubscriber {
     async fn recv(&mut self) -> Result<Delivery> {
         loop {
             let payload = self.rx.recv().await.ok_or(BrokerError::Closed)?;
-            match Message::decode(&payload, &self.room, self.limit) {
+            match (self.decode)(&payload, &self.room, self.limit) {
                 Err(e) => tracing::warn!(room = %self.room, "dropped a broadcast payload: {e}"),
                 Ok(message) => {
                     self.next_tag += 1;
@@ -599,6 +607,8 @@ struct StreamSubscriber {
     inflight: HashMap<u64, u64>,
     next_tag: u64,
     limit: usize,
+    /// Chat messages only, or other JSON objects too (`Subscription::events`).
+    decode: charla_core::Decoder,
     max_deliveries: u32,
 }
 
@@ -700,7 +710,7 @@ impl Subscriber for StreamSubscriber {
                     seq,
                     payload,
                     deliveries,
-                } => match Message::decode(&payload, &self.room, self.limit) {
+                } => match (self.decode)(&payload, &self.room, self.limit) {
                     Err(e) => {
                         if self.group.is_some() {
                             // Settle it in the group so it is not handed out again.

@@ -9,9 +9,7 @@
 use std::pin::Pin;
 
 use async_trait::async_trait;
-use charla_core::{
-    topic, AckTag, BrokerError, Delivery, Message, Mode, Result, Subscriber, Subscription,
-};
+use charla_core::{topic, AckTag, BrokerError, Delivery, Mode, Result, Subscriber, Subscription};
 use futures::{Stream, StreamExt};
 
 use crate::{map_err, Options};
@@ -23,6 +21,8 @@ pub struct PubSubSubscriber {
     room: String,
     opts: Options,
     next_tag: u64,
+    /// Chat messages only, or other JSON objects too (`Subscription::events`).
+    decode: charla_core::Decoder,
 }
 
 impl PubSubSubscriber {
@@ -47,6 +47,7 @@ impl PubSubSubscriber {
         Ok(PubSubSubscriber {
             messages: Box::pin(pubsub.into_on_message()),
             pattern,
+            decode: sub.decoder(),
             room: sub.room,
             opts: opts.clone(),
             next_tag: 0,
@@ -70,7 +71,7 @@ impl Subscriber for PubSubSubscriber {
                     continue; // the glob is wider than the pattern
                 }
             }
-            match Message::decode(
+            match (self.decode)(
                 msg.get_payload_bytes(),
                 channel,
                 self.opts.max_message_bytes,

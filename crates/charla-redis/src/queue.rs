@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use charla_core::{AckTag, BrokerError, Delivery, Message, Result, Subscriber, Subscription};
+use charla_core::{AckTag, BrokerError, Delivery, Result, Subscriber, Subscription};
 use redis::aio::MultiplexedConnection;
 use redis::Value;
 
@@ -58,6 +58,8 @@ pub struct QueueSubscriber {
     consumer: String,
     prefetch: usize,
     opts: Options,
+    /// Chat messages only, or other JSON objects too (`Subscription::events`).
+    decode: charla_core::Decoder,
     /// Moved into our processing list, not yet returned by `recv`.
     fetched: VecDeque<Vec<u8>>,
     /// Returned by `recv`, not yet acked: tag → payload (LREM needs the exact bytes).
@@ -118,6 +120,7 @@ impl Drop for AbortOnDrop {
 impl QueueSubscriber {
     pub async fn start(broker: &RedisBroker, sub: Subscription) -> Result<Self> {
         let consumer = sub.consumer.clone().unwrap_or_else(default_consumer_name);
+        let decode = sub.decoder();
         let room = sub.room;
         let opts = broker.opts.clone();
         let alive = keys::alive(&room, &consumer);
@@ -166,6 +169,7 @@ impl QueueSubscriber {
             consumer,
             prefetch: sub.prefetch.max(1),
             opts,
+            decode,
             fetched: VecDeque::new(),
             inflight: HashMap::new(),
             acked: Vec::new(),
@@ -485,7 +489,7 @@ impl QueueSubscriber {
     /// The next fetched message as a delivery; bad payloads on the way go to the dead letters.
     async fn next_fetched(&mut self) -> Result<Option<Delivery>> {
         while let Some(payload) = self.fetched.pop_front() {
-            match Message::decode(&payload, &self.room, self.opts.max_message_bytes) {
+            match (self.decode)(&payload, &self.room, self.opts.max_message_bytes) {
                 Ok(message) => {
                     self.next_tag += 1;
                     let redelivered = message.deliveries > 0;

@@ -59,6 +59,8 @@ pub struct StreamSubscriber {
     consumer: String,
     prefetch: usize,
     opts: Options,
+    /// Chat messages only, or other JSON objects too (`Subscription::events`).
+    decode: charla_core::Decoder,
     /// Without a group: the last id read.
     position: String,
     fetched: VecDeque<Entry>,
@@ -234,6 +236,7 @@ impl StreamSubscriber {
             };
         }
         Ok(StreamSubscriber {
+            decode: sub.decoder(),
             conn,
             dead: keys::dead(&room),
             missed_key: keys::missed(&room, sub.group.as_deref().unwrap_or("")),
@@ -529,7 +532,7 @@ impl StreamSubscriber {
     async fn next_fetched(&mut self) -> Result<Option<Delivery>> {
         while let Some(entry) = self.fetched.pop_front() {
             let decoded = match &entry.payload {
-                Some(p) => Message::decode(p, &self.room, self.opts.max_message_bytes)
+                Some(p) => (self.decode)(p, &self.room, self.opts.max_message_bytes)
                     .map_err(|e| e.to_string()),
                 None => Err(format!("entry has no '{PAYLOAD_FIELD}' field")),
             };

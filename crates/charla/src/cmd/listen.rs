@@ -3,6 +3,11 @@
 //! Messages are printed first and acknowledged after, so a listener killed mid-batch loses
 //! nothing (the broker redelivers). Redelivered duplicates are recognised by id and dropped.
 //! When the broker goes away the listener reconnects with backoff and carries on.
+//!
+//! A room may carry other applications' JSON events too (a kafkajs producer's
+//! `{"type":"user_created",…}` on the same topic): they are shown and counted like messages
+//! (one line, or the object itself with `--json`), never dropped; only a payload that is not a
+//! JSON object, or is too large, is poison (dead-lettered or skipped by the backend).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -46,7 +51,7 @@ pub struct ListenArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Exit after receiving this many messages
+    /// Exit after receiving this many messages (other applications' JSON events count too)
     #[arg(long, short = 'c', value_name = "N")]
     pub count: Option<u64>,
 
@@ -80,9 +85,12 @@ pub async fn run(settings: &Settings, args: ListenArgs) -> Result<ExitCode> {
     if mode != Mode::Stream && (group.is_some() || start != StartFrom::Latest) {
         anyhow::bail!("--group, --from-beginning, --from and --since apply to --mode stream only (this is {mode} mode)");
     }
+    // Events too: a listener shows whatever the room carries, so `--count N` ends after N
+    // records whoever wrote them, instead of waiting for chat messages that never come.
     let mut subscription = Subscription::new(mode, room.as_str())
         .start(start)
-        .prefetch(prefetch);
+        .prefetch(prefetch)
+        .events(true);
     if let Some(g) = &group {
         subscription = subscription.group(g.as_str());
     }
@@ -217,6 +225,51 @@ struct JsonLine<'a> {
     offset: Option<&'a str>,
 }
 
+/// Another application's event as one line: `📥 user_created userId=1 name=Ana`.
+///
+/// Why this form: logfmt-like `key=value` pairs read at a glance, keep one record per line
+/// (so `grep`, `wc -l` and `--count` agree), and lead with `type`, the field event producers
+/// use to say what happened; the exact object is one `--json` away. Strings without spaces,
+/// quotes or `=` stand bare, other strings are JSON-quoted (so a space cannot fake a field),
+/// anything else is compact JSON; the line goes through [`super::visible`] because any sender
+/// controls it.
+fn event_line(event: &charla_core::Event) -> String {
+    fn value(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s)
+                if !s.is_empty()
+                    && !s.contains(|c: char| c.is_whitespace() || c == '"' || c == '=') =>
+            {
+                s.clone()
+            }
+            // Serializing a JSON value into a String cannot fail.
+            other => serde_json::to_string(other).unwrap_or_default(),
+        }
+    }
+    let kind = match event.get("type") {
+        Some(serde_json::Value::String(t)) => Some(t.as_str()),
+        _ => None,
+    };
+    let mut line = String::from("📥");
+    if let Some(t) = kind {
+        line.push(' ');
+        line.push_str(&value(&serde_json::Value::String(t.to_owned())));
+    }
+    for (k, v) in event {
+        if kind.is_some() && k == "type" {
+            continue;
+        }
+        line.push(' ');
+        line.push_str(k);
+        line.push('=');
+        line.push_str(&value(v));
+    }
+    if event.is_empty() {
+        line.push_str(" {}");
+    }
+    super::visible(&line).into_owned()
+}
+
 impl Printer {
     fn done(&self) -> bool {
         self.limit.is_some_and(|l| self.received >= l)
@@ -242,7 +295,16 @@ impl Printer {
                 continue;
             }
             let m = &d.message;
-            if self.json {
+            if let Some(event) = &m.event {
+                if self.json {
+                    // The object itself, as the other application wrote it (field order
+                    // kept): a reader of this NDJSON tells it from a chat line by its fields.
+                    serde_json::to_writer(&mut out, event)?;
+                    out.write_all(b"\n")?;
+                } else {
+                    writeln!(out, "{}", event_line(event))?;
+                }
+            } else if self.json {
                 let line = JsonLine {
                     message: m,
                     redelivered: d.redelivered,
@@ -263,5 +325,36 @@ impl Printer {
             self.received += 1;
         }
         out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_line;
+
+    fn line(json: &str) -> String {
+        event_line(&serde_json::from_str(json).expect("a JSON object"))
+    }
+
+    #[test]
+    fn an_event_is_one_readable_line() {
+        assert_eq!(
+            line(
+                r#"{"type":"user_created","userId":1,"name":"Ana","timestamp":"2026-01-01T00:00:00Z"}"#
+            ),
+            "📥 user_created userId=1 name=Ana timestamp=2026-01-01T00:00:00Z"
+        );
+        // Strings that could be misread are quoted; nested values are compact JSON.
+        assert_eq!(
+            line(r#"{"name":"Ana María","tags":["a","b"],"x":null,"note":"a=b"}"#),
+            r#"📥 name="Ana María" tags=["a","b"] x=null note="a=b""#
+        );
+        // A sender cannot put control characters on the terminal, not even through a key.
+        let shown = line("{\"type\":\"x\",\"k\\u001b[2J\":\"v\\u202e\"}");
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{202e}'),
+            "{shown}"
+        );
+        assert_eq!(line("{}"), "📥 {}");
     }
 }
