@@ -12,6 +12,12 @@
 //! due at start + k/R whatever happened before, is stamped with that due time, and its latency
 //! runs from then (coordinated-omission-correct, as wrk2 and HdrHistogram do): a stall shows
 //! as the latency of every message that should have been sent during it.
+//!
+//! A benchmark never destroys data it did not create. It removes its room afterwards only
+//! when it made the room up (a fresh `charla-bench-…` name) and only where removing a room
+//! removes just that room: never a room named with `--room`, and never on Kafka, where a topic
+//! deletion is the cluster's business (tansu 0.6 deletes every topic when asked to delete
+//! one). What it leaves is printed on stderr with how to remove it, and listed in `--json`.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,7 +80,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 2_000, value_name = "N")]
     pub window: u64,
 
-    /// Room to use [default: a fresh random name, removed afterwards]
+    /// Room to use, left as it is afterwards [default: a fresh random name, removed afterwards
+    /// except on Kafka, where bench deletes no topic and prints what it leaves]
     #[arg(long, value_name = "NAME")]
     pub room: Option<String>,
 
@@ -99,6 +106,8 @@ pub async fn run(settings: &Settings, mut args: BenchArgs) -> Result<ExitCode> {
         "--producers and --consumers must be at least 1"
     );
     let mode = args.mode;
+    // Only a room this run named itself is its own to remove.
+    let room_is_ours = args.room.is_none();
     let room = args
         .room
         .clone()
@@ -281,9 +290,7 @@ pub async fn run(settings: &Settings, mut args: BenchArgs) -> Result<ExitCode> {
         .duration_since(started)
         .max(Duration::from_micros(1));
     let rate = received as f64 / elapsed.as_secs_f64();
-    if let Err(e) = admin.purge(mode, &room).await {
-        tracing::warn!("could not remove the bench room {room}: {e}");
-    }
+    let (left, left_note) = clean_up(settings, &*admin, mode, &room, room_is_ours).await;
 
     let q = |p: f64| hist.value_at_quantile(p);
     if args.json {
@@ -308,6 +315,7 @@ pub async fn run(settings: &Settings, mut args: BenchArgs) -> Result<ExitCode> {
                 "sent_per_sec": sent_rate,
                 "latency_from": if args.rate.is_some() { "due" } else { "sent" },
                 "latency_us": {"p50": q(0.50), "p90": q(0.90), "p99": q(0.99), "p999": q(0.999), "max": hist.max()},
+                "left_on_broker": left,
             })
         );
     } else {
@@ -333,7 +341,74 @@ pub async fn run(settings: &Settings, mut args: BenchArgs) -> Result<ExitCode> {
             hist.max()
         );
     }
+    // After the results, on stderr: what bench left on the broker, and how to remove it.
+    if let Some(note) = left_note {
+        eprintln!("{note}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Remove what this run created, where that is safe. Returns the names left on the broker
+/// (for `--json`) and, when something is left, what to tell the user about it.
+async fn clean_up(
+    settings: &Settings,
+    admin: &dyn charla_core::Broker,
+    mode: Mode,
+    room: &str,
+    room_is_ours: bool,
+) -> (Vec<String>, Option<String>) {
+    if !room_is_ours {
+        let note = format!(
+            "ℹ️  bench leaves the room you named as it is: {room} (what bench sent to it in \
+             stream mode stays there)"
+        );
+        return (vec![room.to_owned()], Some(note));
+    }
+    let kafka = charla_core::BrokerUrl::parse(&settings.broker)
+        .is_ok_and(|u| u.kind() == charla_core::BackendKind::Kafka);
+    if !kafka {
+        // A fresh unique name: purging it removes nothing anyone else made.
+        return match admin.purge(mode, room).await {
+            Ok(()) => (Vec::new(), None),
+            Err(e) => {
+                let note = format!("⚠️  could not remove the bench room {room}: {e}");
+                (vec![room.to_owned()], Some(note))
+            }
+        };
+    }
+    // Kafka: delete nothing. The topics this run created are the broker's topics whose names
+    // contain the room's (the room's own and, if anything was dead-lettered, its dead
+    // letters), as `charla check` lists them ("name (3 partitions)").
+    let mut topics: Vec<String> = match admin.info().await {
+        Ok(info) => info
+            .details
+            .iter()
+            .filter_map(|line| line.split(" (").next())
+            .filter(|name| name.contains(room))
+            .map(str::to_owned)
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    if !topics.iter().any(|t| t == room) {
+        topics.insert(0, room.to_owned());
+    }
+    let bootstrap = charla_core::BrokerUrl::parse(&settings.broker)
+        .map(|u| u.address())
+        .unwrap_or_else(|_| "HOST:PORT".to_owned());
+    let mut note = format!(
+        "ℹ️  bench deletes no Kafka topic (a deletion is cluster-wide, and tansu 0.6 deletes every \
+         topic when asked to delete one); it leaves: {}\n   to remove them on Apache Kafka (not on \
+         tansu):",
+        topics.join(", ")
+    );
+    // One command per topic: --topic takes one name (or a regex, and `.` in charla's
+    // dead-letter names would match more than meant).
+    for topic in &topics {
+        note.push_str(&format!(
+            "\n     kafka-topics.sh --bootstrap-server {bootstrap} --delete --topic {topic}"
+        ));
+    }
+    (topics, Some(note))
 }
 
 /// One producer's sending: what it publishes and the count of what it has sent.
