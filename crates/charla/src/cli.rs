@@ -38,7 +38,8 @@ in CHARLA_PASSWORD or in a file named by --password-file instead, and leave it o
 Delivery modes (--mode):
   queue      each message to one consumer, acknowledged (default; the seed's list chat_cola)
   broadcast  every online listener gets every message, nothing is kept
-  stream     durable log: replay with --from-beginning / --from ID, share with --group
+  stream     durable log: replay with --from-beginning / --from ID, resume with --group
+             (what a group's members share depends on the broker: charla listen --help)
   routing    listen by pattern: --room 'chat.*' or 'app.error.#'; send to a topic
 
 Config file: --config PATH, CHARLA_CONFIG, ./charla.toml or ~/.config/charla/config.toml,

@@ -29,7 +29,10 @@ pub struct ListenArgs {
     #[command(flatten)]
     pub route: Route,
 
-    /// Consumer group (stream mode): members share the messages and resume where they acked
+    /// Consumer group (stream mode): the group resumes where its members acked. Redis and
+    /// `charla serve`: the members share the room's messages. Kafka: a room is one partition in
+    /// stream mode, so one member gets all of it and the others stand by, taking over when it
+    /// dies (queue mode spreads a room over partitions). RabbitMQ: no stream groups
     #[arg(long, short = 'g', env = "CHARLA_GROUP", value_name = "GROUP")]
     pub group: Option<String>,
 
