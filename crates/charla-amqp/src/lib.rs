@@ -69,6 +69,8 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     redelivered_flag: true,
     dead_letters: true,
     survives_restart: true,
+    // Quorum queues apply settles asynchronously (see Capabilities::acks_survive_restart).
+    acks_survive_restart: false,
     // lapin loses the confirms of a dropped channel: `publisher.rs` sends those again.
     publisher_resends: true,
     queue_order: true,

@@ -191,6 +191,15 @@ pub(crate) fn map_error(address: &str, e: &lapin::Error) -> BrokerError {
                     address: address.to_owned(),
                     reason: format!("RabbitMQ is still starting: {text}"),
                 },
+                // RabbitMQ closes a channel with 541 when a process behind it crashed — seen
+                // on `basic.consume` while several clients declared a new quorum queue at the
+                // same moment. The next channel works: worth retrying, not a reason to exit.
+                (_, 541) => BrokerError::Unavailable {
+                    address: address.to_owned(),
+                    reason: format!(
+                        "RabbitMQ failed internally on this channel: {text} (AMQP reply 541)"
+                    ),
+                },
                 // The broker is shutting down or closed the connection on purpose.
                 (AMQPErrorKind::Hard(_), 320) => BrokerError::Unreachable {
                     address: address.to_owned(),

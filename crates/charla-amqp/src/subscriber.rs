@@ -82,7 +82,15 @@ pub(crate) struct AmqpSubscriber {
     consumer_tag: String,
 }
 
+/// How many times a subscription's first channel is opened when RabbitMQ fails it internally.
+const OPEN_ATTEMPTS: u64 = 3;
+
 impl AmqpSubscriber {
+    /// The channel's prefetch (basic.qos), in AMQP's range.
+    fn prefetch(&self) -> u16 {
+        self.sub.prefetch.clamp(1, u16::MAX as usize) as u16
+    }
+
     pub(crate) async fn open_new(
         link: Arc<Link>,
         sub: Subscription,
@@ -122,8 +130,20 @@ impl AmqpSubscriber {
         if s.sub.mode == Mode::Stream {
             stream_start(&s.sub.start)?;
         }
-        s.open().await?;
-        Ok(s)
+        // A channel RabbitMQ crashed while opening (541, mapped to Unavailable) is opened
+        // again a few times before the caller hears of it.
+        let mut attempt = 1;
+        loop {
+            match s.open().await {
+                Ok(()) => return Ok(s),
+                Err(e @ BrokerError::Unavailable { .. }) if attempt < OPEN_ATTEMPTS => {
+                    tracing::warn!(room = %s.sub.room, "subscribing failed ({e}); trying again");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     async fn open(&mut self) -> Result<()> {
@@ -134,7 +154,7 @@ impl AmqpSubscriber {
         let map = |e: lapin::Error| map_error(&address, &e);
         let ch = conn.create_channel().await.map_err(map)?;
         self.opening = Some(ch.clone());
-        let prefetch = self.sub.prefetch.clamp(1, u16::MAX as usize) as u16;
+        let prefetch = self.prefetch();
         let room = self.sub.room.clone();
         let mut args = FieldTable::default();
         let (ch, queue, no_ack) = match self.sub.mode {
@@ -492,10 +512,14 @@ impl AmqpSubscriber {
             return Ok(None);
         };
         if epoch != self.epoch {
-            tracing::debug!(
-                "settling a delivery of a previous connection: RabbitMQ delivers it again"
-            );
-            return Ok(None);
+            // Its channel is gone, and RabbitMQ gives the message out again: an Ok here
+            // would claim a settle that never happened.
+            return Err(BrokerError::Unreachable {
+                address: self.link.address.clone(),
+                reason: "the connection that delivered this message was lost, so its ack \
+                         cannot reach RabbitMQ: the message is delivered again"
+                    .into(),
+            });
         }
         match self.unacked.remove(&dtag) {
             Some(pending) => Ok(Some((active.channel.clone(), dtag, pending))),
@@ -623,13 +647,21 @@ impl Subscriber for AmqpSubscriber {
 
     async fn ack_many(&mut self, tags: &[AckTag]) -> Result<()> {
         let mut targets = Vec::with_capacity(tags.len());
+        // Deliveries of a lost connection cannot be acked (they come again): the others of
+        // the batch still are, and the caller hears of the lost ones at the end.
+        let mut lost = None;
         for tag in tags {
-            if let Some((ch, dtag, _)) = self.settle_target(*tag)? {
-                targets.push((ch, dtag));
+            match self.settle_target(*tag) {
+                Ok(Some((ch, dtag, _))) => targets.push((ch, dtag)),
+                Ok(None) => {}
+                Err(e @ BrokerError::Unreachable { .. }) => {
+                    lost.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
             }
         }
         if targets.is_empty() {
-            return Ok(());
+            return lost.map_or(Ok(()), Err);
         }
         // Every tag below the lowest one still held (unacked by the caller, or poison waiting
         // to be dead-lettered) is settled by one `multiple` ack of the highest of them; the
@@ -654,9 +686,14 @@ impl Subscriber for AmqpSubscriber {
             frames.push((ch, top, true));
         }
         frames.extend(above.into_iter().map(|(ch, t)| (ch, t, false)));
-        // All queued on the channel at once (in order), then awaited together until written:
-        // one I/O round trip for the batch. AMQP acks have no reply; once written they are
-        // RabbitMQ's.
+        // All queued on the channel at once (in order), then awaited together until written.
+        // AMQP 0.9.1 acks have no reply, and a written frame is not a processed one: a
+        // connection lost right after would have RabbitMQ give the messages out again though
+        // `ack` said Ok. So one synchronous method follows on the same channel (basic.qos
+        // with the prefetch it has, which changes nothing): the broker handles a channel's
+        // frames in order, so its reply proves every ack before it was processed and its
+        // settle handed to the queue. One round trip per batch, not per message.
+        let confirm_on = frames.first().map(|(ch, _, _)| ch.clone());
         let acks = frames.iter().map(|(ch, dtag, multiple)| {
             ch.basic_ack(
                 *dtag,
@@ -665,17 +702,26 @@ impl Subscriber for AmqpSubscriber {
                 },
             )
         });
-        if let Some(Err(e)) = futures::future::join_all(acks)
+        let written = futures::future::join_all(acks)
             .await
             .into_iter()
             .find(|r| r.is_err())
-        {
+            .unwrap_or(Ok(()));
+        let confirmed = match (written, confirm_on) {
+            (Ok(()), Some(ch)) => {
+                ch.basic_qos(self.prefetch(), BasicQosOptions::default())
+                    .await
+            }
+            (other, _) => other,
+        };
+        if let Err(e) = confirmed {
             // The channel is gone, and with it the deliveries: RabbitMQ gives them out
-            // again (at-least-once; the ids tell duplicates).
-            tracing::warn!("ack not delivered ({e}); the message will be delivered again");
+            // again (at-least-once; the ids tell duplicates). The caller is told, so that
+            // nobody counts these messages as settled.
             self.drop_active();
+            return Err(map_error(&self.link.address, &e));
         }
-        Ok(())
+        lost.map_or(Ok(()), Err)
     }
 
     async fn nack(&mut self, tag: AckTag, requeue: bool) -> Result<()> {

@@ -78,6 +78,13 @@ pub struct Capabilities {
     pub dead_letters: bool,
     /// Messages survive the broker process restarting (given the broker's own persistence).
     pub survives_restart: bool,
+    /// An acknowledgement that returned Ok also survives the broker restarting at once: the
+    /// message is never handed out again. RabbitMQ applies a quorum queue's settles
+    /// asynchronously (an AMQP 0.9.1 ack has no reply, and the channel holds back settles
+    /// past 32 in flight), so a broker stopped just after an ack may deliver that message
+    /// once more, flagged redelivered; listeners drop it by id. A connection lost after an
+    /// ack returned never does that on any backend.
+    pub acks_survive_restart: bool,
     /// After a lost connection the publisher itself sends its unconfirmed messages again
     /// (publisher confirms that never came), so a message can arrive twice with the same id
     /// and without the `redelivered` flag; listeners de-duplicate by id.

@@ -66,6 +66,8 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     redelivered_flag: false,
     dead_letters: true,
     survives_restart: true,
+    // An ack is a synchronous offset commit the group coordinator stored.
+    acks_survive_restart: true,
     // librdkafka sends unacknowledged produce requests again after a lost connection.
     publisher_resends: true,
     queue_order: false,

@@ -589,17 +589,19 @@ impl KafkaSubscriber {
                 .map_err(|(e, _)| self.shared.settings.error(e))?;
             if let Some(Some(settles)) = self.poison.pop_front().map(|p| p.settles) {
                 let moved = self.book().settle(&[settles]);
-                self.commit(moved).await?;
+                // Refused by a rebalance: the new owner reads the poison again and moves it.
+                let _committed = self.commit(moved).await?;
             }
         }
         Ok(())
     }
 
-    /// Commit moved points (a no-op outside groups). A commit refused because the group is
-    /// rebalancing is not an error: the partition's next owner reads those records again.
-    async fn commit(&self, points: Vec<(Partition, i64)>) -> Result<()> {
+    /// Commit moved points (a no-op outside groups): `Ok(false)` when the group was
+    /// rebalancing and refused the commit (the partition's next owner reads those records
+    /// again), `Ok(true)` when committed or there was nothing to commit.
+    async fn commit(&self, points: Vec<(Partition, i64)>) -> Result<bool> {
         if !self.commits || points.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let consumer = self.consumer()?.clone();
         let epochs: HashMap<Partition, u64> = {
@@ -613,19 +615,22 @@ impl KafkaSubscriber {
         match blocking(move || consumer.commit(&tpl, CommitMode::Sync)).await? {
             Ok(()) => {
                 self.book().committed(&points, &epochs);
-                Ok(())
+                Ok(true)
             }
             Err(e) => match e.rdkafka_error_code() {
                 Some(code) if is_rebalance(code) => {
                     tracing::debug!("commit refused during a rebalance: {code}");
-                    Ok(())
+                    Ok(false)
                 }
                 _ => Err(self.shared.settings.error(e)),
             },
         }
     }
 
-    fn settle_tags(&mut self, tags: &[AckTag]) -> Result<Vec<(Partition, i64)>> {
+    /// Settle deliveries in the bookkeeping: the commit points that moved, and how many of
+    /// the deliveries came from a partition this member no longer owns (a rebalance moved
+    /// it: their ack commits nothing, and the new owner reads them again).
+    fn settle_tags(&mut self, tags: &[AckTag]) -> Result<(Vec<(Partition, i64)>, usize)> {
         let mut done = Vec::with_capacity(tags.len());
         for tag in tags {
             let h = self.held.remove(&tag.0).ok_or_else(|| {
@@ -636,7 +641,40 @@ impl KafkaSubscriber {
             })?;
             done.push((h.partition, h.offset, h.epoch));
         }
-        Ok(self.book().settle(&done))
+        let mut book = self.book();
+        // Readers without a group commit nothing and own no partitions to lose.
+        let stale = if self.commits {
+            done.iter()
+                .filter(|(p, _, epoch)| book.parts.get(p).is_none_or(|part| part.epoch != *epoch))
+                .count()
+        } else {
+            0
+        };
+        Ok((book.settle(&done), stale))
+    }
+
+    /// Settle and commit: `Ok` only when Kafka stored the commit, so that an acked message
+    /// is never read again by anyone (the contract of `Subscriber::ack`). When a rebalance
+    /// refused the commit, or moved a partition away, the messages are read again by their
+    /// partition's owner: the caller is told, and counts them as unsettled.
+    async fn ack_tags(&mut self, tags: &[AckTag]) -> Result<()> {
+        let (points, stale) = self.settle_tags(tags)?;
+        let committed = self.commit(points).await?;
+        let not_settled = |why: String| BrokerError::Unavailable {
+            address: self.shared.settings.address.clone(),
+            reason: format!("{why}: those messages are read again by the partition's owner"),
+        };
+        if !committed {
+            return Err(not_settled(
+                "the consumer group was rebalancing and refused the offset commit".into(),
+            ));
+        }
+        if stale > 0 {
+            return Err(not_settled(format!(
+                "{stale} acknowledged message(s) came from a partition a rebalance moved away"
+            )));
+        }
+        Ok(())
     }
 
     /// A consumer error while waiting: a broker that went away is waited for (librdkafka
@@ -856,13 +894,11 @@ impl Subscriber for KafkaSubscriber {
     }
 
     async fn ack(&mut self, tag: AckTag) -> Result<()> {
-        let moved = self.settle_tags(&[tag])?;
-        self.commit(moved).await
+        self.ack_tags(&[tag]).await
     }
 
     async fn ack_many(&mut self, tags: &[AckTag]) -> Result<()> {
-        let moved = self.settle_tags(tags)?;
-        self.commit(moved).await
+        self.ack_tags(tags).await
     }
 
     async fn nack(&mut self, tag: AckTag, requeue: bool) -> Result<()> {

@@ -46,6 +46,17 @@ impl Target for Kafka {
         false
     }
 
+    /// tansu 0.6's group coordinator notices an expired session inside the heartbeat of
+    /// another member: it drops the dead member and answers REBALANCE_IN_PROGRESS, but the
+    /// group's own state check then finds no member missing and keeps the group formed with
+    /// the old assignment (coordinator/group/administrator.rs, `Wrapper::missed_heartbeat`
+    /// after `Inner<Formed>::heartbeat`). The waiting member rejoins the same generation and
+    /// gets nothing; seen in the broker log as one "missed heartbeat" and no new generation.
+    /// Apache Kafka starts a rebalance on session expiry.
+    fn rebalances_on_expiry(&self) -> bool {
+        false
+    }
+
     fn can_restart(&self) -> bool {
         true
     }

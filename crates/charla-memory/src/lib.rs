@@ -26,6 +26,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     redelivered_flag: true,
     dead_letters: true,
     survives_restart: false,
+    acks_survive_restart: true,
     publisher_resends: false,
     queue_order: true,
     counts_crashed_deliveries: true,

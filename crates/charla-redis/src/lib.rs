@@ -49,6 +49,8 @@ const CAPABILITIES: Capabilities = Capabilities {
     dead_letters: true,
     // Decided per server at connect: see `RedisBroker::survives_restart`.
     survives_restart: false,
+    // An ack is a command Redis answers after applying it (and logging it, with the AOF).
+    acks_survive_restart: true,
     // A failed publish is reported to the caller, never sent again behind its back.
     publisher_resends: false,
     queue_order: true,

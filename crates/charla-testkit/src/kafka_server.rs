@@ -104,7 +104,12 @@ impl KafkaServer {
             .args(["--advertised-listener-url", &advertised])
             .args(["--storage-engine", "sqlite://tansu.db"])
             .current_dir(self.dir.path())
-            .env("RUST_LOG", "warn")
+            // CHARLA_TANSU_LOG raises it to debug a case (`tansu_broker::coordinator=info`
+            // shows the group's joins and missed heartbeats in the log a failure prints).
+            .env(
+                "RUST_LOG",
+                std::env::var("CHARLA_TANSU_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)

@@ -65,6 +65,12 @@ pub trait Target: Send + Sync {
         true
     }
 
+    /// Whether the broker notices by itself that a consumer died (its session expired) and
+    /// hands that consumer's work to one already waiting, without a new consumer arriving.
+    fn rebalances_on_expiry(&self) -> bool {
+        true
+    }
+
     /// Whether [`restart`](Target::restart) can stop and start the broker.
     fn can_restart(&self) -> bool {
         false
@@ -129,6 +135,9 @@ pub enum Need {
     Url,
     /// One client's network can fail while the others' works (see [`Target::proxy_isolates`]).
     IsolatedFault,
+    /// A dead consumer's work goes to one already waiting (see
+    /// [`Target::rebalances_on_expiry`]).
+    RebalanceOnExpiry,
 }
 
 /// What the harness learnt about a backend before building the trials.
@@ -138,6 +147,7 @@ pub struct Profile {
     pub url: bool,
     pub restart: bool,
     pub isolates: bool,
+    pub rebalances_on_expiry: bool,
 }
 
 impl Need {
@@ -197,6 +207,12 @@ impl Need {
             Need::Url => (
                 p.url,
                 "the broker lives inside the test process (no other process or proxy can reach it)",
+            ),
+            Need::RebalanceOnExpiry => (
+                p.rebalances_on_expiry,
+                "the test broker drops a member whose session expired without a rebalance, so \
+                 a member already waiting never gets its partitions (tansu 0.6; a member \
+                 joining later does: fault_*_consumer_process_killed)",
             ),
             Need::IsolatedFault => (
                 p.url && p.isolates,
@@ -319,11 +335,11 @@ pub static CASES: &[Case] = &[
     ),
     case!(
         faults::fault_queue_standby_takes_over_killed_consumer,
-        [Queue, Url]
+        [Queue, Url, RebalanceOnExpiry]
     ),
     case!(
         faults::fault_stream_group_standby_takes_over_killed_member,
-        [StreamGroups, Url]
+        [StreamGroups, Url, RebalanceOnExpiry]
     ),
     case!(
         faults::fault_queue_poison_kills_its_consumer_process,
@@ -406,6 +422,7 @@ async fn profile(suite: &Suite) -> Result<Profile, String> {
         url: target.url().is_some(),
         restart: target.can_restart(),
         isolates: target.proxy_isolates(),
+        rebalances_on_expiry: target.rebalances_on_expiry(),
     })
 }
 
