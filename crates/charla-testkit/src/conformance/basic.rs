@@ -273,6 +273,70 @@ pub async fn queue_consumers_declaring_a_new_room_at_once(ctx: &Ctx<'_>) {
     b.purge(Mode::Queue, &room).await.expect("purge");
 }
 
+/// Another application's JSON event on a room (the seed's kafkajs producer writes
+/// `{"type":"user_created",…}`): a subscriber that asks for events (`Subscription::events`,
+/// what `charla listen` does) receives it as an event beside the chat messages; one that does
+/// not (a chat, the archive) receives only the chat message, and in queue mode the event goes
+/// to the dead letters instead of looping. A JSON array stays poison for both.
+pub async fn other_applications_events_reach_subscribers_that_ask(ctx: &Ctx<'_>) {
+    const EVENT: &[u8] = br#"{"type":"user_created","userId":123,"name":"Juan"}"#;
+    let t = ctx.target;
+    let b = t.connect().await;
+    let caps = b.capabilities();
+    for asks in [true, false] {
+        let room = unique_name("q-events-");
+        let mut p = b.publisher(Mode::Queue, &room).await.expect("publisher");
+        p.publish_raw(EVENT).await.expect("raw publish");
+        p.publish_raw(b"[1, 2, 3]").await.expect("raw publish");
+        let chat = msg(&room, 1);
+        p.publish(&chat).await.expect("publish");
+        let mut s = subscribe(
+            &*b,
+            Subscription::new(Mode::Queue, room.as_str()).events(asks),
+        )
+        .await;
+        let mut got = Vec::new();
+        while let Some(d) = recv_within(&mut *s, QUIET * 2).await {
+            s.ack(d.tag).await.expect("ack");
+            got.push(d.message);
+        }
+        let events: Vec<&Message> = got.iter().filter(|m| m.is_event()).collect();
+        let chats: Vec<&Message> = got.iter().filter(|m| !m.is_event()).collect();
+        assert_eq!(
+            chats.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+            [chat.id.as_str()],
+            "the chat message, once (events asked for: {asks})"
+        );
+        if asks {
+            assert_eq!(events.len(), 1, "the event, once: {got:?}");
+            let fields = events[0].event.as_deref().expect("an event's fields");
+            assert_eq!(fields.get("type"), Some(&serde_json::json!("user_created")));
+            assert_eq!(fields.get("userId"), Some(&serde_json::json!(123)));
+        } else {
+            assert!(
+                events.is_empty(),
+                "no event where none was asked for: {got:?}"
+            );
+        }
+        if caps.dead_letters {
+            let dead = b.dead_letters(&room, 10).await.expect("dead letters");
+            let mut payloads: Vec<&[u8]> = dead.iter().map(|d| d.payload.as_slice()).collect();
+            payloads.sort();
+            let mut expected: Vec<&[u8]> = vec![b"[1, 2, 3]"];
+            if !asks {
+                expected.push(EVENT);
+            }
+            expected.sort();
+            assert_eq!(
+                payloads, expected,
+                "what no subscriber could take is kept (events asked for: {asks})"
+            );
+        }
+        s.close().await.expect("close");
+        b.purge(Mode::Queue, &room).await.expect("purge");
+    }
+}
+
 pub async fn queue_endless_nack_goes_to_dead_letters(ctx: &Ctx<'_>) {
     let t = ctx.target;
     let b = t.connect().await;

@@ -268,6 +268,10 @@ pub static CASES: &[Case] = &[
         [Queue, DeadLetters]
     ),
     case!(basic::queue_poison_message_is_dead_lettered, [Queue]),
+    case!(
+        basic::other_applications_events_reach_subscribers_that_ask,
+        [Queue]
+    ),
     case!(basic::queue_ten_thousand_without_loss, [Queue]),
     case!(basic::broadcast_fans_out_to_every_subscriber, [Broadcast]),
     case!(basic::broadcast_keeps_no_history, [Broadcast]),
