@@ -123,7 +123,6 @@ pub async fn upgrade(
         let reason = session(PageSocket { ws }, hub, room.clone(), name.clone()).await;
         tracing::info!(%peer, %room, %name, %reason, "page left");
     };
-    eprintln!("SIZE {}", std::mem::size_of_val(&fut));
     tokio::spawn(fut);
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

@@ -480,3 +480,23 @@ async fn a_broker_restart_is_shown_and_what_pages_post_meanwhile_arrives_once() 
         None
     );
 }
+
+/// A page joining leaves nothing on the gateway's stderr but its log lines (a debug print of
+/// the session's size used to go out on every join).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_prints_no_debug_line() {
+    let server = broker();
+    let a = Gateway::start(&server.url(), FAST);
+    let room = unique_name("quiet");
+    for name in ["Ana", "Beto"] {
+        let mut page = Page::open(&a.ws_url(&room, name)).await;
+        page.until("history", LONG).await;
+    }
+    // Both joins are logged ("page joined") before their first frame is written.
+    let log = a.log_text();
+    assert_eq!(log.matches("page joined").count(), 2, "{log}");
+    assert!(
+        !log.lines().any(|l| l.starts_with("SIZE")),
+        "a debug line on stderr:\n{log}"
+    );
+}
