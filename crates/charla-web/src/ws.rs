@@ -13,7 +13,8 @@
 //! the room, the time and a fresh id.
 //!
 //! A page that falls `page_backlog` messages behind its room is closed with code 1008 and the
-//! reason, rather than slowing the room or holding memory for it.
+//! reason, rather than slowing the room or holding memory for it; so is a page that sends
+//! pings and does not read their pongs (what is queued for a page is bounded either way).
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
@@ -25,7 +26,7 @@ use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use charla_core::Message;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::json;
@@ -60,6 +61,14 @@ const WRITE_BATCH_BYTES: usize = 64 * 1024;
 /// side holds for it meanwhile is one batch, at most [`WRITE_BATCH_BYTES`] of shared frames).
 /// Redis gives a stuck pub/sub client the same minute.
 const WRITE_STALL: Duration = Duration::from_secs(60);
+
+/// What tungstenite may hold for a page of its own frames (pongs, the close) while the socket
+/// takes nothing: past it, it keeps only the latest pong instead of one per ping.
+const CONTROL_BUFFER: usize = 16 * 1024;
+
+/// Pings a page may send while its socket takes none of the pongs: a page that pings and
+/// does not read is let go (code 1008), as one that falls behind its room.
+const UNREAD_PONGS: u32 = 1024;
 
 /// How long a goodbye (close frame) may take to go out.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
@@ -100,12 +109,14 @@ pub async fn upgrade(
     };
     // Small buffers: a gateway holds thousands of idle pages, and what a page sends is small.
     // The read buffer is allocated up front (and grows for a longer frame); tungstenite writes
-    // only control frames (pongs, close), at once. Frames over the message limit (plus JSON
+    // only control frames (pongs, close), at once, and holds at most `CONTROL_BUFFER` of them
+    // for a page that does not read (see `UNREAD_PONGS`). Frames over the message limit (plus JSON
     // overhead) are refused by the protocol layer.
     let max_frame = hub.config.limits.max_text_bytes * 2 + 1024;
     let config = WebSocketConfig::default()
         .read_buffer_size(1024)
         .write_buffer_size(0)
+        .max_write_buffer_size(CONTROL_BUFFER)
         .max_message_size(Some(max_frame))
         .max_frame_size(Some(max_frame));
     let fut = async move {
@@ -262,6 +273,8 @@ async fn session(mut page: PageSocket, hub: Arc<Hub>, room_name: String, name: S
     }
     drop(hello);
     let mut bucket = Bucket::new(hub.config.limits.posts_per_sec, hub.config.limits.burst);
+    // Pings since the socket last took everything tungstenite had queued (its pongs).
+    let mut unread_pongs = 0u32;
     loop {
         tokio::select! {
             biased;
@@ -330,7 +343,25 @@ async fn session(mut page: PageSocket, hub: Arc<Hub>, room_name: String, name: S
                         return why.into();
                     }
                     // A ping: tungstenite queued its pong, and sends it on the next read
-                    // (now) or before the next write.
+                    // (now) or before the next write. A page that pings without reading
+                    // the pongs is let go: tungstenite keeps only one pong beyond
+                    // `CONTROL_BUFFER`, so memory is bounded either way, but such a page is
+                    // a flood, not a reader.
+                    Some(Ok(WsMessage::Ping(_))) => {
+                        match page.ws.flush().now_or_never() {
+                            Some(Ok(())) => unread_pongs = 0,
+                            Some(Err(e)) => return format!("socket error: {e}"),
+                            None => unread_pongs += 1,
+                        }
+                        if unread_pongs > UNREAD_PONGS {
+                            let why = format!(
+                                "sent {UNREAD_PONGS} pings without reading their pongs"
+                            );
+                            page.close(POLICY, &why).await;
+                            return why;
+                        }
+                        continue;
+                    }
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => return format!("socket error: {e}"),
                 };
