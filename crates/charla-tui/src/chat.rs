@@ -25,6 +25,16 @@ pub struct ChatOptions {
     pub history: usize,
     /// Longest message, in bytes.
     pub max_text_bytes: usize,
+    /// Where log lines go while the screen is up (the caller sends them there), named by /help.
+    pub log_file: Option<std::path::PathBuf>,
+}
+
+/// How the chat ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// Posts the broker never confirmed (it was unreachable to the end). Left to the caller
+    /// to report: it has stderr back once the screen is torn down.
+    pub unsent: usize,
 }
 
 /// The room the screen is in: its feed, the reader's place in it, and the presence session.
@@ -94,7 +104,10 @@ impl Engine {
 }
 
 /// Run the chat on this terminal until the user quits.
-pub async fn run(link: Arc<Link>, options: ChatOptions) -> std::io::Result<()> {
+///
+/// Nothing else may write to the terminal meanwhile (a log line would stay drawn over the
+/// screen): the caller points stderr elsewhere for the call (`charla chat`: a log file).
+pub async fn run(link: Arc<Link>, options: ChatOptions) -> std::io::Result<Finished> {
     let engine = Engine {
         presence: Presence::start(link.clone()),
         outbox: Outbox::start(link.clone(), options.mode),
@@ -126,11 +139,9 @@ pub async fn run(link: Arc<Link>, options: ChatOptions) -> std::io::Result<()> {
     while engine.outbox.waiting() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let unsent = engine.outbox.waiting();
-    if unsent > 0 {
-        eprintln!("⚠️  {unsent} message(s) could not be sent: the broker is unreachable");
-    }
-    result
+    result.map(|()| Finished {
+        unsent: engine.outbox.waiting(),
+    })
 }
 
 async fn event_loop(
@@ -222,6 +233,8 @@ enum Command {
     Who,
     Help,
     Quit,
+    /// A command without the argument it needs: how to use it.
+    Usage(&'static str),
     Unknown(String),
 }
 
@@ -233,8 +246,12 @@ fn parse(line: &str) -> Command {
     let (word, arg) = rest.split_once(' ').unwrap_or((rest, ""));
     let arg = arg.trim().to_owned();
     match word {
-        "join" | "j" | "sala" if !arg.is_empty() => Command::Join(arg),
-        "name" | "nick" | "nombre" if !arg.is_empty() => Command::Name(arg),
+        "join" | "j" | "sala" if arg.is_empty() => Command::Usage("/join needs a room: /join ROOM"),
+        "join" | "j" | "sala" => Command::Join(arg),
+        "name" | "nick" | "nombre" if arg.is_empty() => {
+            Command::Usage("/name needs a name: /name NAME")
+        }
+        "name" | "nick" | "nombre" => Command::Name(arg),
         "who" | "quien" => Command::Who,
         "help" | "ayuda" | "?" => Command::Help,
         "quit" | "exit" | "q" | "salir" => Command::Quit,
@@ -319,10 +336,20 @@ async fn run_command(engine: &Engine, app: &mut App, command: Command) -> Option
             ] {
                 app.push(Line::Notice(help.into()));
             }
+            if let Some(log) = &engine.options.log_file {
+                app.push(Line::Notice(format!(
+                    "warnings and reconnects are logged to {}",
+                    log.display()
+                )));
+            }
             None
         }
         Command::Quit => {
             app.quit = true;
+            None
+        }
+        Command::Usage(usage) => {
+            app.push(Line::Error(usage.to_owned()));
             None
         }
         Command::Unknown(line) => {
@@ -361,6 +388,14 @@ mod tests {
             Command::Name("María José".into())
         );
         assert_eq!(parse("/quit"), Command::Quit);
-        assert_eq!(parse("/join"), Command::Unknown("/join".into()));
+        assert_eq!(
+            parse("/join"),
+            Command::Usage("/join needs a room: /join ROOM")
+        );
+        assert_eq!(
+            parse("/nombre  "),
+            Command::Usage("/name needs a name: /name NAME")
+        );
+        assert_eq!(parse("/joinx"), Command::Unknown("/joinx".into()));
     }
 }

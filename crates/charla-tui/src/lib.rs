@@ -13,4 +13,4 @@ mod app;
 mod chat;
 mod ui;
 
-pub use chat::{run, ChatOptions};
+pub use chat::{run, ChatOptions, Finished};

@@ -23,7 +23,10 @@ use crate::config::Settings;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.global.verbose);
+    // `charla chat` sends its log lines to a file while its screen is up (cmd/chat.rs): no
+    // colour codes in them.
+    let colour = colour_wanted() && !matches!(cli.command, Command::Chat(_));
+    init_logging(cli.global.verbose, colour);
     let settings = match Settings::resolve(&cli.global) {
         Ok(s) => s,
         Err(e) => {
@@ -64,8 +67,15 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Colour codes in log lines only for a terminal, and not when NO_COLOR is set (to anything
+/// but the empty string, <https://no-color.org>): `charla listen 2>file` writes plain text.
+fn colour_wanted() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Warnings (poison messages, reconnects) always reach stderr; `-v` adds more, RUST_LOG rules.
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, colour: bool) {
     // lapin and rdkafka log their own lines for conditions charla already reports in one line
     // of its own (wrong password, broker restarting, broker unreachable): keep them out unless
     // RUST_LOG asks (librdkafka's own log reaches `tracing` at debug level, target librdkafka).
@@ -80,5 +90,6 @@ fn init_logging(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(colour)
         .try_init();
 }

@@ -40,13 +40,31 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// A window running `charla chat` as `name` in `room`.
+    /// A window running `charla chat` as `name` in `room`, its stderr kept off the screen (in
+    /// the sandbox's `chat-NAME.log`, shown when a wait fails).
     fn chat(&self, broker: &str, name: &str, room: &str) {
+        let home = common::sandbox();
+        self.chat_with(
+            broker,
+            name,
+            room,
+            &format!("2>>{}/chat-{name}.log", home.display()),
+        );
+    }
+
+    /// A window running `charla chat` as a person starts it: stderr is the terminal too, and
+    /// log lines go where the chat puts them (`XDG_STATE_HOME` is the sandbox's `state-NAME`).
+    fn chat_on_terminal(&self, broker: &str, name: &str, room: &str) {
+        self.chat_with(broker, name, room, "");
+    }
+
+    fn chat_with(&self, broker: &str, name: &str, room: &str, redirect: &str) {
         let sandbox = common::sandbox();
         let command = format!(
-            "exec env -u CHARLA_NAME HOME={home} XDG_CONFIG_HOME={home} LANG=C.UTF-8 TERM=xterm-256color \
+            "exec env -u CHARLA_NAME -u RUST_LOG -u NO_COLOR HOME={home} XDG_CONFIG_HOME={home} \
+             XDG_STATE_HOME={home}/state-{name} LANG=C.UTF-8 TERM=xterm-256color \
              CHARLA_NO_AUTOSTART=1 {bin} chat --broker {broker} --name {name} --room {room} \
-             2>>{home}/chat-{name}.log",
+             {redirect}",
             home = sandbox.display(),
             bin = env!("CARGO_BIN_EXE_charla"),
         );
@@ -88,9 +106,11 @@ impl Tmux {
                 return;
             }
             if Instant::now() > deadline {
-                let log =
-                    std::fs::read_to_string(common::sandbox().join(format!("chat-{name}.log")))
-                        .unwrap_or_default();
+                let read = |path: String| {
+                    std::fs::read_to_string(common::sandbox().join(path)).unwrap_or_default()
+                };
+                let log = read(format!("chat-{name}.log"))
+                    + &read(format!("state-{name}/charla/chat.log"));
                 panic!("{name}'s screen never showed {needle:?}:\n{screen}\n--- stderr ---\n{log}");
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -187,4 +207,111 @@ fn two_terminal_clients_chat_with_history_presence_and_a_broker_restart() {
     tmux.keys("Ana", "/join otra-sala");
     tmux.expect("Ana", "#otra-sala", LONG);
     tmux.keys("Ana", "/quit");
+}
+
+/// Finding 11: log lines ("WARN lost the broker…") were written over the screen, where they
+/// stayed after the reconnect and broke the input box. While the screen is up they go to the
+/// log file (`$XDG_STATE_HOME/charla/chat.log`) instead.
+#[test]
+fn log_lines_stay_off_the_screen_through_a_broker_restart() {
+    let Some(tmux) = Tmux::new() else { return };
+    let mut server =
+        RedisServer::start_charla(std::path::Path::new(env!("CARGO_BIN_EXE_charla")), &[]);
+    let url = server.url();
+    let room = unique_name("tui-log");
+    let log = common::sandbox().join("state-Eva/charla/chat.log");
+
+    tmux.chat_on_terminal(&url, "Eva", &room);
+    tmux.expect("Eva", "you are Eva", LONG);
+    tmux.keys("Eva", "antes del corte");
+    tmux.expect("Eva", "Eva: antes del corte", LONG);
+
+    // Nothing is typed meanwhile: typing redraws the input box, which hid what was written
+    // over it.
+    server.kill();
+    tmux.expect("Eva", "reconnecting", LONG);
+    server.restart();
+    tmux.expect("Eva", "connected to", Duration::from_secs(40));
+
+    let screen = tmux.screen("Eva");
+    for line in screen.lines() {
+        for log_text in ["WARN", "ERROR", " INFO", "DEBUG", "lost the broker:"] {
+            assert!(
+                !line.contains(log_text),
+                "a log line on the screen ({log_text:?}):\n{screen}"
+            );
+        }
+    }
+    assert_input_box_intact(&screen, "Eva");
+    // The engine did log its warning: into the file, without colour codes.
+    charla_testkit::wait_until("the warning in the chat's log file", LONG, || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("lost the broker"))
+    });
+    let written = std::fs::read_to_string(&log).expect("log file");
+    assert!(
+        !written.contains('\x1b'),
+        "no colour codes in a file:\n{written:?}"
+    );
+    tmux.keys("Eva", "antes de salir");
+    tmux.expect("Eva", "Eva: antes de salir", LONG);
+    tmux.keys("Eva", "/quit");
+}
+
+/// The input box (titled with the name) is whole: its three rows start and end with the box's
+/// corner and side characters, in the same columns.
+fn assert_input_box_intact(screen: &str, name: &str) {
+    let lines: Vec<Vec<char>> = screen.lines().map(|l| l.chars().collect()).collect();
+    let top = lines
+        .iter()
+        .position(|l| {
+            l.starts_with(&['┌', ' ']) && l[2..].starts_with(&name.chars().collect::<Vec<_>>())
+        })
+        .unwrap_or_else(|| panic!("no input box titled {name}:\n{screen}"));
+    let right = lines[top]
+        .iter()
+        .position(|&c| c == '┐')
+        .unwrap_or_else(|| panic!("the input box has no top right corner:\n{screen}"));
+    for (row, (left_c, fill, right_c)) in [('┌', None, '┐'), ('│', Some(()), '│'), ('└', None, '┘')]
+        .into_iter()
+        .enumerate()
+    {
+        let line = lines
+            .get(top + row)
+            .unwrap_or_else(|| panic!("the input box is cut off:\n{screen}"));
+        assert!(
+            line.first() == Some(&left_c) && line.get(right) == Some(&right_c),
+            "row {row} of the input box is broken:\n{screen}"
+        );
+        if fill.is_none() {
+            // The borders' rows hold only border characters (and the title).
+            let inner: String = line[1..right].iter().collect();
+            let border = inner.trim_start_matches(|c| c != '─');
+            assert!(
+                border.chars().all(|c| c == '─'),
+                "row {row} of the input box is broken:\n{screen}"
+            );
+        }
+    }
+}
+
+/// `/join` and `/name` without their argument say what is missing (it was "unknown command").
+#[test]
+fn join_and_name_without_an_argument_say_what_is_missing() {
+    let Some(tmux) = Tmux::new() else { return };
+    let server = RedisServer::start_charla(std::path::Path::new(env!("CARGO_BIN_EXE_charla")), &[]);
+    let room = unique_name("tui-args");
+    tmux.chat(&server.url(), "Luz", &room);
+    tmux.expect("Luz", "you are Luz", LONG);
+    tmux.keys("Luz", "/join");
+    tmux.expect("Luz", "/join needs a room: /join ROOM", LONG);
+    tmux.keys("Luz", "/name   ");
+    tmux.expect("Luz", "/name needs a name: /name NAME", LONG);
+    let screen = tmux.screen("Luz");
+    assert!(!screen.contains("unknown command"), "{screen}");
+    // Still in the same room, under the same name.
+    assert!(
+        screen.contains(&format!("#{room}")) && screen.contains("┌ Luz "),
+        "{screen}"
+    );
+    tmux.keys("Luz", "/quit");
 }
