@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod assets;
+pub mod conn;
 pub mod hub;
 pub mod limits;
 pub mod wire;
@@ -23,7 +24,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::Router;
 use charla_chat::Link;
 use charla_core::Mode;
@@ -48,7 +48,18 @@ pub struct WebConfig {
     /// The PostgreSQL archive, when the gateway keeps one: every room it serves is archived,
     /// and history beyond the broker's (older pages, broadcast rooms, search) comes from it.
     pub archive: Option<charla_archive::Archive>,
+    /// Connections one client address may hold at once (HTTP and WebSocket); 0: no limit.
+    pub max_connections_per_ip: usize,
+    /// Time a connection has to send a request's head (after being accepted, or after its
+    /// previous response) before it is closed.
+    pub header_timeout: std::time::Duration,
+    /// A page from which nothing has come for this long (not even the pong to the gateway's
+    /// ping, sent when it has been quiet a third of that) is let go.
+    pub idle_timeout: std::time::Duration,
 }
+
+/// Default of [`WebConfig::max_connections_per_ip`].
+pub const MAX_CONNECTIONS_PER_IP: usize = 64;
 
 impl Default for WebConfig {
     fn default() -> Self {
@@ -59,6 +70,9 @@ impl Default for WebConfig {
             page_backlog: hub::PAGE_BACKLOG,
             linger: std::time::Duration::from_millis(2),
             archive: None,
+            max_connections_per_ip: MAX_CONNECTIONS_PER_IP,
+            header_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: std::time::Duration::from_secs(90),
         }
     }
 }
@@ -91,23 +105,15 @@ pub async fn serve(
     let hub = Hub::new(link, config, stream_groups);
     let app = router(hub.clone());
     let closing = hub.clone();
-    // No Nagle: a page's frames go out as they are written. With it, a burst written while
-    // the page had not yet acknowledged the previous one waited for the page's delayed ACK
-    // (~40 ms on Linux): p99 of 46 ms at 1 000 messages/s with only two pages.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY on a page's connection: {e}");
-        }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let limits = conn::ConnLimits {
+        header_timeout: hub.config.header_timeout,
+        max_per_ip: hub.config.max_connections_per_ip,
+    };
+    conn::serve(listener, app, limits, async move {
         shutdown.await;
         closing.close();
     })
-    .await?;
+    .await;
     // WebSockets left hyper's books when they were upgraded: give their goodbyes a moment.
     hub.pages_gone(std::time::Duration::from_secs(5)).await;
     Ok(())

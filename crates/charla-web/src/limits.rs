@@ -69,6 +69,33 @@ impl Bucket {
 
 pub use charla_chat::{check_name, check_room, check_text};
 
+/// Raise this process's soft limit on open files to its hard limit (each page is a socket,
+/// and many systems start processes at 1 024). Returns the limit in force afterwards, soft
+/// then hard.
+pub fn raise_open_files() -> std::io::Result<(libc::rlim_t, libc::rlim_t)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        } else {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok((limit.rlim_cur, limit.rlim_max))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

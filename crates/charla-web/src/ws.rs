@@ -82,6 +82,8 @@ pub async fn upgrade(
     Query(join): Query<Join>,
     mut request: Request,
 ) -> Response {
+    // The connection's place in its address's count: the page keeps it while it lives.
+    let slot = request.extensions().get::<crate::conn::Slot>().cloned();
     let room = join.room.unwrap_or_else(|| "general".to_owned());
     if let Err(e) = check_room(&room) {
         return (StatusCode::BAD_REQUEST, e).into_response();
@@ -130,6 +132,7 @@ pub async fn upgrade(
         let ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
+        let _slot = slot;
         tracing::info!(%peer, %room, %name, "page joined");
         let reason = session(PageSocket { ws }, hub, room.clone(), name.clone()).await;
         tracing::info!(%peer, %room, %name, %reason, "page left");
@@ -275,9 +278,42 @@ async fn session(mut page: PageSocket, hub: Arc<Hub>, room_name: String, name: S
     let mut bucket = Bucket::new(hub.config.limits.posts_per_sec, hub.config.limits.burst);
     // Pings since the socket last took everything tungstenite had queued (its pongs).
     let mut unread_pongs = 0u32;
+    // A page that has sent nothing for a third of the idle timeout is pinged (browsers answer
+    // on their own); one that has sent nothing for the whole of it is gone.
+    let idle_timeout = hub.config.idle_timeout;
+    let mut heard = tokio::time::Instant::now();
+    let mut pinged = false;
+    // One timer for the session, moved on only when it fires (not at each frame).
+    let idle = tokio::time::sleep(idle_timeout / 3);
+    tokio::pin!(idle);
     loop {
         tokio::select! {
             biased;
+            () = &mut idle => {
+                let due = heard + if pinged { idle_timeout } else { idle_timeout / 3 };
+                if tokio::time::Instant::now() < due {
+                    idle.as_mut().reset(due);
+                    continue;
+                }
+                if pinged {
+                    let why = format!(
+                        "nothing from the page for {} s, not even a pong",
+                        idle_timeout.as_secs()
+                    );
+                    page.close(GOING_AWAY, &why).await;
+                    return why;
+                }
+                pinged = true;
+                idle.as_mut().reset(heard + idle_timeout);
+                let ping = WsMessage::Ping(Default::default());
+                match tokio::time::timeout(WRITE_STALL, page.ws.send(ping)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return format!("socket error: {e}"),
+                    Err(_) => {
+                        return format!("the page took nothing for {} s", WRITE_STALL.as_secs())
+                    }
+                }
+            }
             frame = joined.live.recv() => {
                 // This frame and whatever else is ready, up to a batch: one write.
                 let mut batch: Vec<Arc<Frame>> = Vec::new();
@@ -330,6 +366,8 @@ async fn session(mut page: PageSocket, hub: Arc<Hub>, room_name: String, name: S
                 }
             }
             incoming = page.ws.next() => {
+                heard = tokio::time::Instant::now();
+                pinged = false;
                 let body = match incoming {
                     Some(Ok(WsMessage::Text(t))) => t,
                     Some(Ok(WsMessage::Close(_))) | None => {

@@ -151,3 +151,229 @@ fn a_ping_flood_that_reads_nothing_is_bounded_and_dropped() {
         assert_eq!(page.messages(1, LONG).await, ["sigo aquí"]);
     });
 }
+
+/// `charla web` started through `sh -c '<shell>; exec charla web …'` (a lower `ulimit`, say),
+/// on a free port, ready when /healthz answers; killed on drop, its log shown if the test
+/// failed.
+struct ShellGateway {
+    child: std::process::Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl ShellGateway {
+    fn start(broker: &str, shell: &str, extra: &[&str]) -> ShellGateway {
+        let port = charla_testkit::free_port();
+        let log = common::sandbox().join(format!("web-sh-{port}.log"));
+        let cmd = common::charla(broker);
+        let program = cmd.get_program().to_owned();
+        let mut args = vec![
+            "web".to_owned(),
+            "--listen".to_owned(),
+            format!("127.0.0.1:{port}"),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let mut sh = std::process::Command::new("sh");
+        sh.arg("-c")
+            .arg(format!("{shell}; exec \"$0\" \"$@\""))
+            .arg(program)
+            .args(args);
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => sh.env(k, v),
+                None => sh.env_remove(k),
+            };
+        }
+        sh.env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        let child = sh.spawn().expect("start charla web");
+        let mut gateway = ShellGateway { child, port, log };
+        let deadline = Instant::now() + LONG;
+        while !matches!(
+            common::web::http(port, "GET", "/healthz", None),
+            Ok((200, _))
+        ) {
+            if let Ok(Some(status)) = gateway.child.try_wait() {
+                panic!("charla web exited ({status}): {}", gateway.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not ready: {}",
+                gateway.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        gateway
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ShellGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- charla web :{} log ---\n{}", self.port, self.log_text());
+        }
+    }
+}
+
+/// 300 idle connections from one address against a gateway allowed 256 open files: the
+/// address gets its 64, the rest are answered 429 at once, the 64 are closed when their
+/// header deadline passes, and meanwhile /healthz from another address answers at once.
+#[test]
+fn idle_connections_from_one_address_do_not_lock_the_gateway_out() {
+    let server = broker();
+    let a = ShellGateway::start(&server.url(), "ulimit -n 256", &["--header-timeout", "3"]);
+    let started = a.log_text();
+    assert!(
+        started.contains("256 open files") && started.contains("at most 64 connections"),
+        "the start line says the limits: {started}"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let gateway: std::net::SocketAddr = ([127, 0, 0, 1], a.port).into();
+    // From 127.0.0.2 (loopback too, another address to the gateway).
+    let idle: Vec<tokio::net::TcpStream> = rt.block_on(async {
+        let mut idle = Vec::new();
+        for _ in 0..300 {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket
+                .bind(([127, 0, 0, 2], 0).into())
+                .expect("bind 127.0.0.2");
+            idle.push(socket.connect(gateway).await.expect("connect"));
+        }
+        idle
+    });
+    let opened = Instant::now();
+    let (code, body) = common::web::http(a.port, "GET", "/healthz", None).expect("healthz");
+    let took = opened.elapsed();
+    eprintln!("/healthz with 300 idle connections open: {code} in {took:?}");
+    assert_eq!(code, 200, "{body}");
+    assert!(took < Duration::from_secs(2), "/healthz took {took:?}");
+
+    // Every idle connection ends: refused at once with 429, or closed at its header deadline.
+    let (refused, timed_out) = rt.block_on(async {
+        use tokio::io::AsyncReadExt;
+        let (mut refused, mut timed_out) = (0, 0);
+        for mut tcp in idle {
+            let mut answer = Vec::new();
+            let read = tokio::time::timeout(LONG, tcp.read_to_end(&mut answer)).await;
+            assert!(read.is_ok(), "an idle connection still open after {LONG:?}");
+            if answer.starts_with(b"HTTP/1.1 429") {
+                refused += 1;
+            } else {
+                timed_out += 1;
+            }
+        }
+        (refused, timed_out)
+    });
+    eprintln!("{refused} refused with 429, {timed_out} closed at the header deadline");
+    assert_eq!((refused, timed_out), (236, 64));
+    let (code, _) = common::web::http(a.port, "GET", "/healthz", None).expect("healthz");
+    assert_eq!(code, 200);
+}
+
+/// The frames of a raw WebSocket as (opcode, payload), until the socket closes or `limit`.
+fn server_frames(tcp: &mut TcpStream, limit: Duration) -> Vec<(u8, Vec<u8>)> {
+    let deadline = Instant::now() + limit;
+    let mut frames = Vec::new();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        // Whole frames in the buffer (a server's frames are not masked).
+        loop {
+            if buf.len() < 2 {
+                break;
+            }
+            let (len, start) = match buf[1] & 0x7f {
+                126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+                127 if buf.len() >= 10 => (
+                    u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+                    10,
+                ),
+                126 | 127 => break,
+                n => (n as usize, 2),
+            };
+            if buf.len() < start + len {
+                break;
+            }
+            frames.push((buf[0] & 0x0f, buf[start..start + len].to_vec()));
+            buf.drain(..start + len);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return frames;
+        }
+        tcp.set_read_timeout(Some(left)).expect("timeout");
+        match tcp.read(&mut chunk) {
+            Ok(0) | Err(_) => return frames,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// A page that answers nothing is pinged, then let go with the reason; one that answers
+/// (a WebSocket client reading its socket) stays.
+#[test]
+fn a_page_that_answers_nothing_is_let_go() {
+    let server = broker();
+    let a = Gateway::start(&server.url(), &["--idle-timeout", "3"]);
+    let room = unique_name("idle");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut alive = rt.block_on(async {
+        let mut page = Page::open(&a.ws_url(&room, "Viva")).await;
+        page.until("history", LONG).await;
+        page
+    });
+    let (mut tcp, head) = raw_websocket(a.port, &format!("/ws?room={room}&name=Muda"), "");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // The raw socket is read on a thread; meanwhile the page reads its own (answering pings).
+    let raw = std::thread::spawn(move || {
+        let opened = Instant::now();
+        let frames = server_frames(&mut tcp, LONG);
+        (frames, opened.elapsed())
+    });
+    rt.block_on(async {
+        let mut finished_at = None;
+        loop {
+            if let Some(frame) = alive.next(Duration::from_millis(200)).await {
+                assert_ne!(
+                    frame["type"], "close",
+                    "the reading page was let go: {frame}"
+                );
+            }
+            match finished_at {
+                None if raw.is_finished() => finished_at = Some(Instant::now()),
+                Some(t) if t.elapsed() > Duration::from_secs(2) => break,
+                _ => {}
+            }
+        }
+    });
+    let (frames, took) = raw.join().expect("raw reader");
+    let kinds: Vec<u8> = frames.iter().map(|f| f.0).collect();
+    assert!(kinds.contains(&0x9), "pinged: {kinds:?}");
+    let (op, close) = frames.last().expect("frames").clone();
+    assert_eq!(op, 0x8, "a close frame last: {kinds:?}");
+    assert_eq!(u16::from_be_bytes([close[0], close[1]]), 1001);
+    let reason = String::from_utf8_lossy(&close[2..]).into_owned();
+    assert!(reason.contains("not even a pong"), "{reason}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "closed after {took:?}"
+    );
+    // The page that reads (and so answers the pings) is still there, past the timeout.
+    rt.block_on(async {
+        alive.say("sigo").await;
+        assert_eq!(alive.messages(1, LONG).await, ["sigo"]);
+    });
+}

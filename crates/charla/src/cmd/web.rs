@@ -62,6 +62,23 @@ pub struct WebArgs {
     /// Messages a page may fall behind its room before it is disconnected (with the reason)
     #[arg(long, default_value_t = charla_web::hub::PAGE_BACKLOG, value_name = "N")]
     pub page_backlog: usize,
+
+    /// Connections one client address may hold at once, pages and HTTP requests alike
+    /// (beyond it: 429 and closed). Loopback counts like any address: behind a reverse proxy
+    /// on the same machine every client is the proxy's address, so raise it there, or 0 for
+    /// no limit
+    #[arg(long, default_value_t = charla_web::MAX_CONNECTIONS_PER_IP, value_name = "N")]
+    pub max_connections_per_ip: usize,
+
+    /// Seconds a connection has to send a request's headers (after connecting, or after its
+    /// previous answer) before it is closed
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub header_timeout: u64,
+
+    /// Seconds a page may send nothing before it is dropped; it is pinged after a third of it
+    /// (browsers answer on their own)
+    #[arg(long, default_value_t = 90, value_name = "SECS")]
+    pub idle_timeout: u64,
 }
 
 pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
@@ -75,6 +92,17 @@ pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
     if !(args.rate > 0.0 && args.burst >= 1.0) {
         anyhow::bail!("--rate must be above 0 and --burst at least 1");
     }
+    if args.header_timeout == 0 || args.idle_timeout < 3 {
+        anyhow::bail!("--header-timeout must be at least 1 s and --idle-timeout at least 3 s");
+    }
+    // Each page is a socket: the most open files the system lets this process have.
+    let open_files = match charla_web::limits::raise_open_files() {
+        Ok((soft, _)) => format!("{soft} open files"),
+        Err(e) => {
+            tracing::warn!("cannot read or raise the open-files limit: {e}");
+            "open-files limit unknown".to_owned()
+        }
+    };
     let archive = match &args.archive {
         Some(url) => Some(super::open_archive(url).await?),
         None => None,
@@ -96,15 +124,22 @@ pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
         page_backlog: args.page_backlog.max(1),
         linger: std::time::Duration::from_millis(args.linger_ms.min(1000)),
         archive,
+        max_connections_per_ip: args.max_connections_per_ip,
+        header_timeout: std::time::Duration::from_secs(args.header_timeout),
+        idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
     };
     eprintln!(
-        "💬 charla web on http://{address}/ — broker {} ({} mode){}; Ctrl+C stops",
+        "💬 charla web on http://{address}/ — broker {} ({} mode){}; {}, {open_files}; Ctrl+C stops",
         charla_core::redact(&settings.broker),
         args.mode,
         args.archive
             .as_deref()
             .map(|a| format!(", archive {}", charla_archive::redact(a)))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        match args.max_connections_per_ip {
+            0 => "no limit of connections per address".to_owned(),
+            n => format!("at most {n} connections per address"),
+        }
     );
     tracing::info!(%address, mode = %args.mode, "gateway started");
     charla_web::serve(listener, link, config, crate::signal::shutdown()).await?;
