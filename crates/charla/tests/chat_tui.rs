@@ -315,3 +315,29 @@ fn join_and_name_without_an_argument_say_what_is_missing() {
     );
     tmux.keys("Luz", "/quit");
 }
+
+/// Once the screen is torn down stderr is the terminal's again (here the window's redirect): what
+/// the chat says on leaving reaches it, while the warning logged during the chat went to the log
+/// file only.
+#[test]
+fn stderr_is_back_once_the_screen_is_gone() {
+    let Some(tmux) = Tmux::new() else { return };
+    let mut server =
+        RedisServer::start_charla(std::path::Path::new(env!("CARGO_BIN_EXE_charla")), &[]);
+    let room = unique_name("tui-stderr");
+    tmux.chat(&server.url(), "Teo", &room);
+    tmux.expect("Teo", "you are Teo", LONG);
+    server.kill();
+    tmux.expect("Teo", "reconnecting", LONG);
+    tmux.keys("Teo", "nunca enviado");
+    tmux.keys("Teo", "/quit");
+    let stderr = common::sandbox().join("chat-Teo.log");
+    let log = common::sandbox().join("state-Teo/charla/chat.log");
+    charla_testkit::wait_until("the unsent warning on stderr", LONG, || {
+        std::fs::read_to_string(&stderr).is_ok_and(|s| s.contains("could not be sent"))
+    });
+    let stderr = std::fs::read_to_string(&stderr).expect("stderr");
+    assert!(!stderr.contains("lost the broker"), "{stderr}");
+    let log = std::fs::read_to_string(&log).expect("log file");
+    assert!(log.contains("WARN lost the broker"), "{log}");
+}
