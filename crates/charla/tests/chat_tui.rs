@@ -308,6 +308,10 @@ fn join_and_name_without_an_argument_say_what_is_missing() {
     tmux.expect("Luz", "/name needs a name: /name NAME", LONG);
     let screen = tmux.screen("Luz");
     assert!(!screen.contains("unknown command"), "{screen}");
+    // /help names the file the log lines go to.
+    tmux.keys("Luz", "/help");
+    tmux.expect("Luz", "logged to", LONG);
+    tmux.expect("Luz", "state-Luz/charla/chat.log", LONG);
     // Still in the same room, under the same name.
     assert!(
         screen.contains(&format!("#{room}")) && screen.contains("┌ Luz "),
