@@ -15,6 +15,7 @@
 pub mod api;
 pub mod assets;
 pub mod conn;
+pub mod guard;
 pub mod hub;
 pub mod limits;
 pub mod wire;
@@ -56,6 +57,11 @@ pub struct WebConfig {
     /// A page from which nothing has come for this long (not even the pong to the gateway's
     /// ping, sent when it has been quiet a third of that) is let go.
     pub idle_timeout: std::time::Duration,
+    /// Host names served besides the bind's own (see [`guard`]); `*`: any.
+    pub allowed_hosts: Vec<String>,
+    /// Sites whose pages may open a WebSocket or post, besides the gateway's own (see
+    /// [`guard`]); `*`: any.
+    pub allowed_origins: Vec<String>,
 }
 
 /// Default of [`WebConfig::max_connections_per_ip`].
@@ -73,12 +79,14 @@ impl Default for WebConfig {
             max_connections_per_ip: MAX_CONNECTIONS_PER_IP,
             header_timeout: std::time::Duration::from_secs(10),
             idle_timeout: std::time::Duration::from_secs(90),
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
         }
     }
 }
 
-/// The routes, over a hub.
-pub fn router(hub: Arc<Hub>) -> Router {
+/// The routes, over a hub, behind the guard (Host and Origin rules).
+pub fn router(hub: Arc<Hub>, guard: Arc<guard::Guard>) -> Router {
     Router::new()
         .route("/", get(assets::index))
         .route("/app.js", get(assets::script))
@@ -91,6 +99,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
             post(api::post_message).get(api::messages),
         )
         .with_state(hub)
+        .layer(axum::middleware::from_fn_with_state(guard, guard::check))
 }
 
 /// Serve on a bound listener until `shutdown` completes; then pages are told the gateway is
@@ -103,7 +112,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let stream_groups = link.broker().await.1.capabilities().stream_groups;
     let hub = Hub::new(link, config, stream_groups);
-    let app = router(hub.clone());
+    let guard = guard::Guard::new(
+        listener.local_addr()?,
+        &hub.config.allowed_hosts,
+        &hub.config.allowed_origins,
+    );
+    let app = router(hub.clone(), Arc::new(guard));
     let closing = hub.clone();
     let limits = conn::ConnLimits {
         header_timeout: hub.config.header_timeout,

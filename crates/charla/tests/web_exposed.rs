@@ -377,3 +377,146 @@ fn a_page_that_answers_nothing_is_let_go() {
         assert_eq!(alive.messages(1, LONG).await, ["sigo"]);
     });
 }
+
+/// One HTTP/1.1 request with the given `Host` and extra header lines: (status, body).
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    tcp.set_read_timeout(Some(LONG)).expect("timeout");
+    write!(
+        tcp,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{headers}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("request");
+    let mut answer = String::new();
+    let _ = tcp.read_to_string(&mut answer);
+    let code = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// Cross-site WebSocket hijacking and cross-site posts are refused; the gateway's own pages,
+/// listed sites and programs without Origin are served. Host names the gateway does not know
+/// (DNS rebinding) are refused.
+#[test]
+fn foreign_origins_and_hosts_are_refused() {
+    let server = broker();
+    let a = Gateway::start(
+        &server.url(),
+        &[
+            "--allowed-origin",
+            "https://chat.example",
+            "--allowed-host",
+            "chat.example",
+        ],
+    );
+    let port = a.port;
+    let room = unique_name("origin");
+    let ws = format!("/ws?room={room}&name=Ana");
+    let own = format!("http://127.0.0.1:{port}");
+    let upgrade = |extra: &str| raw_websocket(port, &ws, extra).1;
+
+    // WebSocket upgrades.
+    let status = |head: String| {
+        head.split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(status(upgrade("Origin: http://evil.example\r\n")), "403");
+    assert_eq!(status(upgrade("Origin: null\r\n")), "403");
+    assert_eq!(
+        status(upgrade("Sec-Fetch-Site: cross-site\r\n")),
+        "403",
+        "cross-site without Origin"
+    );
+    assert_eq!(
+        status(upgrade(&format!("Origin: {own}\r\n"))),
+        "101",
+        "same origin"
+    );
+    assert_eq!(status(upgrade("")), "101", "no Origin: a program");
+    assert_eq!(
+        status(upgrade(
+            "Origin: https://chat.example\r\nSec-Fetch-Site: cross-site\r\n"
+        )),
+        "101",
+        "an allowed origin"
+    );
+
+    // Posts.
+    let path = format!("/api/rooms/{room}/messages");
+    let body = r#"{"usuario": "Ana", "mensaje": "hola"}"#;
+    let host = format!("127.0.0.1:{port}");
+    let (code, answer) = request(
+        port,
+        "POST",
+        &path,
+        &host,
+        "Origin: http://evil.example\r\n",
+        body,
+    );
+    assert_eq!(code, 403, "{answer}");
+    assert!(answer.contains("--allowed-origin"), "{answer}");
+    let (code, answer) = request(
+        port,
+        "POST",
+        &path,
+        &host,
+        "Sec-Fetch-Site: cross-site\r\n",
+        body,
+    );
+    assert_eq!(code, 403, "{answer}");
+    let (code, answer) = request(
+        port,
+        "POST",
+        &path,
+        &host,
+        &format!("Origin: {own}\r\n"),
+        body,
+    );
+    assert_eq!(code, 201, "same origin: {answer}");
+    let (code, answer) = request(port, "POST", &path, &host, "", body);
+    assert_eq!(code, 201, "no Origin: {answer}");
+    // Reading is not a change: a foreign page cannot read the answer anyway (no CORS).
+    let (code, _) = request(
+        port,
+        "GET",
+        &path,
+        &host,
+        "Origin: http://evil.example\r\n",
+        "",
+    );
+    assert_eq!(code, 200);
+
+    // Host names.
+    let (code, answer) = request(port, "GET", "/", &format!("evil.example:{port}"), "", "");
+    assert_eq!(code, 403, "a rebound name: {answer}");
+    assert!(answer.contains("--allowed-host"), "{answer}");
+    let (code, _) = request(port, "GET", "/healthz", "evil.example", "", "");
+    assert_eq!(code, 403);
+    for served in [
+        host.as_str(),
+        &format!("localhost:{port}"),
+        "[::1]",
+        "chat.example",
+    ] {
+        let (code, answer) = request(port, "GET", "/", served, "", "");
+        assert_eq!(code, 200, "Host: {served}: {answer}");
+    }
+}

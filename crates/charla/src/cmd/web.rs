@@ -79,6 +79,20 @@ pub struct WebArgs {
     /// (browsers answer on their own)
     #[arg(long, default_value_t = 90, value_name = "SECS")]
     pub idle_timeout: u64,
+
+    /// A site whose pages may open the WebSocket and post (repeatable): https://chat.example.
+    /// The gateway's own pages always may; pages of other sites are refused (403), as are
+    /// requests a browser marks Sec-Fetch-Site: cross-site. Requests without Origin (curl,
+    /// programs) are let through. '*' allows every site
+    #[arg(long, value_name = "URL")]
+    pub allowed_origin: Vec<String>,
+
+    /// A host name to serve (repeatable), such as the public name in front of a reverse
+    /// proxy. Requests naming another host are refused (403, against DNS rebinding). Served
+    /// without it: on a loopback --listen, loopback addresses and localhost only; on any other,
+    /// also any IP address and this machine's host name. '*' serves every name
+    #[arg(long, value_name = "NAME")]
+    pub allowed_host: Vec<String>,
 }
 
 pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
@@ -127,6 +141,8 @@ pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
         max_connections_per_ip: args.max_connections_per_ip,
         header_timeout: std::time::Duration::from_secs(args.header_timeout),
         idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
+        allowed_hosts: args.allowed_host.clone(),
+        allowed_origins: args.allowed_origin.clone(),
     };
     eprintln!(
         "💬 charla web on http://{address}/ — broker {} ({} mode){}; {}, {open_files}; Ctrl+C stops",
