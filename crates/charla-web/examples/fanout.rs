@@ -106,9 +106,25 @@ struct RawPage {
 }
 
 impl RawPage {
-    async fn open(gateway: &str, room: &str, name: &str) -> std::io::Result<RawPage> {
+    /// Page `i`: on a loopback gateway each group of 32 pages connects from an address of its
+    /// own (127.1.x.y), as a real gateway's pages come from many addresses: the gateway holds at
+    /// most `--max-connections-per-ip` (64) connections per address.
+    async fn open(gateway: &str, room: &str, name: &str, i: usize) -> std::io::Result<RawPage> {
         use tokio::io::AsyncWriteExt;
-        let mut stream = tokio::net::TcpStream::connect(gateway).await?;
+        let addr = tokio::net::lookup_host(gateway)
+            .await?
+            .next()
+            .ok_or_else(|| std::io::Error::other(format!("{gateway}: no address")))?;
+        let mut stream = if addr.ip().is_loopback() && addr.is_ipv4() {
+            let group = i / 32;
+            let source =
+                std::net::Ipv4Addr::new(127, 1, (group / 250) as u8, (group % 250) as u8 + 1);
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind((source, 0).into())?;
+            socket.connect(addr).await?
+        } else {
+            tokio::net::TcpStream::connect(addr).await?
+        };
         let request = format!(
             "GET /ws?room={room}&name={name} HTTP/1.1\r\nHost: {gateway}\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
@@ -275,7 +291,7 @@ async fn main() {
             let room = args.room.clone();
             async move {
                 loop {
-                    match RawPage::open(&gateway, &room, &format!("p{i}")).await {
+                    match RawPage::open(&gateway, &room, &format!("p{i}"), *i).await {
                         Ok(p) => return p,
                         Err(e) => {
                             eprintln!("page {i}: {e}; retrying");

@@ -13,7 +13,9 @@
 //!   this gateway reads, and the rooms the broker keeps (where it can list them).
 //! - `GET /healthz` → `200 {"status": "ok", "broker"}`, or `503` while reconnecting.
 //!
-//! Errors are `{"error": "…"}` with the status code.
+//! Errors are `{"error": "…"}` with the status code. Before any of these, every request goes
+//! through the Host and Origin rules ([`crate::guard`], `403`) and the per-address connection
+//! limit ([`crate::conn`], `429`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

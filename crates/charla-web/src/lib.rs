@@ -11,6 +11,10 @@
 //! size and per-connection rate are limited; each page reads from a bounded window of its
 //! room's feed, and a page that falls out of it is disconnected with a reason rather than
 //! holding memory or slowing the others.
+//!
+//! Exposed on a network: [`conn`] bounds what one client address and one idle connection can
+//! hold (per-address cap, header deadline), [`guard`] refuses other sites' pages (Origin) and
+//! host names the gateway does not know (Host, against DNS rebinding).
 
 pub mod api;
 pub mod assets;
