@@ -73,6 +73,18 @@ pub fn wait_until(what: &str, limit: std::time::Duration, mut probe: impl FnMut(
     }
 }
 
+/// The resident memory of a process, in KiB (`VmRSS` of /proc/PID/status; 0 when the
+/// process is gone): how the tests that flood a server bound its memory.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// `url` with the query option `key=value` added (after `?`, or `&` when it has a query).
 pub fn with_option(url: &str, key: &str, value: impl std::fmt::Display) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };

@@ -4,6 +4,7 @@
 
 mod common;
 
+use charla_testkit::rss_kib;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,17 +18,6 @@ const LONG: Duration = Duration::from_secs(20);
 
 fn broker() -> RedisServer {
     RedisServer::start_charla(std::path::Path::new(env!("CARGO_BIN_EXE_charla")), &[])
-}
-
-/// The resident memory of a process, in KiB (`VmRSS` of /proc/PID/status).
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// A WebSocket opened by hand on a raw TCP socket: the request, then the response headers
