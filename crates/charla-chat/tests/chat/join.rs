@@ -124,6 +124,42 @@ fn publish_around_the_joins_history_read(
     })
 }
 
+/// Five "old" messages in `room`, then a join of `n` through a link whose history read is
+/// raced by `burst` publishes before it and one after (see
+/// `publish_around_the_joins_history_read`): the sender, the feed (kept alive for the live
+/// messages) and the reader, once the hook has run on both sides of the read.
+async fn join_raced(
+    env: &Env,
+    direct: &Arc<dyn charla_core::Broker>,
+    style: Style,
+    room: &str,
+    n: usize,
+    burst: usize,
+    who: &str,
+) -> (Arc<Sender>, RoomFeed, Reader) {
+    let sender = Sender::new(&**direct, room).await;
+    sender.send_n("old", 5).await;
+    let fired = Arc::new(AtomicUsize::new(0));
+    let probe = Probe::default();
+    let hook = publish_around_the_joins_history_read(
+        sender.clone(),
+        n,
+        burst,
+        fired.clone(),
+        probe.clone(),
+    );
+    let link = env.link(Some(hook)).await;
+    let feed = RoomFeed::start(link, Mode::Stream, room);
+    *probe.lock().unwrap() = Some(feed.subscribe());
+    let reader = Reader::new(join_as(style, &feed, n).await);
+    assert_eq!(
+        fired.load(Ordering::SeqCst),
+        2,
+        "{who}: the hook ran around the join's read"
+    );
+    (sender, feed, reader)
+}
+
 /// THE RACE: a message published between the live subscription and the history read is in
 /// the history AND comes live, it must be shown once; one published right after the history
 /// read is in neither the history nor (had the join subscribed late) the live channel, it
@@ -137,27 +173,7 @@ pub async fn race_a_message_between_subscribing_and_reading_history_shows_once(b
     for style in [Style::Terminal, Style::Web] {
         let who = format!("the reader ({style:?})");
         let room = unique_name("race-");
-        let sender = Sender::new(&*direct, &room).await;
-        sender.send_n("old", 5).await;
-        let fired = Arc::new(AtomicUsize::new(0));
-        let probe = Probe::default();
-        let hook = publish_around_the_joins_history_read(
-            sender.clone(),
-            N,
-            1,
-            fired.clone(),
-            probe.clone(),
-        );
-
-        let link = env.link(Some(hook)).await;
-        let feed = RoomFeed::start(link, Mode::Stream, &room);
-        *probe.lock().unwrap() = Some(feed.subscribe());
-        let mut reader = Reader::new(join_as(style, &feed, N).await);
-        assert_eq!(
-            fired.load(Ordering::SeqCst),
-            2,
-            "{who}: the hook ran around the join's read"
-        );
+        let (sender, _feed, mut reader) = join_raced(&env, &direct, style, &room, N, 1, &who).await;
         let mut want = named("old", 0..5);
         want.push("raced-0".into());
         assert_eq!(
@@ -193,27 +209,8 @@ pub async fn race_a_burst_longer_than_the_history_keeps_order(backend: Backend) 
     for style in [Style::Terminal, Style::Web] {
         let who = format!("the reader ({style:?})");
         let room = unique_name("burst-");
-        let sender = Sender::new(&*direct, &room).await;
-        sender.send_n("old", 5).await;
-        let fired = Arc::new(AtomicUsize::new(0));
-        let probe = Probe::default();
-        let hook = publish_around_the_joins_history_read(
-            sender.clone(),
-            N,
-            BURST,
-            fired.clone(),
-            probe.clone(),
-        );
-
-        let link = env.link(Some(hook)).await;
-        let feed = RoomFeed::start(link, Mode::Stream, &room);
-        *probe.lock().unwrap() = Some(feed.subscribe());
-        let mut reader = Reader::new(join_as(style, &feed, N).await);
-        assert_eq!(
-            fired.load(Ordering::SeqCst),
-            2,
-            "{who}: the hook ran around the join's read"
-        );
+        let (sender, _feed, mut reader) =
+            join_raced(&env, &direct, style, &room, N, BURST, &who).await;
         assert_eq!(
             texts(&reader.view),
             named("raced", BURST - N..BURST),
