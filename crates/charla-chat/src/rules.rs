@@ -28,15 +28,91 @@ pub fn check_room(room: &str) -> Result<(), String> {
     }
 }
 
-/// A name: 1 to `max` characters, no control characters, trimmed.
+/// Most combining marks (accents, vowel signs, variation selectors) in a row in a name: enough
+/// for every script's letters (Vietnamese stacks two), too few for a "Zalgo" tower that draws
+/// over the lines around it.
+pub const MAX_COMBINING_RUN: usize = 2;
+
+/// Characters that change the direction of the text around them (Unicode bidi controls): a
+/// name "Ana\u{202E}gnp.exe" would show as "Anaexe.png", and "\u{202E}nauJ" as "Juan".
+const BIDI_CONTROLS: &[(char, char)] = &[
+    ('\u{202A}', '\u{202E}'),
+    ('\u{2066}', '\u{2069}'),
+    ('\u{200E}', '\u{200F}'),
+    ('\u{061C}', '\u{061C}'),
+];
+
+/// Characters that draw nothing (zero-width, invisible, fillers): "Vic\u{200B}" looks exactly
+/// like "Vic" and is another name.
+const INVISIBLE: &[(char, char)] = &[
+    ('\u{200B}', '\u{200D}'),
+    ('\u{2060}', '\u{2064}'),
+    ('\u{FEFF}', '\u{FEFF}'),
+    ('\u{00AD}', '\u{00AD}'),
+    ('\u{180E}', '\u{180E}'),
+    ('\u{2028}', '\u{2029}'),
+    ('\u{115F}', '\u{1160}'),
+    ('\u{3164}', '\u{3164}'),
+    ('\u{FFA0}', '\u{FFA0}'),
+];
+
+/// Check marks: the chats draw one beside a name that was proved (`verificado`), so no name
+/// may contain one ("Vic ✓" typed by anybody would look proved).
+const CHECK_MARKS: &[(char, char)] = &[
+    ('\u{2713}', '\u{2714}'),
+    ('\u{2705}', '\u{2705}'),
+    ('\u{2611}', '\u{2611}'),
+    ('\u{1F5F8}', '\u{1F5F8}'),
+];
+
+fn in_ranges(c: char, ranges: &[(char, char)]) -> bool {
+    ranges.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
+}
+
+/// A name as it is shown and compared: trimmed, in Unicode NFC (an "é" typed as one character
+/// or as "e" and an accent is one name), 1 to `max` characters, without control characters,
+/// bidi controls, invisible characters, check marks, or more than [`MAX_COMBINING_RUN`] combining marks in
+/// a row. The error says which rule, and which character, in words a person can act on.
 pub fn check_name(name: &str, max: usize) -> Result<String, String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > max || name.chars().any(char::is_control) {
-        return Err(format!(
-            "name: use 1 to {max} characters, without control characters"
-        ));
+    use unicode_normalization::char::is_combining_mark;
+    use unicode_normalization::UnicodeNormalization;
+
+    let name: String = name.trim().nfc().collect();
+    let count = name.chars().count();
+    if count == 0 || count > max {
+        return Err(format!("name: use 1 to {max} characters"));
     }
-    Ok(name.to_owned())
+    let mut run = 0;
+    for c in name.chars() {
+        let code = format!("U+{:04X}", u32::from(c));
+        if c.is_control() {
+            return Err(format!("name: {code} is a control character; remove it"));
+        }
+        if in_ranges(c, BIDI_CONTROLS) {
+            return Err(format!(
+                "name: {code} changes the direction of the text around it (it can make a \
+                 name look like another); remove it"
+            ));
+        }
+        if in_ranges(c, INVISIBLE) {
+            return Err(format!(
+                "name: {code} is an invisible character (it makes a name look like another); \
+                 remove it"
+            ));
+        }
+        if in_ranges(c, CHECK_MARKS) {
+            return Err(format!(
+                "name: {c} is kept for the mark of a verified name; remove it"
+            ));
+        }
+        run = if is_combining_mark(c) { run + 1 } else { 0 };
+        if run > MAX_COMBINING_RUN {
+            return Err(format!(
+                "name: at most {MAX_COMBINING_RUN} accents or marks on one letter"
+            ));
+        }
+    }
+    Ok(name)
 }
 
 /// Message text: not empty, at most `max` bytes.
@@ -74,8 +150,48 @@ mod tests {
         assert_eq!(check_name("  María 👋 ", 32).as_deref(), Ok("María 👋"));
         assert!(check_name("a\u{1b}[31m", 32).is_err());
         assert!(check_name("", 32).is_err());
+        assert!(check_name("   ", 32).is_err());
         assert!(check_text("hola", 10).is_ok());
         assert!(check_text("   ", 10).is_err());
         assert!(check_text("12345678901", 10).is_err());
+    }
+
+    #[test]
+    fn names_are_nfc_and_refuse_bidi_invisible_and_mark_towers() {
+        // "é" as e + U+0301 is the same name as the precomposed "é".
+        assert_eq!(check_name("Jose\u{301}", 32).as_deref(), Ok("José"));
+        assert_eq!(check_name("Jose\u{301}", 32), check_name("José", 32));
+        // Counted after normalising: 4 characters, not 5.
+        assert!(check_name("Jose\u{301}", 4).is_ok());
+        for bidi in [
+            "Ana\u{202E}gnp.exe",
+            "\u{202E}nauJ",
+            "a\u{2066}b",
+            "a\u{200F}",
+            "\u{61C}x",
+        ] {
+            let e = check_name(bidi, 32).unwrap_err();
+            assert!(e.contains("direction"), "{bidi:?}: {e}");
+        }
+        for hidden in [
+            "Vic\u{200B}",
+            "V\u{200D}ic",
+            "\u{FEFF}Vic",
+            "Vi\u{AD}c",
+            "Vic\u{2063}",
+            "\u{180E}Vic",
+            "\u{3164}",
+        ] {
+            let e = check_name(hidden, 32).unwrap_err();
+            assert!(e.contains("invisible"), "{hidden:?}: {e}");
+        }
+        // Two marks on a letter (Vietnamese "ệ" decomposes to e + two marks) pass; three fail.
+        assert!(check_name("Nguy\u{1EC5}n", 32).is_ok());
+        assert!(check_name("x\u{323}\u{302}", 32).is_ok());
+        let e = check_name("Z\u{300}\u{301}\u{302}\u{303}", 32).unwrap_err();
+        assert!(e.contains("marks"), "{e}");
+        assert!(check_name("❤\u{FE0F} Ana", 32).is_ok());
+        let e = check_name("Vic ✓", 32).unwrap_err();
+        assert!(e.contains("verified"), "{e}");
     }
 }

@@ -42,6 +42,13 @@ pub struct Message {
     /// refused it. Only written when non-zero, so fresh messages stay small.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub deliveries: u32,
+    /// The gateway that took this message had authenticated its sender (`charla web --auth
+    /// jwt|proxy`): `usuario` is who they proved to be, and the chats show a mark beside it.
+    /// Only written when true, so other messages keep the seed-compatible format unchanged.
+    /// It is as trustworthy as the broker's own access control: whoever may write to the broker
+    /// directly may write it too.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub verificado: bool,
     /// Set when the payload was another application's JSON object, not a chat message (only
     /// from [`Message::decode_any`]): the object as it was sent, every field kept. `usuario`,
     /// `mensaje` and `hora` are then empty, and [`Message::encode`] gives the object back.
@@ -71,6 +78,10 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// Why a payload is not a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -96,6 +107,7 @@ impl Message {
             room: room.into(),
             ts_us: now.timestamp_micros(),
             deliveries: 0,
+            verificado: false,
             event: None,
         }
     }
@@ -117,6 +129,7 @@ impl Message {
             room: room.into(),
             ts_us: 0,
             deliveries,
+            verificado: false,
             event: Some(Box::new(object)),
         }
     }
@@ -223,8 +236,20 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("deliveries"));
+        assert!(!text.contains("verificado"), "absent unless true: {text}");
         let back = Message::decode(text.as_bytes(), "other", MAX_MESSAGE_BYTES).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn the_verified_mark_round_trips_and_defaults_to_absent() {
+        let mut m = Message::new("Vic", "hola", "sala");
+        m.verificado = true;
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(text.contains(r#""verificado":true"#), "{text}");
+        assert_eq!(Message::decode(text.as_bytes(), "x", MAX_MESSAGE_BYTES).unwrap(), m);
+        let seed = r#"{"usuario": "Juan", "mensaje": "hola", "hora": "14:30:25"}"#;
+        assert!(!Message::decode(seed.as_bytes(), "x", MAX_MESSAGE_BYTES).unwrap().verificado);
     }
 
     #[test]
