@@ -24,6 +24,7 @@ mod keys;
 mod pubsub;
 mod queue;
 mod stream;
+mod wake;
 
 use std::time::Duration;
 
@@ -87,6 +88,8 @@ pub struct RedisBroker {
     client: redis::Client,
     conn: MultiplexedConnection,
     opts: Options,
+    /// The blocking waits of plain stream readers, shared (see [`wake`]).
+    wakers: std::sync::Arc<wake::Wakers>,
     /// The server keeps an append-only file (`CONFIG GET appendonly` says yes), so what it
     /// acknowledged is still there after it restarts. Without it (the Redis default, RDB
     /// snapshots at best) a restart loses messages, and a server that does not answer
@@ -136,6 +139,11 @@ impl RedisBroker {
             .await;
         let survives_restart = matches!(appendonly.as_deref(), Ok([_, v]) if v == "yes");
         Ok(RedisBroker {
+            wakers: std::sync::Arc::new(wake::Wakers::new(
+                client.clone(),
+                conn.clone(),
+                opts.clone(),
+            )),
             conn,
             client,
             opts,

@@ -52,7 +52,11 @@ struct Entry {
 }
 
 pub struct StreamSubscriber {
+    /// A group member's own connection (its waits block on it); a plain reader's is the
+    /// broker's shared one, and it waits through `wakers`.
     conn: MultiplexedConnection,
+    /// Without a group: the broker's shared waits (see [`crate::wake`]).
+    wakers: Option<std::sync::Arc<crate::wake::Wakers>>,
     room: String,
     dead: String,
     group: Option<String>,
@@ -95,7 +99,7 @@ struct StreamState {
 }
 
 /// A stream id as a comparable pair (`ms-seq`); a bare `ms` is `ms-0`.
-fn id_key(id: &str) -> Option<(u64, u64)> {
+pub(crate) fn id_key(id: &str) -> Option<(u64, u64)> {
     let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
     Some((ms.parse().ok()?, seq.parse().ok()?))
 }
@@ -170,7 +174,13 @@ fn stream_state(v: Value) -> Option<StreamState> {
 impl StreamSubscriber {
     pub async fn start(broker: &RedisBroker, sub: Subscription) -> Result<Self> {
         let sub_has_group = sub.group.is_some();
-        let mut conn = broker.blocking_connection().await?;
+        // A plain reader's commands do not block: they share the broker's connection, and its
+        // waits share a few blocking ones (a gateway reads thousands of rooms this way).
+        let (mut conn, wakers) = if sub_has_group {
+            (broker.blocking_connection().await?, None)
+        } else {
+            (broker.conn.clone(), Some(broker.wakers.clone()))
+        };
         let opts = broker.opts.clone();
         let room = sub.room.clone();
         let err = |e| map_err(e, &opts.address);
@@ -238,6 +248,7 @@ impl StreamSubscriber {
         Ok(StreamSubscriber {
             decode: sub.decoder(),
             conn,
+            wakers,
             dead: keys::dead(&room),
             missed_key: keys::missed(&room, sub.group.as_deref().unwrap_or("")),
             room,
@@ -279,6 +290,10 @@ impl StreamSubscriber {
             if self.read_own_pending {
                 return Ok(());
             }
+            if let Some(wakers) = &self.wakers {
+                let limit = Duration::from_millis(BLOCK_MS);
+                return wakers.wait(&self.room, &self.wait_after, limit).await;
+            }
             redis::cmd("XREAD")
                 .arg("COUNT")
                 .arg(1)
@@ -293,7 +308,17 @@ impl StreamSubscriber {
             return Ok(());
         }
         let Some(group) = self.group.clone() else {
-            return self.read_plain().await;
+            // On the shared connection, whose response timeout is long (it carries every
+            // call): a read that does not come back as soon as it would on a reader's own
+            // blocking connection means the path is dead, and says so as quickly.
+            let limit = Duration::from_millis(BLOCK_MS) + crate::BLOCKING_MARGIN;
+            return match tokio::time::timeout(limit, self.read_plain()).await {
+                Ok(read) => read,
+                Err(_) => Err(BrokerError::Unavailable {
+                    address: self.opts.address.clone(),
+                    reason: format!("no answer to a read in {} s", limit.as_secs()),
+                }),
+            };
         };
         self.flush_acks().await?;
         if !self.read_own_pending {
