@@ -20,6 +20,9 @@ pub enum Line {
         name: String,
         text: String,
         mine: bool,
+        /// The sender's name was proved to the gateway that took it (`verificado`): drawn
+        /// with a mark no name can contain (check marks are refused in names).
+        verified: bool,
     },
     Notice(String),
     Error(String),
@@ -60,6 +63,7 @@ impl App {
             name: charla_core::visible(&m.usuario).into_owned(),
             text: charla_core::visible(&m.mensaje).into_owned(),
             mine: m.usuario == self.name,
+            verified: m.verificado,
         };
         self.push(line);
     }

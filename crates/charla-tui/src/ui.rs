@@ -38,17 +38,23 @@ fn draw_messages(frame: &mut Frame, app: &App, area: Rect) {
                 name,
                 text,
                 mine,
+                verified,
             } => {
                 let who = Style::new().add_modifier(Modifier::BOLD).fg(if *mine {
                     Color::Green
                 } else {
                     Color::Cyan
                 });
-                TextLine::from(vec![
+                let mut spans = vec![
                     Span::styled(format!("{hora} "), Style::new().fg(Color::DarkGray)),
-                    Span::styled(format!("{name}: "), who),
-                    Span::raw(text.clone()),
-                ])
+                    Span::styled(name.clone(), who),
+                ];
+                if *verified {
+                    spans.push(Span::styled(" ✓", Style::new().fg(Color::Green)));
+                }
+                spans.push(Span::styled(": ", who));
+                spans.push(Span::raw(text.clone()));
+                TextLine::from(spans)
             }
             Line::Notice(text) => TextLine::from(text.clone().italic().fg(Color::DarkGray)),
             Line::Error(text) => TextLine::from(text.clone().fg(Color::Red)),

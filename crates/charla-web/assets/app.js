@@ -3,7 +3,12 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { ws: null, room: null, name: null, online: new Set(), retry: 500, oldest: null, seen: new Set() };
+const state = { ws: null, room: null, name: null, online: new Set(), retry: 500, oldest: null, seen: new Set(),
+  // The password or token (charla web --auth password|jwt): kept for this tab only.
+  token: sessionStorage.getItem("charla.token") || "", greeted: false };
+
+// The credential on API requests, where the gateway asks for one.
+function authHeaders() { return state.token ? { Authorization: "Bearer " + state.token } : {}; }
 
 function params() {
   const p = new URLSearchParams(location.search);
@@ -23,7 +28,10 @@ function line(cls, parts) {
 }
 
 function messageLine(m) {
-  const li = line("message", [["time", m.hora || ""], ["who", m.usuario + ":"], ["text", m.mensaje]]);
+  // A name the gateway verified (--auth jwt|proxy) gets a mark no name can contain.
+  const who = m.verificado ? [["who", m.usuario], ["verified", "✓"], ["colon", ":"]] : [["who", m.usuario + ":"]];
+  const li = line("message", [["time", m.hora || ""], ...who, ["text", m.mensaje]]);
+  if (m.verificado) li.querySelector(".verified").title = "verificado";
   li.dataset.id = m.id;
   return li;
 }
@@ -58,7 +66,7 @@ function renderOnline() {
 
 async function refreshRooms() {
   try {
-    const r = await fetch("/api/rooms");
+    const r = await fetch("/api/rooms", { headers: authHeaders() });
     if (!r.ok) return;
     const { rooms } = await r.json();
     const ul = $("rooms");
@@ -88,8 +96,10 @@ function setStatus(text, up) {
 function connect() {
   if (state.ws) { state.ws.onclose = null; state.ws.close(); }
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  const url = proto + "//" + location.host + "/ws?room=" + encodeURIComponent(state.room) + "&name=" + encodeURIComponent(state.name);
-  const ws = new WebSocket(url);
+  const query = "/ws?room=" + encodeURIComponent(state.room) + "&name=" + encodeURIComponent(state.name) +
+    (state.token ? "&token=" + encodeURIComponent(state.token) : "");
+  const ws = new WebSocket(proto + "//" + location.host + query);
+  state.greeted = false;
   state.ws = ws;
   ws.onopen = () => { state.retry = 500; };
   ws.onmessage = (ev) => {
@@ -97,6 +107,10 @@ function connect() {
     try { f = JSON.parse(ev.data); } catch (_) { return; }
     switch (f.type) {
       case "hello":
+        state.greeted = true;
+        // A proved name (a token's sub, the proxy's user) is the name, whatever was typed.
+        if (f.verified && f.name !== state.name) { state.name = f.name; $("name").value = f.name; }
+        if (f.unverified_names) notice("⚠ Los nombres no están verificados: cualquiera en la red puede usar un nombre que no esté en línea.", "error");
         $("older").hidden = !f.history;
         $("search-box").hidden = !f.archive;
         break;
@@ -119,10 +133,34 @@ function connect() {
   };
   ws.onclose = (ev) => {
     if (state.ws !== ws) return;
+    if (!state.greeted) { refused(query); return; }
     setStatus("desconectado" + (ev.reason ? ": " + ev.reason : "") + "; reintentando…", false);
     setTimeout(connect, state.retry);
     state.retry = Math.min(state.retry * 2, 5000);
   };
+}
+
+// The WebSocket closed before its hello: ask the same address with a plain GET, whose answer
+// says why (a browser does not show a refused WebSocket's answer). Retry only when it was
+// not a refusal: a wrong password, a taken name or a closed room would refuse again forever.
+async function refused(query) {
+  let status = 0, why = "";
+  try {
+    const r = await fetch(query, { headers: authHeaders() });
+    status = r.status;
+    why = (await r.text()).trim();
+  } catch (_) { /* the gateway is away: retried below */ }
+  if (status === 401) { askToken(why); return; }
+  if (status === 400 || status === 403) { setStatus("⚠ " + why, false); notice("⚠ " + why, "error"); return; }
+  setStatus("desconectado; reintentando…", false);
+  setTimeout(connect, state.retry);
+  state.retry = Math.min(state.retry * 2, 5000);
+}
+
+function askToken(why) {
+  $("login-reason").textContent = why;
+  $("login-token").value = "";
+  $("login-dialog").showModal();
 }
 
 function join(room) {
@@ -143,7 +181,7 @@ function join(room) {
 
 async function older() {
   if (!state.oldest) return;
-  const r = await fetch("/api/rooms/" + encodeURIComponent(state.room) + "/messages?limit=50&before=" + encodeURIComponent(state.oldest));
+  const r = await fetch("/api/rooms/" + encodeURIComponent(state.room) + "/messages?limit=50&before=" + encodeURIComponent(state.oldest), { headers: authHeaders() });
   if (!r.ok) { notice("⚠ no hay mensajes anteriores", "error"); return; }
   const { messages } = await r.json();
   if (!messages.length) { $("older").hidden = true; return; }
@@ -160,7 +198,7 @@ async function older() {
 async function search(q) {
   const list = $("results");
   list.replaceChildren();
-  const r = await fetch("/api/rooms/" + encodeURIComponent(state.room) + "/messages?limit=50&q=" + encodeURIComponent(q));
+  const r = await fetch("/api/rooms/" + encodeURIComponent(state.room) + "/messages?limit=50&q=" + encodeURIComponent(q), { headers: authHeaders() });
   const body = await r.json().catch(() => ({}));
   if (!r.ok) { list.appendChild(line("error", [["", "⚠ " + (body.error || r.status)]])); return; }
   if (!body.messages.length) { list.appendChild(line("notice", [["", "sin resultados"]])); return; }
@@ -194,6 +232,11 @@ window.addEventListener("DOMContentLoaded", () => {
     ev.preventDefault();
     const q = $("q").value.trim();
     if (q) search(q);
+  });
+  $("login-form").addEventListener("submit", () => {
+    state.token = $("login-token").value;
+    sessionStorage.setItem("charla.token", state.token);
+    connect();
   });
   setInterval(refreshRooms, 5000);
   const { name } = params();

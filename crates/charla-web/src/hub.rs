@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use charla_chat::{Change, Link, Outbox, Presence, RoomFeed, Status};
-use charla_core::Message;
+use charla_core::{Capabilities, Message};
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
@@ -80,9 +80,17 @@ pub struct Hub {
     pub presence: Presence,
     pub outbox: Outbox,
     pub archiver: Option<Arc<charla_archive::Archiver>>,
+    /// What the broker can do, read once at start: a page or a request never waits for the
+    /// broker to learn it (it may be away).
+    pub capabilities: Capabilities,
     rooms: Mutex<HashMap<String, Arc<Room>>>,
-    /// The API's posting buckets, one per client address (a page has its own in its session).
-    api_buckets: Mutex<HashMap<std::net::IpAddr, crate::limits::Bucket>>,
+    /// The broker's list of rooms as last read, and when (`/api/rooms` reuses it a while).
+    pub room_list: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<String>>)>>,
+    /// Posts per client (all its pages and its API posts), and `GET /api/…` per client.
+    pub posts: crate::client::RateTable,
+    pub reads: crate::client::RateTable,
+    /// Which client holds each name in each room (when names are not proved).
+    pub names: Arc<crate::auth::Names>,
     closing: std::sync::atomic::AtomicBool,
     /// Pages connected now (the shutdown waits for their goodbyes).
     pages: watch::Sender<usize>,
@@ -98,25 +106,40 @@ impl Drop for PageGuard {
 }
 
 impl Hub {
-    /// `stream_groups`: the broker's `Capabilities::stream_groups` (how rooms are archived).
-    pub fn new(link: Arc<Link>, config: WebConfig, stream_groups: bool) -> Arc<Hub> {
+    /// `capabilities`: the broker's (how rooms are archived, whether it keeps history).
+    pub fn new(link: Arc<Link>, config: WebConfig, capabilities: Capabilities) -> Arc<Hub> {
         let archiver = config.archive.clone().map(|archive| {
             charla_archive::Archiver::new(
                 link.clone(),
                 archive,
                 config.mode,
                 charla_archive::ARCHIVE_GROUP,
-                stream_groups,
+                capabilities.stream_groups,
             )
         });
+        let limits = &config.limits;
+        let posts = crate::client::RateTable::new(
+            limits.posts_per_sec,
+            limits.burst,
+            crate::client::MAX_CLIENTS,
+        );
+        let reads = crate::client::RateTable::new(
+            limits.reads_per_sec,
+            limits.read_burst,
+            crate::client::MAX_CLIENTS,
+        );
         let hub = Arc::new(Hub {
             archiver,
             presence: Presence::start(link.clone()),
             outbox: Outbox::start(link.clone(), config.mode),
             link,
             config,
+            capabilities,
             rooms: Mutex::new(HashMap::new()),
-            api_buckets: Mutex::new(HashMap::new()),
+            room_list: tokio::sync::Mutex::new(None),
+            posts,
+            reads,
+            names: Arc::default(),
             closing: std::sync::atomic::AtomicBool::new(false),
             pages: watch::channel(0).0,
         });
@@ -129,13 +152,23 @@ impl Hub {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The room, started if nobody here reads it yet (and archived from then on).
-    pub fn room(&self, name: &str) -> Arc<Room> {
-        self.archive_room(name);
+    /// The room, started if nobody here reads it yet (and archived from then on); refused
+    /// when the gateway already reads its most rooms (`max_rooms`): each room read is a
+    /// subscription on the broker and a task here, so their number is bounded whatever the
+    /// pages ask for.
+    pub fn room(&self, name: &str) -> Result<Arc<Room>, String> {
         let mut rooms = self.rooms();
         if let Some(room) = rooms.get(name) {
-            return room.clone();
+            return Ok(room.clone());
         }
+        if rooms.len() >= self.config.max_rooms {
+            return Err(format!(
+                "this gateway already serves its most rooms ({}); join one of them, or try again \
+                 when some are left",
+                self.config.max_rooms
+            ));
+        }
+        self.archive_room(name);
         let feed = RoomFeed::start(self.link.clone(), self.config.mode, name);
         let (frames, _) = broadcast::channel(self.config.page_backlog.max(1));
         let encoder = tokio::spawn(encode(feed.subscribe(), frames.clone(), self.config.linger))
@@ -146,7 +179,13 @@ impl Hub {
             encoder,
         });
         rooms.insert(name.to_owned(), room.clone());
-        room
+        Ok(room)
+    }
+
+    /// Whether the broker keeps the rooms' history (stream mode on a backend that reads it
+    /// back).
+    pub fn broker_keeps_history(&self) -> bool {
+        self.capabilities.history && self.config.mode == charla_core::Mode::Stream
     }
 
     /// Archive `room` (when the gateway keeps an archive).
@@ -191,22 +230,6 @@ impl Hub {
             },
             wire: Bytes::new(),
         });
-    }
-
-    /// Whether an API post from `ip` is within the rate (the same bucket a page gets). The
-    /// table is bounded: when it fills, it is cleared (every address starts again with a full
-    /// bucket), which costs a burst, not memory.
-    pub fn api_post_allowed(&self, ip: std::net::IpAddr) -> bool {
-        const MAX_ADDRESSES: usize = 10_000;
-        let limits = &self.config.limits;
-        let mut table = self.api_buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if table.len() >= MAX_ADDRESSES && !table.contains_key(&ip) {
-            table.clear();
-        }
-        table
-            .entry(ip)
-            .or_insert_with(|| crate::limits::Bucket::new(limits.posts_per_sec, limits.burst))
-            .take(std::time::Instant::now())
     }
 
     fn to_every_room(&self, frame: impl Fn() -> Frame) {

@@ -14,10 +14,17 @@
 //!
 //! Exposed on a network: [`conn`] bounds what one client address and one idle connection can
 //! hold (per-address cap, header deadline), [`guard`] refuses other sites' pages (Origin) and
-//! host names the gateway does not know (Host, against DNS rebinding).
+//! host names the gateway does not know (Host, against DNS rebinding). [`client`] says who a
+//! request is from (through `--trusted-proxy`) and keeps the rates per client, across all its
+//! pages and the API; [`auth`] checks who people are (`--auth`) and which names they may use;
+//! [`caller`] puts both in front of the handlers.
 
 pub mod api;
 pub mod assets;
+pub mod auth;
+pub mod body;
+pub mod caller;
+pub mod client;
 pub mod conn;
 pub mod guard;
 pub mod hub;
@@ -66,7 +73,21 @@ pub struct WebConfig {
     /// Sites whose pages may open a WebSocket or post, besides the gateway's own (see
     /// [`guard`]); `*`: any.
     pub allowed_origins: Vec<String>,
+    /// Who people are (`--auth`; see [`auth`]).
+    pub auth: auth::Auth,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` (and, under `--auth proxy`, user header)
+    /// are believed (see [`client`]).
+    pub trusted_proxies: Vec<client::Cidr>,
+    /// Reachable from other machines (set by [`serve`] from the bind): pages are told when
+    /// names are not verified.
+    pub exposed: bool,
+    /// Rooms the gateway reads at once (a page asking for one more is refused with the
+    /// reason); rooms no page reads any more are let go within a minute.
+    pub max_rooms: usize,
 }
+
+/// Default of [`WebConfig::max_rooms`].
+pub const MAX_ROOMS: usize = 1000;
 
 /// Default of [`WebConfig::max_connections_per_ip`].
 pub const MAX_CONNECTIONS_PER_IP: usize = 64;
@@ -85,6 +106,10 @@ impl Default for WebConfig {
             idle_timeout: std::time::Duration::from_secs(90),
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
+            auth: auth::Auth::default(),
+            trusted_proxies: Vec::new(),
+            exposed: false,
+            max_rooms: MAX_ROOMS,
         }
     }
 }
@@ -102,7 +127,9 @@ pub fn router(hub: Arc<Hub>, guard: Arc<guard::Guard>) -> Router {
             "/api/rooms/{room}/messages",
             post(api::post_message).get(api::messages),
         )
-        .with_state(hub)
+        .with_state(hub.clone())
+        .layer(axum::middleware::from_fn_with_state(hub.clone(), body::bounded))
+        .layer(axum::middleware::from_fn_with_state(hub, caller::identify))
         .layer(axum::middleware::from_fn_with_state(guard, guard::check))
 }
 
@@ -114,8 +141,10 @@ pub async fn serve(
     config: WebConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let stream_groups = link.broker().await.1.capabilities().stream_groups;
-    let hub = Hub::new(link, config, stream_groups);
+    let mut config = config;
+    config.exposed = !listener.local_addr()?.ip().is_loopback();
+    let capabilities = link.broker().await.1.capabilities();
+    let hub = Hub::new(link, config, capabilities);
     let guard = guard::Guard::new(
         listener.local_addr()?,
         &hub.config.allowed_hosts,

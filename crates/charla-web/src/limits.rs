@@ -1,6 +1,13 @@
-//! What one page may do: message size, posting rate, how far it may fall behind.
+//! What one client may do: message size, posting and reading rates (kept per client in
+//! [`crate::client`]), how far a page may fall behind.
 
 use std::time::{Duration, Instant};
+
+/// Default of [`Limits::reads_per_sec`].
+pub const READS_PER_SEC: f64 = 10.0;
+
+/// Default of [`Limits::read_burst`].
+pub const READ_BURST: f64 = 60.0;
 
 /// The gateway's limits.
 #[derive(Debug, Clone)]
@@ -9,10 +16,16 @@ pub struct Limits {
     pub max_text_bytes: usize,
     /// Longest name, in characters.
     pub max_name_chars: usize,
-    /// Messages a page may post per second, sustained.
+    /// Messages a client (all its pages and its API posts together) may post per second,
+    /// sustained.
     pub posts_per_sec: f64,
-    /// Messages a page may post in a burst.
+    /// Messages a client may post in a burst.
     pub burst: f64,
+    /// `GET /api/…` requests a client may make per second, sustained (looser than posts: a
+    /// page polls the room list, and reads older pages).
+    pub reads_per_sec: f64,
+    /// `GET /api/…` requests a client may make in a burst.
+    pub read_burst: f64,
 }
 
 impl Default for Limits {
@@ -22,6 +35,8 @@ impl Default for Limits {
             max_name_chars: charla_chat::MAX_NAME_CHARS,
             posts_per_sec: 5.0,
             burst: 20.0,
+            reads_per_sec: READS_PER_SEC,
+            read_burst: READ_BURST,
         }
     }
 }
@@ -56,6 +71,12 @@ impl Bucket {
         } else {
             false
         }
+    }
+
+    /// Whether the bucket has refilled by `now` (a new one would be the same).
+    pub fn is_full(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last);
+        self.tokens + elapsed.as_secs_f64() * self.rate >= self.burst
     }
 
     /// How long until the next token.

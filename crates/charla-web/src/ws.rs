@@ -1,8 +1,11 @@
 //! A page's WebSocket: `GET /ws?room=ROOM&name=NAME`.
 //!
 //! Server → page, one JSON object per text frame, told apart by `type`:
-//! - `hello` `{room, name, mode, history: bool}` — first frame;
-//! - `history` `{messages: [Message…]}` — the room's recent messages, oldest first;
+//! - `hello` `{room, name, mode, history: bool}` — first frame, with `status` right after it,
+//!   at once whatever the broker is doing;
+//! - `history` `{messages: [Message…]}` — the room's recent messages, oldest first, once the
+//!   room is joined (later when the broker is away): the page is in the room from here on,
+//!   and what is posted after it comes as `message`s;
 //! - `online` `{names: […]}` — who is in the room now (again after the page missed changes);
 //! - `presence` `{event: "join"|"leave", name}` — a change;
 //! - `message` `{message: Message}` — live, in the room's order, charla's wire format;
@@ -19,12 +22,13 @@
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use charla_core::Message;
 use futures::{FutureExt, SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
@@ -38,14 +42,20 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::hub::{Frame, FrameKind, Hub};
-use crate::limits::{check_name, check_room, check_text, Bucket};
+use crate::hub::{Frame, FrameKind, Hub, Room};
+use charla_chat::Joined;
+use crate::caller::{admit, post_allowed, Asked, Author};
+use crate::client::Client;
+use crate::limits::{check_room, check_text};
 use crate::wire::text_frame;
 
 #[derive(Debug, Deserialize)]
 pub struct Join {
     room: Option<String>,
     name: Option<String>,
+    /// The password or JWT, under `--auth password|jwt` (a browser cannot set headers on a
+    /// WebSocket).
+    token: Option<String>,
 }
 
 /// Close codes (RFC 6455): going away, unsupported data, policy violation.
@@ -79,6 +89,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 pub async fn upgrade(
     State(hub): State<Arc<Hub>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(client): Extension<Client>,
     Query(join): Query<Join>,
     mut request: Request,
 ) -> Response {
@@ -88,16 +99,29 @@ pub async fn upgrade(
     if let Err(e) = check_room(&room) {
         return (StatusCode::BAD_REQUEST, e).into_response();
     }
-    let name = match check_name(
+    // Who may come in, and under which name: the reason comes back as the answer's body
+    // (a page that could not connect asks again with a plain GET to read it).
+    let author = match admit(
+        &hub,
+        &client,
+        request.headers(),
+        join.token.as_deref(),
+        &room,
         join.name.as_deref().unwrap_or_default(),
-        hub.config.limits.max_name_chars,
+        Asked::Page,
     ) {
-        Ok(n) => n,
-        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+        Ok(a) => a,
+        Err(refusal) => return (refusal.status(), refusal.reason().to_owned()).into_response(),
     };
+    let name = author.name.clone();
     let accept = match accept_key(request.headers()) {
         Ok(key) => key,
         Err(refusal) => return refusal,
+    };
+    // Before the handshake, so a refusal is an HTTP answer with its reason.
+    let room_handle = match hub.room(&room) {
+        Ok(r) => r,
+        Err(why) => return (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
     };
     let Some(on_upgrade) = request
         .extensions_mut()
@@ -134,7 +158,8 @@ pub async fn upgrade(
                 .await;
         let _slot = slot;
         tracing::info!(%peer, %room, %name, "page joined");
-        let reason = session(PageSocket { ws }, hub, room.clone(), name.clone()).await;
+        let mut page = PageSocket { ws };
+        let reason = session(&mut page, hub, room_handle, room.clone(), author).await;
         tracing::info!(%peer, %room, %name, %reason, "page left");
     };
     tokio::spawn(fut);
@@ -230,15 +255,38 @@ impl PageSocket {
 ///
 /// One task per page: it waits on the room's one channel and on the page's socket. A burst
 /// of messages costs each page one wakeup and one write of shared, already framed bytes.
-async fn session(mut page: PageSocket, hub: Arc<Hub>, room_name: String, name: String) -> String {
+async fn session(
+    page: &mut PageSocket,
+    hub: Arc<Hub>,
+    room: Arc<Room>,
+    room_name: String,
+    author: Author,
+) -> String {
+    let name = author.name.clone();
     let _page = hub.page();
-    let room = hub.room(&room_name);
-    let mut joined = match room.feed.join_with(room.frames(), hub.config.history).await {
+    // The hello and the broker's status at once, whatever the broker is doing: a page opened
+    // while it is away says so now (it used to get nothing for as long as the broker was
+    // away). History and who is online follow once the room is joined.
+    let hello = [
+        json!({"type": "hello", "room": room_name, "name": name,
+            "mode": hub.config.mode.as_str(),
+            // How names are checked (`--auth`), whether this one was proved, and whether the
+            // page should say that names are not verified (anyone on the network may pick any).
+            "auth": hub.config.auth.mode().as_str(),
+            "verified": author.verified,
+            "unverified_names": hub.config.exposed && !hub.config.auth.verifies_names(),
+            "history": hub.broker_keeps_history() || hub.archive().is_some(),
+            "archive": hub.archive().is_some()})
+        .to_string(),
+        crate::hub::status_frame(&hub.link.status().borrow()),
+    ]
+    .map(|text| text_frame(&text));
+    if let Err(why) = page.write(&hello.each_ref().map(|f| &f[..])).await {
+        return why;
+    }
+    let mut joined = match join(page, &hub, &room, &room_name, &author).await {
         Ok(j) => j,
-        Err(e) => {
-            page.close(GOING_AWAY, &e.to_string()).await;
-            return e.to_string();
-        }
+        Err(why) => return why,
     };
     if hub.is_closing() {
         let why = "the gateway is shutting down";
@@ -246,36 +294,15 @@ async fn session(mut page: PageSocket, hub: Arc<Hub>, room_name: String, name: S
         return why.into();
     }
     let _session = hub.presence.enter(&name, &room_name);
-    let broker_history = crate::api::broker_keeps_history(&hub).await;
-    if !broker_history && hub.config.history > 0 {
-        // The broker keeps none (broadcast mode): the archive's, when there is one. Live
-        // messages it already has are dropped by id like the broker's.
-        if let Some(archive) = hub.archive() {
-            match archive
-                .page(&room_name, hub.config.history, None, None)
-                .await
-            {
-                Ok(page) => joined.set_history(page),
-                Err(e) => tracing::warn!(room = %room_name, "history from the archive: {e}"),
-            }
-        }
-    }
-    let hello = [
-        json!({"type": "hello", "room": room_name, "name": name,
-            "mode": hub.config.mode.as_str(),
-            "history": broker_history || hub.archive().is_some(),
-            "archive": hub.archive().is_some()})
-        .to_string(),
+    let joined_frames = [
         json!({"type": "history", "messages": std::mem::take(&mut joined.history)}).to_string(),
         json!({"type": "online", "names": hub.presence.online(&room_name)}).to_string(),
-        crate::hub::status_frame(&hub.link.status().borrow()),
     ]
     .map(|text| text_frame(&text));
-    if let Err(why) = page.write(&hello.each_ref().map(|f| &f[..])).await {
+    if let Err(why) = page.write(&joined_frames.each_ref().map(|f| &f[..])).await {
         return why;
     }
-    drop(hello);
-    let mut bucket = Bucket::new(hub.config.limits.posts_per_sec, hub.config.limits.burst);
+    drop(joined_frames);
     // Pings since the socket last took everything tungstenite had queued (its pongs).
     let mut unread_pongs = 0u32;
     // A page that has sent nothing for a third of the idle timeout is pinged (browsers answer
@@ -403,7 +430,7 @@ async fn session(mut page: PageSocket, hub: Arc<Hub>, room_name: String, name: S
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => return format!("socket error: {e}"),
                 };
-                if let Err(e) = post(&hub, &mut bucket, &room_name, &name, body.as_str()).await {
+                if let Err(e) = post(&hub, &author, &room_name, body.as_str()).await {
                     let refusal = text_frame(&json!({"type": "error", "error": e}).to_string());
                     if let Err(why) = page.write(&[&refusal]).await {
                         return why;
@@ -414,19 +441,60 @@ async fn session(mut page: PageSocket, hub: Arc<Hub>, room_name: String, name: S
     }
 }
 
+/// Join the room (its history from the broker, or the archive when the broker keeps none),
+/// reading the page meanwhile: a page that leaves while the broker is away is let go, and
+/// what it posts meanwhile is handled as always (the outbox holds it for the broker).
+async fn join(
+    page: &mut PageSocket,
+    hub: &Arc<Hub>,
+    room: &Room,
+    room_name: &str,
+    author: &Author,
+) -> Result<Joined<Arc<Frame>>, String> {
+    let joining = room.feed.join_with(room.frames(), hub.config.history);
+    tokio::pin!(joining);
+    let mut joined = loop {
+        tokio::select! {
+            joined = &mut joining => match joined {
+                Ok(j) => break j,
+                Err(e) => {
+                    page.close(GOING_AWAY, &e.to_string()).await;
+                    return Err(e.to_string());
+                }
+            },
+            incoming = page.ws.next() => match incoming {
+                Some(Ok(WsMessage::Text(body))) => {
+                    if let Err(e) = post(hub, author, room_name, body.as_str()).await {
+                        let refusal = text_frame(&json!({"type": "error", "error": e}).to_string());
+                        page.write(&[&refusal]).await?;
+                    }
+                }
+                Some(Ok(WsMessage::Close(_))) | None => return Err("the page closed".into()),
+                Some(Err(e)) => return Err(format!("socket error: {e}")),
+                Some(Ok(_)) => {}
+            },
+        }
+    };
+    if !hub.broker_keeps_history() && hub.config.history > 0 {
+        // The broker keeps none (broadcast mode): the archive's, when there is one. Live
+        // messages it already has are dropped by id like the broker's.
+        if let Some(archive) = hub.archive() {
+            match archive.page(room_name, hub.config.history, None, None).await {
+                Ok(page) => joined.set_history(page),
+                Err(e) => tracing::warn!(room = %room_name, "history from the archive: {e}"),
+            }
+        }
+    }
+    Ok(joined)
+}
+
 /// The bytes of each frame of a batch.
 fn wires(batch: &[Arc<Frame>]) -> Vec<&[u8]> {
     batch.iter().map(|f| &f.wire[..]).collect()
 }
 
 /// A page's post: checked, limited, queued for the broker.
-async fn post(
-    hub: &Hub,
-    bucket: &mut Bucket,
-    room: &str,
-    name: &str,
-    body: &str,
-) -> Result<(), String> {
+async fn post(hub: &Hub, author: &Author, room: &str, body: &str) -> Result<(), String> {
     #[derive(Deserialize)]
     struct Post {
         mensaje: String,
@@ -437,15 +505,12 @@ async fn post(
         Err(e) => return Err(format!("expected {{\"mensaje\": \"…\"}}: {e}")),
     };
     check_text(&text, hub.config.limits.max_text_bytes)?;
-    if !bucket.take(Instant::now()) {
-        return Err(format!(
-            "too fast: at most {} messages per second; wait {:.1} s",
-            hub.config.limits.posts_per_sec,
-            bucket.wait().as_secs_f64()
-        ));
-    }
+    // One bucket for the client, whatever the number of its pages and API posts.
+    post_allowed(hub, author).map_err(|(_, why)| why)?;
+    let mut message = Message::new(author.name.as_str(), text, room);
+    message.verificado = author.verified;
     hub.outbox
-        .post(Message::new(name, text, room))
+        .post(message)
         .await
         .map_err(|e| e.to_string())
 }

@@ -93,6 +93,112 @@ pub struct WebArgs {
     /// also any IP address and this machine's host name. '*' serves every name
     #[arg(long, value_name = "NAME")]
     pub allowed_host: Vec<String>,
+
+    /// Rooms the gateway reads at once (each is a subscription on the broker); a page asking
+    /// for one more is refused with the reason (503). Rooms no page reads any more are let go
+    /// within a minute
+    #[arg(long, default_value_t = charla_web::MAX_ROOMS, value_name = "N")]
+    pub max_rooms: usize,
+
+    /// GET /api/… requests a client may make per second, sustained, over all its pages
+    /// (beyond it: 429 with Retry-After)
+    #[arg(long, default_value_t = charla_web::limits::READS_PER_SEC, value_name = "N")]
+    pub read_rate: f64,
+
+    /// GET /api/… requests a client may make in a burst above --read-rate
+    #[arg(long, default_value_t = charla_web::limits::READ_BURST, value_name = "N")]
+    pub read_burst: f64,
+
+    /// A reverse proxy in front of the gateway (repeatable): an address or a range such as
+    /// 10.0.0.0/8. Only from these is the client's address taken from X-Forwarded-For /
+    /// Forwarded (the rightmost hop that is not a trusted proxy), and, with --auth proxy, the
+    /// user from --auth-header; from anyone else those headers are ignored
+    #[arg(long, value_name = "CIDR")]
+    pub trusted_proxy: Vec<charla_web::client::Cidr>,
+
+    /// Who people are. none: anyone picks a name (a name online in a room is kept for the
+    /// client that has it); password: a site or room password (--auth-password-file) lets
+    /// people in; jwt: a signed token, whose sub is the name and optional rooms / channels
+    /// claim the rooms; proxy: the user a trusted proxy names in --auth-header. Names proved
+    /// by jwt or proxy are marked ✓
+    #[arg(long, default_value = "none", value_name = "MODE")]
+    pub auth: charla_web::auth::Mode,
+
+    /// With --auth password: a file with the site password on a line, and/or lines
+    /// ROOM:PASSWORD for rooms with their own (the global --password-file is the broker's)
+    #[arg(long, value_name = "FILE")]
+    pub auth_password_file: Option<std::path::PathBuf>,
+
+    /// With --auth jwt: a file holding the HS256 secret
+    #[arg(long, value_name = "FILE")]
+    pub jwt_secret_file: Option<std::path::PathBuf>,
+
+    /// With --auth jwt: a file holding the RS256 public key (PEM)
+    #[arg(long, value_name = "FILE")]
+    pub jwt_public_key_file: Option<std::path::PathBuf>,
+
+    /// With --auth proxy: the header the trusted proxy names the user in
+    #[arg(long, default_value = charla_web::auth::DEFAULT_AUTH_HEADER, value_name = "HEADER")]
+    pub auth_header: String,
+}
+
+/// The authenticator `--auth` and its files describe; the flags of another mode are refused
+/// rather than silently ignored.
+fn auth(args: &WebArgs) -> Result<charla_web::auth::Auth> {
+    use charla_web::auth::{Auth, Mode};
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let stray = match args.auth {
+        Mode::Password => args.jwt_secret_file.is_some() || args.jwt_public_key_file.is_some(),
+        Mode::Jwt => args.auth_password_file.is_some(),
+        Mode::None | Mode::Proxy => {
+            args.auth_password_file.is_some()
+                || args.jwt_secret_file.is_some()
+                || args.jwt_public_key_file.is_some()
+        }
+    };
+    if stray {
+        anyhow::bail!(
+            "--auth-password-file goes with --auth password, --jwt-secret-file and \
+             --jwt-public-key-file with --auth jwt"
+        );
+    }
+    Ok(match args.auth {
+        Mode::None => Auth::default(),
+        Mode::Password => {
+            let Some(path) = &args.auth_password_file else {
+                anyhow::bail!("--auth password needs --auth-password-file FILE");
+            };
+            let text = String::from_utf8(read(path)?)
+                .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
+            Auth::password(&text)?
+        }
+        Mode::Jwt => match (&args.jwt_secret_file, &args.jwt_public_key_file) {
+            (Some(secret), None) => {
+                let secret = read(secret)?;
+                // A file written by `echo` ends with a newline that is not part of the secret.
+                let end = secret
+                    .iter()
+                    .rposition(|b| !matches!(b, b'\n' | b'\r'))
+                    .map_or(0, |i| i + 1);
+                Auth::jwt_hs256(&secret[..end])?
+            }
+            (None, Some(key)) => Auth::jwt_rs256(&read(key)?)?,
+            _ => anyhow::bail!(
+                "--auth jwt needs one of --jwt-secret-file (HS256) or --jwt-public-key-file (RS256)"
+            ),
+        },
+        Mode::Proxy => {
+            if args.trusted_proxy.is_empty() {
+                anyhow::bail!(
+                    "--auth proxy needs --trusted-proxy CIDR: the user header is only believed \
+                     from the proxy, or anyone could send it"
+                );
+            }
+            Auth::proxy(&args.auth_header)?
+        }
+    })
 }
 
 pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
@@ -106,6 +212,10 @@ pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
     if !(args.rate > 0.0 && args.burst >= 1.0) {
         anyhow::bail!("--rate must be above 0 and --burst at least 1");
     }
+    if !(args.read_rate > 0.0 && args.read_burst >= 1.0) {
+        anyhow::bail!("--read-rate must be above 0 and --read-burst at least 1");
+    }
+    let auth = auth(&args)?;
     if args.header_timeout == 0 || args.idle_timeout < 3 {
         anyhow::bail!("--header-timeout must be at least 1 s and --idle-timeout at least 3 s");
     }
@@ -133,6 +243,8 @@ pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
             max_text_bytes: args.max_message_bytes,
             posts_per_sec: args.rate,
             burst: args.burst,
+            reads_per_sec: args.read_rate,
+            read_burst: args.read_burst,
             ..charla_web::Limits::default()
         },
         page_backlog: args.page_backlog.max(1),
@@ -143,6 +255,10 @@ pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
         idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
         allowed_hosts: args.allowed_host.clone(),
         allowed_origins: args.allowed_origin.clone(),
+        max_rooms: args.max_rooms.max(1),
+        auth,
+        trusted_proxies: args.trusted_proxy.clone(),
+        exposed: false,
     };
     eprintln!(
         "💬 charla web on http://{address}/ — broker {} ({} mode){}; {}, {open_files}; Ctrl+C stops",
@@ -157,7 +273,13 @@ pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
             n => format!("at most {n} connections per address"),
         }
     );
-    tracing::info!(%address, mode = %args.mode, "gateway started");
+    if args.auth == charla_web::auth::Mode::None && !address.ip().is_loopback() {
+        eprintln!(
+            "⚠ names are not verified (--auth none): anyone who reaches {address} may pick any \
+             name not online; see --auth password|jwt|proxy"
+        );
+    }
+    tracing::info!(%address, mode = %args.mode, auth = %args.auth, "gateway started");
     charla_web::serve(listener, link, config, crate::signal::shutdown()).await?;
     eprintln!("charla web stopped");
     Ok(ExitCode::SUCCESS)

@@ -22,11 +22,17 @@ pub struct Gateway {
 impl Gateway {
     /// `charla web` on `broker` with extra flags; waits until it serves.
     pub fn start(broker: &str, extra: &[&str]) -> Gateway {
+        Gateway::start_on(broker, "127.0.0.1", extra)
+    }
+
+    /// The same, listening on `ip` (`0.0.0.0`: a gateway exposed to the network); it is still
+    /// reached through 127.0.0.1.
+    pub fn start_on(broker: &str, ip: &str, extra: &[&str]) -> Gateway {
         let port = free_port();
         let log = super::sandbox().join(format!("web-{port}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let mut cmd = charla(broker);
-        cmd.args(["web", "--listen", &format!("127.0.0.1:{port}")])
+        cmd.args(["web", "--listen", &format!("{ip}:{port}")])
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

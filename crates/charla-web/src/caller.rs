@@ -1,0 +1,232 @@
+//! Who each request is from, said once for the handlers: the middleware that works out the
+//! client ([`crate::client`]: its address, through a trusted proxy) and holds `GET /api/…` to
+//! the client's read rate, and what a page or a post needs before it may speak in a room
+//! ([`admit`]: authentication, the room, the name, the client's posting rate).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::auth::{NameHold, Refusal};
+use crate::client::{client_ip, retry_after, Client, ClientKey};
+use crate::hub::Hub;
+
+/// The middleware: a [`Client`] in every request's extensions, and `GET /api/…` counted
+/// against the client's read rate (`429` with `Retry-After` past it). The page, its assets
+/// and `/healthz` are not counted; the WebSocket is bounded by the connection cap instead.
+pub async fn identify(State(hub): State<Arc<Hub>>, mut request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    let trusted = &hub.config.trusted_proxies;
+    let client = Client {
+        ip: client_ip(peer, request.headers(), trusted),
+        via_trusted_proxy: trusted.iter().any(|c| c.contains(peer)),
+    };
+    if request.method() == Method::GET && request.uri().path().starts_with("/api/") {
+        let token = query_token(request.uri().query());
+        let key = reader(&hub, &client, request.headers(), token.as_deref());
+        if let Err(wait) = hub.reads.take(&key) {
+            return too_fast(
+                wait,
+                format!(
+                    "too many requests: at most {} a second from one client",
+                    hub.reads.rate()
+                ),
+            );
+        }
+    }
+    request.extensions_mut().insert(client);
+    next.run(request).await
+}
+
+/// Who a read is counted against: the identity it proves, else its address.
+fn reader(hub: &Hub, client: &Client, headers: &HeaderMap, token: Option<&str>) -> ClientKey {
+    let max = hub.config.limits.max_name_chars;
+    match hub.config.auth.admit(client, headers, token, None, max) {
+        Ok(Some(identity)) => ClientKey::Identity(identity.name),
+        _ => ClientKey::of_ip(client.ip),
+    }
+}
+
+/// `token=` of a query string.
+pub fn query_token(query: Option<&str>) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == "token")
+        .map(|(_, v)| percent_decode(v))
+}
+
+/// `%XX` and `+` decoded (a token or password typed in a URL).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `429 Too Many Requests` with `Retry-After` and the reason.
+pub fn too_fast(wait: Duration, why: String) -> Response {
+    let mut response =
+        (StatusCode::TOO_MANY_REQUESTS, Json(json!({ "error": why }))).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after(wait)));
+    response
+}
+
+/// A refusal as an answer: its status and `{"error"}`.
+pub fn refused(refusal: &Refusal) -> Response {
+    (refusal.status(), Json(json!({ "error": refusal.reason() }))).into_response()
+}
+
+/// Who speaks in a room: the name shown, who is counted for the posting rate, whether the
+/// name was proved; for a page, its hold on the name while it lives.
+pub struct Author {
+    pub name: String,
+    pub key: ClientKey,
+    pub verified: bool,
+    _hold: Option<NameHold>,
+}
+
+impl std::fmt::Debug for Author {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Author")
+            .field("name", &self.name)
+            .field("verified", &self.verified)
+            .finish()
+    }
+}
+
+/// How the asked-for name is treated when the client proves another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// A page: the proved name replaces it (the hello tells the page its name).
+    Page,
+    /// The API: a different name is refused.
+    Api,
+}
+
+/// What a page or a post must show before speaking in `room` as `asked`: a credential that
+/// opens the room (per `--auth`), and a name nobody else holds there. A page (`Asked::Page`)
+/// holds its name while the returned [`Author`] lives.
+pub fn admit(
+    hub: &Arc<Hub>,
+    client: &Client,
+    headers: &HeaderMap,
+    token: Option<&str>,
+    room: &str,
+    asked: &str,
+    from: Asked,
+) -> Result<Author, Refusal> {
+    let max = hub.config.limits.max_name_chars;
+    if let Some(identity) = hub
+        .config
+        .auth
+        .admit(client, headers, token, Some(room), max)?
+    {
+        if from == Asked::Api && !asked.trim().is_empty() {
+            let asked = charla_chat::check_name(asked, max).map_err(Refusal::Invalid)?;
+            if asked != identity.name {
+                return Err(Refusal::Forbidden(format!(
+                    "you are '{}': you cannot post as '{asked}'",
+                    identity.name
+                )));
+            }
+        }
+        return Ok(Author {
+            key: ClientKey::Identity(identity.name.clone()),
+            name: identity.name,
+            verified: true,
+            _hold: None,
+        });
+    }
+    let name = charla_chat::check_name(asked, max).map_err(Refusal::Invalid)?;
+    let key = ClientKey::of_ip(client.ip);
+    let online = hub.presence.online(room).contains(&name);
+    let hold = match from {
+        Asked::Page => Some(hub.names.hold(room, &name, &key, online)?),
+        Asked::Api => {
+            hub.names.check(room, &name, &key, online)?;
+            None
+        }
+    };
+    Ok(Author {
+        name,
+        key,
+        verified: false,
+        _hold: hold,
+    })
+}
+
+/// Whether `client` may read `room` (`None`: the room list), per `--auth`.
+pub fn may_read(
+    hub: &Hub,
+    client: &Client,
+    headers: &HeaderMap,
+    token: Option<&str>,
+    room: Option<&str>,
+) -> Result<(), Refusal> {
+    let max = hub.config.limits.max_name_chars;
+    hub.config
+        .auth
+        .admit(client, headers, token, room, max)
+        .map(|_| ())
+}
+
+/// Take one post from `author`'s bucket (shared by all the client's pages and its API
+/// posts); the refusal says how long to wait.
+pub fn post_allowed(hub: &Hub, author: &Author) -> Result<(), (Duration, String)> {
+    hub.posts.take(&author.key).map_err(|wait| {
+        (
+            wait,
+            format!(
+                "too fast: at most {} messages per second from one client; wait {:.1} s",
+                hub.posts.rate(),
+                wait.as_secs_f64()
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_from_the_query() {
+        assert_eq!(
+            query_token(Some("room=a&token=x%2By+z")).as_deref(),
+            Some("x+y z")
+        );
+        assert_eq!(query_token(Some("token=%zz%")).as_deref(), Some("%zz%"));
+        assert_eq!(query_token(Some("room=a")), None);
+        assert_eq!(query_token(None), None);
+    }
+}
