@@ -33,7 +33,13 @@ fn crate_sources() -> Vec<(String, PathBuf)> {
 fn no_crate_has_an_import_circle() {
     let crates = crate_sources();
     // The walk must have found the workspace, or the test would pass on nothing.
-    for expected in ["charla", "charla-core", "charla-server", "charla-testkit"] {
+    for expected in [
+        "charla",
+        "charla-core",
+        "charla-i18n",
+        "charla-server",
+        "charla-testkit",
+    ] {
         assert!(
             crates.iter().any(|(name, _)| name == expected),
             "crate {expected} not found among {crates:?}"
@@ -53,5 +59,24 @@ fn no_crate_has_an_import_circle() {
         "import circle(s), each module importing the next (move what they share into a \
          module below both):\n  {}",
         circles.join("\n  ")
+    );
+}
+
+/// The catalogue crate is a leaf: every front end and the binary use it, so it may use none of
+/// them (nor any other charla crate), or the languages would pull a front end into another.
+#[test]
+fn the_language_crate_is_a_leaf() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("charla-testkit sits in crates/")
+        .join("charla-i18n/Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).expect("read charla-i18n/Cargo.toml");
+    let charla_deps: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("charla-"))
+        .collect();
+    assert!(
+        charla_deps.is_empty(),
+        "charla-i18n depends on {charla_deps:?}"
     );
 }

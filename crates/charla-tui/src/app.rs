@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 
 use charla_chat::Status;
 use charla_core::{Message, Mode};
+use charla_i18n::Lang;
 
 /// Lines kept on screen; older ones scroll away for good (the broker keeps the history).
 const MAX_LINES: usize = 5_000;
@@ -44,6 +45,8 @@ pub struct App {
     /// Posts typed and not yet confirmed by the broker.
     pub waiting: usize,
     pub quit: bool,
+    /// The language the screen speaks.
+    pub lang: Lang,
 }
 
 impl App {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use charla_chat::{Change, Joined, Link, Outbox, Presence, RoomFeed, Session, Status};
 use charla_core::{Message, Mode};
+use charla_i18n::Lang;
 use crossterm::event::{Event, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use futures::StreamExt;
 use tokio::sync::broadcast::error::RecvError;
@@ -27,6 +28,8 @@ pub struct ChatOptions {
     pub max_text_bytes: usize,
     /// Where log lines go while the screen is up (the caller sends them there), named by /help.
     pub log_file: Option<std::path::PathBuf>,
+    /// The language of everything the screen says (charla-i18n's catalogue).
+    pub lang: Lang,
 }
 
 /// How the chat ended.
@@ -61,10 +64,13 @@ impl Engine {
         app.lines.clear();
         app.scroll = 0;
         app.push(Line::Notice(format!("— #{room} —")));
+        let lang = self.options.lang;
         let joined = match feed.join(self.options.history).await {
             Ok(j) => j,
             Err(e) => {
-                app.push(Line::Error(format!("cannot join #{room}: {e}")));
+                app.push(Line::Error(
+                    lang.tr("chat-join-failed", &[("room", &room), ("reason", &e)]),
+                ));
                 return None;
             }
         };
@@ -72,10 +78,10 @@ impl Engine {
             app.message(m);
         }
         if !joined.history.is_empty() {
-            app.push(Line::Notice(format!(
-                "— {} earlier messages above; live from here —",
-                joined.history.len()
-            )));
+            let count = joined.history.len();
+            app.push(Line::Notice(
+                lang.tr("chat-history-above", &[("count", &count)]),
+            ));
         }
         let session = self.presence.enter(&app.name, room);
         Some(InRoom {
@@ -129,6 +135,7 @@ pub async fn run(link: Arc<Link>, options: ChatOptions) -> std::io::Result<Finis
         rooms: Vec::new(),
         waiting: 0,
         quit: false,
+        lang: engine.options.lang,
     };
     let mut terminal = ratatui::try_init()?;
     let result = event_loop(&engine, &mut app, &mut terminal, &mut status).await;
@@ -155,10 +162,9 @@ async fn event_loop(
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let first = app.room.clone();
     let mut room = engine.enter(app, &first).await;
-    app.push(Line::Notice(format!(
-        "you are {}; type a message and Enter; /help for commands",
-        app.name
-    )));
+    app.push(Line::Notice(
+        app.lang.tr("chat-welcome", &[("name", &app.name)]),
+    ));
     loop {
         engine.refresh(app);
         terminal.draw(|frame| crate::ui::draw(frame, app))?;
@@ -187,7 +193,7 @@ async fn event_loop(
                     }
                 }
                 Err(RecvError::Lagged(n)) => {
-                    app.push(Line::Error(format!("{n} messages went by too fast to show")));
+                    app.push(Line::Error(app.lang.tr("chat-lagged", &[("count", &n)])));
                 }
                 Err(RecvError::Closed) => {
                     drop(room.take());
@@ -196,20 +202,23 @@ async fn event_loop(
             change = changes.recv() => match change {
                 // Your own arrival is the room's header already.
                 Ok(Change::Joined { room: r, name }) if r == app.room && name != app.name => {
-                    app.push(Line::Notice(format!("→ {} joined", charla_core::visible(&name))));
+                    let name = charla_core::visible(&name);
+                    app.push(Line::Notice(app.lang.tr("chat-joined", &[("name", &name)])));
                 }
                 Ok(Change::Left { room: r, name }) if r == app.room => {
-                    app.push(Line::Notice(format!("← {} left", charla_core::visible(&name))));
+                    let name = charla_core::visible(&name);
+                    app.push(Line::Notice(app.lang.tr("chat-left", &[("name", &name)])));
                 }
                 _ => {}
             },
             changed = status.changed() => {
                 if changed.is_ok() {
                     app.status = status.borrow_and_update().clone();
-                    match &app.status {
-                        Status::Connected { broker } => app.push(Line::Notice(format!("connected to {broker}"))),
-                        Status::Reconnecting { reason } => app.push(Line::Error(format!("lost the broker ({reason}); reconnecting — what you type is kept and sent when it is back"))),
-                    }
+                    let line = match &app.status {
+                        Status::Connected { broker } => Line::Notice(app.lang.tr("chat-connected", &[("broker", broker)])),
+                        Status::Reconnecting { reason } => Line::Error(app.lang.tr("chat-lost", &[("reason", reason)])),
+                    };
+                    app.push(line);
                 }
             }
             _ = tick.tick() => {}
@@ -233,7 +242,7 @@ enum Command {
     Who,
     Help,
     Quit,
-    /// A command without the argument it needs: how to use it.
+    /// A command without the argument it needs: the catalogue id of how to use it.
     Usage(&'static str),
     Unknown(String),
 }
@@ -246,11 +255,9 @@ fn parse(line: &str) -> Command {
     let (word, arg) = rest.split_once(' ').unwrap_or((rest, ""));
     let arg = arg.trim().to_owned();
     match word {
-        "join" | "j" | "sala" if arg.is_empty() => Command::Usage("/join needs a room: /join ROOM"),
+        "join" | "j" | "sala" if arg.is_empty() => Command::Usage("chat-usage-join"),
         "join" | "j" | "sala" => Command::Join(arg),
-        "name" | "nick" | "nombre" if arg.is_empty() => {
-            Command::Usage("/name needs a name: /name NAME")
-        }
+        "name" | "nick" | "nombre" if arg.is_empty() => Command::Usage("chat-usage-name"),
         "name" | "nick" | "nombre" => Command::Name(arg),
         "who" | "quien" => Command::Who,
         "help" | "ayuda" | "?" => Command::Help,
@@ -287,10 +294,11 @@ fn on_key(app: &mut App, key: KeyEvent) -> Option<Command> {
 
 /// Carry a command out; a room to move to comes back.
 async fn run_command(engine: &Engine, app: &mut App, command: Command) -> Option<String> {
+    let lang = app.lang;
     match command {
         Command::Say(text) => {
             if let Err(e) = charla_chat::check_text(&text, engine.options.max_text_bytes) {
-                app.push(Line::Error(format!("not sent: {e}")));
+                app.push(Line::Error(lang.tr("chat-not-sent", &[("reason", &e)])));
                 return None;
             }
             if let Err(e) = engine
@@ -298,7 +306,7 @@ async fn run_command(engine: &Engine, app: &mut App, command: Command) -> Option
                 .post(Message::new(app.name.as_str(), text, app.room.as_str()))
                 .await
             {
-                app.push(Line::Error(format!("not sent: {e}")));
+                app.push(Line::Error(lang.tr("chat-not-sent", &[("reason", &e)])));
             }
             None
         }
@@ -317,30 +325,30 @@ async fn run_command(engine: &Engine, app: &mut App, command: Command) -> Option
                     return None;
                 }
             };
-            app.push(Line::Notice(format!("you are now {name}")));
+            app.push(Line::Notice(lang.tr("chat-renamed", &[("name", &name)])));
             app.name = name;
             // Re-enter the room so presence shows the new name.
             Some(app.room.clone())
         }
         Command::Who => {
             let names = engine.presence.online(&app.room).join(", ");
-            app.push(Line::Notice(format!("online in #{}: {names}", app.room)));
+            app.push(Line::Notice(
+                lang.tr("chat-who", &[("room", &app.room), ("names", &names)]),
+            ));
             None
         }
         Command::Help => {
             for help in [
-                "/join ROOM  go to another room (created when someone writes in it)",
-                "/name NAME  change your name",
-                "/who        who is online in this room",
-                "/quit       leave (also Esc or Ctrl+C); PageUp/PageDown scroll",
+                "chat-help-join",
+                "chat-help-name",
+                "chat-help-who",
+                "chat-help-quit",
             ] {
-                app.push(Line::Notice(help.into()));
+                app.push(Line::Notice(lang.tr(help, &[])));
             }
             if let Some(log) = &engine.options.log_file {
-                app.push(Line::Notice(format!(
-                    "warnings and reconnects are logged to {}",
-                    log.display()
-                )));
+                let file = log.display();
+                app.push(Line::Notice(lang.tr("chat-help-log", &[("file", &file)])));
             }
             None
         }
@@ -349,13 +357,11 @@ async fn run_command(engine: &Engine, app: &mut App, command: Command) -> Option
             None
         }
         Command::Usage(usage) => {
-            app.push(Line::Error(usage.to_owned()));
+            app.push(Line::Error(lang.tr(usage, &[])));
             None
         }
         Command::Unknown(line) => {
-            app.push(Line::Error(format!(
-                "unknown command {line}; /help lists them"
-            )));
+            app.push(Line::Error(lang.tr("chat-unknown", &[("command", &line)])));
             None
         }
     }
@@ -388,14 +394,12 @@ mod tests {
             Command::Name("María José".into())
         );
         assert_eq!(parse("/quit"), Command::Quit);
-        assert_eq!(
-            parse("/join"),
-            Command::Usage("/join needs a room: /join ROOM")
-        );
-        assert_eq!(
-            parse("/nombre  "),
-            Command::Usage("/name needs a name: /name NAME")
-        );
+        assert_eq!(parse("/join"), Command::Usage("chat-usage-join"));
+        assert_eq!(parse("/nombre  "), Command::Usage("chat-usage-name"));
+        // Both languages say what the command needs.
+        for lang in Lang::ALL {
+            assert!(lang.has("chat-usage-join") && lang.has("chat-usage-name"));
+        }
         assert_eq!(parse("/joinx"), Command::Unknown("/joinx".into()));
     }
 }

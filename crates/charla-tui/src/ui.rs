@@ -106,19 +106,30 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
     let (text, style) = match &app.status {
         Status::Connected { broker } => (format!(" ● {broker}"), Style::new().fg(Color::Green)),
         Status::Reconnecting { reason } => (
-            format!(" ○ reconnecting: {reason}"),
+            format!(
+                " ○ {}",
+                app.lang
+                    .tr("chat-status-reconnecting", &[("reason", reason)])
+            ),
             Style::new().fg(Color::Yellow),
         ),
     };
     let mut spans = vec![Span::styled(text, style)];
     if app.waiting > 0 {
         spans.push(Span::styled(
-            format!("  · {} waiting to be sent", app.waiting),
+            format!(
+                "  · {}",
+                app.lang
+                    .tr("chat-status-waiting", &[("count", &app.waiting)])
+            ),
             Style::new().fg(Color::Yellow),
         ));
     }
     if app.scroll > 0 {
-        spans.push(Span::raw("  · scrolled up (PageDown)"));
+        spans.push(Span::raw(format!(
+            "  · {}",
+            app.lang.tr("chat-status-scrolled", &[])
+        )));
     }
     frame.render_widget(Paragraph::new(TextLine::from(spans)), area);
 }
@@ -145,7 +156,11 @@ fn draw_side(frame: &mut Frame, app: &App, area: Rect) {
         })
         .collect();
     frame.render_widget(
-        List::new(room_items).block(Block::new().borders(Borders::ALL).title(" rooms ")),
+        List::new(room_items).block(
+            Block::new()
+                .borders(Borders::ALL)
+                .title(format!(" {} ", app.lang.tr("chat-panel-rooms", &[]))),
+        ),
         rooms,
     );
     let people_items: Vec<ListItem> = app
@@ -154,11 +169,10 @@ fn draw_side(frame: &mut Frame, app: &App, area: Rect) {
         .map(|n| ListItem::new(charla_core::visible(n).into_owned()))
         .collect();
     frame.render_widget(
-        List::new(people_items).block(
-            Block::new()
-                .borders(Borders::ALL)
-                .title(format!(" online ({}) ", app.online.len())),
-        ),
+        List::new(people_items).block(Block::new().borders(Borders::ALL).title(format!(
+                    " {} ",
+                    app.lang.tr("chat-panel-online", &[("count", &app.online.len())])
+                ))),
         people,
     );
 }

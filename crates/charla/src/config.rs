@@ -15,7 +15,7 @@ use charla_core::Mode;
 use clap::Args;
 use serde::Deserialize;
 
-use crate::i18n::Lang;
+use charla_i18n::Lang;
 
 // The flags this module resolves are defined here, beside the resolving, rather than in
 // `cli`: the commands import this module, and `cli` imports the commands.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::i18n::Lang;
+use charla_i18n::Lang;
 
 /// The address `charla serve` takes when started for the default broker URL.
 pub const DEFAULT_HOST: &str = "127.0.0.1";

@@ -6,10 +6,10 @@ mod cmd;
 mod config;
 mod connect;
 mod embedded;
-mod i18n;
+mod help;
 mod signal;
 
-use clap::Parser;
+use clap::FromArgMatches;
 
 /// mimalloc: the send and receive paths allocate many small strings per message, and the
 /// system allocator showed up at ~20% of bench profiles. Without transparent huge pages
@@ -22,7 +22,16 @@ use crate::cli::{Cli, Command};
 use crate::config::Settings;
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // The language is needed before parsing: `--help` is printed by the parse itself.
+    let lang = help::lang_before_parsing(&argv);
+    let cli = match help::command(lang)
+        .try_get_matches_from(&argv)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     // `charla chat` sends its log lines to a file while its screen is up (cmd/chat.rs): no
     // colour codes in them.
     let colour = colour_wanted() && !matches!(cli.command, Command::Chat(_));
@@ -50,7 +59,7 @@ fn main() -> std::process::ExitCode {
             Command::Send(args) => cmd::send::run(&settings, args).await,
             Command::Listen(args) => cmd::listen::run(&settings, args).await,
             Command::Bench(args) => cmd::bench::run(&settings, args).await,
-            Command::Serve(args) => cmd::serve::run(args).await,
+            Command::Serve(args) => cmd::serve::run(args, settings.lang).await,
             Command::Archive(args) => cmd::archive::run(&settings, args).await,
             Command::Chat(args) => cmd::chat::run(&settings, args).await,
             Command::Web(args) => cmd::web::run(&settings, args).await,

@@ -18,11 +18,6 @@ use clap::Args;
 use crate::config::Settings;
 
 #[derive(Debug, Args)]
-#[command(
-    after_help = "While the chat's screen is up, log lines (warnings, reconnects; more with -v) \
-go to $XDG_STATE_HOME/charla/chat.log (~/.local/state/charla/chat.log), not to the terminal; \
-/help in the chat names the file."
-)]
 pub struct ChatArgs {
     /// Your name [default: CHARLA_NAME, the config file's name, then your login name]
     #[arg(long, short = 'n', env = "CHARLA_NAME", value_name = "NAME")]
@@ -50,9 +45,7 @@ pub struct ChatArgs {
 pub async fn run(settings: &Settings, args: ChatArgs) -> Result<ExitCode> {
     super::chat_mode(args.mode)?;
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
-        anyhow::bail!(
-            "charla chat draws on a terminal; for scripts and pipes use `charla send` and `charla listen`"
-        );
+        anyhow::bail!(settings.lang.tr("chat-needs-terminal", &[]));
     }
     let name = args
         .name
@@ -72,15 +65,18 @@ pub async fn run(settings: &Settings, args: ChatArgs) -> Result<ExitCode> {
         history: args.history,
         max_text_bytes: charla_chat::DEFAULT_MAX_TEXT_BYTES,
         log_file: Some(log_file.clone()),
+        lang: settings.lang,
     };
-    let off_screen = StderrToFile::start(&log_file)?;
+    let off_screen = StderrToFile::start(&log_file, settings.lang)?;
     let finished = charla_tui::run(link, options).await;
     drop(off_screen);
     let finished = finished?;
     if finished.unsent > 0 {
         eprintln!(
-            "⚠️  {} message(s) could not be sent: the broker is unreachable",
-            finished.unsent
+            "{}",
+            settings
+                .lang
+                .tr("chat-unsent", &[("count", &finished.unsent)])
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -136,13 +132,14 @@ struct StderrToFile {
 }
 
 impl StderrToFile {
-    fn start(path: &Path) -> Result<StderrToFile> {
+    fn start(path: &Path, lang: charla_i18n::Lang) -> Result<StderrToFile> {
         let file = match open_log(path) {
             Ok(f) => f,
             Err(e) => {
+                let file = path.display();
                 eprintln!(
-                    "⚠️  cannot write the chat's log file {} ({e}); log lines are dropped",
-                    path.display()
+                    "{}",
+                    lang.tr("chat-no-log", &[("file", &file), ("reason", &e)])
                 );
                 std::fs::File::options().write(true).open("/dev/null")?
             }

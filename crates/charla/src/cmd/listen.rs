@@ -19,7 +19,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::config::{Route, Settings};
-use crate::i18n::{RULE_DOUBLE, RULE_SINGLE};
+use charla_i18n::{RULE_DOUBLE, RULE_SINGLE};
 
 /// How many recent ids are remembered to drop redelivered duplicates.
 const DEDUPE_WINDOW: usize = 10_000;
@@ -211,7 +211,7 @@ async fn reconnect(
 
 struct Printer {
     json: bool,
-    lang: crate::i18n::Lang,
+    lang: charla_i18n::Lang,
     received: u64,
     limit: Option<u64>,
     seen: charla_core::IdWindow,

@@ -79,35 +79,74 @@ pub fn chat_mode(mode: charla_core::Mode) -> Result<()> {
 
 pub use charla_core::visible;
 
-/// The error, plus a hint when the cause is a common first-day mistake.
+/// The error in the user's language, plus a hint when the cause is a common first-day
+/// mistake.
+///
+/// The libraries' errors (`BrokerError`'s Display, and the OS's and drivers' reasons inside
+/// it) are English; here, at the binary's edge, the common kinds become catalogue lines and
+/// the library's own words stay only as the technical detail in parentheses (for a refused
+/// connection, a timeout or an unknown host just the OS error code, as the line already says
+/// what it means).
 pub fn explain(settings: &Settings, e: &BrokerError) -> String {
-    let es = settings.lang.es();
+    let lang = settings.lang;
     let hint = match e {
-        BrokerError::Unreachable { .. } if !settings.broker_explicit => Some(if es {
-            "nada escucha en el puerto del taller (6380): arranca un broker con `charla serve` (o `redis-server --port 6380`), o indica otro con --broker"
-        } else {
-            "nothing listens on the workshop port (6380): start a broker with `charla serve` (or `redis-server --port 6380`), or name one with --broker"
-        }),
-        BrokerError::Unreachable { .. } => Some(if es {
-            "¿está arrancado el broker y es correcta la dirección? (en otra computadora: IP de la LAN y cortafuegos)"
-        } else {
-            "is the broker running and the address right? (on another computer: its LAN IP, and the firewall)"
-        }),
-        BrokerError::Auth { .. } if settings.broker.starts_with("amqp") => Some(if es {
-            "pon el usuario en la URL (amqp://USUARIO@host:puerto/vhost) y la contraseña en CHARLA_PASSWORD o en un archivo (--password-file)"
-        } else {
-            "put the user in the URL (amqp://USER@host:port/vhost) and the password in CHARLA_PASSWORD or a file (--password-file)"
-        }),
-        BrokerError::Auth { .. } => Some(if es {
-            "da la contraseña en CHARLA_PASSWORD o en un archivo (--password-file); en la URL (redis://:CONTRASEÑA@host:puerto) la ve cualquiera con `ps`"
-        } else {
-            "give the password in CHARLA_PASSWORD or a file (--password-file); in the URL (redis://:PASSWORD@host:port) anyone can see it with `ps`"
-        }),
+        BrokerError::Unreachable { .. } if !settings.broker_explicit => Some("hint-default-port"),
+        BrokerError::Unreachable { .. } => Some("hint-unreachable"),
+        BrokerError::Auth { .. } if settings.broker.starts_with("amqp") => Some("hint-auth-amqp"),
+        BrokerError::Auth { .. } => Some("hint-auth"),
         _ => None,
     };
+    let said = describe(lang, e);
     match hint {
-        Some(h) => format!("{e} — {h}"),
-        None => e.to_string(),
+        Some(h) => format!("{said} — {}", lang.tr(h, &[])),
+        None => said,
+    }
+}
+
+/// A broker error as one line of the catalogue, the library's words in parentheses.
+fn describe(lang: charla_i18n::Lang, e: &BrokerError) -> String {
+    match e {
+        BrokerError::Unreachable { address, reason } => {
+            let lower = reason.to_ascii_lowercase();
+            let kind = if lower.contains("refused") {
+                "err-refused"
+            } else if lower.contains("timed out") || lower.contains("timeout") {
+                "err-timeout"
+            } else if lower.contains("lookup")
+                || lower.contains("resolve")
+                || lower.contains("not known")
+            {
+                "err-unknown-host"
+            } else {
+                "err-unreachable"
+            };
+            let detail = if kind == "err-unreachable" {
+                reason.clone()
+            } else {
+                os_code(reason)
+            };
+            lang.tr(kind, &[("address", address), ("detail", &detail)])
+        }
+        BrokerError::Auth { address, reason } => {
+            lang.tr("err-auth", &[("address", address), ("detail", reason)])
+        }
+        BrokerError::Unavailable { address, reason } => lang.tr(
+            "err-unavailable",
+            &[("address", address), ("detail", reason)],
+        ),
+        BrokerError::InvalidUrl { url, reason } => {
+            lang.tr("err-invalid-url", &[("url", url), ("detail", reason)])
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `os error 111` out of an OS reason ("Connection refused (os error 111)"), else the
+/// reason's first clause: the detail a line already explained in words.
+fn os_code(reason: &str) -> String {
+    match reason.find("os error") {
+        Some(at) => reason[at..].trim_end_matches(')').to_owned(),
+        None => reason.split(':').next().unwrap_or(reason).trim().to_owned(),
     }
 }
 

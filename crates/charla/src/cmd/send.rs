@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use super::visible;
 use crate::config::{Route, Settings};
-use crate::i18n::{Lang, RULE_DOUBLE, RULE_SINGLE};
+use charla_i18n::{Lang, RULE_DOUBLE, RULE_SINGLE};
 
 /// The seed's name when none is given.
 const DEFAULT_NAME: &str = "Usuario";
@@ -282,7 +282,7 @@ async fn interactive_loop(
     let name = match name {
         Some(n) => n,
         None => {
-            prompt(lang.ask_name());
+            prompt(&lang.ask_name());
             match lines.recv().await {
                 Some(Line::Text(_, n)) if !n.trim().is_empty() => n.trim().to_owned(),
                 _ => DEFAULT_NAME.to_owned(),

@@ -9,68 +9,6 @@ use clap::{Args, ValueEnum};
 
 use charla_server::{AppendFsync, OutputLimit, ServerConfig};
 
-const SERVE_HELP: &str = "\
-What it is:
-  A broker inside charla that speaks the Redis protocol (RESP2/RESP3). Every Redis client
-  works with it unchanged: the workshop's broker.py / emisor.py / receptor.py (they expect
-  localhost:6380, the default here), redis-cli, redis-py, node-redis, and charla's own
-  redis:// backend. Lists, sets, sorted sets, pub/sub, streams with consumer groups,
-  transactions, expiry.
-
-Examples:
-  charla serve                                     # 127.0.0.1:6380, memory only
-  charla serve --bind 0.0.0.0 --requirepass-file pw.txt  # reachable from the other computer
-  charla serve --appendonly --dir ./data           # keep messages across restarts
-  charla serve --appendonly --appendfsync always   # no acknowledged write lost, even on a crash
-  redis-cli -p 6380 ping                           # talk to it with any Redis client
-
-What it serves (RESP2 and RESP3, replies as redis-server 7 gives them): strings and counters
-(GET/SET with options, INCR family, APPEND, GETRANGE/SETRANGE, GETEX, GETDEL, MGET/MSET),
-bitmaps (SETBIT, GETBIT, BITCOUNT, BITPOS, BITOP, BITFIELD[_RO]), keys and expiry (DEL, EXISTS,
-TOUCH, TYPE, KEYS, SCAN, RENAME, COPY, MOVE, EXPIRE family, TTL, PERSIST, RANDOMKEY, OBJECT),
-SORT[_RO], lists with blocking pops (LPUSH…, LINSERT, LMOVE, BLPOP, BLMOVE, LMPOP…), hashes
-(HSET…, HSCAN, HINCRBYFLOAT, HRANDFIELD…), sets (SADD…, SINTER/SUNION/SDIFF[STORE], SPOP,
-SSCAN…), sorted sets (ZADD, ZRANGE with BYSCORE/BYLEX/REV/LIMIT, ZRANGESTORE, ZRANK, ZPOPMIN,
-ZMPOP, BZPOPMIN, BZMPOP, ZUNION/ZINTER/ZDIFF[STORE], ZRANDMEMBER, ZSCAN…), streams and
-consumer groups (XADD, XREAD[GROUP] with BLOCK, XACK, XPENDING, XCLAIM, XAUTOCLAIM, XGROUP,
-XINFO…), pub/sub, MULTI/EXEC/WATCH, keyspace notifications (CONFIG SET notify-keyspace-events
-KEA), and CLIENT (incl. REPLY, UNBLOCK), CONFIG, INFO (with commandstats), COMMAND, SELECT (16
-databases), FLUSHALL, FUNCTION FLUSH/LIST, SHUTDOWN. Not served: scripting (EVAL, FUNCTION
-LOAD), cluster, replication, RDB snapshots. What is not served is refused with an error, never
-answered OK and ignored (docs/serve-differences.md lists every known difference from
-redis-server).
-
-Security: it listens on 127.0.0.1 only unless --bind says otherwise. With no password,
-clients from other machines are refused with an explanation (protected mode, as Redis does);
-set a password, or, on a trusted network, --protected-mode no. Give the password in a file
-(--requirepass-file, or CHARLA_REQUIREPASS_FILE) or in CHARLA_REQUIREPASS: --requirepass on the
-command line works too, but every user of the machine sees it in `ps`. Clients then give it
-with CHARLA_PASSWORD or --password-file (or redis://:PASSWORD@HOST:6380, visible in `ps` too).
-
-Persistence: off by default when you start it yourself, like the workshop's Redis. With
---appendonly every write is appended to DIR/charla.aof, replayed on start, and compacted when
-it grows. --appendfsync: always = a reply is sent only after the write is on disk; everysec =
-at most ~1 s lost on a power cut; no = the OS decides.
-
-Started for you: when `charla send` or `charla listen` find nothing at the default address
-(and no --broker / CHARLA_BROKER / config file names one; CHARLA_NO_AUTOSTART=1 turns this
-off), they start this broker in the background, durable, as:
-  charla serve --bind 127.0.0.1 --port 6380 --appendonly yes --appendfsync always
-               --dir $XDG_DATA_HOME/charla   (else ~/.local/share/charla)
-with its log in charla-serve.log in that directory. CHARLA_SERVE_PORT moves it (and the
-default broker address) to another port. It keeps running until you stop it: kill PID.
-
-Limits (Redis's, with its defaults): a client without the password may send only small
-requests (10 arguments of 16 KiB); --proto-max-bulk-len and --client-query-buffer-limit bound
-what anyone may send (refused with an error before it is read); a subscriber that does not
-read what is published to it is disconnected (--client-output-buffer-limit); TCP keepalive
-finds clients that vanished. CONFIG SET changes these while running.
-
-A damaged file (anything but whole commands, apart from a last command cut short by a
-crash, which is dropped) stops the start with its byte offset; --aof-repair cuts it there.
-
-Stop with Ctrl+C or SIGTERM: connections are closed and the file is flushed.";
-
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum YesNo {
     Yes,
@@ -85,7 +23,6 @@ pub enum Fsync {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = SERVE_HELP)]
 pub struct ServeArgs {
     /// Address to listen on (0.0.0.0 = every interface)
     #[arg(
@@ -174,7 +111,7 @@ fn parse_output_limit(s: &str) -> Result<OutputLimit, String> {
     Ok(charla_server::config::parse_output_limits(s)?.unwrap_or(OutputLimit::PUBSUB_DEFAULT))
 }
 
-pub async fn run(args: ServeArgs) -> Result<ExitCode> {
+pub async fn run(args: ServeArgs, lang: charla_i18n::Lang) -> Result<ExitCode> {
     let requirepass = match (&args.requirepass_file, args.requirepass) {
         (Some(_), Some(_)) => anyhow::bail!(
             "the password is given twice (--requirepass-file and --requirepass or \
@@ -209,28 +146,32 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
         .await
         .with_context(|| {
-            format!(
-                "cannot listen on {}:{} (is another broker already running there? try --port)",
-                args.bind, args.port
-            )
+            let address = format!("{}:{}", args.bind, args.port);
+            lang.tr("serve-cannot-listen", &[("address", &address)])
         })?;
+    let address = format!("{}:{}", args.bind, args.port);
+    let password = if cfg.requirepass.is_some() {
+        lang.tr("serve-password-required", &[])
+    } else {
+        String::new()
+    };
+    let storage = if cfg.appendonly {
+        let dir = cfg.dir.display();
+        lang.tr("serve-append-only", &[("dir", &dir)])
+    } else {
+        lang.tr("serve-memory-only", &[])
+    };
     eprintln!(
-        "charla serve {} listening on {}:{} (redis://{}:{}){}{}",
-        charla_server::VERSION,
-        args.bind,
-        args.port,
-        args.bind,
-        args.port,
-        if cfg.requirepass.is_some() {
-            ", password required"
-        } else {
-            ""
-        },
-        if cfg.appendonly {
-            format!(", append-only file in {}", cfg.dir.display())
-        } else {
-            ", memory only".into()
-        },
+        "{}",
+        lang.tr(
+            "serve-started",
+            &[
+                ("version", &charla_server::VERSION),
+                ("address", &address),
+                ("password", &password),
+                ("storage", &storage),
+            ],
+        )
     );
     charla_server::serve(listener, cfg, crate::signal::shutdown()).await?;
     Ok(ExitCode::SUCCESS)

@@ -219,12 +219,13 @@ pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
     if args.header_timeout == 0 || args.idle_timeout < 3 {
         anyhow::bail!("--header-timeout must be at least 1 s and --idle-timeout at least 3 s");
     }
+    let lang = settings.lang;
     // Each page is a socket: the most open files the system lets this process have.
     let open_files = match charla_web::limits::raise_open_files() {
-        Ok((soft, _)) => format!("{soft} open files"),
+        Ok((soft, _)) => lang.tr("web-open-files", &[("count", &soft)]),
         Err(e) => {
-            tracing::warn!("cannot read or raise the open-files limit: {e}");
-            "open-files limit unknown".to_owned()
+            tracing::warn!("{}", lang.tr("web-open-files-error", &[("reason", &e)]));
+            lang.tr("web-open-files-unknown", &[])
         }
     };
     let archive = match &args.archive {
@@ -234,7 +235,7 @@ pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
     let link = super::chat_link(settings).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| lang.tr("web-cannot-listen", &[("address", &args.listen)]))?;
     let address = listener.local_addr()?;
     let config = charla_web::WebConfig {
         mode: args.mode,
@@ -260,27 +261,37 @@ pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
         trusted_proxies: args.trusted_proxy.clone(),
         exposed: false,
     };
+    let archive = args
+        .archive
+        .as_deref()
+        .map(|a| lang.tr("web-archive", &[("url", &charla_archive::redact(a))]))
+        .unwrap_or_default();
+    let per_address = match args.max_connections_per_ip {
+        0 => lang.tr("web-no-connection-limit", &[]),
+        n => lang.tr("web-connection-limit", &[("count", &n)]),
+    };
     eprintln!(
-        "💬 charla web on http://{address}/ — broker {} ({} mode){}; {}, {open_files}; Ctrl+C stops",
-        charla_core::redact(&settings.broker),
-        args.mode,
-        args.archive
-            .as_deref()
-            .map(|a| format!(", archive {}", charla_archive::redact(a)))
-            .unwrap_or_default(),
-        match args.max_connections_per_ip {
-            0 => "no limit of connections per address".to_owned(),
-            n => format!("at most {n} connections per address"),
-        }
+        "{}",
+        lang.tr(
+            "web-started",
+            &[
+                ("address", &address),
+                ("broker", &charla_core::redact(&settings.broker)),
+                ("mode", &args.mode),
+                ("archive", &archive),
+                ("limit", &per_address),
+                ("files", &open_files),
+            ],
+        )
     );
     if args.auth == charla_web::auth::Mode::None && !address.ip().is_loopback() {
         eprintln!(
-            "⚠ names are not verified (--auth none): anyone who reaches {address} may pick any \
-             name not online; see --auth password|jwt|proxy"
+            "{}",
+            lang.tr("web-names-unverified", &[("address", &address)])
         );
     }
     tracing::info!(%address, mode = %args.mode, auth = %args.auth, "gateway started");
     charla_web::serve(listener, link, config, crate::signal::shutdown()).await?;
-    eprintln!("charla web stopped");
+    eprintln!("{}", lang.tr("web-stopped", &[]));
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,329 @@
+# El catálogo en español de charla. Cada mensaje tiene su gemelo en inglés en
+# ../en/charla.ftl (las pruebas del crate fallan si uno de los dos lo tiene y el otro no).
+# Las líneas del taller (sent, received, exiting…) son las de emisor.py / receptor.py,
+# carácter por carácter.
+
+## Las líneas de la semilla (emisor.py / receptor.py) y los comandos send / listen
+
+sent = 📤 Enviado: [{ $name }] { $text }
+received = 📥 Recibido: [{ $name }] { $text } ({ $time })
+connected = ✅ Conectado al broker { $product } { $version } en { $address }
+connect-error = ❌ Error conectando al broker: { $reason }
+sender-banner = 📤 EMISOR DE MENSAJES
+listener-banner = 📥 RECEPTOR DE MENSAJES
+ask-name = ¿Cuál es tu nombre?{" "}
+hello = ¡Hola { $name }! Escribe mensajes (o 'salir' para terminar)
+bye = 👋 ¡Hasta luego!
+listening = 🔄 Escuchando mensajes... (sala '{ $room }', modo { $mode })
+    Presiona Ctrl+C para salir
+exiting = 👋 Saliendo... Mensajes recibidos: { $count }
+sent-total = Mensajes enviados: { $count }
+reconnecting = ⚠️  Se perdió el broker ({ $reason }); reintentando en { $secs } s
+error-line = ❌ Error: { $reason }
+arg-web-max-rooms = Salas que la pasarela lee a la vez (cada una es una suscripción en el broker); una página que pide una más se rechaza con el motivo (503). Las salas que ya no lee ninguna página se sueltan en menos de un minuto
+arg-web-read-rate = Peticiones GET /api/… por segundo que puede hacer un cliente, sostenidas, sumando todas sus páginas (más allá: 429 con Retry-After)
+arg-web-read-burst = Peticiones GET /api/… que un cliente puede hacer de golpe por encima de --read-rate
+arg-web-trusted-proxy = Un proxy inverso delante de la pasarela (repetible): una dirección o un rango como 10.0.0.0/8. Solo de estos se toma la dirección del cliente de X-Forwarded-For / Forwarded (el último salto que no es un proxy de confianza), y, con --auth proxy, el usuario de --auth-header; de cualquier otro esas cabeceras se ignoran
+arg-web-auth = Quién es cada cual. none: cualquiera elige un nombre (un nombre en línea en una sala queda para el cliente que lo tiene); password: una contraseña del sitio o de la sala (--password-file) deja entrar; jwt: un token firmado, cuyo sub es el nombre y cuyas reclamaciones opcionales rooms / channels dan las salas; proxy: el usuario que un proxy de confianza nombra en --auth-header. Los nombres probados por jwt o proxy llevan la marca ✓
+arg-web-auth-password-file = Con --auth password: un archivo con la contraseña del sitio en una línea, y/o líneas SALA:CONTRASEÑA para las salas que tienen la suya
+arg-web-jwt-secret-file = Con --auth jwt: un archivo con el secreto HS256
+arg-web-jwt-public-key-file = Con --auth jwt: un archivo con la clave pública RS256 (PEM)
+arg-web-auth-header = Con --auth proxy: la cabecera en la que el proxy de confianza nombra al usuario
+value-yes-no = yes|no
+value-pubsub-HARD-SOFT-SECS = pubsub HARD SOFT SEG
+value-C = C
+value-P = P
+value-CIDR = CIDR
+value-FILE = ARCHIVO
+value-HEADER = CABECERA
+value-MSGS_PER_SEC = MENSAJES_POR_SEG
+value-OFFSET = POSICIÓN
+value-APPENDFSYNC = always|everysec|no
+value-MAXCLIENTS = MÁX_CLIENTES
+
+## charla chat (el chat de la terminal)
+
+chat-join-failed = no se pudo entrar en #{ $room }: { $reason }
+chat-history-above = — arriba, { $count } mensajes anteriores; desde aquí, en vivo —
+chat-welcome = eres { $name }; escribe un mensaje y Enter; /ayuda para los comandos
+chat-lagged = { $count } mensajes pasaron demasiado rápido para mostrarlos
+chat-joined = → { $name } entró
+chat-left = ← { $name } salió
+chat-connected = conectado a { $broker }
+chat-lost = se perdió el broker ({ $reason }); reconectando — lo que escribas se guarda y se envía cuando vuelva
+chat-usage-join = /sala necesita una sala: /sala SALA (o /join SALA)
+chat-usage-name = /nombre necesita un nombre: /nombre NOMBRE (o /name NOMBRE)
+chat-not-sent = no enviado: { $reason }
+chat-renamed = ahora eres { $name }
+chat-who = en línea en #{ $room }: { $names }
+chat-help-join = /sala SALA      ir a otra sala (se crea cuando alguien escribe en ella; también /join)
+chat-help-name = /nombre NOMBRE  cambiar tu nombre (también /name)
+chat-help-who = /quien          quién está en línea en esta sala (también /who)
+chat-help-quit = /salir          salir (también Esc o Ctrl+C); RePág/AvPág desplazan
+chat-help-log = los avisos y reconexiones se anotan en { $file }
+chat-unknown = comando desconocido { $command }; /ayuda los muestra
+chat-status-reconnecting = reconectando: { $reason }
+chat-status-waiting = { $count } por enviar
+chat-status-scrolled = desplazado hacia arriba (AvPág)
+chat-panel-rooms = salas
+chat-panel-online = en línea ({ $count })
+chat-needs-terminal = charla chat dibuja en una terminal; para scripts y tuberías usa `charla send` y `charla listen`
+chat-unsent = ⚠️  { $count } mensaje(s) no se pudieron enviar: el broker no responde
+chat-no-log = ⚠️  no se puede escribir el registro del chat { $file } ({ $reason }); las líneas de registro se descartan
+
+## --help: encabezados, nombres de valores y lo que clap añade a la ayuda de un argumento
+
+help-usage = Uso:
+help-options = Opciones
+help-arguments = Argumentos
+help-commands = Comandos
+help-default = {" "}[por defecto: { $value }]
+help-env = {" "}[variable: { $var }]
+help-values = {" "}[valores: { $values }]
+value-OPTIONS = OPCIONES
+value-COMMAND = COMANDO
+value-URL = URL
+value-PATH = RUTA
+value-N = N
+value-LANG = IDIOMA
+value-MODE = MODO
+value-NAME = NOMBRE
+value-ROOM = SALA
+value-ADDR = DIRECCIÓN
+value-MESSAGE = MENSAJE
+value-BYTES = BYTES
+value-MS = MS
+value-SECS = SEG
+value-TIME = MOMENTO
+value-ID = ID
+value-GROUP = GRUPO
+value-DURATION = DURACIÓN
+value-DIR = DIRECTORIO
+value-SIZE = TAMAÑO
+value-PORT = PUERTO
+value-PASSWORD = CONTRASEÑA
+value-WHEN = CUÁNDO
+value-LIMIT = LÍMITE
+value-SUBCOMMAND = COMANDO
+value-RATE = RITMO
+
+## --help: los comandos
+
+cmd-charla-about = Chat y mensajería distribuidos a través de un broker (Redis, RabbitMQ, Kafka o el suyo propio)
+cmd-charla-long-about = charla: programas en distintas computadoras se hablan solo a través de un broker de mensajes.
+    Es el emisor.py / receptor.py del taller como un único binario rápido, sobre el broker que ya tienes.
+cmd-charla-after =
+    Ejemplos (el taller, en dos computadoras que llegan a 192.168.0.10):
+      charla listen                                  # consumidor, como receptor.py
+      charla send                                    # productor, como emisor.py (pregunta tu nombre)
+      charla send --name Juan "Hola María!"          # un mensaje
+      seq 1000 | charla send --name bot              # un mensaje por línea de la entrada
+      charla listen --json --count 10                # NDJSON, termina tras 10
+      charla check --broker redis://192.168.0.10:6380
+      charla chat --name Juan                        # el chat de la terminal: salas, historial, quién está
+      charla web                                     # el chat del navegador en http://127.0.0.1:8080/
+      charla web --archive postgres://postgres@127.0.0.1/charla   # con historial y búsqueda en PostgreSQL
+
+    Brokers (--broker o CHARLA_BROKER):
+      redis://[:contraseña@]host[:puerto][/db]   Redis, Valkey o `charla serve` (rediss:// para TLS)
+      amqp://usuario:clave@host[:puerto]/vhost   RabbitMQ
+      kafka://host[:puerto]                      protocolo Kafka
+      memory://[nombre]                          dentro del proceso (pruebas, demos de un solo proceso)
+    Por defecto: redis://127.0.0.1:6380, el puerto del taller.
+    Una contraseña en una URL (o en cualquier argumento) la ve cualquier usuario de la máquina con `ps`:
+    ponla en CHARLA_PASSWORD o en un archivo indicado con --password-file, y déjala fuera de la URL.
+
+    Modos de entrega (--mode):
+      queue      cada mensaje a un solo consumidor, con acuse (por defecto; la lista chat_cola de la semilla)
+      broadcast  cada oyente conectado recibe cada mensaje; no se guarda nada
+      stream     registro duradero: repetir con --from-beginning / --from ID, continuar con --group
+                 (lo que comparten los miembros de un grupo depende del broker: charla listen --help)
+      routing    escuchar por patrón: --room 'chat.*' o 'app.error.#'; enviar a un tema
+
+    Idioma: --lang en|es, CHARLA_LANG, la clave lang del archivo de configuración, o LANG / LC_ALL.
+    Archivo de configuración: --config RUTA, CHARLA_CONFIG, ./charla.toml o ~/.config/charla/config.toml,
+    con las claves broker, name, room, mode, lang, group, prefetch.
+cmd-check-about = Conectar, hacer ping y decir qué broker y versión responde (como broker.py de la semilla)
+cmd-send-about = Enviar mensajes: interactivo como emisor.py, uno desde los argumentos o uno por línea de la entrada
+cmd-listen-about = Recibir e imprimir mensajes como receptor.py (Ctrl+C imprime la cuenta)
+cmd-bench-about = Medir el rendimiento de punta a punta y los percentiles de latencia en un broker y modo
+cmd-serve-about = Ejecutar el broker incluido: el protocolo de Redis en 127.0.0.1:6380, sin instalar nada
+cmd-serve-after = Qué es:
+      Un broker dentro de charla que habla el protocolo de Redis (RESP2/RESP3). Cualquier cliente de
+      Redis funciona con él sin cambios: broker.py / emisor.py / receptor.py del taller (esperan
+      localhost:6380, aquí por defecto), redis-cli, redis-py, node-redis, y el backend redis:// de
+      charla. Listas, conjuntos, conjuntos ordenados, pub/sub, streams con grupos de consumidores,
+      transacciones, caducidad.
+
+    Ejemplos:
+      charla serve                                     # 127.0.0.1:6380, solo en memoria
+      charla serve --bind 0.0.0.0 --requirepass-file pw.txt  # accesible desde la otra computadora
+      charla serve --appendonly --dir ./data           # conservar los mensajes entre reinicios
+      charla serve --appendonly --appendfsync always   # ninguna escritura confirmada se pierde, ni en un fallo
+      redis-cli -p 6380 ping                           # hablarle con cualquier cliente de Redis
+
+    Qué sirve (RESP2 y RESP3, respuestas como las da redis-server 7): cadenas y contadores
+    (GET/SET con opciones, familia INCR, APPEND, GETRANGE/SETRANGE, GETEX, GETDEL, MGET/MSET),
+    mapas de bits (SETBIT, GETBIT, BITCOUNT, BITPOS, BITOP, BITFIELD[_RO]), claves y caducidad (DEL,
+    EXISTS, TOUCH, TYPE, KEYS, SCAN, RENAME, COPY, MOVE, familia EXPIRE, TTL, PERSIST, RANDOMKEY,
+    OBJECT), SORT[_RO], listas con extracciones bloqueantes (LPUSH…, LINSERT, LMOVE, BLPOP, BLMOVE,
+    LMPOP…), hashes (HSET…, HSCAN, HINCRBYFLOAT, HRANDFIELD…), conjuntos (SADD…,
+    SINTER/SUNION/SDIFF[STORE], SPOP, SSCAN…), conjuntos ordenados (ZADD, ZRANGE con
+    BYSCORE/BYLEX/REV/LIMIT, ZRANGESTORE, ZRANK, ZPOPMIN, ZMPOP, BZPOPMIN, BZMPOP,
+    ZUNION/ZINTER/ZDIFF[STORE], ZRANDMEMBER, ZSCAN…), streams y grupos de consumidores (XADD,
+    XREAD[GROUP] con BLOCK, XACK, XPENDING, XCLAIM, XAUTOCLAIM, XGROUP, XINFO…), pub/sub,
+    MULTI/EXEC/WATCH, notificaciones del espacio de claves (CONFIG SET notify-keyspace-events KEA), y
+    CLIENT (incl. REPLY, UNBLOCK), CONFIG, INFO (con commandstats), COMMAND, SELECT (16 bases),
+    FLUSHALL, FUNCTION FLUSH/LIST, SHUTDOWN. No se sirve: scripting (EVAL, FUNCTION LOAD), clúster,
+    replicación, instantáneas RDB. Lo que no se sirve se rechaza con un error, nunca se responde OK
+    para ignorarlo (docs/serve-differences.md enumera cada diferencia conocida con redis-server).
+
+    Seguridad: escucha solo en 127.0.0.1 salvo que --bind diga otra cosa. Sin contraseña, los
+    clientes de otras máquinas se rechazan con una explicación (modo protegido, como hace Redis);
+    pon una contraseña o, en una red de confianza, --protected-mode no. Da la contraseña en un
+    archivo (--requirepass-file, o CHARLA_REQUIREPASS_FILE) o en CHARLA_REQUIREPASS: --requirepass en
+    la línea de comandos también vale, pero cualquier usuario de la máquina la ve con `ps`. Los
+    clientes la dan luego con CHARLA_PASSWORD o --password-file (o redis://:CONTRASEÑA@HOST:6380,
+    que también se ve con `ps`).
+
+    Persistencia: apagada por defecto cuando lo arrancas tú, como el Redis del taller. Con
+    --appendonly cada escritura se añade a DIR/charla.aof, se reproduce al arrancar y se compacta
+    cuando crece. --appendfsync: always = una respuesta sale solo cuando la escritura está en disco;
+    everysec = como mucho ~1 s perdido en un corte de luz; no = decide el sistema operativo.
+
+    Arrancado por ti: cuando `charla send` o `charla listen` no encuentran nada en la dirección por
+    defecto (y ni --broker, ni CHARLA_BROKER, ni el archivo de configuración nombran una;
+    CHARLA_NO_AUTOSTART=1 lo apaga), arrancan este broker en segundo plano, duradero, así:
+      charla serve --bind 127.0.0.1 --port 6380 --appendonly yes --appendfsync always
+                   --dir $XDG_DATA_HOME/charla   (si no, ~/.local/share/charla)
+    con su registro en charla-serve.log en ese directorio. CHARLA_SERVE_PORT lo mueve (y la
+    dirección del broker por defecto) a otro puerto. Sigue en marcha hasta que lo pares: kill PID.
+
+    Límites (los de Redis, con sus valores por defecto): un cliente sin la contraseña solo puede
+    enviar peticiones pequeñas (10 argumentos de 16 KiB); --proto-max-bulk-len y
+    --client-query-buffer-limit acotan lo que cualquiera puede enviar (se rechaza con un error antes
+    de leerlo); un suscriptor que no lee lo que se le publica se desconecta
+    (--client-output-buffer-limit); el keepalive de TCP encuentra a los clientes que desaparecieron.
+    CONFIG SET los cambia en marcha.
+
+    Un archivo dañado (cualquier cosa que no sean comandos completos, salvo un último comando cortado
+    por un fallo, que se descarta) detiene el arranque con su posición en bytes; --aof-repair lo
+    corta ahí.
+
+    Para con Ctrl+C o SIGTERM: las conexiones se cierran y el archivo se vuelca a disco.
+cmd-chat-about = Chatear en la terminal: salas, historial, quién está en línea (`charla chat --name Juan`)
+cmd-chat-after = Mientras la pantalla del chat está abierta, las líneas de registro (avisos, reconexiones; más con -v) van a $XDG_STATE_HOME/charla/chat.log (~/.local/state/charla/chat.log), no a la terminal; /ayuda en el chat nombra el archivo.
+cmd-archive-about = Guardar los mensajes de las salas en PostgreSQL, en un grupo de consumidores que se pone al día tras los cortes
+cmd-web-about = Servir el chat del navegador: una página, un WebSocket y una API HTTP sobre las salas del broker
+cmd-help-about = Mostrar esta ayuda o la de los comandos indicados
+
+## --help: los argumentos (arg-COMANDO-ID, o arg-ID para los globales y compartidos)
+
+arg-help = Mostrar la ayuda
+arg-version = Mostrar la versión
+arg-help-subcommand = Mostrar la ayuda de este comando
+arg-archive-archive = La base de datos PostgreSQL donde archivar (se crea si falta, se migra su esquema): postgres://USUARIO@HOST:PUERTO/BASE; mejor la contraseña en PGPASSWORD que en la URL
+arg-archive-room = Una sala que archivar (repetir para más) [por defecto: todas las salas que guarda el broker, consultadas de nuevo cada 10 s]
+arg-archive-mode = stream: leer en el grupo de consumidores de los archivadores, poniéndose al día tras cualquier corte; broadcast: guardar lo que se oye en vivo (no queda nada de lo que ponerse al día)
+arg-archive-group = Grupo de consumidores de los archivadores (modo stream)
+arg-bench-mode = Modo de entrega que medir
+arg-bench-messages = Mensajes que enviar en total (con --rate y --duration: ritmo × duración)
+arg-bench-rate = Lazo abierto: enviar tantos mensajes por segundo con un horario fijo, haga lo que haga el broker, y medir la latencia de cada mensaje desde cuando le tocaba salir (no desde cuando pudo salir: la espera en cola cuenta, como en wrk2). Sin esta opción, los productores envían tan rápido como el broker acepta (lazo cerrado: rendimiento, pero la latencia esconde la cola)
+arg-bench-duration = Con --rate: durar este tiempo (`10s`, `1m`, `500ms`, o segundos) en lugar de --messages
+arg-bench-size = Bytes de texto por mensaje (el campo `mensaje`)
+arg-bench-producers = Productores simultáneos, cada uno con su propia conexión
+arg-bench-consumers = Consumidores simultáneos, cada uno con su propia conexión
+arg-bench-batch = Mensajes por llamada de publicación (1 = un viaje de ida y vuelta por mensaje, como el emisor de la semilla); con --rate, lo máximo que un productor atrasado envía de golpe para ponerse al día
+arg-bench-prefetch = Mensajes sin acuse que retiene un consumidor (queue y stream); también el lote de recepción
+arg-bench-window = Máximo de mensajes publicados y aún no entregados (0 = sin límite): contrapresión, para que los productores no quiten la CPU que necesitan los consumidores y un broker local (no con --rate: un lazo abierto nunca espera)
+arg-bench-room = Sala que usar, se deja como está al terminar [por defecto: un nombre aleatorio nuevo, borrado al terminar salvo en Kafka, donde bench no borra temas e imprime lo que deja]
+arg-bench-json = Imprimir un objeto JSON con los resultados
+arg-chat-name = Tu nombre [por defecto: CHARLA_NAME, el nombre del archivo de configuración, luego tu usuario del sistema]
+arg-chat-room = Sala en la que empezar (/sala SALA cambia) [por defecto: general]
+arg-chat-mode = stream: las salas guardan su historial (se muestra al entrar); broadcast: solo en vivo
+arg-chat-history = Mensajes que se muestran al entrar en una sala
+arg-check-json = Imprimir el resultado como un objeto JSON
+arg-listen-group = Grupo de consumidores (modo stream): el grupo sigue donde sus miembros dieron acuse. Redis y `charla serve`: los miembros se reparten los mensajes de la sala. Kafka: una sala es una partición en modo stream, así que un miembro lo recibe todo y los demás esperan, y toman el relevo si muere (el modo queue reparte una sala entre particiones). RabbitMQ: sin grupos de stream
+arg-listen-from-beginning = Modo stream: empezar por el mensaje más antiguo que guarda el broker
+arg-listen-from = Modo stream: empezar después de esta posición (como la imprime --json: un id de stream de Redis, una posición de RabbitMQ, un PARTICIÓN:POSICIÓN de Kafka)
+arg-listen-since = Modo stream: empezar por el primer mensaje guardado en MOMENTO o después: una fecha y hora (2026-11-24T14:30:00Z), segundos unix (1764000000), o una antigüedad (90s, 10m, 2h, 1d)
+arg-listen-json = Imprimir un objeto JSON por línea (NDJSON) en lugar de texto
+arg-listen-count = Terminar tras recibir esta cantidad de mensajes (los eventos JSON de otras aplicaciones también cuentan)
+arg-listen-prefetch = Mensajes sin acuse retenidos a la vez (queue y stream) [por defecto: 100]
+arg-listen-keep-duplicates = Imprimir los mensajes entregados de nuevo con un id ya visto (normalmente se descartan)
+arg-send-name = Tu nombre en los mensajes (el `usuario` de la semilla) [por defecto: se pregunta, o "Usuario"]
+arg-send-interactive = Preguntar como emisor.py aunque la entrada no sea una terminal
+arg-send-quiet = No imprimir una línea por mensaje enviado
+arg-send-message = El mensaje que enviar (las palabras se unen con espacios). Sin él, se leen líneas de la entrada: de forma interactiva desde una terminal, un mensaje por línea desde una tubería. Las opciones son opciones estén donde estén; después de `--` todo es texto del mensaje (`-- --room`).
+arg-serve-bind = Dirección en la que escuchar (0.0.0.0 = todas las interfaces)
+arg-serve-port = Puerto en el que escuchar (6380 es el del taller)
+arg-serve-requirepass = Contraseña que deben dar los clientes (AUTH, o redis://:CONTRASEÑA@host). En la línea de comandos se ve con `ps`: mejor CHARLA_REQUIREPASS o --requirepass-file
+arg-serve-requirepass-file = Archivo cuyo contenido es la contraseña que deben dar los clientes (se ignora un salto de línea final)
+arg-serve-protected-mode = Rechazar clientes de otras máquinas mientras no haya contraseña
+arg-serve-dir = Directorio del archivo de solo añadir (AOF)
+arg-serve-appendonly = Mantener un archivo de solo añadir y reproducirlo al arrancar (`--appendonly` o `--appendonly yes`)
+arg-serve-appendfsync = Cuándo hacer fsync del archivo de solo añadir
+arg-serve-maxclients = Máximo de clientes simultáneos
+arg-serve-proto-max-bulk-len = Argumento más grande que puede enviar un cliente, p. ej. 512mb (proto-max-bulk-len de Redis)
+arg-serve-client-query-buffer-limit = Máximo de bytes que puede ocupar la petición sin terminar de un cliente, p. ej. 1gb (client-query-buffer-limit)
+arg-serve-client-output-buffer-limit = Desconectar a un suscriptor cuyos mensajes sin leer superen HARD, o sigan por encima de SOFT durante SECS
+arg-serve-tcp-backlog = Cola de escucha (0 = el máximo del sistema, net.core.somaxconn)
+arg-serve-tcp-keepalive = Segundos de silencio antes de que el keepalive de TCP sondee a un cliente (0 = apagado)
+arg-serve-aof-repair = Antes de arrancar, recortar un archivo de solo añadir dañado hasta su último comando completo (como redis-check-aof --fix), imprimiendo lo recortado
+arg-web-listen = Dirección donde servir la página, el WebSocket y la API (0.0.0.0:8080 para la red local)
+arg-web-mode = stream: las salas guardan su historial (se muestra al entrar, sin huecos tras reiniciar el broker); broadcast: solo en vivo
+arg-web-history = Mensajes que se muestran al entrar en una sala
+arg-web-max-message-bytes = Mensaje más largo, en bytes de texto UTF-8
+arg-web-rate = Mensajes por segundo que puede publicar una página (o la dirección de un cliente de la API), sostenidos
+arg-web-burst = Mensajes que una página puede publicar de golpe por encima del ritmo
+arg-web-archive = Guardar cada mensaje de las salas servidas en esta base PostgreSQL (se crea si falta) y servir desde ella las páginas anteriores y las búsquedas: postgres://USUARIO@HOST:PUERTO/BASE
+arg-web-linger-ms = Milisegundos que se juntan los mensajes de una sala antes de salir hacia sus páginas de una vez: menos despertares y escrituras por página con carga, como mucho esta latencia de más (0 envía cada mensaje enseguida)
+arg-web-page-backlog = Mensajes que una página puede quedarse atrás de su sala antes de desconectarla (con el motivo)
+arg-web-max-connections-per-ip = Conexiones que puede tener a la vez una dirección de cliente, páginas y peticiones HTTP por igual (más allá: 429 y cerrada). La dirección local cuenta como cualquier otra: detrás de un proxy inverso en la misma máquina todos los clientes tienen la dirección del proxy, así que súbelo ahí, o 0 para no poner límite
+arg-web-header-timeout = Segundos que tiene una conexión para enviar las cabeceras de una petición (tras conectar, o tras la respuesta anterior) antes de cerrarla
+arg-web-idle-timeout = Segundos que una página puede pasar sin enviar nada antes de soltarla; se le hace ping al pasar un tercio (los navegadores responden solos)
+arg-web-allowed-origin = Un sitio cuyas páginas pueden abrir el WebSocket y publicar (repetible): https://chat.example. Las páginas de la propia pasarela siempre pueden; las de otros sitios se rechazan (403), igual que las peticiones que un navegador marca Sec-Fetch-Site: cross-site. Las peticiones sin Origin (curl, programas) pasan. '*' permite todos los sitios
+arg-web-allowed-host = Un nombre de host que servir (repetible), como el nombre público delante de un proxy inverso. Las peticiones que nombran otro host se rechazan (403, contra el DNS rebinding). Sin esta opción se sirve: con un --listen local, solo las direcciones locales y localhost; con cualquier otro, también cualquier dirección IP y el nombre de esta máquina. '*' sirve todos los nombres
+arg-broker = URL del broker [por defecto: redis://127.0.0.1:6380]
+arg-password-file = Archivo cuyo contenido es la contraseña del broker, que se une a la URL del broker: a diferencia de una contraseña en la URL o en los argumentos, `ps` no la muestra (CHARLA_PASSWORD también vale)
+arg-partitions = Kafka: particiones de los temas que crea charla (un tema que ya existe conserva las suyas); lo mismo que ?partitions=N en la URL [por defecto: 3]
+arg-config = Archivo de configuración (TOML) [por defecto: ./charla.toml, luego ~/.config/charla/config.toml]
+arg-lang = Idioma de la salida: en o es [por defecto: según LANG]
+arg-verbose = Más registro en stderr (-v info, -vv debug); RUST_LOG manda
+arg-mode = Modo de entrega: queue, broadcast, stream o routing [por defecto: queue]
+arg-room = Sala: el nombre de la cola, canal, stream o tema en el broker (un patrón al escuchar en modo routing) [por defecto: chat_cola; chat_stream en modo stream; chat.general / chat.# en modo routing]
+
+## charla serve
+
+serve-cannot-listen = no se puede escuchar en { $address } (¿ya hay otro broker ahí? prueba --port)
+serve-started = charla serve { $version } escuchando en { $address } (redis://{ $address }){ $password }{ $storage }
+serve-password-required = , con contraseña
+serve-append-only = , archivo de solo añadir en { $dir }
+serve-memory-only = , solo en memoria
+
+## charla web (las líneas de la pasarela)
+
+web-open-files = { $count } archivos abiertos
+web-open-files-error = no se puede leer o subir el límite de archivos abiertos: { $reason }
+web-open-files-unknown = límite de archivos abiertos desconocido
+web-cannot-listen = no se puede escuchar en { $address }
+web-archive = , archivo { $url }
+web-no-connection-limit = sin límite de conexiones por dirección
+web-connection-limit = como mucho { $count } conexiones por dirección
+web-started = 💬 charla web en http://{ $address }/ — broker { $broker } (modo { $mode }){ $archive }; { $limit }, { $files }; Ctrl+C para
+web-names-unverified = ⚠ los nombres no se verifican (--auth none): cualquiera que llegue a { $address } puede elegir un nombre que no esté en línea; mira --auth password|jwt|proxy
+web-stopped = charla web se detuvo
+
+## Errores en el borde del binario: el tipo en palabras, el detalle de la biblioteca entre paréntesis
+
+err-refused = no se puede llegar al broker en { $address }: la conexión fue rechazada ({ $detail })
+err-timeout = no se puede llegar al broker en { $address }: no respondió a tiempo ({ $detail })
+err-unknown-host = no se puede llegar al broker en { $address }: nombre de host desconocido ({ $detail })
+err-unreachable = no se puede llegar al broker en { $address } ({ $detail })
+err-auth = el broker en { $address } no aceptó la autenticación ({ $detail })
+err-unavailable = el broker en { $address } no puede atender peticiones por ahora ({ $detail })
+err-invalid-url = URL de broker no válida '{ $url }' ({ $detail })
+hint-default-port = nada escucha en el puerto del taller (6380): arranca un broker con `charla serve` (o `redis-server --port 6380`), o indica otro con --broker
+hint-unreachable = ¿está arrancado el broker y es correcta la dirección? (en otra computadora: IP de la LAN y cortafuegos)
+hint-auth-amqp = pon el usuario en la URL (amqp://USUARIO@host:puerto/vhost) y la contraseña en CHARLA_PASSWORD o en un archivo (--password-file)
+hint-auth = da la contraseña en CHARLA_PASSWORD o en un archivo (--password-file); en la URL (redis://:CONTRASEÑA@host:puerto) la ve cualquiera con `ps`
