@@ -1,0 +1,151 @@
+//! The built binary speaks one language at a time: every subcommand's `--help` and a failed
+//! connection, under `--lang es` and under `LANG=es_ES.UTF-8`, have no English line (and under
+//! `--lang en`, no Spanish one). Issue 18, finding 12.
+
+mod common;
+
+use common::*;
+
+const SUBCOMMANDS: [&str; 9] = [
+    "", "check", "send", "listen", "bench", "serve", "chat", "archive", "web",
+];
+
+/// Words and headings only English text has (clap's headings, the libraries' error words,
+/// the most common English function words). Compared case-sensitively, on whole lines.
+const ENGLISH: &[&str] = &[
+    "Usage",
+    "Options",
+    "Arguments",
+    "Commands",
+    "Print ",
+    "Examples",
+    "default:",
+    "possible values",
+    "[env:",
+    "the ",
+    "The ",
+    "broker at",
+    "refused",
+    "cannot",
+    "Connection",
+    " and ",
+    " with ",
+    " when ",
+    " is ",
+    " of ",
+    " to ",
+    " from ",
+    " for ",
+];
+
+/// The same for Spanish text under `--lang en`.
+const SPANISH: &[&str] = &[
+    "Uso",
+    "Opciones",
+    "Argumentos",
+    "Comandos",
+    "Mostrar",
+    "Ejemplos",
+    "por defecto",
+    "¿",
+    " el ",
+    " la ",
+    " los ",
+    " las ",
+    " del ",
+    " con ",
+    " para ",
+    " que ",
+    "conexión",
+    "rechaz",
+];
+
+/// The lines of `output` holding any of `words`, with the word.
+fn offending(output: &str, words: &[&str]) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|line| {
+            words
+                .iter()
+                .find(|w| line.contains(*w))
+                .map(|w| format!("{w:?} in: {line}"))
+        })
+        .collect()
+}
+
+fn help(lang_args: &[&str], env_lang: &str, sub: &str) -> String {
+    let mut cmd = charla("redis://127.0.0.1:1");
+    cmd.env("LANG", env_lang).args(lang_args);
+    if !sub.is_empty() {
+        cmd.arg(sub);
+    }
+    let out = run(cmd.arg("--help"), b"");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{sub} --help: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// A `charla send` to a port where nothing listens: the error line.
+fn refused(lang_args: &[&str], env_lang: &str) -> String {
+    let port = charla_testkit::free_port();
+    let mut cmd = charla(&format!("redis://127.0.0.1:{port}"));
+    cmd.env("LANG", env_lang)
+        .args(lang_args)
+        .args(["send", "--name", "Ana", "hola"]);
+    let out = run(&mut cmd, b"");
+    assert_eq!(out.status.code(), Some(1));
+    text(&out.stderr)
+}
+
+#[test]
+fn spanish_help_and_errors_have_no_english_line() {
+    for (flags, env) in [(&["--lang", "es"][..], "C.UTF-8"), (&[][..], "es_ES.UTF-8")] {
+        let mut bad = Vec::new();
+        for sub in SUBCOMMANDS {
+            let out = help(flags, env, sub);
+            assert!(out.contains("Uso: charla"), "{sub}: {out}");
+            assert!(out.contains("Opciones:"), "{sub}: {out}");
+            bad.extend(
+                offending(&out, ENGLISH)
+                    .into_iter()
+                    .map(|l| format!("{sub}: {l}")),
+            );
+        }
+        let err = refused(flags, env);
+        assert!(err.contains("la conexión fue rechazada"), "{err}");
+        bad.extend(offending(&err, ENGLISH));
+        assert!(
+            bad.is_empty(),
+            "English under {flags:?} LANG={env}:\n{}",
+            bad.join("\n")
+        );
+    }
+}
+
+#[test]
+fn english_help_and_errors_have_no_spanish_line() {
+    let mut bad = Vec::new();
+    for sub in SUBCOMMANDS {
+        let out = help(&["--lang", "en"], "es_ES.UTF-8", sub);
+        assert!(out.contains("Usage: charla"), "{sub}: {out}");
+        // The examples quote the workshop's Spanish ("Hola María!"): not a sentence of output.
+        let out = out.replace("\"Hola María!\"", "");
+        bad.extend(
+            offending(&out, SPANISH)
+                .into_iter()
+                .map(|l| format!("{sub}: {l}")),
+        );
+    }
+    let err = refused(&["--lang", "en"], "es_ES.UTF-8");
+    assert!(err.contains("the connection was refused"), "{err}");
+    bad.extend(offending(&err, SPANISH));
+    assert!(
+        bad.is_empty(),
+        "Spanish under --lang en:\n{}",
+        bad.join("\n")
+    );
+}
