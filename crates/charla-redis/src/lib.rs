@@ -3,7 +3,7 @@
 //! | mode | Redis structure (room `R`) |
 //! |---|---|
 //! | queue | list `R` — `LPUSH` by producers (the seed's `enviar_mensaje`), taken with `LMOVE`/`BLMOVE` into a per-consumer processing list, removed from it on ack ([`queue`]) |
-//! | broadcast | channel `R` — `PUBLISH` / `SUBSCRIBE` ([`pubsub`]) |
+//! | broadcast | channel `R` — `PUBLISH` / `SUBSCRIBE`, one pub/sub connection per broker for all its rooms ([`pubsub`], [`channels`]) |
 //! | routing | channel per topic — `PUBLISH` / `PSUBSCRIBE`, filtered to AMQP topic semantics ([`pubsub`]) |
 //! | stream | stream `R` — `XADD MAXLEN ~`, `XREAD` or `XREADGROUP`/`XACK`/`XAUTOCLAIM` ([`stream`]) |
 //!
@@ -20,6 +20,7 @@
 //! (`Subscriber::take_missed`), never dropped silently. Anything else is passed to the redis
 //! crate (`protocol=resp3`).
 
+mod channels;
 mod keys;
 mod pubsub;
 mod queue;
@@ -88,6 +89,8 @@ pub struct RedisBroker {
     client: redis::Client,
     conn: MultiplexedConnection,
     opts: Options,
+    /// The broadcast subscribers' one pub/sub connection (see [`channels`]).
+    channels: channels::Channels,
     /// The blocking waits of plain stream readers, shared (see [`wake`]).
     wakers: std::sync::Arc<wake::Wakers>,
     /// The server keeps an append-only file (`CONFIG GET appendonly` says yes), so what it
@@ -139,6 +142,7 @@ impl RedisBroker {
             .await;
         let survives_restart = matches!(appendonly.as_deref(), Ok([_, v]) if v == "yes");
         Ok(RedisBroker {
+            channels: channels::Channels::new(client.clone(), opts.clone()),
             wakers: std::sync::Arc::new(wake::Wakers::new(
                 client.clone(),
                 conn.clone(),
@@ -280,7 +284,8 @@ impl Broker for RedisBroker {
             Mode::Queue => Ok(Box::new(queue::QueueSubscriber::start(self, sub).await?)),
             Mode::Stream => Ok(Box::new(stream::StreamSubscriber::start(self, sub).await?)),
             Mode::Broadcast | Mode::Routing => Ok(Box::new(
-                pubsub::PubSubSubscriber::start(&self.client, &self.opts, sub).await?,
+                pubsub::PubSubSubscriber::start(&self.client, &self.channels, &self.opts, sub)
+                    .await?,
             )),
         }
     }

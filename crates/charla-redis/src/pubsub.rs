@@ -7,6 +7,8 @@
 //! published after that reaches this subscriber.
 
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use charla_core::{topic, AckTag, BrokerError, Delivery, Mode, Result, Subscriber, Subscription};
@@ -23,34 +25,54 @@ pub struct PubSubSubscriber {
     next_tag: u64,
     /// Chat messages only, or other JSON objects too (`Subscription::events`).
     decode: charla_core::Decoder,
+    /// Broadcast mode: messages the shared connection could not queue for this subscriber.
+    missed: Option<Arc<AtomicU64>>,
+    /// Broadcast mode: leaves the channel on the shared connection when dropped.
+    _leave: Option<crate::channels::Leave>,
 }
 
 impl PubSubSubscriber {
-    pub async fn start(client: &redis::Client, opts: &Options, sub: Subscription) -> Result<Self> {
+    /// Broadcast mode on the broker's shared pub/sub connection ([`crate::channels`]);
+    /// routing mode on a connection of its own (its glob is filtered per subscriber).
+    pub async fn start(
+        client: &redis::Client,
+        channels: &crate::channels::Channels,
+        opts: &Options,
+        sub: Subscription,
+    ) -> Result<Self> {
+        if sub.mode != Mode::Routing {
+            let shared = channels.subscribe(&sub.room).await?;
+            let messages = futures::stream::unfold(shared.messages, |mut rx| async move {
+                rx.recv().await.map(|m| (m, rx))
+            });
+            return Ok(PubSubSubscriber {
+                messages: Box::pin(messages),
+                pattern: None,
+                decode: sub.decoder(),
+                room: sub.room,
+                opts: opts.clone(),
+                next_tag: 0,
+                missed: Some(shared.missed),
+                _leave: Some(shared.leave),
+            });
+        }
         let mut pubsub = client
             .get_async_pubsub()
             .await
             .map_err(|e| map_err(e, &opts.address))?;
-        let pattern = if sub.mode == Mode::Routing {
-            pubsub
-                .psubscribe(topic::to_redis_glob(&sub.room))
-                .await
-                .map_err(|e| map_err(e, &opts.address))?;
-            Some(sub.room.clone())
-        } else {
-            pubsub
-                .subscribe(&sub.room)
-                .await
-                .map_err(|e| map_err(e, &opts.address))?;
-            None
-        };
+        pubsub
+            .psubscribe(topic::to_redis_glob(&sub.room))
+            .await
+            .map_err(|e| map_err(e, &opts.address))?;
         Ok(PubSubSubscriber {
             messages: Box::pin(pubsub.into_on_message()),
-            pattern,
+            pattern: Some(sub.room.clone()),
             decode: sub.decoder(),
             room: sub.room,
             opts: opts.clone(),
             next_tag: 0,
+            missed: None,
+            _leave: None,
         })
     }
 }
@@ -93,6 +115,12 @@ impl Subscriber for PubSubSubscriber {
                 }
             }
         }
+    }
+
+    fn take_missed(&mut self) -> u64 {
+        self.missed
+            .as_ref()
+            .map_or(0, |m| m.swap(0, std::sync::atomic::Ordering::Relaxed))
     }
 
     // Pub/sub keeps nothing: there is nothing to acknowledge or give back.
