@@ -510,3 +510,56 @@ fn foreign_origins_and_hosts_are_refused() {
         assert_eq!(code, 200, "Host: {served}: {answer}");
     }
 }
+
+/// A request whose headers arrive but whose body trickles (or never comes) is answered 408
+/// at the header deadline and closed, and one announcing a body larger than any post 413:
+/// neither holds a connection, or reads without end.
+#[test]
+fn a_slow_or_oversized_request_body_is_cut_off() {
+    let server = broker();
+    let a = Gateway::start(&server.url(), &["--header-timeout", "2"]);
+    let mut tcp = TcpStream::connect(("127.0.0.1", a.port)).expect("connect");
+    tcp.set_read_timeout(Some(LONG)).expect("timeout");
+    let room = unique_name("slow");
+    write!(
+        tcp,
+        "POST /api/rooms/{room}/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"usuario\""
+    )
+    .expect("head");
+    let started = Instant::now();
+    // A byte a second: the body never completes within the deadline.
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        let _ = tcp.write_all(b" ");
+        tcp.set_read_timeout(Some(Duration::from_secs(1)))
+            .expect("timeout");
+        match tcp.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) => answer.push(byte[0]),
+            Err(_) if started.elapsed() < LONG => continue,
+            Err(e) => panic!("no answer to a trickled body in {LONG:?}: {e}"),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "cut off after {:?}",
+        started.elapsed()
+    );
+
+    let big = format!(
+        r#"{{"usuario":"Ana","mensaje":"{}"}}"#,
+        "x".repeat(1024 * 1024)
+    );
+    let (code, body) = common::web::http(
+        a.port,
+        "POST",
+        &format!("/api/rooms/{room}/messages"),
+        Some(&big),
+    )
+    .expect("answered");
+    assert_eq!(code, 413, "{body}");
+}
