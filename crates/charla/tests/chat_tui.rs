@@ -345,3 +345,60 @@ fn stderr_is_back_once_the_screen_is_gone() {
     let log = std::fs::read_to_string(&log).expect("log file");
     assert!(log.contains("WARN lost the broker"), "{log}");
 }
+
+/// Issue 18, finding 9: a message whose name a web gateway proved (`--auth jwt`, so
+/// `verificado`) is shown with a mark beside the name; an unproved one ("Eve", through a gateway
+/// without authentication) is not.
+#[test]
+fn a_name_proved_by_the_web_gateway_is_marked() {
+    let Some(tmux) = Tmux::new() else { return };
+    let server = RedisServer::start_charla(std::path::Path::new(env!("CARGO_BIN_EXE_charla")), &[]);
+    let url = server.url();
+    let room = unique_name("mark");
+    let secret: &[u8] = b"the workshop's secret, long enough";
+    let secret_file = common::sandbox().join(unique_name("jwt-secret"));
+    std::fs::write(&secret_file, secret).expect("secret file");
+    let proving = common::web::Gateway::start(
+        &url,
+        &[
+            "--auth",
+            "jwt",
+            "--jwt-secret-file",
+            &secret_file.to_string_lossy(),
+        ],
+    );
+    let open = common::web::Gateway::start(&url, &[]);
+    tmux.chat(&url, "Ana", &room);
+    tmux.expect("Ana", "you are Ana", LONG);
+
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": "Vic"}),
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .expect("token");
+    let body = serde_json::json!({"mensaje": "soy Vic de verdad"}).to_string();
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", proving.port)).expect("connect");
+    use std::io::{Read, Write};
+    write!(
+        tcp,
+        "POST /api/rooms/{room}/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("post");
+    let mut answer = String::new();
+    let _ = tcp.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let (code, answer) = open.post(&room, "Eve", "no estoy verificada");
+    assert_eq!(code, 201, "{answer}");
+
+    tmux.expect("Ana", "Vic ✓: soy Vic de verdad", LONG);
+    tmux.expect("Ana", "Eve: no estoy verificada", LONG);
+    assert!(
+        !tmux.screen("Ana").contains("Eve ✓"),
+        "{}",
+        tmux.screen("Ana")
+    );
+}
