@@ -610,3 +610,61 @@ fn proxy_mode_believes_the_user_header_only_from_the_trusted_proxy() {
     assert_eq!(upgrade_from(ME, a.port, &path, "").0, 403, "no user header");
     assert_eq!(upgrade_from(ME, a.port, &path, user).0, 101);
 }
+
+/// Finding 9 in a real browser (compat/web/auth.mjs, headless Chromium): the login box under
+/// `--auth password` (a wrong password asked again with the reason), the token's name and the
+/// verified mark under `--auth jwt`, and the notice on a gateway listening on the network.
+#[test]
+fn the_page_logs_in_marks_verified_names_and_warns_on_a_lan() {
+    let web_dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../compat/web");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let has_node = std::process::Command::new("node")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_node
+        || !std::path::Path::new(&chromium).exists()
+        || !web_dir.join("node_modules/playwright-core").is_dir()
+    {
+        charla_testkit::service_missing(
+            "node, Debian's chromium and compat/web's playwright-core (apt-get install chromium; cd compat/web && npm ci)",
+        );
+        return;
+    }
+    let server = broker();
+    let passwords = file("passwords", b"secreto\n");
+    let pw = Gateway::start(
+        &server.url(),
+        &["--auth", "password", "--auth-password-file", &passwords],
+    );
+    let secret = file("secret", SECRET);
+    let jwt = Gateway::start(
+        &server.url(),
+        &["--auth", "jwt", "--jwt-secret-file", &secret],
+    );
+    let lan = Gateway::start_on(&server.url(), "0.0.0.0", &[]);
+    let room = unique_name("browser-auth");
+    let token = hs256(
+        serde_json::json!({"sub": "Vic", "exp": now() + 600}),
+        SECRET,
+    );
+    let mut cmd = std::process::Command::new("node");
+    cmd.current_dir(&web_dir)
+        .arg("auth.mjs")
+        .arg(format!("http://127.0.0.1:{}", pw.port))
+        .arg("secreto")
+        .arg(format!("http://127.0.0.1:{}", jwt.port))
+        .arg(&token)
+        .arg(format!("http://127.0.0.1:{}", lan.port))
+        .arg(&room)
+        .env("CHROMIUM", &chromium);
+    let out = common::run(&mut cmd, b"");
+    let stdout = common::text(&out.stdout);
+    let stderr = common::text(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the browser test failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("OK:"), "{stdout}\n{stderr}");
+}
