@@ -46,7 +46,7 @@ pub const MAX_PAGE: usize = 1000;
 
 /// How far back `before=ID` looks for the message without an archive (pages go by
 /// `cursor`, which costs one read).
-const BEFORE_SCAN: usize = 2_000;
+const BEFORE_SCAN: usize = 1_000;
 
 /// Messages read at a time while looking for `before=ID`.
 const SCAN_PAGE: usize = 500;
