@@ -17,7 +17,8 @@ const browser = await chromium.launch({
 const fail = async (why) => { console.error("FAIL: " + why); await browser.close(); process.exit(1); };
 try {
   const open = async (url, name) => {
-    const page = await browser.newPage({ viewport: { width: 1000, height: 640 } });
+    // A Spanish-speaking browser (Accept-Language: es-ES): the page answers in Spanish.
+    const page = await browser.newPage({ viewport: { width: 1000, height: 640 }, locale: "es-ES" });
     page.on("pageerror", (e) => console.error(`[${name}] page error: ${e.message}`));
     page.on("dialog", async (d) => { console.error(`[${name}] dialog: ${d.message()}`); await d.dismiss(); });
     await page.goto(`${url}/?room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}`);

@@ -10,6 +10,37 @@ const state = { ws: null, room: null, name: null, online: new Set(), retry: 500,
 // The credential on API requests, where the gateway asks for one.
 function authHeaders() { return state.token ? { Authorization: "Bearer " + state.token } : {}; }
 
+// The page's strings (charla-i18n's page-… messages), handed over by the gateway in the
+// page's language; "{$name}" in one is filled in by t().
+const i18n = { lang: "en", strings: {} };
+function t(id, args = {}) {
+  let text = i18n.strings[id] || id;
+  for (const [k, v] of Object.entries(args)) text = text.split("{$" + k + "}").join(String(v));
+  return text;
+}
+
+// Put the strings of `data` ({lang, strings}) into the page: text, placeholders, titles.
+function applyStrings(data) {
+  i18n.lang = data.lang;
+  i18n.strings = data.strings;
+  document.documentElement.lang = data.lang;
+  $("lang").value = data.lang;
+  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const el of document.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
+  for (const el of document.querySelectorAll("[data-i18n-title]")) { el.title = t(el.dataset.i18nTitle); el.setAttribute("aria-label", el.title); }
+  if (state.up !== undefined) showStatus();
+}
+
+// Another language, chosen on the page: its strings from the gateway, remembered.
+async function switchLang(lang) {
+  localStorage.setItem("charla.lang", lang);
+  if (lang === i18n.lang) return;
+  try {
+    const r = await fetch("i18n.json?lang=" + encodeURIComponent(lang));
+    if (r.ok) applyStrings(await r.json());
+  } catch (_) { /* stays in the language it has */ }
+}
+
 function params() {
   const p = new URLSearchParams(location.search);
   return { room: p.get("room") || localStorage.getItem("charla.room") || "general", name: p.get("name") || localStorage.getItem("charla.name") };
@@ -31,7 +62,7 @@ function messageLine(m) {
   // A name the gateway verified (--auth jwt|proxy) gets a mark no name can contain.
   const who = m.verificado ? [["who", m.usuario], ["verified", "✓"], ["colon", ":"]] : [["who", m.usuario + ":"]];
   const li = line("message", [["time", m.hora || ""], ...who, ["text", m.mensaje]]);
-  if (m.verificado) li.querySelector(".verified").title = "verificado";
+  if (m.verificado) li.querySelector(".verified").title = t("page-verified");
   li.dataset.id = m.id;
   return li;
 }
@@ -66,7 +97,7 @@ function renderOnline() {
 
 async function refreshRooms() {
   try {
-    const r = await fetch("/api/rooms", { headers: authHeaders() });
+    const r = await fetch("api/rooms", { headers: authHeaders() });
     if (!r.ok) return;
     const { rooms } = await r.json();
     const ul = $("rooms");
@@ -87,18 +118,31 @@ async function refreshRooms() {
   } catch (_) { /* the status line already says the gateway is away */ }
 }
 
-function setStatus(text, up) {
-  const s = $("status");
-  s.textContent = text;
-  s.classList.toggle("down", !up);
+// The status line: a catalogue id (so a language switch redraws it) and, for the curious,
+// the gateway's technical detail as the line's tooltip, never mixed into its words.
+function setStatus(id, up, detail = "") {
+  state.statusId = id;
+  state.up = up;
+  state.detail = detail;
+  showStatus();
 }
+function showStatus() {
+  const s = $("status");
+  s.textContent = state.statusId ? t(state.statusId) : state.statusText || "";
+  s.title = state.detail || "";
+  s.classList.toggle("down", !state.up);
+}
+// A status line in words that are already the page's (a refusal's reason).
+function setStatusText(text, up) { state.statusId = null; state.statusText = text; state.up = up; state.detail = ""; showStatus(); }
 
 function connect() {
   if (state.ws) { state.ws.onclose = null; state.ws.close(); }
-  const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  const query = "/ws?room=" + encodeURIComponent(state.room) + "&name=" + encodeURIComponent(state.name) +
+  // Relative to the page, so the page works under a reverse proxy's path prefix too.
+  const query = "ws?room=" + encodeURIComponent(state.room) + "&name=" + encodeURIComponent(state.name) +
     (state.token ? "&token=" + encodeURIComponent(state.token) : "");
-  const ws = new WebSocket(proto + "//" + location.host + query);
+  const address = new URL(query, location.href);
+  address.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(address);
   state.greeted = false;
   state.ws = ws;
   ws.onopen = () => { state.retry = 500; };
@@ -110,31 +154,34 @@ function connect() {
         state.greeted = true;
         // A proved name (a token's sub, the proxy's user) is the name, whatever was typed.
         if (f.verified && f.name !== state.name) { state.name = f.name; $("name").value = f.name; }
-        if (f.unverified_names) notice("⚠ Los nombres no están verificados: cualquiera en la red puede usar un nombre que no esté en línea.", "error");
-        $("older").hidden = !f.history;
+        if (f.unverified_names) notice(t("page-unverified"), "error");
+        // Shown once the gateway says there is something older (see probeOlder).
+        state.canOlder = !!f.history;
+        $("older").hidden = true;
         $("search-box").hidden = !f.archive;
         break;
       case "history":
         for (const m of f.messages) addMessage(m);
         state.oldest = f.messages.length ? f.messages[0].id : state.oldest;
         scrollDown();
+        if (state.canOlder && f.messages.length) probeOlder();
         break;
       case "message": addMessage(f.message); break;
       case "online": state.online = new Set(f.names); renderOnline(); refreshRooms(); break;
       case "presence":
-        if (f.event === "join") { state.online.add(f.name); notice("→ " + f.name + " entró"); }
-        else { state.online.delete(f.name); notice("← " + f.name + " salió"); }
+        if (f.event === "join") { state.online.add(f.name); notice(t("page-joined", { name: f.name })); }
+        else { state.online.delete(f.name); notice(t("page-left", { name: f.name })); }
         renderOnline();
         refreshRooms();
         break;
-      case "status": setStatus(f.connected ? "conectado" : "reconectando con el broker… (" + f.detail + ")", f.connected); break;
+      case "status": setStatus(f.connected ? "page-connected" : "page-broker-away", f.connected, f.detail || ""); break;
       case "error": notice("⚠ " + f.error, "error"); break;
     }
   };
   ws.onclose = (ev) => {
     if (state.ws !== ws) return;
     if (!state.greeted) { refused(query); return; }
-    setStatus("desconectado" + (ev.reason ? ": " + ev.reason : "") + "; reintentando…", false);
+    setStatus("page-disconnected", false, ev.reason || "");
     setTimeout(connect, state.retry);
     state.retry = Math.min(state.retry * 2, 5000);
   };
@@ -151,8 +198,13 @@ async function refused(query) {
     why = (await r.text()).trim();
   } catch (_) { /* the gateway is away: retried below */ }
   if (status === 401) { askToken(why); return; }
-  if (status === 400 || status === 403) { setStatus("⚠ " + why, false); notice("⚠ " + why, "error"); return; }
-  setStatus("desconectado; reintentando…", false);
+  if (status === 400 || status === 403) {
+    const said = t("page-refused", { reason: why });
+    setStatusText(said, false);
+    notice(said, "error");
+    return;
+  }
+  setStatus("page-disconnected", false);
   setTimeout(connect, state.retry);
   state.retry = Math.min(state.retry * 2, 5000);
 }
@@ -164,7 +216,7 @@ function askToken(why) {
 }
 
 function join(room) {
-  if (!/^[A-Za-z0-9._\-]{1,64}$/.test(room)) { notice("⚠ sala no válida: usa letras, dígitos, '.', '_' o '-'", "error"); return; }
+  if (!/^[A-Za-z0-9._\-]{1,64}$/.test(room)) { notice(t("page-bad-room"), "error"); return; }
   state.room = room;
   state.online = new Set();
   state.seen = new Set();
@@ -179,10 +231,25 @@ function join(room) {
   refreshRooms();
 }
 
+function olderUrl(limit) {
+  return "api/rooms/" + encodeURIComponent(state.room) + "/messages?limit=" + limit + "&before=" + encodeURIComponent(state.oldest);
+}
+
+// "Older messages" only when there is one: ask for a single message before the oldest shown.
+async function probeOlder() {
+  const room = state.room;
+  try {
+    const r = await fetch(olderUrl(1), { headers: authHeaders() });
+    if (!r.ok || room !== state.room) return;
+    const { messages } = await r.json();
+    $("older").hidden = !messages.length;
+  } catch (_) { /* no button: nothing known to be older */ }
+}
+
 async function older() {
   if (!state.oldest) return;
-  const r = await fetch("/api/rooms/" + encodeURIComponent(state.room) + "/messages?limit=50&before=" + encodeURIComponent(state.oldest), { headers: authHeaders() });
-  if (!r.ok) { notice("⚠ no hay mensajes anteriores", "error"); return; }
+  const r = await fetch(olderUrl(50), { headers: authHeaders() });
+  if (!r.ok) { notice(t("page-no-older"), "error"); return; }
   const { messages } = await r.json();
   if (!messages.length) { $("older").hidden = true; return; }
   const list = $("messages");
@@ -193,19 +260,31 @@ async function older() {
     list.insertBefore(messageLine(m), first);
   }
   state.oldest = messages[0].id;
+  if (messages.length < 50) $("older").hidden = true;
 }
 
 async function search(q) {
   const list = $("results");
   list.replaceChildren();
-  const r = await fetch("/api/rooms/" + encodeURIComponent(state.room) + "/messages?limit=50&q=" + encodeURIComponent(q), { headers: authHeaders() });
+  const r = await fetch("api/rooms/" + encodeURIComponent(state.room) + "/messages?limit=50&q=" + encodeURIComponent(q), { headers: authHeaders() });
   const body = await r.json().catch(() => ({}));
   if (!r.ok) { list.appendChild(line("error", [["", "⚠ " + (body.error || r.status)]])); return; }
-  if (!body.messages.length) { list.appendChild(line("notice", [["", "sin resultados"]])); return; }
+  if (!body.messages.length) { list.appendChild(line("notice", [["", t("page-no-results")]])); return; }
   for (const m of body.messages) list.appendChild(messageLine(m));
 }
 
+// Why the gateway would refuse this name, in the page's words (it answers in its own).
+function nameProblem(name) {
+  const chars = [...name];
+  if (chars.length < 1 || chars.length > 32) return t("page-name-length");
+  const hidden = chars.find((c) => /[\p{Cc}\u200B-\u200F\u202A-\u202E\u2060-\u2069\uFEFF\u061C]/u.test(c));
+  if (hidden) return t("page-name-hidden", { code: "U+" + hidden.codePointAt(0).toString(16).toUpperCase().padStart(4, "0") });
+  return "";
+}
+
 function start(name) {
+  const problem = nameProblem(name);
+  if (problem) { setStatusText(problem, false); notice(problem, "error"); return; }
   state.name = name;
   localStorage.setItem("charla.name", name);
   $("name").value = name;
@@ -213,6 +292,16 @@ function start(name) {
 }
 
 window.addEventListener("DOMContentLoaded", () => {
+  try { applyStrings(JSON.parse($("i18n").textContent)); } catch (_) { /* the HTML has its texts already */ }
+  const remembered = localStorage.getItem("charla.lang");
+  if (remembered && remembered !== i18n.lang) switchLang(remembered);
+  $("lang").addEventListener("change", () => switchLang($("lang").value));
+  // A narrow screen: the side panel (rooms, who is online) slides over the chat.
+  $("menu").addEventListener("click", () => {
+    const open = document.body.classList.toggle("side-open");
+    $("menu").setAttribute("aria-expanded", String(open));
+  });
+  $("rooms").addEventListener("click", () => document.body.classList.remove("side-open"));
   $("send-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const text = $("text").value;

@@ -120,6 +120,7 @@ pub fn router(hub: Arc<Hub>, guard: Arc<guard::Guard>) -> Router {
         .route("/", get(assets::index))
         .route("/app.js", get(assets::script))
         .route("/style.css", get(assets::style))
+        .route("/i18n.json", get(assets::page_strings))
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(api::health))
         .route("/api/rooms", get(api::rooms))

@@ -62,3 +62,55 @@ fn two_pages_on_two_gateways_and_no_script_injection() {
     );
     assert!(stdout.contains("OK:"), "{stdout}\n{stderr}");
 }
+
+/// The page on a 360 px phone and a 1280 px desktop, in Spanish and English by the browser's
+/// Accept-Language (compat/web/screens.mjs): no text of the other language, nothing wider
+/// than the screen, the message field and Send visible, the side panel behind its button, the
+/// language switch remembered, a refused name said with its reason, "older messages" only
+/// when there is something older. Screenshots in target/page-screens/ (issue 18, finding 12).
+#[test]
+fn the_page_speaks_the_browsers_language_on_a_phone_and_a_desktop() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let has_node = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_node
+        || !PathBuf::from(&chromium).exists()
+        || !web_dir().join("node_modules/playwright-core").is_dir()
+    {
+        service_missing(
+            "node, Debian's chromium and compat/web's playwright-core (apt-get install chromium; cd compat/web && npm ci)",
+        );
+        return;
+    }
+    let server = RedisServer::start_charla(std::path::Path::new(env!("CARGO_BIN_EXE_charla")), &[]);
+    let gateway = Gateway::start(&server.url(), &[]);
+    let room = unique_name("screens");
+    for (name, text) in [
+        ("Beto", "hola a todos"),
+        ("Eva", "hola, ¿qué tal?"),
+        ("Beto", "bien"),
+    ] {
+        let (status, body) = gateway.post(&room, name, text);
+        assert!((200..300).contains(&status), "{status} {body}");
+    }
+    let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/page-screens");
+    std::fs::create_dir_all(&out_dir).expect("target/page-screens");
+    let mut cmd = Command::new("node");
+    cmd.current_dir(web_dir())
+        .arg("screens.mjs")
+        .arg(format!("http://127.0.0.1:{}", gateway.port))
+        .arg(&room)
+        .arg(&out_dir)
+        .env("CHROMIUM", &chromium);
+    let out = common::run(&mut cmd, b"");
+    let stdout = common::text(&out.stdout);
+    let stderr = common::text(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("OK"),
+        "the page test failed:\n{stdout}\n{stderr}\n{}",
+        gateway.log_text()
+    );
+}

@@ -322,3 +322,35 @@ hint-default-port = nothing listens on the workshop port (6380): start a broker 
 hint-unreachable = is the broker running and the address right? (on another computer: its LAN IP, and the firewall)
 hint-auth-amqp = put the user in the URL (amqp://USER@host:port/vhost) and the password in CHARLA_PASSWORD or a file (--password-file)
 hint-auth = give the password in CHARLA_PASSWORD or a file (--password-file); in the URL (redis://:PASSWORD@host:port) anyone can see it with `ps`
+
+## The web page (page-…: served to the page as they are, { $name } filled in by its script)
+
+page-menu = ☰ Rooms
+page-language = Language
+page-rooms = Rooms
+page-new-room = new room
+page-room-rule = letters, digits, '.', '_' or '-'
+page-enter = Enter
+page-online = Online
+page-search-title = Search the archive
+page-words = words
+page-search = Search
+page-older = Older messages
+page-your-name = your name
+page-write = write a message…
+page-send = Send
+page-ask-name = What is your name?
+page-token = Password or token
+page-verified = verified
+page-unverified = ⚠ Names are not verified: anyone on the network may use a name that is not online.
+page-joined = → { $name } joined
+page-left = ← { $name } left
+page-connected = connected
+page-broker-away = reconnecting to the broker…
+page-disconnected = disconnected; retrying…
+page-bad-room = ⚠ invalid room: use letters, digits, '.', '_' or '-'
+page-no-older = ⚠ no older messages
+page-no-results = no results
+page-name-length = ⚠ a name has 1 to 32 characters
+page-name-hidden = ⚠ the name has an invisible or direction-changing character ({ $code }): remove it
+page-refused = ⚠ the gateway refused to join: { $reason }

@@ -327,3 +327,35 @@ hint-default-port = nada escucha en el puerto del taller (6380): arranca un brok
 hint-unreachable = ¿está arrancado el broker y es correcta la dirección? (en otra computadora: IP de la LAN y cortafuegos)
 hint-auth-amqp = pon el usuario en la URL (amqp://USUARIO@host:puerto/vhost) y la contraseña en CHARLA_PASSWORD o en un archivo (--password-file)
 hint-auth = da la contraseña en CHARLA_PASSWORD o en un archivo (--password-file); en la URL (redis://:CONTRASEÑA@host:puerto) la ve cualquiera con `ps`
+
+## La página web (page-…: se sirven tal cual a la página; su script rellena { $name })
+
+page-menu = ☰ Salas
+page-language = Idioma
+page-rooms = Salas
+page-new-room = nueva sala
+page-room-rule = letras, dígitos, '.', '_' o '-'
+page-enter = Entrar
+page-online = En línea
+page-search-title = Buscar en el archivo
+page-words = palabras
+page-search = Buscar
+page-older = Mensajes anteriores
+page-your-name = tu nombre
+page-write = escribe un mensaje…
+page-send = Enviar
+page-ask-name = ¿Cómo te llamas?
+page-token = Contraseña o token
+page-verified = verificado
+page-unverified = ⚠ Los nombres no están verificados: cualquiera en la red puede usar un nombre que no esté en línea.
+page-joined = → { $name } entró
+page-left = ← { $name } salió
+page-connected = conectado
+page-broker-away = reconectando con el broker…
+page-disconnected = desconectado; reintentando…
+page-bad-room = ⚠ sala no válida: usa letras, dígitos, '.', '_' o '-'
+page-no-older = ⚠ no hay mensajes anteriores
+page-no-results = sin resultados
+page-name-length = ⚠ un nombre tiene de 1 a 32 caracteres
+page-name-hidden = ⚠ el nombre lleva un carácter invisible o que cambia la dirección del texto ({ $code }): quítalo
+page-refused = ⚠ la pasarela no dejó entrar: { $reason }
