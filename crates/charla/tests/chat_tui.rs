@@ -402,3 +402,45 @@ fn a_name_proved_by_the_web_gateway_is_marked() {
         tmux.screen("Ana")
     );
 }
+
+/// `charla chat --lang es`: the panels, the greeting, a join, /help and a command missing its
+/// argument are Spanish, and none of the English ones shows (issue 18, finding 12).
+#[test]
+fn the_chat_speaks_spanish_with_lang_es() {
+    let Some(tmux) = Tmux::new() else { return };
+    let server = RedisServer::start_charla(std::path::Path::new(env!("CARGO_BIN_EXE_charla")), &[]);
+    let room = unique_name("tui-es");
+    let log = common::sandbox().join("chat-Sol.log");
+    // The flag goes after the window's own arguments (clap takes it anywhere).
+    tmux.chat_with(
+        &server.url(),
+        "Sol",
+        &room,
+        &format!("--lang es 2>>{}", log.display()),
+    );
+    tmux.expect("Sol", "eres Sol", LONG);
+    tmux.expect("Sol", " salas ", LONG);
+    tmux.expect("Sol", " en línea (1) ", LONG);
+    tmux.chat(&server.url(), "Teo", &room);
+    tmux.expect("Sol", "→ Teo entró", LONG);
+    tmux.keys("Sol", "/sala");
+    tmux.expect("Sol", "/sala necesita una sala", LONG);
+    tmux.keys("Sol", "/ayuda");
+    tmux.expect("Sol", "cambiar tu nombre", LONG);
+    let screen = tmux.screen("Sol");
+    for english in [
+        " rooms ",
+        " online ",
+        "you are",
+        "joined",
+        "needs a",
+        "change your name",
+    ] {
+        assert!(
+            !screen.contains(english),
+            "{english:?} on the Spanish screen:\n{screen}"
+        );
+    }
+    tmux.keys("Sol", "/salir");
+    tmux.keys("Teo", "/quit");
+}
