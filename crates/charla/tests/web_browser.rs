@@ -86,7 +86,8 @@ fn the_page_speaks_the_browsers_language_on_a_phone_and_a_desktop() {
         return;
     }
     let server = RedisServer::start_charla(std::path::Path::new(env!("CARGO_BIN_EXE_charla")), &[]);
-    let gateway = Gateway::start(&server.url(), &[]);
+    // Two messages shown on joining, of three: the page has one older to offer.
+    let gateway = Gateway::start(&server.url(), &["--history", "2"]);
     let room = unique_name("screens");
     for (name, text) in [
         ("Beto", "hola a todos"),
