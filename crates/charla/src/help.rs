@@ -49,6 +49,44 @@ pub fn command(lang: Lang) -> Command {
     localize(cmd, lang, "charla")
 }
 
+/// A command line clap refused (or `--help`, `--version`, which clap reports the same way):
+/// printed and the process ended, in `lang`. clap's own messages are English; in Spanish the
+/// common kinds are said from the catalogue with the offending argument, exit code 2.
+pub fn exit_on(e: clap::Error, lang: Lang) -> ! {
+    use clap::error::{ContextKind, ErrorKind};
+    let shown = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if shown || lang == Lang::En {
+        e.exit()
+    }
+    let get = |kind: ContextKind| e.get(kind).map(|v| v.to_string()).unwrap_or_default();
+    let arg = get(ContextKind::InvalidArg);
+    let id = match e.kind() {
+        ErrorKind::UnknownArgument => "usage-unknown-argument",
+        ErrorKind::InvalidSubcommand => "usage-unknown-command",
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => "usage-invalid-value",
+        ErrorKind::MissingRequiredArgument => "usage-missing",
+        ErrorKind::ArgumentConflict => "usage-conflict",
+        ErrorKind::NoEquals | ErrorKind::TooManyValues | ErrorKind::TooFewValues => {
+            "usage-wrong-values"
+        }
+        _ => "usage-other",
+    };
+    let args: [(&str, &dyn std::fmt::Display); 4] = [
+        ("arg", &arg),
+        ("value", &get(ContextKind::InvalidValue)),
+        ("command", &get(ContextKind::InvalidSubcommand)),
+        ("other", &get(ContextKind::PriorArg)),
+    ];
+    eprintln!("❌ {}", lang.tr(id, &args));
+    eprintln!("{}", lang.tr("usage-more", &[]));
+    std::process::exit(2)
+}
+
 /// The catalogue id of an argument of command `path`: its own (`arg-send-name`) or, for the
 /// global and shared ones, the common one (`arg-broker`).
 pub fn arg_keys(path: &str, arg: &Arg) -> [String; 2] {

@@ -30,7 +30,7 @@ fn main() -> std::process::ExitCode {
         .and_then(|m| Cli::from_arg_matches(&m))
     {
         Ok(cli) => cli,
-        Err(e) => e.exit(),
+        Err(e) => help::exit_on(e, lang),
     };
     // `charla chat` sends its log lines to a file while its screen is up (cmd/chat.rs): no
     // colour codes in them.

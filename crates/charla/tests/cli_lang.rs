@@ -1,5 +1,5 @@
-//! The built binary speaks one language at a time: every subcommand's `--help` and a failed
-//! connection, under `--lang es` and under `LANG=es_ES.UTF-8`, have no English line (and under
+//! The built binary speaks one language at a time: every subcommand's `--help`, a failed
+//! connection and a refused command line, under `--lang es` and under `LANG=es_ES.UTF-8`, have no English line (and under
 //! `--lang en`, no Spanish one). Issue 18, finding 12.
 
 mod common;
@@ -117,6 +117,19 @@ fn spanish_help_and_errors_have_no_english_line() {
         }
         let err = refused(flags, env);
         assert!(err.contains("la conexión fue rechazada"), "{err}");
+        bad.extend(offending(&err, ENGLISH));
+        // A command line clap refuses: clap's own words are English.
+        let mut cmd = charla("redis://127.0.0.1:1");
+        cmd.env("LANG", env)
+            .args(flags)
+            .args(["send", "--no-such-flag"]);
+        let out = run(&mut cmd, b"");
+        assert_eq!(out.status.code(), Some(2));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("argumento inesperado '--no-such-flag'"),
+            "{err}"
+        );
         bad.extend(offending(&err, ENGLISH));
         assert!(
             bad.is_empty(),

@@ -354,3 +354,26 @@ page-no-results = no results
 page-name-length = ⚠ a name has 1 to 32 characters
 page-name-hidden = ⚠ the name has an invisible or direction-changing character ({ $code }): remove it
 page-refused = ⚠ the gateway refused to join: { $reason }
+
+## charla bench
+
+bench-header = charla bench: { $backend } { $mode }, { $messages } messages of { $size } B, { $producers } producer(s), { $consumers } consumer(s), batch { $batch }, prefetch { $prefetch }, window { $window }
+bench-open-loop = {"  "}open loop   { $target } msg/s due, { $sent } msg/s sent (latency from when each was due)
+bench-throughput = {"  "}throughput  { $rate } msg/s   ({ $received } delivered in { $secs } s)
+bench-latency = {"  "}latency µs  p50 { $p50 }   p90 { $p90 }   p99 { $p99 }   p99.9 { $p999 }   max { $max }
+bench-room-left = ℹ️  bench leaves the room you named as it is: { $room } (what bench sent to it in stream mode stays there)
+bench-room-not-removed = ⚠️  could not remove the bench room { $room }: { $reason }
+bench-kafka-left = ℹ️  bench deletes no Kafka topic (a deletion is cluster-wide, and tansu 0.6 deletes every topic when asked to delete one); it leaves: { $topics }
+    {"   "}to remove them on Apache Kafka (not on tansu):
+bench-bad-duration = --duration "{ $text }": expected a time like 10s, 1m, 500ms or seconds
+
+## Command lines clap refuses (English uses clap's own messages; these are its Spanish twins)
+
+usage-unknown-argument = unexpected argument '{ $arg }'
+usage-unknown-command = unrecognized subcommand '{ $command }'
+usage-invalid-value = invalid value '{ $value }' for '{ $arg }'
+usage-missing = a required argument is missing: { $arg }
+usage-conflict = '{ $arg }' cannot be used with '{ $other }'
+usage-wrong-values = wrong number of values for '{ $arg }'
+usage-other = the command line is not valid
+usage-more = For more information, try '--help'.

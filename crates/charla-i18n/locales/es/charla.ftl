@@ -359,3 +359,26 @@ page-no-results = sin resultados
 page-name-length = ⚠ un nombre tiene de 1 a 32 caracteres
 page-name-hidden = ⚠ el nombre lleva un carácter invisible o que cambia la dirección del texto ({ $code }): quítalo
 page-refused = ⚠ la pasarela no dejó entrar: { $reason }
+
+## charla bench
+
+bench-header = charla bench: { $backend } { $mode }, { $messages } mensajes de { $size } B, { $producers } productor(es), { $consumers } consumidor(es), lote { $batch }, prefetch { $prefetch }, ventana { $window }
+bench-open-loop = {"  "}lazo abierto { $target } msj/s previstos, { $sent } msj/s enviados (latencia desde que a cada uno le tocaba salir)
+bench-throughput = {"  "}rendimiento { $rate } msj/s   ({ $received } entregados en { $secs } s)
+bench-latency = {"  "}latencia µs p50 { $p50 }   p90 { $p90 }   p99 { $p99 }   p99.9 { $p999 }   máx { $max }
+bench-room-left = ℹ️  bench deja la sala que indicaste como está: { $room } (lo que bench le envió en modo stream se queda ahí)
+bench-room-not-removed = ⚠️  no se pudo borrar la sala de bench { $room }: { $reason }
+bench-kafka-left = ℹ️  bench no borra temas de Kafka (un borrado afecta a todo el clúster, y tansu 0.6 borra todos los temas cuando se le pide borrar uno); deja: { $topics }
+    {"   "}para borrarlos en Apache Kafka (no en tansu):
+bench-bad-duration = --duration "{ $text }": se esperaba un tiempo como 10s, 1m, 500ms o segundos
+
+## Líneas de comandos que clap rechaza (en inglés, los mensajes del propio clap)
+
+usage-unknown-argument = argumento inesperado '{ $arg }'
+usage-unknown-command = comando desconocido '{ $command }'
+usage-invalid-value = valor no válido '{ $value }' para '{ $arg }'
+usage-missing = falta un argumento obligatorio: { $arg }
+usage-conflict = '{ $arg }' no se puede usar con '{ $other }'
+usage-wrong-values = cantidad de valores incorrecta para '{ $arg }'
+usage-other = la línea de comandos no es válida
+usage-more = Para más información, prueba '--help'.

@@ -94,9 +94,8 @@ pub async fn run(settings: &Settings, mut args: BenchArgs) -> Result<ExitCode> {
     if let Some(rate) = args.rate {
         anyhow::ensure!(rate > 0, "--rate must be at least 1 message per second");
         if let Some(text) = &args.duration {
-            let duration = charla_core::parse_age(text).with_context(|| {
-                format!("--duration {text:?}: expected a time like 10s, 1m, 500ms or seconds")
-            })?;
+            let duration = charla_core::parse_age(text)
+                .with_context(|| settings.lang.tr("bench-bad-duration", &[("text", &text)]))?;
             args.messages = (rate as f64 * duration.as_secs_f64()).round() as u64;
         }
     }
@@ -319,26 +318,52 @@ pub async fn run(settings: &Settings, mut args: BenchArgs) -> Result<ExitCode> {
             })
         );
     } else {
+        let lang = settings.lang;
         println!(
-            "charla bench: {} {mode}, {} messages of {} B, {} producer(s), {} consumer(s), batch {}, prefetch {}, window {}",
-            admin.backend(), args.messages, args.size, args.producers, args.consumers, args.batch, args.prefetch, args.window
+            "{}",
+            lang.tr(
+                "bench-header",
+                &[
+                    ("backend", &admin.backend()),
+                    ("mode", &mode),
+                    ("messages", &args.messages),
+                    ("size", &args.size),
+                    ("producers", &args.producers),
+                    ("consumers", &args.consumers),
+                    ("batch", &args.batch),
+                    ("prefetch", &args.prefetch),
+                    ("window", &args.window),
+                ],
+            )
         );
         if let Some(target) = args.rate {
+            let sent = format!("{sent_rate:.0}");
             println!(
-                "  open loop   {target} msg/s due, {sent_rate:.0} msg/s sent (latency from when each was due)"
+                "{}",
+                lang.tr("bench-open-loop", &[("target", &target), ("sent", &sent)])
             );
         }
+        let rate = format!("{rate:>12.0}");
+        let secs = format!("{:.3}", elapsed.as_secs_f64());
         println!(
-            "  throughput  {rate:>12.0} msg/s   ({received} delivered in {:.3} s)",
-            elapsed.as_secs_f64()
+            "{}",
+            lang.tr(
+                "bench-throughput",
+                &[("rate", &rate), ("received", &received), ("secs", &secs)],
+            )
         );
         println!(
-            "  latency µs  p50 {}   p90 {}   p99 {}   p99.9 {}   max {}",
-            q(0.50),
-            q(0.90),
-            q(0.99),
-            q(0.999),
-            hist.max()
+            "{}",
+            lang.tr(
+                "bench-latency",
+                &[
+                    ("p50", &q(0.50)),
+                    ("p90", &q(0.90)),
+                    ("p99", &q(0.99)),
+                    ("p999", &q(0.999)),
+                    ("max", &hist.max()),
+                ],
+            )
         );
     }
     // After the results, on stderr: what bench left on the broker, and how to remove it.
@@ -358,10 +383,7 @@ async fn clean_up(
     room_is_ours: bool,
 ) -> (Vec<String>, Option<String>) {
     if !room_is_ours {
-        let note = format!(
-            "ℹ️  bench leaves the room you named as it is: {room} (what bench sent to it in \
-             stream mode stays there)"
-        );
+        let note = settings.lang.tr("bench-room-left", &[("room", &room)]);
         return (vec![room.to_owned()], Some(note));
     }
     let kafka = charla_core::BrokerUrl::parse(&settings.broker)
@@ -371,7 +393,9 @@ async fn clean_up(
         return match admin.purge(mode, room).await {
             Ok(()) => (Vec::new(), None),
             Err(e) => {
-                let note = format!("⚠️  could not remove the bench room {room}: {e}");
+                let note = settings
+                    .lang
+                    .tr("bench-room-not-removed", &[("room", &room), ("reason", &e)]);
                 (vec![room.to_owned()], Some(note))
             }
         };
@@ -395,12 +419,9 @@ async fn clean_up(
     let bootstrap = charla_core::BrokerUrl::parse(&settings.broker)
         .map(|u| u.address())
         .unwrap_or_else(|_| "HOST:PORT".to_owned());
-    let mut note = format!(
-        "ℹ️  bench deletes no Kafka topic (a deletion is cluster-wide, and tansu 0.6 deletes every \
-         topic when asked to delete one); it leaves: {}\n   to remove them on Apache Kafka (not on \
-         tansu):",
-        topics.join(", ")
-    );
+    let mut note = settings
+        .lang
+        .tr("bench-kafka-left", &[("topics", &topics.join(", "))]);
     // One command per topic: --topic takes one name (or a regex, and `.` in charla's
     // dead-letter names would match more than meant).
     for topic in &topics {
