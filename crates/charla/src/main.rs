@@ -49,7 +49,7 @@ fn main() -> std::process::ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("❌ cannot start the async runtime: {e}");
+            eprintln!("❌ {}", settings.lang.tr("no-runtime", &[("reason", &e)]));
             return std::process::ExitCode::FAILURE;
         }
     };

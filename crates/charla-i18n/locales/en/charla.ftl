@@ -377,3 +377,14 @@ usage-conflict = '{ $arg }' cannot be used with '{ $other }'
 usage-wrong-values = wrong number of values for '{ $arg }'
 usage-other = the command line is not valid
 usage-more = For more information, try '--help'.
+
+## check, listen, send, archive and the rest of the binary
+
+check-timing = {"   "}connected and pinged in { $ms } ms; modes: { $modes }
+check-ok = ✅ The broker works
+listen-missed = ⚠️  { $count } message(s) of '{ $room }' were removed by the broker's retention before this listener read them
+listen-stream-only = --group, --from-beginning, --from and --since apply to --mode stream only (this is { $mode } mode)
+send-line-not-sent = line { $line }: { $reason }; not sent
+chat-mode = --mode { $mode }: a chat room is a stream (with history) or broadcast (live only)
+archive-stopped = charla archive stopped
+no-runtime = cannot start the async runtime: { $reason }

@@ -382,3 +382,14 @@ usage-conflict = '{ $arg }' no se puede usar con '{ $other }'
 usage-wrong-values = cantidad de valores incorrecta para '{ $arg }'
 usage-other = la línea de comandos no es válida
 usage-more = Para más información, prueba '--help'.
+
+## check, listen, send, archive y el resto del binario
+
+check-timing = {"   "}conexión y ping en { $ms } ms; modos: { $modes }
+check-ok = ✅ Broker funcionando correctamente
+listen-missed = ⚠️  la retención del broker borró { $count } mensaje(s) de '{ $room }' antes de que este receptor los leyera
+listen-stream-only = --group, --from-beginning, --from y --since solo valen con --mode stream (este es el modo { $mode })
+send-line-not-sent = línea { $line }: { $reason }; no enviada
+chat-mode = --mode { $mode }: una sala de chat es un stream (con historial) o broadcast (solo en vivo)
+archive-stopped = charla archive se detuvo
+no-runtime = no se puede arrancar el entorno asíncrono: { $reason }

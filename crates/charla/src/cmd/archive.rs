@@ -33,7 +33,7 @@ pub struct ArchiveArgs {
 }
 
 pub async fn run(settings: &Settings, args: ArchiveArgs) -> Result<ExitCode> {
-    super::chat_mode(args.mode)?;
+    super::chat_mode(args.mode, settings.lang)?;
     for room in &args.room {
         charla_chat::check_room(room).map_err(anyhow::Error::msg)?;
     }
@@ -87,6 +87,6 @@ pub async fn run(settings: &Settings, args: ArchiveArgs) -> Result<ExitCode> {
         () = discover => {}
         () = crate::signal::shutdown() => {}
     }
-    eprintln!("charla archive stopped");
+    eprintln!("{}", settings.lang.tr("archive-stopped", &[]));
     Ok(ExitCode::SUCCESS)
 }

@@ -43,7 +43,7 @@ pub struct ChatArgs {
 }
 
 pub async fn run(settings: &Settings, args: ChatArgs) -> Result<ExitCode> {
-    super::chat_mode(args.mode)?;
+    super::chat_mode(args.mode, settings.lang)?;
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         anyhow::bail!(settings.lang.tr("chat-needs-terminal", &[]));
     }

@@ -71,19 +71,12 @@ pub async fn run(settings: &Settings, args: CheckArgs) -> Result<ExitCode> {
             println!("   {line}");
         }
         let ms = elapsed.as_secs_f64() * 1000.0;
-        if lang.es() {
-            println!(
-                "   conexión y ping en {ms:.1} ms; modos: {}",
-                modes.join(", ")
-            );
-            println!("✅ Broker funcionando correctamente");
-        } else {
-            println!(
-                "   connected and pinged in {ms:.1} ms; modes: {}",
-                modes.join(", ")
-            );
-            println!("✅ The broker works");
-        }
+        let ms = format!("{ms:.1}");
+        println!(
+            "{}",
+            lang.tr("check-timing", &[("ms", &ms), ("modes", &modes.join(", "))])
+        );
+        println!("{}", lang.tr("check-ok", &[]));
     }
     Ok(ExitCode::SUCCESS)
 }

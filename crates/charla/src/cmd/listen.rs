@@ -86,7 +86,7 @@ pub async fn run(settings: &Settings, args: ListenArgs) -> Result<ExitCode> {
         StartFrom::Latest
     };
     if mode != Mode::Stream && (group.is_some() || start != StartFrom::Latest) {
-        anyhow::bail!("--group, --from-beginning, --from and --since apply to --mode stream only (this is {mode} mode)");
+        anyhow::bail!(settings.lang.tr("listen-stream-only", &[("mode", &mode)]));
     }
     // Events too: a listener shows whatever the room carries, so `--count N` ends after N
     // records whoever wrote them, instead of waiting for chat messages that never come.
@@ -143,7 +143,10 @@ pub async fn run(settings: &Settings, args: ListenArgs) -> Result<ExitCode> {
             Ok(batch) => {
                 let missed = sub.take_missed();
                 if missed > 0 {
-                    eprintln!("⚠️  {missed} message(s) of '{room}' were removed by the broker's retention before this listener read them");
+                    eprintln!(
+                        "{}",
+                        lang.tr("listen-missed", &[("count", &missed), ("room", &room)])
+                    );
                 }
                 let tags: Vec<_> = batch.iter().map(|d| d.tag).collect();
                 match state.print(&batch) {

@@ -67,13 +67,11 @@ pub async fn open_archive(url: &str) -> Result<charla_archive::Archive> {
 }
 
 /// A chat room is a stream (history) or a broadcast channel (live only).
-pub fn chat_mode(mode: charla_core::Mode) -> Result<()> {
+pub fn chat_mode(mode: charla_core::Mode, lang: charla_i18n::Lang) -> Result<()> {
     use charla_core::Mode;
     match mode {
         Mode::Stream | Mode::Broadcast => Ok(()),
-        other => anyhow::bail!(
-            "--mode {other}: a chat room is a stream (with history) or broadcast (live only)"
-        ),
+        other => anyhow::bail!(lang.tr("chat-mode", &[("mode", &other)])),
     }
 }
 

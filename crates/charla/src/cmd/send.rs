@@ -390,7 +390,10 @@ async fn piped_loop(
                         Ok(()) => ok.push(m),
                         Err(e) if is_too_large(&e) => {
                             counts.skipped += 1;
-                            eprintln!("{}", lang.error_line(&format!("line {n}: {e:#}; not sent")));
+                            let why = format!("{e:#}");
+                            let said =
+                                lang.tr("send-line-not-sent", &[("line", &n), ("reason", &why)]);
+                            eprintln!("{}", lang.error_line(&said));
                         }
                         Err(e) => {
                             return Err(e.context(format!(

@@ -202,7 +202,7 @@ fn auth(args: &WebArgs) -> Result<charla_web::auth::Auth> {
 }
 
 pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
-    super::chat_mode(args.mode)?;
+    super::chat_mode(args.mode, settings.lang)?;
     if args.max_message_bytes == 0 || args.max_message_bytes > charla_core::MAX_MESSAGE_BYTES / 2 {
         anyhow::bail!(
             "--max-message-bytes: 1 to {} bytes",
