@@ -136,4 +136,27 @@ mod tests {
         assert!(render(Lang::Es).contains("Mensajes anteriores"));
         assert!(render(Lang::En).contains("Older messages"));
     }
+
+    /// Behind a reverse proxy at `/chat/` the page is `/chat/`: an address starting with `/`
+    /// would leave the prefix (the stylesheet, the script, the API and the WebSocket alike).
+    #[test]
+    fn the_page_uses_relative_addresses_only() {
+        for (file, text) in [
+            ("index.html", INDEX),
+            ("app.js", SCRIPT),
+            ("style.css", STYLE),
+        ] {
+            for absolute in [
+                "href=\"/",
+                "src=\"/",
+                "fetch(\"/",
+                "\"/api",
+                "\"/ws",
+                "url(/",
+                "\"/i18n",
+            ] {
+                assert!(!text.contains(absolute), "{file} has {absolute}");
+            }
+        }
+    }
 }
