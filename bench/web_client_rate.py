@@ -72,6 +72,16 @@ def open_page(port, room, name):
     return s
 
 
+def xlen(port, key):
+    """The room's length as the broker counts it (XLEN: the API's pages stop at 1000)."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(f"*2\r\n$4\r\nXLEN\r\n${len(key)}\r\n{key}\r\n".encode())
+        reply = s.recv(64).decode()
+    if not reply.startswith(":"):
+        raise SystemExit(f"XLEN {key}: {reply!r}")
+    return int(reply[1:].strip())
+
+
 def api_poster(port, room, stop, codes):
     body = json.dumps({"usuario": "api", "mensaje": "x"}).encode()
     while not stop.is_set():
@@ -128,9 +138,7 @@ def main():
         poster.join()
         elapsed = time.time() - started
         time.sleep(1.0)
-        url = f"http://127.0.0.1:{web_port}/api/rooms/{room}/messages?limit=1000"
-        with urllib.request.urlopen(url, timeout=10) as r:
-            stored = len(json.load(r)["messages"])
+        stored = xlen(broker_port, room)
         accepted = sum(1 for c in codes if c in (201, 202))
         print(
             f"{args.pages} pages + the API of one client for {elapsed:.1f} s: {stored} messages "
