@@ -298,7 +298,8 @@ async fn run_command(engine: &Engine, app: &mut App, command: Command) -> Option
     match command {
         Command::Say(text) => {
             if let Err(e) = charla_chat::check_text(&text, engine.options.max_text_bytes) {
-                app.push(Line::Error(lang.tr("chat-not-sent", &[("reason", &e)])));
+                let why = crate::refusal::said(lang, &e);
+                app.push(Line::Error(lang.tr("chat-not-sent", &[("reason", &why)])));
                 return None;
             }
             if let Err(e) = engine
@@ -313,7 +314,7 @@ async fn run_command(engine: &Engine, app: &mut App, command: Command) -> Option
         Command::Join(room) => match charla_chat::check_room(&room) {
             Ok(()) => Some(room),
             Err(e) => {
-                app.push(Line::Error(e));
+                app.push(Line::Error(crate::refusal::said(lang, &e)));
                 None
             }
         },
@@ -321,7 +322,7 @@ async fn run_command(engine: &Engine, app: &mut App, command: Command) -> Option
             let name = match charla_chat::check_name(&name, charla_chat::MAX_NAME_CHARS) {
                 Ok(name) => name,
                 Err(e) => {
-                    app.push(Line::Error(e));
+                    app.push(Line::Error(crate::refusal::said(lang, &e)));
                     return None;
                 }
             };

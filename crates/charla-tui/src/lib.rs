@@ -8,9 +8,11 @@
 //! `charla-chat`; this crate only draws it. [`App`] is the screen's state, updated by events
 //! and drawn by [`ui::draw`], so the drawing is a pure function of the state.
 
-// In layers: `chat` (the event loop) uses `ui` (drawing), which reads `app` (the state).
+// In layers: `chat` (the event loop) uses `ui` (drawing), which reads `app` (the state);
+// `refusal` says the chat rules' refusals in the screen's language.
 mod app;
 mod chat;
+pub mod refusal;
 mod ui;
 
 pub use chat::{run, ChatOptions, Finished};

@@ -388,3 +388,15 @@ send-line-not-sent = line { $line }: { $reason }; not sent
 chat-mode = --mode { $mode }: a chat room is a stream (with history) or broadcast (live only)
 archive-stopped = charla archive stopped
 no-runtime = cannot start the async runtime: { $reason }
+
+## The chat rules' refusals (charla-chat's check_room / check_name / check_text), as the chats say them
+
+rule-room = a room is 1 to 64 letters, digits, '.', '_' or '-'
+rule-name-length = a name is 1 to { $first } characters
+rule-name-control = the name has a control character ({ $code }); remove it
+rule-name-bidi = the name has a character that changes the direction of the text ({ $code }): it can make a name look like another; remove it
+rule-name-invisible = the name has an invisible character ({ $code }): it makes a name look like another; remove it
+rule-name-mark = the name has the mark of a verified name; remove it
+rule-name-marks = at most { $first } accents or marks on one letter of a name
+rule-text-empty = the message is empty
+rule-text-long = the message has { $first } bytes; the limit is { $second }

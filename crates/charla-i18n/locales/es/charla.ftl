@@ -393,3 +393,15 @@ send-line-not-sent = línea { $line }: { $reason }; no enviada
 chat-mode = --mode { $mode }: una sala de chat es un stream (con historial) o broadcast (solo en vivo)
 archive-stopped = charla archive se detuvo
 no-runtime = no se puede arrancar el entorno asíncrono: { $reason }
+
+## Los rechazos de las reglas del chat (check_room / check_name / check_text de charla-chat)
+
+rule-room = una sala tiene de 1 a 64 letras, dígitos, '.', '_' o '-'
+rule-name-length = un nombre tiene de 1 a { $first } caracteres
+rule-name-control = el nombre lleva un carácter de control ({ $code }); quítalo
+rule-name-bidi = el nombre lleva un carácter que cambia la dirección del texto ({ $code }): puede hacer que un nombre parezca otro; quítalo
+rule-name-invisible = el nombre lleva un carácter invisible ({ $code }): hace que un nombre parezca otro; quítalo
+rule-name-mark = el nombre lleva la marca de un nombre verificado; quítala
+rule-name-marks = como mucho { $first } acentos o marcas sobre una letra de un nombre
+rule-text-empty = el mensaje está vacío
+rule-text-long = el mensaje tiene { $first } bytes; el límite es { $second }

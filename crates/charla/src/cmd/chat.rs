@@ -52,10 +52,10 @@ pub async fn run(settings: &Settings, args: ChatArgs) -> Result<ExitCode> {
         .or_else(|| settings.file.name.clone())
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "Usuario".to_owned());
-    let name = charla_chat::check_name(&name, charla_chat::MAX_NAME_CHARS)
-        .map_err(|e| anyhow::anyhow!("--{e}"))?;
+    let said = |e: String| anyhow::anyhow!(charla_tui::refusal::said(settings.lang, &e));
+    let name = charla_chat::check_name(&name, charla_chat::MAX_NAME_CHARS).map_err(said)?;
     let room = args.room.unwrap_or_else(|| "general".to_owned());
-    charla_chat::check_room(&room).map_err(anyhow::Error::msg)?;
+    charla_chat::check_room(&room).map_err(said)?;
     let link = super::chat_link(settings).await?;
     let log_file = log_path();
     let options = charla_tui::ChatOptions {
