@@ -6,11 +6,9 @@
 //! script as JSON in the page and at `i18n.json?lang=` (for the language switch), so no text
 //! of the page lives in the page's own files.
 
-use axum::extract::Query;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, Uri};
 use axum::response::{IntoResponse, Json};
 use charla_i18n::Lang;
-use serde::Deserialize;
 
 const INDEX: &str = include_str!("../assets/index.html");
 const SCRIPT: &str = include_str!("../assets/app.js");
@@ -24,15 +22,16 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
                    connect-src 'self'; img-src 'self' data:; object-src 'none'; \
                    base-uri 'none'; frame-ancestors 'none'";
 
-/// `?lang=` on the page and on `i18n.json`.
-#[derive(Debug, Default, Deserialize)]
-pub struct LangQuery {
-    lang: Option<String>,
-}
-
-/// The language asked for: `?lang=`, else `Accept-Language`, else English.
-fn chosen(query: &LangQuery, headers: &HeaderMap) -> Lang {
-    if let Some(lang) = query.lang.as_deref().and_then(|l| l.parse().ok()) {
+/// The language asked for: `?lang=` (read by hand: any other query, even a malformed one, must
+/// not keep the page from loading), else `Accept-Language`, else English.
+fn chosen(uri: &Uri, headers: &HeaderMap) -> Lang {
+    let asked = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("lang="))
+        .and_then(|l| l.parse().ok());
+    if let Some(lang) = asked {
         return lang;
     }
     headers
@@ -71,8 +70,8 @@ pub fn render(lang: Lang) -> String {
     html.replace("{{strings}}", &json)
 }
 
-pub async fn index(headers: HeaderMap, Query(query): Query<LangQuery>) -> impl IntoResponse {
-    let lang = chosen(&query, &headers);
+pub async fn index(uri: Uri, headers: HeaderMap) -> impl IntoResponse {
+    let lang = chosen(&uri, &headers);
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -87,8 +86,8 @@ pub async fn index(headers: HeaderMap, Query(query): Query<LangQuery>) -> impl I
 }
 
 /// `GET i18n.json?lang=es`: the page's strings, for its language switch.
-pub async fn page_strings(headers: HeaderMap, Query(query): Query<LangQuery>) -> impl IntoResponse {
-    let lang = chosen(&query, &headers);
+pub async fn page_strings(uri: Uri, headers: HeaderMap) -> impl IntoResponse {
+    let lang = chosen(&uri, &headers);
     (
         [
             (header::VARY, "Accept-Language"),
@@ -139,6 +138,19 @@ mod tests {
 
     /// Behind a reverse proxy at `/chat/` the page is `/chat/`: an address starting with `/`
     /// would leave the prefix (the stylesheet, the script, the API and the WebSocket alike).
+    #[test]
+    fn the_language_is_the_querys_then_the_browsers() {
+        let uri = |u: &str| u.parse::<Uri>().expect("uri");
+        let mut headers = HeaderMap::new();
+        assert_eq!(chosen(&uri("/"), &headers), Lang::En);
+        headers.insert(
+            header::ACCEPT_LANGUAGE,
+            "es-ES,es;q=0.9".parse().expect("value"),
+        );
+        assert_eq!(chosen(&uri("/?room=a%ZZ&name=x"), &headers), Lang::Es);
+        assert_eq!(chosen(&uri("/?room=a&lang=en"), &headers), Lang::En);
+    }
+
     #[test]
     fn the_page_uses_relative_addresses_only() {
         for (file, text) in [
