@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { ws: null, room: null, name: null, online: new Set(), retry: 500, oldest: null, seen: new Set(),
+const state = { ws: null, room: null, name: null, online: new Set(), verified: new Set(), retry: 500, oldest: null, seen: new Set(),
   // The password or token (charla web --auth password|jwt): kept for this tab only.
   token: sessionStorage.getItem("charla.token") || "", greeted: false };
 
@@ -91,6 +91,12 @@ function renderOnline() {
   for (const n of [...state.online].sort()) {
     const li = document.createElement("li");
     li.textContent = n;
+    if (state.verified.has(n)) {
+      const mark = document.createElement("span");
+      mark.className = "verified";
+      mark.textContent = " ✓";
+      li.appendChild(mark);
+    }
     ul.appendChild(li);
   }
 }
@@ -167,8 +173,9 @@ function connect() {
         if (state.canOlder && f.messages.length) probeOlder();
         break;
       case "message": addMessage(f.message); break;
-      case "online": state.online = new Set(f.names); renderOnline(); refreshRooms(); break;
+      case "online": state.online = new Set(f.names); state.verified = new Set(f.verified || []); renderOnline(); refreshRooms(); break;
       case "presence":
+        if (f.verified) state.verified.add(f.name); else state.verified.delete(f.name);
         if (f.event === "join") { state.online.add(f.name); notice(t("page-joined", { name: f.name })); }
         else { state.online.delete(f.name); notice(t("page-left", { name: f.name })); }
         renderOnline();
@@ -279,6 +286,9 @@ function nameProblem(name) {
   if (chars.length < 1 || chars.length > 32) return t("page-name-length");
   const hidden = chars.find((c) => /[\p{Cc}\u200B-\u200F\u202A-\u202E\u2060-\u2069\uFEFF\u061C]/u.test(c));
   if (hidden) return t("page-name-hidden", { code: "U+" + hidden.codePointAt(0).toString(16).toUpperCase().padStart(4, "0") });
+  // The mark of a verified name, and towers of accents: the gateway's other name rules.
+  if (/[\u2713\u2714\u2705\u2611\u{1F5F8}]/u.test(name)) return t("page-name-mark");
+  if (/\p{M}{3,}/u.test(name.normalize("NFC"))) return t("page-name-marks");
   return "";
 }
 

@@ -354,6 +354,8 @@ page-no-results = no results
 page-name-length = ⚠ a name has 1 to 32 characters
 page-name-hidden = ⚠ the name has an invisible or direction-changing character ({ $code }): remove it
 page-refused = ⚠ the gateway refused to join: { $reason }
+page-name-mark = ⚠ the name has the mark of a verified name: remove it
+page-name-marks = ⚠ at most 2 accents or marks on one letter of a name
 
 ## charla bench
 

@@ -359,6 +359,8 @@ page-no-results = sin resultados
 page-name-length = ⚠ un nombre tiene de 1 a 32 caracteres
 page-name-hidden = ⚠ el nombre lleva un carácter invisible o que cambia la dirección del texto ({ $code }): quítalo
 page-refused = ⚠ la pasarela no dejó entrar: { $reason }
+page-name-mark = ⚠ el nombre lleva la marca de un nombre verificado: quítala
+page-name-marks = ⚠ como mucho 2 acentos o marcas sobre una letra de un nombre
 
 ## charla bench
 
