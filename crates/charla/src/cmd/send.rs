@@ -186,12 +186,13 @@ enum Line {
 
 impl Line {
     /// Why a line that is not text is not sent.
-    fn problem(&self, limit: usize) -> Option<String> {
+    fn problem(&self, limit: usize, lang: Lang) -> Option<String> {
         match self {
             Line::Text(..) => None,
-            Line::NotUtf8(n) => Some(format!("line {n} is not UTF-8 text; not sent")),
-            Line::TooLong(n, size) => Some(format!(
-                "line {n}: {size} bytes is over the limit of {limit} bytes for one message; not sent"
+            Line::NotUtf8(n) => Some(lang.tr("send-not-utf8", &[("line", n)])),
+            Line::TooLong(n, size) => Some(lang.tr(
+                "send-too-long",
+                &[("line", n), ("size", size), ("limit", &limit)],
             )),
         }
     }
@@ -303,7 +304,7 @@ async fn interactive_loop(
                 break;
             }
             Some(bad @ (Line::NotUtf8(_) | Line::TooLong(..))) => {
-                let why = bad.problem(sender.limit).unwrap_or_default();
+                let why = bad.problem(sender.limit, lang).unwrap_or_default();
                 eprintln!("{}", lang.error_line(&why));
                 continue;
             }
@@ -363,7 +364,7 @@ async fn piped_loop(
             Line::Text(..) => {}
             bad => {
                 counts.skipped += 1;
-                let why = bad.problem(limit).unwrap_or_default();
+                let why = bad.problem(limit, lang).unwrap_or_default();
                 eprintln!("{}", lang.error_line(&why))
             }
         };
