@@ -55,6 +55,7 @@ try {
   const who = await line.locator(".who").textContent();
   if (who !== "Vic") await fail(`the token's name, not the typed one: ${who}`);
   if ((await vic.inputValue("#name")) !== "Vic") await fail("the name box shows the token's name");
+  await vic.locator("#online li", { hasText: "Vic" }).locator(".verified").waitFor({ timeout: 15000 });
 
   // Listening on the network without authentication: the page says names are not verified.
   const lan = await open(urlLan, "Beto");

@@ -16,8 +16,8 @@ use crate::link::Link;
 
 struct Shared {
     roster: Roster,
-    /// This process's sessions: session → (name, room).
-    local: HashMap<String, (String, String)>,
+    /// This process's sessions: session → (name, room, name proved).
+    local: HashMap<String, (String, String, bool)>,
 }
 
 /// Presence for one process.
@@ -63,6 +63,7 @@ impl Drop for Session {
             room: self.room.clone(),
             session: self.id.clone(),
             event: Event::Leave,
+            verified: false,
         });
     }
 }
@@ -92,18 +93,25 @@ impl Presence {
 
     /// `name` enters `room`: said at once, then kept alive until the session is dropped.
     pub fn enter(&self, name: &str, room: &str) -> Session {
+        self.enter_as(name, room, false)
+    }
+
+    /// [`Presence::enter`] for a name that was proved (`verified`: its beats say so, and
+    /// [`Presence::verified`] lists it).
+    pub fn enter_as(&self, name: &str, room: &str, verified: bool) -> Session {
         let id = Message::new("", "", "").id;
         let beat = Beat {
             name: name.to_owned(),
             room: room.to_owned(),
             session: id.clone(),
             event: Event::Join,
+            verified,
         };
         {
             let mut shared = lock(&self.shared);
             shared
                 .local
-                .insert(id.clone(), (name.to_owned(), room.to_owned()));
+                .insert(id.clone(), (name.to_owned(), room.to_owned(), verified));
             // Shown at once here; the beat coming back changes nothing.
             for change in shared.roster.observe(&beat, Instant::now()) {
                 let _ = self.changes.send(change);
@@ -122,6 +130,16 @@ impl Presence {
     /// Names online in `room`, sorted.
     pub fn online(&self, room: &str) -> Vec<String> {
         lock(&self.shared).roster.online(room)
+    }
+
+    /// Names online in `room` that were proved (every session of theirs), sorted.
+    pub fn verified(&self, room: &str) -> Vec<String> {
+        lock(&self.shared).roster.verified(room)
+    }
+
+    /// Whether `name` is online in `room` with every session proved.
+    pub fn is_verified(&self, room: &str, name: &str) -> bool {
+        lock(&self.shared).roster.is_verified(room, name)
     }
 
     /// Rooms with someone in them, and how many names.
@@ -161,8 +179,9 @@ async fn listen(link: Arc<Link>, shared: Arc<Mutex<Shared>>, changes: broadcast:
                     let mut guard = lock(&shared);
                     let now = Instant::now();
                     // Our own sessions never expire here, whatever the broker carried.
-                    let local: Vec<Beat> = guard.local.iter().map(|(id, (name, room))| Beat {
+                    let local: Vec<Beat> = guard.local.iter().map(|(id, (name, room, verified))| Beat {
                         name: name.clone(), room: room.clone(), session: id.clone(), event: Event::Here,
+                        verified: *verified,
                     }).collect();
                     for beat in &local {
                         guard.roster.observe(beat, now);
@@ -194,11 +213,12 @@ async fn beat(
             },
             _ = tick.tick() => {
                 let guard = lock(&shared);
-                pending.extend(guard.local.iter().map(|(id, (name, room))| Beat {
+                pending.extend(guard.local.iter().map(|(id, (name, room, verified))| Beat {
                     name: name.clone(),
                     room: room.clone(),
                     session: id.clone(),
                     event: Event::Here,
+                    verified: *verified,
                 }));
             }
         }

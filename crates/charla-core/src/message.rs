@@ -247,9 +247,16 @@ mod tests {
         m.verificado = true;
         let text = String::from_utf8(m.encode()).unwrap();
         assert!(text.contains(r#""verificado":true"#), "{text}");
-        assert_eq!(Message::decode(text.as_bytes(), "x", MAX_MESSAGE_BYTES).unwrap(), m);
+        assert_eq!(
+            Message::decode(text.as_bytes(), "x", MAX_MESSAGE_BYTES).unwrap(),
+            m
+        );
         let seed = r#"{"usuario": "Juan", "mensaje": "hola", "hora": "14:30:25"}"#;
-        assert!(!Message::decode(seed.as_bytes(), "x", MAX_MESSAGE_BYTES).unwrap().verificado);
+        assert!(
+            !Message::decode(seed.as_bytes(), "x", MAX_MESSAGE_BYTES)
+                .unwrap()
+                .verificado
+        );
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub struct Beat {
     /// One client's stay in one room.
     pub session: String,
     pub event: Event,
+    /// The member's name was proved to its gateway (`charla web --auth jwt|proxy`); travels as
+    /// the beat message's `verificado`.
+    pub verified: bool,
 }
 
 impl Beat {
@@ -67,6 +70,7 @@ impl Beat {
     pub fn to_message(&self) -> Message {
         let mut m = Message::new(self.name.as_str(), self.event.as_str(), self.room.as_str());
         m.id.clone_from(&self.session);
+        m.verificado = self.verified;
         m
     }
 
@@ -87,6 +91,7 @@ impl Beat {
             room: m.room.clone(),
             session: m.id.clone(),
             event,
+            verified: m.verificado,
         })
     }
 }
@@ -105,10 +110,10 @@ pub const MAX_SESSIONS: usize = 100_000;
 /// Who is where, from the beats heard.
 #[derive(Debug, Default)]
 pub struct Roster {
-    /// session → (room, name, last beat).
-    sessions: HashMap<String, (String, String, Instant)>,
-    /// room → name → number of live sessions with that name.
-    rooms: BTreeMap<String, BTreeMap<String, usize>>,
+    /// session → (room, name, last beat, name proved).
+    sessions: HashMap<String, (String, String, Instant, bool)>,
+    /// room → name → live sessions with that name, and how many of them are not proved.
+    rooms: BTreeMap<String, BTreeMap<String, (usize, usize)>>,
 }
 
 impl Roster {
@@ -143,15 +148,18 @@ impl Roster {
     fn add(&mut self, beat: &Beat, now: Instant) -> Option<Change> {
         self.sessions.insert(
             beat.session.clone(),
-            (beat.room.clone(), beat.name.clone(), now),
+            (beat.room.clone(), beat.name.clone(), now, beat.verified),
         );
-        let count = self
+        let (count, unproved) = self
             .rooms
             .entry(beat.room.clone())
             .or_default()
             .entry(beat.name.clone())
-            .or_insert(0);
+            .or_insert((0, 0));
         *count += 1;
+        if !beat.verified {
+            *unproved += 1;
+        }
         (*count == 1).then(|| Change::Joined {
             room: beat.room.clone(),
             name: beat.name.clone(),
@@ -159,10 +167,13 @@ impl Roster {
     }
 
     fn remove(&mut self, session: &str) -> Option<Change> {
-        let (room, name, _) = self.sessions.remove(session)?;
+        let (room, name, _, verified) = self.sessions.remove(session)?;
         let members = self.rooms.get_mut(&room)?;
-        let count = members.get_mut(&name)?;
+        let (count, unproved) = members.get_mut(&name)?;
         *count -= 1;
+        if !verified {
+            *unproved = unproved.saturating_sub(1);
+        }
         if *count > 0 {
             return None;
         }
@@ -178,7 +189,7 @@ impl Roster {
         let stale: Vec<String> = self
             .sessions
             .iter()
-            .filter(|(_, (_, _, seen))| now.saturating_duration_since(*seen) > EXPIRY)
+            .filter(|(_, (_, _, seen, _))| now.saturating_duration_since(*seen) > EXPIRY)
             .map(|(s, _)| s.clone())
             .collect();
         stale.iter().filter_map(|s| self.remove(s)).collect()
@@ -200,6 +211,28 @@ impl Roster {
             .collect()
     }
 
+    /// The names online in `room` whose every session was proved (a name also online
+    /// unproved, say through a gateway without authentication, is not), sorted.
+    pub fn verified(&self, room: &str) -> Vec<String> {
+        self.rooms
+            .get(room)
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, (_, unproved))| *unproved == 0)
+                    .map(|(name, _)| name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether `name` is online in `room` with every session proved.
+    pub fn is_verified(&self, room: &str, name: &str) -> bool {
+        self.rooms
+            .get(room)
+            .and_then(|m| m.get(name))
+            .is_some_and(|(_, unproved)| *unproved == 0)
+    }
+
     /// The room names with someone in them.
     pub fn room_names(&self) -> BTreeSet<String> {
         self.rooms.keys().cloned().collect()
@@ -216,7 +249,32 @@ mod tests {
             room: room.into(),
             session: session.into(),
             event,
+            verified: false,
         }
+    }
+
+    #[test]
+    fn a_name_is_verified_while_all_its_sessions_are() {
+        let now = Instant::now();
+        let mut r = Roster::new();
+        let proved = |session: &str| Beat {
+            verified: true,
+            ..beat("Vic", "sala", session, Event::Join)
+        };
+        r.observe(&proved("s1"), now);
+        r.observe(&proved("s2"), now);
+        r.observe(&beat("Ana", "sala", "s3", Event::Join), now);
+        assert_eq!(r.verified("sala"), ["Vic"]);
+        assert!(r.is_verified("sala", "Vic") && !r.is_verified("sala", "Ana"));
+        assert!(r.verified("otra").is_empty());
+        // The mark travels with the beat.
+        assert!(Beat::from_message(&proved("s1").to_message()).is_some_and(|b| b.verified));
+        // Someone unproved under the same name: no mark.
+        r.observe(&beat("Vic", "sala", "s4", Event::Join), now);
+        assert!(r.verified("sala").is_empty());
+        // Gone again: proved again.
+        r.observe(&beat("Vic", "sala", "s4", Event::Leave), now);
+        assert_eq!(r.verified("sala"), ["Vic"]);
     }
 
     #[test]

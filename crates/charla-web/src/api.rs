@@ -84,7 +84,15 @@ pub async fn post_message(
     }
     let token = query_token(uri.query());
     let asked = &body.usuario;
-    let author = match admit(&hub, &client, &headers, token.as_deref(), &room, asked, Asked::Api) {
+    let author = match admit(
+        &hub,
+        &client,
+        &headers,
+        token.as_deref(),
+        &room,
+        asked,
+        Asked::Api,
+    ) {
         Ok(a) => a,
         Err(refusal) => return refused(&refusal),
     };
@@ -337,8 +345,7 @@ pub async fn rooms(
         .into_iter()
         .map(|(room, online)| json!({"room": room, "online": online}))
         .collect();
-    Json(json!({ "rooms": list, "total": total, "stored": stored_error.is_none() }))
-        .into_response()
+    Json(json!({ "rooms": list, "total": total, "stored": stored_error.is_none() })).into_response()
 }
 
 /// The rooms the broker keeps, from a copy at most [`ROOM_LIST_TTL`] old; while the broker
@@ -352,7 +359,9 @@ async fn stored_rooms(hub: &Hub) -> Result<Arc<Vec<String>>, String> {
     }
     drop(cached);
     let fresh = async {
-        let broker = broker_now(hub).await.map_err(|_| "the broker is away".to_owned())?;
+        let broker = broker_now(hub)
+            .await
+            .map_err(|_| "the broker is away".to_owned())?;
         match tokio::time::timeout(BROKER_CALL, broker.rooms()).await {
             Ok(Ok(list)) => Ok(list),
             Ok(Err(e)) => Err(e.to_string()),

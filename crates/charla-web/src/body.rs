@@ -37,14 +37,20 @@ pub async fn bounded(State(hub): State<Arc<Hub>>, request: Request, next: Next) 
         response
     };
     match tokio::time::timeout(deadline, axum::body::to_bytes(body, max)).await {
-        Ok(Ok(bytes)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
         Ok(Err(_)) => refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the request body is over {max} bytes (or broken off)"),
         ),
         Err(_) => refuse(
             StatusCode::REQUEST_TIMEOUT,
-            format!("the request body did not arrive within {} s", deadline.as_secs()),
+            format!(
+                "the request body did not arrive within {} s",
+                deadline.as_secs()
+            ),
         ),
     }
 }

@@ -277,7 +277,9 @@ async fn notices(hub: std::sync::Weak<Hub>) {
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
-                let text = json!({"type": "presence", "event": event, "name": name}).to_string();
+                let verified = event == "join" && hub.presence.is_verified(&room, &name);
+                let text = json!({"type": "presence", "event": event, "name": name,
+                    "verified": verified}).to_string();
                 let target = hub.rooms().get(&room).cloned();
                 if let Some(r) = target {
                     let _ = r.frames.send(Arc::new(Frame::new(FrameKind::Presence { name }, &text)));

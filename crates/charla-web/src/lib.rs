@@ -129,7 +129,10 @@ pub fn router(hub: Arc<Hub>, guard: Arc<guard::Guard>) -> Router {
             post(api::post_message).get(api::messages),
         )
         .with_state(hub.clone())
-        .layer(axum::middleware::from_fn_with_state(hub.clone(), body::bounded))
+        .layer(axum::middleware::from_fn_with_state(
+            hub.clone(),
+            body::bounded,
+        ))
         .layer(axum::middleware::from_fn_with_state(hub, caller::identify))
         .layer(axum::middleware::from_fn_with_state(guard, guard::check))
 }

@@ -42,12 +42,12 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::hub::{Frame, FrameKind, Hub, Room};
-use charla_chat::Joined;
 use crate::caller::{admit, post_allowed, Asked, Author};
 use crate::client::Client;
+use crate::hub::{Frame, FrameKind, Hub, Room};
 use crate::limits::{check_room, check_text};
 use crate::wire::text_frame;
+use charla_chat::Joined;
 
 #[derive(Debug, Deserialize)]
 pub struct Join {
@@ -293,10 +293,12 @@ async fn session(
         page.close(GOING_AWAY, why).await;
         return why.into();
     }
-    let _session = hub.presence.enter(&name, &room_name);
+    let _session = hub.presence.enter_as(&name, &room_name, author.verified);
     let joined_frames = [
         json!({"type": "history", "messages": std::mem::take(&mut joined.history)}).to_string(),
-        json!({"type": "online", "names": hub.presence.online(&room_name)}).to_string(),
+        json!({"type": "online", "names": hub.presence.online(&room_name),
+            "verified": hub.presence.verified(&room_name)})
+        .to_string(),
     ]
     .map(|text| text_frame(&text));
     if let Err(why) = page.write(&joined_frames.each_ref().map(|f| &f[..])).await {
@@ -479,7 +481,10 @@ async fn join(
         // The broker keeps none (broadcast mode): the archive's, when there is one. Live
         // messages it already has are dropped by id like the broker's.
         if let Some(archive) = hub.archive() {
-            match archive.page(room_name, hub.config.history, None, None).await {
+            match archive
+                .page(room_name, hub.config.history, None, None)
+                .await
+            {
                 Ok(page) => joined.set_history(page),
                 Err(e) => tracing::warn!(room = %room_name, "history from the archive: {e}"),
             }
@@ -509,8 +514,5 @@ async fn post(hub: &Hub, author: &Author, room: &str, body: &str) -> Result<(), 
     post_allowed(hub, author).map_err(|(_, why)| why)?;
     let mut message = Message::new(author.name.as_str(), text, room);
     message.verificado = author.verified;
-    hub.outbox
-        .post(message)
-        .await
-        .map_err(|e| e.to_string())
+    hub.outbox.post(message).await.map_err(|e| e.to_string())
 }

@@ -361,7 +361,12 @@ fn none_mode_keeps_an_online_name_for_its_client() {
         let hello = page.until("hello", LONG).await;
         assert_eq!(hello["auth"], "none");
         assert_eq!(hello["unverified_names"], false, "loopback: {hello}");
-        page.until("online", LONG).await;
+        let online = page.until("online", LONG).await;
+        assert_eq!(
+            online["verified"],
+            serde_json::json!([]),
+            "not proved: {online}"
+        );
         page
     });
     let path = format!("/ws?room={room}&name=Vic");
@@ -525,6 +530,9 @@ fn jwt_mode_fixes_the_name_and_the_rooms() {
             (hello["name"].as_str(), hello["verified"].as_bool()),
             (Some("Vic"), Some(true))
         );
+        // Presence marks the proved name too.
+        let online = page.until("online", LONG).await;
+        assert_eq!(online["verified"], serde_json::json!(["Vic"]), "{online}");
         // The same identity, a second page.
         let mut second = Page::open(&url).await;
         second.until("history", LONG).await;

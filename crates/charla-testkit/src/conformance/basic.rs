@@ -531,6 +531,8 @@ pub async fn presence_beats_reach_every_listener(ctx: &Ctx<'_>) {
         room: unique_name("p-room-"),
         session: unique_name("session-"),
         event: Event::Join,
+        // A proved name's mark travels with its beats on every backend.
+        verified: true,
     };
     let mut p = b
         .publisher(Mode::Broadcast, PRESENCE_ROOM)
