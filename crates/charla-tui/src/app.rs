@@ -40,6 +40,8 @@ pub struct App {
     pub scroll: usize,
     pub status: Status,
     pub online: Vec<String>,
+    /// Those of `online` whose name a web gateway proved (marked ✓).
+    pub verified: Vec<String>,
     /// (room, people online), the current room included.
     pub rooms: Vec<(String, usize)>,
     /// Posts typed and not yet confirmed by the broker.

@@ -93,6 +93,7 @@ impl Engine {
 
     fn refresh(&self, app: &mut App) {
         app.online = self.presence.online(&app.room);
+        app.verified = self.presence.verified(&app.room);
         let mut rooms: std::collections::BTreeMap<String, usize> =
             self.presence.rooms().into_iter().collect();
         for r in self
@@ -132,6 +133,7 @@ pub async fn run(link: Arc<Link>, options: ChatOptions) -> std::io::Result<Finis
         scroll: 0,
         status: status.borrow_and_update().clone(),
         online: Vec::new(),
+        verified: Vec::new(),
         rooms: Vec::new(),
         waiting: 0,
         quit: false,

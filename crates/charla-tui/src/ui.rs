@@ -166,7 +166,13 @@ fn draw_side(frame: &mut Frame, app: &App, area: Rect) {
     let people_items: Vec<ListItem> = app
         .online
         .iter()
-        .map(|n| ListItem::new(charla_core::visible(n).into_owned()))
+        .map(|n| {
+            let mut spans = vec![Span::raw(charla_core::visible(n).into_owned())];
+            if app.verified.contains(n) {
+                spans.push(Span::styled(" ✓", Style::new().fg(Color::Green)));
+            }
+            ListItem::new(TextLine::from(spans))
+        })
         .collect();
     frame.render_widget(
         List::new(people_items).block(Block::new().borders(Borders::ALL).title(format!(

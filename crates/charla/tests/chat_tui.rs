@@ -347,8 +347,8 @@ fn stderr_is_back_once_the_screen_is_gone() {
 }
 
 /// Issue 18, finding 9: a message whose name a web gateway proved (`--auth jwt`, so
-/// `verificado`) is shown with a mark beside the name; an unproved one ("Eve", through a gateway
-/// without authentication) is not.
+/// `verificado`) is shown with a mark beside the name, and so is the name in the online panel;
+/// an unproved one ("Eve", through a gateway without authentication) is not.
 #[test]
 fn a_name_proved_by_the_web_gateway_is_marked() {
     let Some(tmux) = Tmux::new() else { return };
@@ -377,6 +377,21 @@ fn a_name_proved_by_the_web_gateway_is_marked() {
         &jsonwebtoken::EncodingKey::from_secret(secret),
     )
     .expect("token");
+    // Vic's page in the room: the online panel marks the name (before any message shows it).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let page = rt.block_on(async {
+        let url = format!(
+            "ws://127.0.0.1:{}/ws?room={room}&name=x&token={token}",
+            proving.port
+        );
+        let mut page = common::web::Page::open(&url).await;
+        page.until("online", LONG).await;
+        page
+    });
+    tmux.expect("Ana", "Vic ✓", LONG);
     let body = serde_json::json!({"mensaje": "soy Vic de verdad"}).to_string();
     let mut tcp = std::net::TcpStream::connect(("127.0.0.1", proving.port)).expect("connect");
     use std::io::{Read, Write};
@@ -396,6 +411,7 @@ fn a_name_proved_by_the_web_gateway_is_marked() {
 
     tmux.expect("Ana", "Vic ✓: soy Vic de verdad", LONG);
     tmux.expect("Ana", "Eve: no estoy verificada", LONG);
+    drop(page);
     assert!(
         !tmux.screen("Ana").contains("Eve ✓"),
         "{}",
