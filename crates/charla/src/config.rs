@@ -85,7 +85,7 @@ pub struct FileConfig {
 impl FileConfig {
     /// The file named by `--config` (must exist), else the first of `./charla.toml` and
     /// `~/.config/charla/config.toml` that exists, else nothing.
-    pub fn load(explicit: Option<&Path>) -> Result<FileConfig> {
+    pub fn load(explicit: Option<&Path>, lang: Lang) -> Result<FileConfig> {
         let path = match explicit {
             Some(p) => Some(p.to_path_buf()),
             None => default_locations().into_iter().find(|p| p.is_file()),
@@ -93,9 +93,10 @@ impl FileConfig {
         let Some(path) = path else {
             return Ok(FileConfig::default());
         };
+        let file = path.display();
         let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read the config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))
+            .with_context(|| lang.tr("config-unreadable", &[("file", &file)]))?;
+        toml::from_str(&text).with_context(|| lang.tr("config-bad", &[("file", &file)]))
     }
 }
 
@@ -137,7 +138,10 @@ impl std::fmt::Debug for Settings {
 
 impl Settings {
     pub fn resolve(global: &GlobalArgs) -> Result<Settings> {
-        let file = FileConfig::load(global.config.as_deref())?;
+        // The config file may itself name the language; its own errors are said in the one
+        // named so far.
+        let early = global.lang.unwrap_or_else(Lang::from_locale);
+        let file = FileConfig::load(global.config.as_deref(), early)?;
         let (broker, broker_explicit) = match global.broker.clone().or_else(|| file.broker.clone())
         {
             Some(b) => (b, true),
@@ -145,7 +149,7 @@ impl Settings {
             // or wherever CHARLA_SERVE_PORT moved the embedded broker.
             None => (crate::embedded::default_broker(), false),
         };
-        let password = password(global)?;
+        let password = password(global, early)?;
         let password_given = password.is_some();
         let broker = match password {
             Some(p) => charla_core::with_password(&broker, &p)?,
@@ -160,7 +164,7 @@ impl Settings {
             (None, Some(l)) => l
                 .parse()
                 .map_err(anyhow::Error::msg)
-                .context("config file key 'lang'")?,
+                .context(early.tr("config-key", &[("key", &"lang")]))?,
             (None, None) => Lang::from_locale(),
         };
         Ok(Settings {
@@ -178,7 +182,7 @@ impl Settings {
             (None, Some(m)) => m
                 .parse()
                 .map_err(anyhow::Error::msg)
-                .context("config file key 'mode'"),
+                .context(self.lang.tr("config-key", &[("key", &"mode")])),
             (None, None) => Ok(Mode::Queue),
         }
     }
@@ -214,30 +218,31 @@ fn with_partitions(broker: &str, n: u32) -> Result<String> {
 
 /// The broker password given apart from the URL: the file named by `--password-file` (or
 /// `CHARLA_PASSWORD_FILE`) wins over `CHARLA_PASSWORD`, as a flag wins over the environment.
-fn password(global: &GlobalArgs) -> Result<Option<String>> {
+fn password(global: &GlobalArgs, lang: Lang) -> Result<Option<String>> {
     if let Some(path) = &global.password_file {
-        return read_password_file(path).map(Some);
+        return read_password_file(path, lang).map(Some);
     }
     match std::env::var("CHARLA_PASSWORD") {
         Ok(p) if !p.is_empty() => Ok(Some(p)),
         Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
         Err(std::env::VarError::NotUnicode(_)) => {
-            anyhow::bail!("CHARLA_PASSWORD is not valid UTF-8 text")
+            anyhow::bail!(lang.tr("password-not-utf8", &[]))
         }
     }
 }
 
 /// A password file: its whole content, less one trailing line break (`echo pw > file`).
 /// An empty one is an error: it is a mistake, not a wish for no password.
-pub fn read_password_file(path: &Path) -> Result<String> {
+pub fn read_password_file(path: &Path, lang: Lang) -> Result<String> {
+    let file = path.display();
     let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the password file {}", path.display()))?;
+        .with_context(|| lang.tr("password-file-unreadable", &[("file", &file)]))?;
     let pw = text
         .strip_suffix('\n')
         .map(|t| t.strip_suffix('\r').unwrap_or(t))
         .unwrap_or(&text);
     if pw.is_empty() {
-        anyhow::bail!("the password file {} is empty", path.display());
+        anyhow::bail!(lang.tr("password-file-empty", &[("file", &file)]));
     }
     Ok(pw.to_owned())
 }

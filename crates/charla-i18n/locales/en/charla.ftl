@@ -392,6 +392,12 @@ send-too-long = line { $line }: { $size } bytes is over the limit of { $limit } 
 chat-mode = --mode { $mode }: a chat room is a stream (with history) or broadcast (live only)
 archive-stopped = charla archive stopped
 no-runtime = cannot start the async runtime: { $reason }
+config-unreadable = cannot read the config file { $file }
+config-bad = bad config file { $file }
+config-key = config file key '{ $key }'
+password-not-utf8 = CHARLA_PASSWORD is not valid UTF-8 text
+password-file-unreadable = cannot read the password file { $file }
+password-file-empty = the password file { $file } is empty
 
 ## The chat rules' refusals (charla-chat's check_room / check_name / check_text), as the chats say them
 

@@ -397,6 +397,12 @@ send-too-long = línea { $line }: { $size } bytes superan el límite de { $limit
 chat-mode = --mode { $mode }: una sala de chat es un stream (con historial) o broadcast (solo en vivo)
 archive-stopped = charla archive se detuvo
 no-runtime = no se puede arrancar el entorno asíncrono: { $reason }
+config-unreadable = no se puede leer el archivo de configuración { $file }
+config-bad = archivo de configuración incorrecto { $file }
+config-key = clave '{ $key }' del archivo de configuración
+password-not-utf8 = CHARLA_PASSWORD no es texto UTF-8 válido
+password-file-unreadable = no se puede leer el archivo de contraseña { $file }
+password-file-empty = el archivo de contraseña { $file } está vacío
 
 ## Los rechazos de las reglas del chat (check_room / check_name / check_text de charla-chat)
 

@@ -117,7 +117,7 @@ pub async fn run(args: ServeArgs, lang: charla_i18n::Lang) -> Result<ExitCode> {
             "the password is given twice (--requirepass-file and --requirepass or \
              CHARLA_REQUIREPASS): give it once"
         ),
-        (Some(path), None) => Some(crate::config::read_password_file(path)?),
+        (Some(path), None) => Some(crate::config::read_password_file(path, lang)?),
         (None, p) => p.filter(|p| !p.is_empty()),
     };
     let cfg = ServerConfig {
