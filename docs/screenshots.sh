@@ -52,7 +52,8 @@ const browser = await chromium.launch({ executablePath: "/usr/bin/chromium",
 const term = await browser.newPage({ viewport: { width: 920, height: 470 } });
 await term.goto("file://$work/chat.html");
 await term.screenshot({ path: "$PWD/docs/img/chat.png" });
-const page = await browser.newPage({ viewport: { width: 1000, height: 560 } });
+// A Spanish-speaking browser: the page follows Accept-Language (the workshop is in Spanish).
+const page = await browser.newPage({ viewport: { width: 1000, height: 560 }, locale: "es-ES" });
 await page.goto("http://127.0.0.1:$wport/?room=general&name=Mar%C3%ADa");
 await page.locator("#online li", { hasText: "Juan" }).waitFor({ timeout: 15000 });
 await page.fill("#text", "¡Qué bien! Nos vemos el jueves 👋");
