@@ -70,7 +70,7 @@ cmd-charla-after =
       charla check --broker redis://192.168.0.10:6380
       charla chat --name Juan                        # the terminal chat: rooms, history, who is on
       charla web                                     # the browser chat on http://127.0.0.1:8080/
-      charla web --archive postgres://postgres@127.0.0.1/charla   # with history and search in PostgreSQL
+      charla web --archive postgres://postgres@127.0.0.1/charla   # history and search in PostgreSQL
 
     Brokers (--broker or CHARLA_BROKER):
       redis://[:password@]host[:port][/db]   Redis, Valkey or `charla serve` (rediss:// for TLS)

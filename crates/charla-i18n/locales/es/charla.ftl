@@ -111,7 +111,7 @@ value-RATE = RITMO
 
 cmd-charla-about = Chat y mensajería distribuidos a través de un broker (Redis, RabbitMQ, Kafka o el suyo propio)
 cmd-charla-long-about = charla: programas en distintas computadoras se hablan solo a través de un broker de mensajes.
-    Es el emisor.py / receptor.py del taller como un único binario rápido, sobre el broker que ya tienes.
+    Es el emisor.py / receptor.py del taller en un único binario rápido, sobre tu broker.
 cmd-charla-after =
     Ejemplos (el taller, en dos computadoras que llegan a 192.168.0.10):
       charla listen                                  # consumidor, como receptor.py
@@ -120,9 +120,9 @@ cmd-charla-after =
       seq 1000 | charla send --name bot              # un mensaje por línea de la entrada
       charla listen --json --count 10                # NDJSON, termina tras 10
       charla check --broker redis://192.168.0.10:6380
-      charla chat --name Juan                        # el chat de la terminal: salas, historial, quién está
+      charla chat --name Juan                        # el chat en la terminal: salas, historial
       charla web                                     # el chat del navegador en http://127.0.0.1:8080/
-      charla web --archive postgres://postgres@127.0.0.1/charla   # con historial y búsqueda en PostgreSQL
+      charla web --archive postgres://postgres@127.0.0.1/charla   # historial y búsqueda en PostgreSQL
 
     Brokers (--broker o CHARLA_BROKER):
       redis://[:contraseña@]host[:puerto][/db]   Redis, Valkey o `charla serve` (rediss:// para TLS)
@@ -130,19 +130,19 @@ cmd-charla-after =
       kafka://host[:puerto]                      protocolo Kafka
       memory://[nombre]                          dentro del proceso (pruebas, demos de un solo proceso)
     Por defecto: redis://127.0.0.1:6380, el puerto del taller.
-    Una contraseña en una URL (o en cualquier argumento) la ve cualquier usuario de la máquina con `ps`:
-    ponla en CHARLA_PASSWORD o en un archivo indicado con --password-file, y déjala fuera de la URL.
+    Una contraseña en una URL (o en cualquier argumento) la ve cualquier usuario de la máquina con
+    `ps`: ponla en CHARLA_PASSWORD o en un archivo indicado con --password-file, fuera de la URL.
 
     Modos de entrega (--mode):
-      queue      cada mensaje a un solo consumidor, con acuse (por defecto; la lista chat_cola de la semilla)
+      queue      cada mensaje a un solo consumidor, con acuse (por defecto; la lista chat_cola)
       broadcast  cada oyente conectado recibe cada mensaje; no se guarda nada
       stream     registro duradero: repetir con --from-beginning / --from ID, continuar con --group
                  (lo que comparten los miembros de un grupo depende del broker: charla listen --help)
       routing    escuchar por patrón: --room 'chat.*' o 'app.error.#'; enviar a un tema
 
     Idioma: --lang en|es, CHARLA_LANG, la clave lang del archivo de configuración, o LANG / LC_ALL.
-    Archivo de configuración: --config RUTA, CHARLA_CONFIG, ./charla.toml o ~/.config/charla/config.toml,
-    con las claves broker, name, room, mode, lang, group, prefetch.
+    Archivo de configuración: --config RUTA, CHARLA_CONFIG, ./charla.toml o
+    ~/.config/charla/config.toml, con las claves broker, name, room, mode, lang, group, prefetch.
 cmd-check-about = Conectar, hacer ping y decir qué broker y versión responde (como broker.py de la semilla)
 cmd-send-about = Enviar mensajes: interactivo como emisor.py, uno desde los argumentos o uno por línea de la entrada
 cmd-listen-about = Recibir e imprimir mensajes como receptor.py (Ctrl+C imprime la cuenta)
@@ -159,7 +159,7 @@ cmd-serve-after = Qué es:
       charla serve                                     # 127.0.0.1:6380, solo en memoria
       charla serve --bind 0.0.0.0 --requirepass-file pw.txt  # accesible desde la otra computadora
       charla serve --appendonly --dir ./data           # conservar los mensajes entre reinicios
-      charla serve --appendonly --appendfsync always   # ninguna escritura confirmada se pierde, ni en un fallo
+      charla serve --appendonly --appendfsync always   # no se pierde nada confirmado, ni en un fallo
       redis-cli -p 6380 ping                           # hablarle con cualquier cliente de Redis
 
     Qué sirve (RESP2 y RESP3, respuestas como las da redis-server 7): cadenas y contadores
