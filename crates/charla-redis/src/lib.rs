@@ -21,6 +21,7 @@
 //! crate (`protocol=resp3`).
 
 mod channels;
+mod ids;
 mod keys;
 mod pubsub;
 mod queue;

@@ -35,6 +35,7 @@ use redis::streams::{
 };
 use redis::Value;
 
+use crate::ids::{id_before, id_key};
 use crate::queue::{default_consumer_name, unknown_tag};
 use crate::{keys, map_err, Options, RedisBroker};
 
@@ -96,17 +97,6 @@ struct StreamState {
     added: u64,
     first: Option<String>,
     last_generated: String,
-}
-
-/// A stream id as a comparable pair (`ms-seq`); a bare `ms` is `ms-0`.
-pub(crate) fn id_key(id: &str) -> Option<(u64, u64)> {
-    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-    Some((ms.parse().ok()?, seq.parse().ok()?))
-}
-
-/// `a < b` for stream ids (false when either does not parse).
-fn id_before(a: &str, b: &str) -> bool {
-    matches!((id_key(a), id_key(b)), (Some(x), Some(y)) if x < y)
 }
 
 /// The fields of an XINFO reply (a RESP3 map, or RESP2 name/value pairs).

@@ -239,7 +239,7 @@ fn xread_of(waiting: &mut HashMap<String, Vec<Waiter>>) -> Vec<(String, String)>
             let oldest = list
                 .iter()
                 .map(|w| w.after.as_str())
-                .min_by_key(|id| crate::stream::id_key(id))?;
+                .min_by_key(|id| crate::ids::id_key(id))?;
             Some((room.clone(), oldest.to_owned()))
         })
         .collect()
