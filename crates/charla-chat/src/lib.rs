@@ -25,7 +25,9 @@ pub use feed::{Joined, RoomFeed, DEFAULT_HISTORY};
 pub use link::{Connector, Link, Status};
 pub use outbox::{Outbox, Posted};
 pub use presence::{Presence, Session};
-pub use rules::{check_name, check_room, check_text, DEFAULT_MAX_TEXT_BYTES, MAX_NAME_CHARS};
+pub use rules::{
+    check_name, check_room, check_text, Refusal, DEFAULT_MAX_TEXT_BYTES, MAX_NAME_CHARS,
+};
 
 /// What went wrong, said so a person can act on it.
 #[derive(Debug, Clone, thiserror::Error)]

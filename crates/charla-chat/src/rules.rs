@@ -1,4 +1,74 @@
 //! What the chats accept from people, the same in the terminal, the page and the API.
+//!
+//! A refusal is a [`Refusal`]: which rule, with the character or the numbers it names. Each
+//! has a catalogue line ([`Refusal::said`]) that every screen puts into its listener's
+//! language; its `Display` is English, for logs.
+
+use charla_i18n::Said;
+
+/// What a rule refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Not a room every backend accepts.
+    #[error("room '{room}': use 1 to 64 letters, digits, '.', '_' or '-'")]
+    Room { room: String },
+    /// Empty, or longer than `max` characters.
+    #[error("name: use 1 to {max} characters")]
+    NameLength { max: usize },
+    #[error("name: {code} is a control character; remove it")]
+    NameControl { code: String },
+    #[error(
+        "name: {code} changes the direction of the text around it (it can make a name look \
+         like another); remove it"
+    )]
+    NameBidi { code: String },
+    #[error(
+        "name: {code} is an invisible character (it makes a name look like another); remove it"
+    )]
+    NameInvisible { code: String },
+    /// A check mark, kept for verified names.
+    #[error("name: {mark} is kept for the mark of a verified name; remove it")]
+    NameMark { mark: char },
+    /// More than `max` combining marks on one letter.
+    #[error("name: at most {max} accents or marks on one letter")]
+    NameMarks { max: usize },
+    #[error("the message is empty")]
+    TextEmpty,
+    #[error("the message has {len} bytes; the limit is {max}")]
+    TextTooLong { len: usize, max: usize },
+}
+
+impl Refusal {
+    /// The catalogue id of this refusal's line.
+    pub fn id(&self) -> &'static str {
+        match self {
+            Refusal::Room { .. } => "rule-room",
+            Refusal::NameLength { .. } => "rule-name-length",
+            Refusal::NameControl { .. } => "rule-name-control",
+            Refusal::NameBidi { .. } => "rule-name-bidi",
+            Refusal::NameInvisible { .. } => "rule-name-invisible",
+            Refusal::NameMark { .. } => "rule-name-mark",
+            Refusal::NameMarks { .. } => "rule-name-marks",
+            Refusal::TextEmpty => "rule-text-empty",
+            Refusal::TextTooLong { .. } => "rule-text-long",
+        }
+    }
+
+    /// The line with its arguments, for the listener's language (`said().in_lang(lang)`).
+    pub fn said(&self) -> Said {
+        let said = Said::new(self.id());
+        match self {
+            Refusal::Room { room } => said.arg("room", charla_core::visible(room)),
+            Refusal::NameLength { max } | Refusal::NameMarks { max } => said.arg("max", max),
+            Refusal::NameControl { code }
+            | Refusal::NameBidi { code }
+            | Refusal::NameInvisible { code } => said.arg("code", code),
+            Refusal::NameMark { mark } => said.arg("code", mark),
+            Refusal::TextEmpty => said,
+            Refusal::TextTooLong { len, max } => said.arg("len", len).arg("max", max),
+        }
+    }
+}
 
 /// Longest name, in characters.
 pub const MAX_NAME_CHARS: usize = 32;
@@ -9,7 +79,7 @@ pub const DEFAULT_MAX_TEXT_BYTES: usize = 4096;
 
 /// A room name every backend accepts (Kafka's topic rules are the narrowest): 1 to 64 ASCII
 /// letters, digits, '.', '_' or '-'; not the presence room.
-pub fn check_room(room: &str) -> Result<(), String> {
+pub fn check_room(room: &str) -> Result<(), Refusal> {
     let ok = !room.is_empty()
         && room.len() <= 64
         && room != "."
@@ -21,10 +91,9 @@ pub fn check_room(room: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "room '{}': use 1 to 64 letters, digits, '.', '_' or '-'",
-            charla_core::visible(room)
-        ))
+        Err(Refusal::Room {
+            room: room.to_owned(),
+        })
     }
 }
 
@@ -72,59 +141,51 @@ fn in_ranges(c: char, ranges: &[(char, char)]) -> bool {
 /// A name as it is shown and compared: trimmed, in Unicode NFC (an "é" typed as one character
 /// or as "e" and an accent is one name), 1 to `max` characters, without control characters,
 /// bidi controls, invisible characters, check marks, or more than [`MAX_COMBINING_RUN`] combining marks in
-/// a row. The error says which rule, and which character, in words a person can act on.
-pub fn check_name(name: &str, max: usize) -> Result<String, String> {
+/// a row. The refusal says which rule, and which character, so a person can act on it.
+pub fn check_name(name: &str, max: usize) -> Result<String, Refusal> {
     use unicode_normalization::char::is_combining_mark;
     use unicode_normalization::UnicodeNormalization;
 
     let name: String = name.trim().nfc().collect();
     let count = name.chars().count();
     if count == 0 || count > max {
-        return Err(format!("name: use 1 to {max} characters"));
+        return Err(Refusal::NameLength { max });
     }
     let mut run = 0;
     for c in name.chars() {
-        let code = format!("U+{:04X}", u32::from(c));
+        let code = || format!("U+{:04X}", u32::from(c));
         if c.is_control() {
-            return Err(format!("name: {code} is a control character; remove it"));
+            return Err(Refusal::NameControl { code: code() });
         }
         if in_ranges(c, BIDI_CONTROLS) {
-            return Err(format!(
-                "name: {code} changes the direction of the text around it (it can make a \
-                 name look like another); remove it"
-            ));
+            return Err(Refusal::NameBidi { code: code() });
         }
         if in_ranges(c, INVISIBLE) {
-            return Err(format!(
-                "name: {code} is an invisible character (it makes a name look like another); \
-                 remove it"
-            ));
+            return Err(Refusal::NameInvisible { code: code() });
         }
         if in_ranges(c, CHECK_MARKS) {
-            return Err(format!(
-                "name: {c} is kept for the mark of a verified name; remove it"
-            ));
+            return Err(Refusal::NameMark { mark: c });
         }
         run = if is_combining_mark(c) { run + 1 } else { 0 };
         if run > MAX_COMBINING_RUN {
-            return Err(format!(
-                "name: at most {MAX_COMBINING_RUN} accents or marks on one letter"
-            ));
+            return Err(Refusal::NameMarks {
+                max: MAX_COMBINING_RUN,
+            });
         }
     }
     Ok(name)
 }
 
 /// Message text: not empty, at most `max` bytes.
-pub fn check_text(text: &str, max: usize) -> Result<(), String> {
+pub fn check_text(text: &str, max: usize) -> Result<(), Refusal> {
     if text.trim().is_empty() {
-        return Err("the message is empty".into());
+        return Err(Refusal::TextEmpty);
     }
     if text.len() > max {
-        return Err(format!(
-            "the message has {} bytes; the limit is {max}",
-            text.len()
-        ));
+        return Err(Refusal::TextTooLong {
+            len: text.len(),
+            max,
+        });
     }
     Ok(())
 }
@@ -170,7 +231,7 @@ mod tests {
             "a\u{200F}",
             "\u{61C}x",
         ] {
-            let e = check_name(bidi, 32).unwrap_err();
+            let e = check_name(bidi, 32).unwrap_err().to_string();
             assert!(e.contains("direction"), "{bidi:?}: {e}");
         }
         for hidden in [
@@ -182,16 +243,18 @@ mod tests {
             "\u{180E}Vic",
             "\u{3164}",
         ] {
-            let e = check_name(hidden, 32).unwrap_err();
+            let e = check_name(hidden, 32).unwrap_err().to_string();
             assert!(e.contains("invisible"), "{hidden:?}: {e}");
         }
         // Two marks on a letter (Vietnamese "ệ" decomposes to e + two marks) pass; three fail.
         assert!(check_name("Nguy\u{1EC5}n", 32).is_ok());
         assert!(check_name("x\u{323}\u{302}", 32).is_ok());
-        let e = check_name("Z\u{300}\u{301}\u{302}\u{303}", 32).unwrap_err();
+        let e = check_name("Z\u{300}\u{301}\u{302}\u{303}", 32)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("marks"), "{e}");
         assert!(check_name("❤\u{FE0F} Ana", 32).is_ok());
-        let e = check_name("Vic ✓", 32).unwrap_err();
+        let e = check_name("Vic ✓", 32).unwrap_err().to_string();
         assert!(e.contains("verified"), "{e}");
     }
 }

@@ -11,11 +11,14 @@
 //! assert_eq!(Lang::En.tr("bye", &[]), "👋 Bye!");
 //! ```
 
-// In layers: `lang` (choosing, lookups) reads `catalogue` (the parsed files).
+// In layers: `said` (a line not yet in a language) reads `lang` (choosing, lookups), which
+// reads `catalogue` (the parsed files).
 mod catalogue;
 mod lang;
+mod said;
 
 pub use lang::{Lang, RULE_DOUBLE, RULE_SINGLE};
+pub use said::Said;
 
 /// What is wrong with the catalogues: parse errors, and ids one language has and the other
 /// lacks. Empty when both are complete (the crate's tests require it).

@@ -1,52 +1,16 @@
 //! What the chat rules (charla-chat's `check_name`, `check_room`, `check_text`) refuse, said in
 //! the screen's language.
 //!
-//! The rules are a library's and answer in English; here, at the screen, each kind of refusal
-//! becomes a catalogue line, with the character or the numbers the rule named. A refusal of a
-//! kind not known here is shown as the library said it (a test feeds every kind through).
+//! The rules answer with a typed [`Refusal`] that names its catalogue line and arguments; here,
+//! at the screen, it becomes that line in the screen's language (the English `Display` is for
+//! logs).
 
+use charla_chat::Refusal;
 use charla_i18n::Lang;
 
-/// `refusal` (a rule's English words) in `lang`.
-pub fn said(lang: Lang, refusal: &str) -> String {
-    let code = refusal
-        .split_whitespace()
-        .find(|w| w.starts_with("U+"))
-        .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
-        .unwrap_or_default();
-    let numbers: Vec<&str> = refusal
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|n| !n.is_empty())
-        .collect();
-    let first = numbers.first().copied().unwrap_or_default();
-    let second = numbers.get(1).copied().unwrap_or_default();
-    let id = if refusal.starts_with("room ") {
-        "rule-room"
-    } else if refusal.contains("control character") {
-        "rule-name-control"
-    } else if refusal.contains("direction") {
-        "rule-name-bidi"
-    } else if refusal.contains("invisible") {
-        "rule-name-invisible"
-    } else if refusal.contains("verified") {
-        "rule-name-mark"
-    } else if refusal.contains("accents") {
-        "rule-name-marks"
-    } else if refusal.starts_with("name:") {
-        "rule-name-length"
-    } else if refusal.contains("is empty") {
-        "rule-text-empty"
-    } else if refusal.contains("the limit is") {
-        "rule-text-long"
-    } else {
-        return refusal.to_owned();
-    };
-    // The numbers a rule names, in its order: name length (the most), accents (the most),
-    // text (its size, then the limit).
-    lang.tr(
-        id,
-        &[("code", &code), ("first", &first), ("second", &second)],
-    )
+/// `refusal` in `lang`.
+pub fn said(lang: Lang, refusal: &Refusal) -> String {
+    refusal.said().in_lang(lang)
 }
 
 #[cfg(test)]
@@ -68,22 +32,19 @@ mod tests {
         ];
         for refusal in refusals {
             let refusal = refusal.expect("each of these is refused");
+            assert!(Lang::Es.has(refusal.id()), "no line for {refusal}");
             let es = said(Lang::Es, &refusal);
-            assert_ne!(es, refusal, "not known here: {refusal}");
-            for english in ["name:", "room '", "remove", "use 1", "message", "limit"] {
+            for english in ["name", "room", "remove", "use 1", "message", "limit", "{"] {
                 assert!(
                     !es.contains(english),
                     "{english:?} in {es:?} (from {refusal:?})"
                 );
             }
-            assert!(!said(Lang::En, &refusal).contains("rule-"), "{refusal}");
+            assert!(!said(Lang::En, &refusal).contains('{'), "{refusal}");
         }
-        assert!(said(
-            Lang::Es,
-            &charla_chat::check_name("Ana\u{202E}x", 32)
-                .err()
-                .unwrap_or_default()
-        )
-        .contains("U+202E"));
+        let bidi = charla_chat::check_name("Ana\u{202E}x", 32).expect_err("refused");
+        assert!(said(Lang::Es, &bidi).contains("U+202E"));
+        let long = charla_chat::check_text("0123456789ab", 10).expect_err("refused");
+        assert!(said(Lang::Es, &long).contains("12 bytes; el límite es 10"));
     }
 }

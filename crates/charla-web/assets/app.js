@@ -10,6 +10,11 @@ const state = { ws: null, room: null, name: null, online: new Set(), verified: n
 // The credential on API requests, where the gateway asks for one.
 function authHeaders() { return state.token ? { Authorization: "Bearer " + state.token } : {}; }
 
+// The page's language on every address it asks the gateway (the socket, the API), so the
+// gateway's reasons (a refused name, a post too fast) come in the language the page shows,
+// which the switch may have made other than the browser's.
+function withLang(url) { return url + (url.includes("?") ? "&" : "?") + "lang=" + encodeURIComponent(i18n.lang); }
+
 // The page's strings (charla-i18n's page-… messages), handed over by the gateway in the
 // page's language; "{$name}" in one is filled in by t().
 const i18n = { lang: "en", strings: {} };
@@ -103,7 +108,7 @@ function renderOnline() {
 
 async function refreshRooms() {
   try {
-    const r = await fetch("api/rooms", { headers: authHeaders() });
+    const r = await fetch(withLang("api/rooms"), { headers: authHeaders() });
     if (!r.ok) return;
     const { rooms } = await r.json();
     const ul = $("rooms");
@@ -144,8 +149,8 @@ function setStatusText(text, up) { state.statusId = null; state.statusText = tex
 function connect() {
   if (state.ws) { state.ws.onclose = null; state.ws.close(); }
   // Relative to the page, so the page works under a reverse proxy's path prefix too.
-  const query = "ws?room=" + encodeURIComponent(state.room) + "&name=" + encodeURIComponent(state.name) +
-    (state.token ? "&token=" + encodeURIComponent(state.token) : "");
+  const query = withLang("ws?room=" + encodeURIComponent(state.room) + "&name=" + encodeURIComponent(state.name) +
+    (state.token ? "&token=" + encodeURIComponent(state.token) : ""));
   const address = new URL(query, location.href);
   address.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(address);
@@ -211,7 +216,9 @@ async function refused(query) {
     notice(said, "error");
     return;
   }
-  setStatus("page-disconnected", false);
+  // The gateway cannot take the page now (it serves its most rooms): say why, and try again.
+  if (status === 503 && why) setStatusText(t("page-refused", { reason: why }), false);
+  else setStatus("page-disconnected", false);
   setTimeout(connect, state.retry);
   state.retry = Math.min(state.retry * 2, 5000);
 }
@@ -239,7 +246,7 @@ function join(room) {
 }
 
 function olderUrl(limit) {
-  return "api/rooms/" + encodeURIComponent(state.room) + "/messages?limit=" + limit + "&before=" + encodeURIComponent(state.oldest);
+  return withLang("api/rooms/" + encodeURIComponent(state.room) + "/messages?limit=" + limit + "&before=" + encodeURIComponent(state.oldest));
 }
 
 // "Older messages" only when there is one: ask for a single message before the oldest shown.
@@ -273,7 +280,7 @@ async function older() {
 async function search(q) {
   const list = $("results");
   list.replaceChildren();
-  const r = await fetch("api/rooms/" + encodeURIComponent(state.room) + "/messages?limit=50&q=" + encodeURIComponent(q), { headers: authHeaders() });
+  const r = await fetch(withLang("api/rooms/" + encodeURIComponent(state.room) + "/messages?limit=50&q=" + encodeURIComponent(q)), { headers: authHeaders() });
   const body = await r.json().catch(() => ({}));
   if (!r.ok) { list.appendChild(line("error", [["", "⚠ " + (body.error || r.status)]])); return; }
   if (!body.messages.length) { list.appendChild(line("notice", [["", t("page-no-results")]])); return; }

@@ -33,10 +33,11 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use charla_chat::Status;
 use charla_core::{BrokerError, Message};
+use charla_i18n::{Lang, Said};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::caller::{admit, may_read, post_allowed, query_token, refused, too_fast, Asked};
+use crate::caller::{admit, error, may_read, post_allowed, query_token, refused, too_fast, Asked};
 use crate::client::Client;
 use crate::hub::Hub;
 use crate::limits::{check_room, check_text};
@@ -51,8 +52,19 @@ const BEFORE_SCAN: usize = 1_000;
 /// Messages read at a time while looking for `before=ID`.
 const SCAN_PAGE: usize = 500;
 
-fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
-    (status, Json(json!({"error": message.to_string()}))).into_response()
+/// A catalogue line whose only argument is technical detail (a library's or the broker's own
+/// words, kept as they are in parentheses).
+fn with_detail(id: &'static str, detail: impl std::fmt::Display) -> Said {
+    Said::new(id).arg("detail", detail)
+}
+
+/// The deepest cause of an error: the part that says what exactly was wrong.
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut e = e;
+    while let Some(source) = e.source() {
+        e = source;
+    }
+    e.to_string()
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,6 +78,7 @@ pub struct NewMessage {
 pub async fn post_message(
     State(hub): State<Arc<Hub>>,
     Extension(client): Extension<Client>,
+    Extension(lang): Extension<Lang>,
     headers: HeaderMap,
     uri: Uri,
     Path(room): Path<String>,
@@ -73,14 +86,18 @@ pub async fn post_message(
 ) -> Response {
     let Json(body) = match body {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+        Err(e) => {
+            // The parser's own words only (what is missing, where), without axum's prose.
+            let why = with_detail("gw-bad-json", innermost(&e));
+            return error(StatusCode::BAD_REQUEST, &why, lang);
+        }
     };
     if let Err(e) = check_room(&room) {
-        return error(StatusCode::BAD_REQUEST, e);
+        return error(StatusCode::BAD_REQUEST, &e.said(), lang);
     }
     let limits = &hub.config.limits;
     if let Err(e) = check_text(&body.mensaje, limits.max_text_bytes) {
-        return error(StatusCode::BAD_REQUEST, e);
+        return error(StatusCode::BAD_REQUEST, &e.said(), lang);
     }
     let token = query_token(uri.query());
     let asked = &body.usuario;
@@ -94,27 +111,34 @@ pub async fn post_message(
         Asked::Api,
     ) {
         Ok(a) => a,
-        Err(refusal) => return refused(&refusal),
+        Err(refusal) => return refused(&refusal, lang),
     };
     if let Err((wait, why)) = post_allowed(&hub, &author) {
-        return too_fast(wait, why);
+        return too_fast(wait, &why, lang);
     }
     if let Status::Reconnecting { reason } = &*hub.link.status().borrow() {
         // Not queued in this process's memory: refused now, so the client knows to try again
         // (an accepted message that died with the gateway would be lost).
-        return unavailable(reason);
+        return unavailable(reason, lang);
     }
     hub.archive_room(&room);
     let mut message = Message::new(author.name, body.mensaje, room);
     message.verificado = author.verified;
     let posted = match hub.outbox.post_confirmed(message.clone()).await {
         Ok(p) => p,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => {
+            let why = with_detail("gw-not-queued", e);
+            return error(StatusCode::SERVICE_UNAVAILABLE, &why, lang);
+        }
     };
     match tokio::time::timeout(Duration::from_secs(5), posted).await {
         Ok(Ok(Ok(()))) => (StatusCode::CREATED, Json(message)).into_response(),
-        Ok(Ok(Err(e))) => error(status_of(&e), e),
-        Ok(Err(_)) => error(StatusCode::SERVICE_UNAVAILABLE, "the gateway is closing"),
+        Ok(Ok(Err(e))) => error(status_of(&e), &with_detail("gw-broker-refused", e), lang),
+        Ok(Err(_)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &Said::new("gw-closing"),
+            lang,
+        ),
         // Still waiting for the broker: it stays queued and goes out when the broker is back.
         Err(_) => (StatusCode::ACCEPTED, Json(message)).into_response(),
     }
@@ -139,33 +163,30 @@ pub struct Page {
 pub async fn messages(
     State(hub): State<Arc<Hub>>,
     Extension(client): Extension<Client>,
+    Extension(lang): Extension<Lang>,
     headers: HeaderMap,
     uri: Uri,
     Path(room): Path<String>,
     Query(page): Query<Page>,
 ) -> Response {
     if let Err(e) = check_room(&room) {
-        return error(StatusCode::BAD_REQUEST, e);
+        return error(StatusCode::BAD_REQUEST, &e.said(), lang);
     }
     let token = query_token(uri.query());
     if let Err(refusal) = may_read(&hub, &client, &headers, token.as_deref(), Some(&room)) {
-        return refused(&refusal);
+        return refused(&refusal, lang);
     }
     let limit = page.limit.unwrap_or(charla_chat::DEFAULT_HISTORY);
     if limit == 0 || limit > MAX_PAGE {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("limit: 1 to {MAX_PAGE} messages"),
-        );
+        let why = Said::new("gw-page-limit").arg("max", MAX_PAGE);
+        return error(StatusCode::BAD_REQUEST, &why, lang);
     }
     if let Some(before) = &page.before {
         // Every id charla gives a message is a ULID: anything else names no message, and is
         // refused before a single read (it used to cost a scan of 10 000 messages).
         if before.parse::<ulid::Ulid>().is_err() {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("before={}: not a message id", charla_core::visible(before)),
-            );
+            let why = Said::new("gw-not-an-id").arg("id", charla_core::visible(before));
+            return error(StatusCode::BAD_REQUEST, &why, lang);
         }
     }
     if let Some(archive) = hub.archive() {
@@ -181,22 +202,26 @@ pub async fn messages(
                 .await
             {
                 Ok(messages) => Json(json!({"room": room, "messages": messages})).into_response(),
-                Err(charla_archive::ArchiveError::InvalidArgument(e)) => {
-                    error(StatusCode::BAD_REQUEST, e)
-                }
-                Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+                Err(charla_archive::ArchiveError::InvalidArgument(e)) => error(
+                    StatusCode::BAD_REQUEST,
+                    &with_detail("gw-bad-page", e),
+                    lang,
+                ),
+                Err(e) => error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &with_detail("gw-archive-away", e),
+                    lang,
+                ),
             };
         }
     } else if page.q.is_some() {
-        return error(
-            StatusCode::NOT_IMPLEMENTED,
-            "searching needs the archive: start the gateway with --archive postgres://…",
-        );
+        let why = Said::new("gw-search-needs-archive");
+        return error(StatusCode::NOT_IMPLEMENTED, &why, lang);
     }
     if !hub.broker_keeps_history() {
         return Json(json!({"room": room, "messages": [], "older": null})).into_response();
     }
-    let broker = match broker_now(&hub).await {
+    let broker = match broker_now(&hub, lang).await {
         Ok(b) => b,
         Err(away) => return away,
     };
@@ -205,12 +230,18 @@ pub async fn messages(
         Ok(Ok((messages, older))) => {
             Json(json!({"room": room, "messages": messages, "older": older})).into_response()
         }
-        Ok(Err(e)) if matches!(e, BrokerError::InvalidArgument(_)) => {
-            error(StatusCode::BAD_REQUEST, e)
-        }
-        Ok(Err(e)) if e.is_transient() => unavailable(&e.to_string()),
-        Ok(Err(e)) => error(StatusCode::BAD_GATEWAY, e),
-        Err(_) => unavailable("the broker did not answer in time"),
+        Ok(Err(e)) if matches!(e, BrokerError::InvalidArgument(_)) => error(
+            StatusCode::BAD_REQUEST,
+            &with_detail("gw-bad-page", e),
+            lang,
+        ),
+        Ok(Err(e)) if e.is_transient() => unavailable(&e.to_string(), lang),
+        Ok(Err(e)) => error(
+            StatusCode::BAD_GATEWAY,
+            &with_detail("gw-broker-refused", e),
+            lang,
+        ),
+        Err(_) => unavailable(&Said::new("gw-broker-slow").in_lang(lang), lang),
     }
 }
 
@@ -220,12 +251,11 @@ const BROKER_CALL: Duration = Duration::from_secs(3);
 /// What a client is told to wait before asking again while the broker is away.
 const RETRY_AFTER_SECS: u64 = 2;
 
-/// `503` with `Retry-After`: the broker is away, ask again soon.
-fn unavailable(reason: &str) -> Response {
-    let mut response = error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("the broker is away ({reason}); try again shortly"),
-    );
+/// `503` with `Retry-After`: the broker is away, ask again soon. `reason`: the link's or the
+/// broker's own words, as technical detail.
+fn unavailable(reason: &str, lang: Lang) -> Response {
+    let why = with_detail("gw-broker-away", reason);
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, &why, lang);
     response.headers_mut().insert(
         axum::http::header::RETRY_AFTER,
         axum::http::HeaderValue::from(RETRY_AFTER_SECS),
@@ -236,13 +266,16 @@ fn unavailable(reason: &str) -> Response {
 /// The broker, at once: while the gateway is reconnecting a request is answered 503 with
 /// `Retry-After` now, instead of waiting (it used to hang until the broker came back).
 #[allow(clippy::result_large_err)] // the refusal is the response itself
-async fn broker_now(hub: &Hub) -> Result<Arc<dyn charla_core::Broker>, Response> {
+async fn broker_now(hub: &Hub, lang: Lang) -> Result<Arc<dyn charla_core::Broker>, Response> {
     if let Status::Reconnecting { reason } = &*hub.link.status().borrow() {
-        return Err(unavailable(reason));
+        return Err(unavailable(reason, lang));
     }
     match tokio::time::timeout(BROKER_CALL, hub.link.broker()).await {
         Ok((_, broker)) => Ok(broker),
-        Err(_) => Err(unavailable("reconnecting")),
+        Err(_) => Err(unavailable(
+            &Said::new("gw-broker-slow").in_lang(lang),
+            lang,
+        )),
     }
 }
 
@@ -314,12 +347,13 @@ const ROOM_LIST_TTL: Duration = Duration::from_secs(5);
 pub async fn rooms(
     State(hub): State<Arc<Hub>>,
     Extension(client): Extension<Client>,
+    Extension(lang): Extension<Lang>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
     let token = query_token(uri.query());
     if let Err(refusal) = may_read(&hub, &client, &headers, token.as_deref(), None) {
-        return refused(&refusal);
+        return refused(&refusal, lang);
     }
     let mut rooms: BTreeMap<String, usize> = hub.presence.rooms().into_iter().collect();
     for room in hub.open_rooms() {
@@ -359,7 +393,8 @@ async fn stored_rooms(hub: &Hub) -> Result<Arc<Vec<String>>, String> {
     }
     drop(cached);
     let fresh = async {
-        let broker = broker_now(hub)
+        // Only logged (the list is served from the last copy): in the log's English.
+        let broker = broker_now(hub, Lang::En)
             .await
             .map_err(|_| "the broker is away".to_owned())?;
         match tokio::time::timeout(BROKER_CALL, broker.rooms()).await {

@@ -1,13 +1,14 @@
 //! The page, compiled into the binary: nothing to build or install to run `charla web`.
 //!
 //! The page speaks the visitor's language: `?lang=es|en`, else the browser's
-//! `Accept-Language`. Its texts are the catalogue's `page-…` messages (charla-i18n, the same
+//! `Accept-Language` (as every answer of the gateway: [`crate::language`]). Its texts are the catalogue's `page-…` messages (charla-i18n, the same
 //! files as the terminal's): filled into the HTML here (`{{page-…}}`), and handed to the
 //! script as JSON in the page and at `i18n.json?lang=` (for the language switch), so no text
 //! of the page lives in the page's own files.
 
-use axum::http::{header, HeaderMap, Uri};
+use axum::http::header;
 use axum::response::{IntoResponse, Json};
+use axum::Extension;
 use charla_i18n::Lang;
 
 const INDEX: &str = include_str!("../assets/index.html");
@@ -21,25 +22,6 @@ const STYLE: &str = include_str!("../assets/style.css");
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
                    connect-src 'self'; img-src 'self' data:; object-src 'none'; \
                    base-uri 'none'; frame-ancestors 'none'";
-
-/// The language asked for: `?lang=` (read by hand: any other query, even a malformed one, must
-/// not keep the page from loading), else `Accept-Language`, else English.
-fn chosen(uri: &Uri, headers: &HeaderMap) -> Lang {
-    let asked = uri
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("lang="))
-        .and_then(|l| l.parse().ok());
-    if let Some(lang) = asked {
-        return lang;
-    }
-    headers
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok())
-        .map(Lang::from_accept_language)
-        .unwrap_or(Lang::En)
-}
 
 /// The page's strings in `lang`, as a JSON object (id → text, arguments left as `{$name}`).
 fn strings(lang: Lang) -> serde_json::Value {
@@ -70,8 +52,7 @@ pub fn render(lang: Lang) -> String {
     html.replace("{{strings}}", &json)
 }
 
-pub async fn index(uri: Uri, headers: HeaderMap) -> impl IntoResponse {
-    let lang = chosen(&uri, &headers);
+pub async fn index(Extension(lang): Extension<Lang>) -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -86,8 +67,7 @@ pub async fn index(uri: Uri, headers: HeaderMap) -> impl IntoResponse {
 }
 
 /// `GET i18n.json?lang=es`: the page's strings, for its language switch.
-pub async fn page_strings(uri: Uri, headers: HeaderMap) -> impl IntoResponse {
-    let lang = chosen(&uri, &headers);
+pub async fn page_strings(Extension(lang): Extension<Lang>) -> impl IntoResponse {
     (
         [
             (header::VARY, "Accept-Language"),
@@ -138,19 +118,6 @@ mod tests {
 
     /// Behind a reverse proxy at `/chat/` the page is `/chat/`: an address starting with `/`
     /// would leave the prefix (the stylesheet, the script, the API and the WebSocket alike).
-    #[test]
-    fn the_language_is_the_querys_then_the_browsers() {
-        let uri = |u: &str| u.parse::<Uri>().expect("uri");
-        let mut headers = HeaderMap::new();
-        assert_eq!(chosen(&uri("/"), &headers), Lang::En);
-        headers.insert(
-            header::ACCEPT_LANGUAGE,
-            "es-ES,es;q=0.9".parse().expect("value"),
-        );
-        assert_eq!(chosen(&uri("/?room=a%ZZ&name=x"), &headers), Lang::Es);
-        assert_eq!(chosen(&uri("/?room=a&lang=en"), &headers), Lang::En);
-    }
-
     #[test]
     fn the_page_uses_relative_addresses_only() {
         for (file, text) in [

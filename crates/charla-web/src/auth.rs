@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use subtle::ConstantTimeEq;
 
+use charla_i18n::Said;
+
 use crate::client::{Client, ClientKey};
 
 /// How clients are authenticated.
@@ -249,41 +251,41 @@ impl Auth {
         match self.mode {
             Mode::None => Ok(None),
             Mode::Password => {
-                let given = credential(headers, token).ok_or_else(|| {
-                    Refusal::Unauthorized("this gateway asks for a password".into())
-                })?;
+                let given = credential(headers, token)
+                    .ok_or_else(|| Refusal::Unauthorized(Said::new("gw-password-needed")))?;
                 if self.passwords.opens(room, given.as_bytes()) {
                     Ok(None)
                 } else {
                     Err(Refusal::Unauthorized(match room {
-                        Some(room) => format!("wrong password for room '{room}'"),
-                        None => "wrong password".into(),
+                        Some(room) => Said::new("gw-password-wrong-room").arg("room", room),
+                        None => Said::new("gw-password-wrong"),
                     }))
                 }
             }
             Mode::Jwt => {
-                let token = credential(headers, token).ok_or_else(|| {
-                    Refusal::Unauthorized("this gateway asks for a token (JWT)".into())
-                })?;
+                let token = credential(headers, token)
+                    .ok_or_else(|| Refusal::Unauthorized(Said::new("gw-token-needed")))?;
                 let identity = self.verify_token(&token, max_name_chars)?;
                 identity.check_room(room)?;
                 Ok(Some(identity))
             }
             Mode::Proxy => {
-                let refused = |why: &str| Refusal::Forbidden(why.to_owned());
+                let refused = |id: &'static str| Refusal::Forbidden(Said::new(id));
                 if !client.via_trusted_proxy {
-                    return Err(refused(
-                        "this gateway takes its users from a trusted proxy; connect through it",
-                    ));
+                    return Err(refused("gw-proxy-only"));
                 }
-                let header = self.header.as_ref().ok_or_else(|| refused("no header"))?;
+                let header = self
+                    .header
+                    .as_ref()
+                    .ok_or_else(|| refused("gw-proxy-silent"))?;
                 let user = headers
                     .get(header)
                     .and_then(|v| v.to_str().ok())
                     .filter(|v| !v.trim().is_empty())
-                    .ok_or_else(|| refused("the proxy did not say who you are"))?;
-                let name = charla_chat::check_name(user, max_name_chars)
-                    .map_err(|e| Refusal::Forbidden(format!("the proxy's user: {e}")))?;
+                    .ok_or_else(|| refused("gw-proxy-silent"))?;
+                let name = charla_chat::check_name(user, max_name_chars).map_err(|e| {
+                    Refusal::Forbidden(Said::new("gw-proxy-user").arg_said("reason", e.said()))
+                })?;
                 Ok(Some(Identity { name, rooms: None }))
             }
         }
@@ -292,20 +294,22 @@ impl Auth {
     /// A token's identity, if its signature, algorithm and expiry hold.
     fn verify_token(&self, token: &str, max_name_chars: usize) -> Result<Identity, Refusal> {
         let Some((key, validation)) = &self.jwt else {
-            return Err(Refusal::Unauthorized("no JWT key".into()));
+            return Err(Refusal::Unauthorized(Said::new("gw-token-no-key")));
         };
         let data = jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             Refusal::Unauthorized(match e.kind() {
-                ErrorKind::ExpiredSignature => "the token has expired".to_owned(),
-                ErrorKind::InvalidSignature => "the token's signature is not valid".to_owned(),
-                ErrorKind::InvalidAlgorithm => "the token is signed with another algorithm".into(),
-                _ => format!("not a valid token: {e}"),
+                ErrorKind::ExpiredSignature => Said::new("gw-token-expired"),
+                ErrorKind::InvalidSignature => Said::new("gw-token-signature"),
+                ErrorKind::InvalidAlgorithm => Said::new("gw-token-algorithm"),
+                // The library's own words, as technical detail.
+                _ => Said::new("gw-token-invalid").arg("detail", e),
             })
         })?;
         let claims = data.claims;
-        let name = charla_chat::check_name(&claims.sub, max_name_chars)
-            .map_err(|e| Refusal::Forbidden(format!("the token's sub: {e}")))?;
+        let name = charla_chat::check_name(&claims.sub, max_name_chars).map_err(|e| {
+            Refusal::Forbidden(Said::new("gw-token-sub").arg_said("reason", e.said()))
+        })?;
         let rooms = match (claims.rooms, claims.channels) {
             (None, None) => None,
             (a, b) => Some(a.into_iter().chain(b).flatten().collect()),
@@ -327,22 +331,30 @@ impl Identity {
     fn check_room(&self, room: Option<&str>) -> Result<(), Refusal> {
         match (room, &self.rooms) {
             (Some(room), Some(rooms)) if !rooms.iter().any(|r| r == room) => Err(
-                Refusal::Forbidden(format!("your token does not open room '{room}'")),
+                Refusal::Forbidden(Said::new("gw-token-room").arg("room", room)),
             ),
             _ => Ok(()),
         }
     }
 }
 
-/// A request refused by [`Auth::admit`] or [`Names`].
+/// A request refused by [`Auth::admit`] or [`Names`], with its reason not yet in a language
+/// (each page or client reads it in its own: [`crate::language`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// No credential, or a wrong one (401).
-    Unauthorized(String),
+    Unauthorized(Said),
     /// A credential that does not open this (403), or a name someone else holds.
-    Forbidden(String),
+    Forbidden(Said),
     /// Not a name at all (400).
-    Invalid(String),
+    Invalid(Said),
+}
+
+impl From<charla_chat::Refusal> for Refusal {
+    /// A chat rule's refusal (a name that is not a name): 400.
+    fn from(rule: charla_chat::Refusal) -> Refusal {
+        Refusal::Invalid(rule.said())
+    }
 }
 
 impl Refusal {
@@ -354,7 +366,7 @@ impl Refusal {
         }
     }
 
-    pub fn reason(&self) -> &str {
+    pub fn reason(&self) -> &Said {
         match self {
             Refusal::Unauthorized(r) | Refusal::Forbidden(r) | Refusal::Invalid(r) => r,
         }
@@ -469,9 +481,11 @@ impl Names {
         now: Instant,
     ) -> Result<(), Refusal> {
         let taken = || {
-            Refusal::Forbidden(format!(
-                "the name '{name}' is already online in room '{room}'; pick another"
-            ))
+            Refusal::Forbidden(
+                Said::new("gw-name-held")
+                    .arg("name", charla_core::visible(name))
+                    .arg("room", room),
+            )
         };
         match held.get(&(room.to_owned(), name.to_owned())) {
             Some(h) if h.current(now) => {
@@ -500,7 +514,7 @@ impl Names {
         if held.len() >= MAX_NAMES {
             held.retain(|_, h| h.current(now));
             if held.len() >= MAX_NAMES {
-                return Err(Refusal::Forbidden("too many names online".into()));
+                return Err(Refusal::Forbidden(Said::new("gw-names-full")));
             }
         }
         let key = (room.to_owned(), name.to_owned());
@@ -631,7 +645,7 @@ mod tests {
         let why = auth
             .admit(&c, &h, Some(&expired), None, 32)
             .expect_err("expired");
-        assert!(why.reason().contains("expired"), "{why:?}");
+        assert!(why.reason().to_string().contains("expired"), "{why:?}");
         let forged = token(
             serde_json::json!({"sub": "Vic"}),
             b"another secret, also long enough",
@@ -639,7 +653,7 @@ mod tests {
         let why = auth
             .admit(&c, &h, Some(&forged), None, 32)
             .expect_err("forged");
-        assert!(why.reason().contains("signature"), "{why:?}");
+        assert!(why.reason().to_string().contains("signature"), "{why:?}");
         let bidi = token(serde_json::json!({"sub": "\u{202E}ciV"}), SECRET);
         assert!(auth.admit(&c, &h, Some(&bidi), None, 32).is_err());
         assert!(auth.admit(&c, &h, Some("garbage"), None, 32).is_err());

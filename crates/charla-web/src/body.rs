@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use charla_i18n::Said;
 use serde_json::json;
 
 use crate::hub::Hub;
@@ -24,12 +25,13 @@ pub fn max_body_bytes(hub: &Hub) -> usize {
 }
 
 pub async fn bounded(State(hub): State<Arc<Hub>>, request: Request, next: Next) -> Response {
+    let lang = crate::language::in_request(&request);
     let (parts, body) = request.into_parts();
     let max = max_body_bytes(&hub);
     let deadline = hub.config.header_timeout;
-    let refuse = |status: StatusCode, why: String| {
+    let refuse = |status: StatusCode, why: Said| {
         // The connection is not reused: what is left of the body would be read as a request.
-        let mut response = (status, Json(json!({"error": why}))).into_response();
+        let mut response = (status, Json(json!({"error": why.in_lang(lang)}))).into_response();
         response.headers_mut().insert(
             axum::http::header::CONNECTION,
             axum::http::HeaderValue::from_static("close"),
@@ -43,14 +45,11 @@ pub async fn bounded(State(hub): State<Arc<Hub>>, request: Request, next: Next) 
         }
         Ok(Err(_)) => refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is over {max} bytes (or broken off)"),
+            Said::new("gw-body-too-large").arg("max", max),
         ),
         Err(_) => refuse(
             StatusCode::REQUEST_TIMEOUT,
-            format!(
-                "the request body did not arrive within {} s",
-                deadline.as_secs()
-            ),
+            Said::new("gw-body-late").arg("secs", deadline.as_secs()),
         ),
     }
 }

@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use charla_i18n::{Lang, Said};
 use serde_json::json;
 
 use crate::auth::{NameHold, Refusal};
@@ -36,13 +37,8 @@ pub async fn identify(State(hub): State<Arc<Hub>>, mut request: Request, next: N
         let token = query_token(request.uri().query());
         let key = reader(&hub, &client, request.headers(), token.as_deref());
         if let Err(wait) = hub.reads.take(&key) {
-            return too_fast(
-                wait,
-                format!(
-                    "too many requests: at most {} a second from one client",
-                    hub.reads.rate()
-                ),
-            );
+            let why = Said::new("gw-too-many-reads").arg("rate", hub.reads.rate());
+            return too_fast(wait, &why, crate::language::in_request(&request));
         }
     }
     request.extensions_mut().insert(client);
@@ -91,19 +87,23 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// `429 Too Many Requests` with `Retry-After` and the reason.
-pub fn too_fast(wait: Duration, why: String) -> Response {
-    let mut response =
-        (StatusCode::TOO_MANY_REQUESTS, Json(json!({ "error": why }))).into_response();
+/// An API error: `status` and `{"error": why}` in `lang`.
+pub fn error(status: StatusCode, why: &Said, lang: Lang) -> Response {
+    (status, Json(json!({ "error": why.in_lang(lang) }))).into_response()
+}
+
+/// `429 Too Many Requests` with `Retry-After` and the reason in `lang`.
+pub fn too_fast(wait: Duration, why: &Said, lang: Lang) -> Response {
+    let mut response = error(StatusCode::TOO_MANY_REQUESTS, why, lang);
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(retry_after(wait)));
     response
 }
 
-/// A refusal as an answer: its status and `{"error"}`.
-pub fn refused(refusal: &Refusal) -> Response {
-    (refusal.status(), Json(json!({ "error": refusal.reason() }))).into_response()
+/// A refusal as an answer: its status and `{"error"}` in `lang`.
+pub fn refused(refusal: &Refusal, lang: Lang) -> Response {
+    error(refusal.status(), refusal.reason(), lang)
 }
 
 /// Who speaks in a room: the name shown, who is counted for the posting rate, whether the
@@ -152,12 +152,13 @@ pub fn admit(
         .admit(client, headers, token, Some(room), max)?
     {
         if from == Asked::Api && !asked.trim().is_empty() {
-            let asked = charla_chat::check_name(asked, max).map_err(Refusal::Invalid)?;
+            let asked = charla_chat::check_name(asked, max)?;
             if asked != identity.name {
-                return Err(Refusal::Forbidden(format!(
-                    "you are '{}': you cannot post as '{asked}'",
-                    identity.name
-                )));
+                return Err(Refusal::Forbidden(
+                    Said::new("gw-not-your-name")
+                        .arg("name", &identity.name)
+                        .arg("asked", asked),
+                ));
             }
         }
         return Ok(Author {
@@ -167,7 +168,7 @@ pub fn admit(
             _hold: None,
         });
     }
-    let name = charla_chat::check_name(asked, max).map_err(Refusal::Invalid)?;
+    let name = charla_chat::check_name(asked, max)?;
     let key = ClientKey::of_ip(client.ip);
     let online = hub.presence.online(room).contains(&name);
     let hold = match from {
@@ -202,16 +203,12 @@ pub fn may_read(
 
 /// Take one post from `author`'s bucket (shared by all the client's pages and its API
 /// posts); the refusal says how long to wait.
-pub fn post_allowed(hub: &Hub, author: &Author) -> Result<(), (Duration, String)> {
+pub fn post_allowed(hub: &Hub, author: &Author) -> Result<(), (Duration, Said)> {
     hub.posts.take(&author.key).map_err(|wait| {
-        (
-            wait,
-            format!(
-                "too fast: at most {} messages per second from one client; wait {:.1} s",
-                hub.posts.rate(),
-                wait.as_secs_f64()
-            ),
-        )
+        let why = Said::new("gw-too-fast")
+            .arg("rate", hub.posts.rate())
+            .arg("wait", format!("{:.1}", wait.as_secs_f64()));
+        (wait, why)
     })
 }
 

@@ -33,6 +33,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use charla_i18n::{Lang, Said};
 use serde_json::json;
 
 /// What the gateway serves: built once from its bind address and flags.
@@ -99,7 +100,7 @@ impl Guard {
     }
 
     /// Why a WebSocket upgrade or a state-changing request is refused, if it is.
-    pub fn refuse_origin(&self, headers: &HeaderMap) -> Option<String> {
+    pub fn refuse_origin(&self, headers: &HeaderMap) -> Option<Said> {
         let origin = headers
             .get(header::ORIGIN)
             .map(|o| o.to_str().unwrap_or("null"));
@@ -109,11 +110,7 @@ impl Guard {
             .get("sec-fetch-site")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
         if cross_site && !listed {
-            return Some(format!(
-                "a page on another site ({}) may not use this gateway; start it with \
-                 --allowed-origin to allow one",
-                origin.unwrap_or("unknown")
-            ));
+            return Some(Said::new("gw-origin-cross-site").arg("origin", origin.unwrap_or("?")));
         }
         let origin = origin?;
         if listed {
@@ -126,15 +123,14 @@ impl Guard {
         if own {
             return None;
         }
-        Some(format!(
-            "a page on {origin} may not use this gateway; start it with --allowed-origin {origin} to allow it"
-        ))
+        Some(Said::new("gw-origin").arg("origin", origin))
     }
 }
 
 /// The middleware: the Host rule for every request, the Origin rule for WebSocket upgrades
 /// and state-changing requests.
 pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+    let lang = crate::language::in_request(&request);
     let headers = request.headers();
     let host = headers
         .get(header::HOST)
@@ -143,10 +139,7 @@ pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next
     if let Some(host) = host {
         if !guard.host_allowed(&host) {
             tracing::debug!(%host, "refused: a host name this gateway does not serve");
-            return refused(format!(
-                "this gateway does not serve the host name '{host}'; start it with \
-                 --allowed-host to serve it"
-            ));
+            return refused(&Said::new("gw-host").arg("host", host), lang);
         }
     }
     let changes_state = !matches!(
@@ -157,14 +150,18 @@ pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next
     if changes_state || upgrade {
         if let Some(why) = guard.refuse_origin(headers) {
             tracing::debug!(path = %request.uri().path(), "refused: {why}");
-            return refused(why);
+            return refused(&why, lang);
         }
     }
     next.run(request).await
 }
 
-fn refused(why: String) -> Response {
-    (StatusCode::FORBIDDEN, Json(json!({ "error": why }))).into_response()
+fn refused(why: &Said, lang: Lang) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Json(json!({ "error": why.in_lang(lang) })),
+    )
+        .into_response()
 }
 
 /// The name in a `Host` value or a bare name: lowercase, without the port or a final dot

@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use charla_chat::{Change, Link, Outbox, Presence, RoomFeed, Status};
 use charla_core::{Capabilities, Message};
+use charla_i18n::Said;
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
@@ -46,8 +47,9 @@ pub enum FrameKind {
     Presence { name: String },
     /// For every page (the broker status).
     Notice,
-    /// The gateway is closing: each page gets a close frame with this reason (and no `wire`).
-    Close { reason: String },
+    /// The gateway is closing: each page gets a close frame with this reason, in its own
+    /// language (and no `wire`).
+    Close { reason: Said },
 }
 
 /// How many frames a page may fall behind before it is disconnected, by default.
@@ -156,17 +158,13 @@ impl Hub {
     /// when the gateway already reads its most rooms (`max_rooms`): each room read is a
     /// subscription on the broker and a task here, so their number is bounded whatever the
     /// pages ask for.
-    pub fn room(&self, name: &str) -> Result<Arc<Room>, String> {
+    pub fn room(&self, name: &str) -> Result<Arc<Room>, Said> {
         let mut rooms = self.rooms();
         if let Some(room) = rooms.get(name) {
             return Ok(room.clone());
         }
         if rooms.len() >= self.config.max_rooms {
-            return Err(format!(
-                "this gateway already serves its most rooms ({}); join one of them, or try again \
-                 when some are left",
-                self.config.max_rooms
-            ));
+            return Err(Said::new("gw-max-rooms").arg("max", self.config.max_rooms));
         }
         self.archive_room(name);
         let feed = RoomFeed::start(self.link.clone(), self.config.mode, name);
@@ -226,7 +224,7 @@ impl Hub {
             .store(true, std::sync::atomic::Ordering::SeqCst);
         self.to_every_room(|| Frame {
             kind: FrameKind::Close {
-                reason: "the gateway is shutting down".into(),
+                reason: Said::new("gw-closing"),
             },
             wire: Bytes::new(),
         });

@@ -28,6 +28,7 @@ pub mod client;
 pub mod conn;
 pub mod guard;
 pub mod hub;
+pub mod language;
 pub mod limits;
 pub mod wire;
 pub mod ws;
@@ -135,6 +136,8 @@ pub fn router(hub: Arc<Hub>, guard: Arc<guard::Guard>) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(hub, caller::identify))
         .layer(axum::middleware::from_fn_with_state(guard, guard::check))
+        // Outermost: every refusal after it, the guard's too, is in the request's language.
+        .layer(axum::middleware::from_fn(language::tag))
 }
 
 /// Serve on a bound listener until `shutdown` completes; then pages are told the gateway is

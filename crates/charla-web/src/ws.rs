@@ -30,6 +30,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use charla_core::Message;
+use charla_i18n::{Lang, Said};
 use futures::{FutureExt, SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
@@ -90,14 +91,18 @@ pub async fn upgrade(
     State(hub): State<Arc<Hub>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Extension(client): Extension<Client>,
+    Extension(lang): Extension<Lang>,
     Query(join): Query<Join>,
     mut request: Request,
 ) -> Response {
     // The connection's place in its address's count: the page keeps it while it lives.
     let slot = request.extensions().get::<crate::conn::Slot>().cloned();
+    // Every reason below is an answer's body in the page's language (`lang=` it adds to the
+    // address, else its browser's): the page shows it as it is.
+    let plain = |status: StatusCode, why: &Said| (status, why.in_lang(lang)).into_response();
     let room = join.room.unwrap_or_else(|| "general".to_owned());
     if let Err(e) = check_room(&room) {
-        return (StatusCode::BAD_REQUEST, e).into_response();
+        return plain(StatusCode::BAD_REQUEST, &e.said());
     }
     // Who may come in, and under which name: the reason comes back as the answer's body
     // (a page that could not connect asks again with a plain GET to read it).
@@ -111,27 +116,23 @@ pub async fn upgrade(
         Asked::Page,
     ) {
         Ok(a) => a,
-        Err(refusal) => return (refusal.status(), refusal.reason().to_owned()).into_response(),
+        Err(refusal) => return plain(refusal.status(), refusal.reason()),
     };
     let name = author.name.clone();
-    let accept = match accept_key(request.headers()) {
+    let accept = match accept_key(request.headers(), lang) {
         Ok(key) => key,
         Err(refusal) => return refusal,
     };
     // Before the handshake, so a refusal is an HTTP answer with its reason.
     let room_handle = match hub.room(&room) {
         Ok(r) => r,
-        Err(why) => return (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+        Err(why) => return plain(StatusCode::SERVICE_UNAVAILABLE, &why),
     };
     let Some(on_upgrade) = request
         .extensions_mut()
         .remove::<hyper::upgrade::OnUpgrade>()
     else {
-        return (
-            StatusCode::UPGRADE_REQUIRED,
-            "this connection cannot be upgraded to a WebSocket (HTTP/1.1 only)",
-        )
-            .into_response();
+        return plain(StatusCode::UPGRADE_REQUIRED, &Said::new("gw-no-upgrade"));
     };
     // Small buffers: a gateway holds thousands of idle pages, and what a page sends is small.
     // The read buffer is allocated up front (and grows for a longer frame); tungstenite writes
@@ -158,7 +159,7 @@ pub async fn upgrade(
                 .await;
         let _slot = slot;
         tracing::info!(%peer, %room, %name, "page joined");
-        let mut page = PageSocket { ws };
+        let mut page = PageSocket { ws, lang };
         let reason = session(&mut page, hub, room_handle, room.clone(), author).await;
         tracing::info!(%peer, %room, %name, %reason, "page left");
     };
@@ -174,7 +175,8 @@ pub async fn upgrade(
 
 /// The `Sec-WebSocket-Accept` answering a valid WebSocket request, or the refusal.
 #[allow(clippy::result_large_err)] // the refusal is the response itself
-fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, Response> {
+fn accept_key(headers: &HeaderMap, lang: Lang) -> Result<HeaderValue, Response> {
+    let said = |id: &'static str| Said::new(id).in_lang(lang);
     let has = |name: header::HeaderName, token: &str| {
         headers.get_all(name).iter().any(|v| {
             v.to_str()
@@ -185,7 +187,7 @@ fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, Response> {
         return Err((
             StatusCode::UPGRADE_REQUIRED,
             [(header::UPGRADE, "websocket")],
-            "this address takes WebSocket connections only",
+            said("gw-websocket-only"),
         )
             .into_response());
     }
@@ -197,15 +199,15 @@ fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, Response> {
         return Err((
             StatusCode::UPGRADE_REQUIRED,
             [(header::SEC_WEBSOCKET_VERSION, "13")],
-            "WebSocket version 13 only",
+            said("gw-websocket-version"),
         )
             .into_response());
     }
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
-        return Err((StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is missing").into_response());
+        return Err((StatusCode::BAD_REQUEST, said("gw-websocket-key")).into_response());
     };
     HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
-        .map_err(|_| (StatusCode::BAD_REQUEST, "bad Sec-WebSocket-Key").into_response())
+        .map_err(|_| (StatusCode::BAD_REQUEST, said("gw-websocket-key")).into_response())
 }
 
 /// A page's socket. tungstenite reads the page's frames and answers its control frames (pong,
@@ -214,6 +216,8 @@ fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, Response> {
 /// page is not read (so no pong is queued) while a batch is being written.
 struct PageSocket {
     ws: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>,
+    /// The page's language: of its `error` frames and close reasons.
+    lang: Lang,
 }
 
 impl PageSocket {
@@ -241,13 +245,21 @@ impl PageSocket {
         Ok(())
     }
 
-    /// Say goodbye with a close frame (best effort, bounded in time).
-    async fn close(&mut self, code: u16, reason: &str) {
+    /// Say goodbye with a close frame (best effort, bounded in time), the reason in the page's
+    /// language; the reason in English comes back, for the log.
+    async fn close(&mut self, code: u16, reason: &Said) -> String {
         let frame = WsMessage::Close(Some(CloseFrame {
             code: CloseCode::from(code),
-            reason: reason.into(),
+            reason: close_reason(&reason.in_lang(self.lang)).into(),
         }));
         let _ = tokio::time::timeout(CLOSE_WAIT, self.ws.send(frame)).await;
+        reason.to_string()
+    }
+
+    /// Tell the page a post was refused (an `error` frame in its language).
+    async fn refuse(&mut self, why: &Said) -> Result<(), String> {
+        let text = json!({"type": "error", "error": why.in_lang(self.lang)}).to_string();
+        self.write(&[&text_frame(&text)]).await
     }
 }
 
@@ -284,14 +296,15 @@ async fn session(
     if let Err(why) = page.write(&hello.each_ref().map(|f| &f[..])).await {
         return why;
     }
-    let mut joined = match join(page, &hub, &room, &room_name, &author).await {
+    drop(hello);
+    // Boxed: the join's state (history read, archive page) would otherwise be part of every
+    // page's task for its whole life, joined or not (+0.8 KiB a page in bench/web_fanout.sh).
+    let mut joined = match Box::pin(join(page, &hub, &room, &room_name, &author)).await {
         Ok(j) => j,
         Err(why) => return why,
     };
     if hub.is_closing() {
-        let why = "the gateway is shutting down";
-        page.close(GOING_AWAY, why).await;
-        return why.into();
+        return page.close(GOING_AWAY, &Said::new("gw-closing")).await;
     }
     let _session = hub.presence.enter_as(&name, &room_name, author.verified);
     let joined_frames = [
@@ -325,12 +338,8 @@ async fn session(
                     continue;
                 }
                 if pinged {
-                    let why = format!(
-                        "nothing from the page for {} s, not even a pong",
-                        idle_timeout.as_secs()
-                    );
-                    page.close(GOING_AWAY, &why).await;
-                    return why;
+                    let why = Said::new("gw-idle").arg("secs", idle_timeout.as_secs());
+                    return page.close(GOING_AWAY, &why).await;
                 }
                 pinged = true;
                 idle.as_mut().reset(heard + idle_timeout);
@@ -352,18 +361,18 @@ async fn session(
                     let f = match next {
                         Ok(f) => f,
                         Err(RecvError::Lagged(n)) => {
-                            let why = format!("too slow: fell {n} messages behind the room; reload to catch up");
+                            let why = Said::new("gw-too-slow").arg("count", n);
                             if page.write(&wires(&batch)).await.is_ok() {
                                 page.close(POLICY, &why).await;
                             }
-                            return why;
+                            return why.to_string();
                         }
                         Err(RecvError::Closed) => {
-                            let why = "the room closed";
+                            let why = Said::new("gw-room-closed");
                             if page.write(&wires(&batch)).await.is_ok() {
-                                page.close(GOING_AWAY, why).await;
+                                page.close(GOING_AWAY, &why).await;
                             }
-                            return why.into();
+                            return why.to_string();
                         }
                     };
                     let send = match &f.kind {
@@ -374,7 +383,7 @@ async fn session(
                             if page.write(&wires(&batch)).await.is_ok() {
                                 page.close(GOING_AWAY, reason).await;
                             }
-                            return reason.clone();
+                            return reason.to_string();
                         }
                     };
                     if send {
@@ -405,9 +414,7 @@ async fn session(
                         return "the page closed".into();
                     }
                     Some(Ok(WsMessage::Binary(_))) => {
-                        let why = "send text frames";
-                        page.close(UNSUPPORTED, why).await;
-                        return why.into();
+                        return page.close(UNSUPPORTED, &Said::new("gw-text-frames")).await;
                     }
                     // A ping: tungstenite queued its pong, and sends it on the next read
                     // (now) or before the next write. A page that pings without reading
@@ -421,11 +428,8 @@ async fn session(
                             None => unread_pongs += 1,
                         }
                         if unread_pongs > UNREAD_PONGS {
-                            let why = format!(
-                                "sent {UNREAD_PONGS} pings without reading their pongs"
-                            );
-                            page.close(POLICY, &why).await;
-                            return why;
+                            let why = Said::new("gw-unread-pongs").arg("count", UNREAD_PONGS);
+                            return page.close(POLICY, &why).await;
                         }
                         continue;
                     }
@@ -433,8 +437,7 @@ async fn session(
                     Some(Err(e)) => return format!("socket error: {e}"),
                 };
                 if let Err(e) = post(&hub, &author, &room_name, body.as_str()).await {
-                    let refusal = text_frame(&json!({"type": "error", "error": e}).to_string());
-                    if let Err(why) = page.write(&[&refusal]).await {
+                    if let Err(why) = page.refuse(&e).await {
                         return why;
                     }
                 }
@@ -460,15 +463,15 @@ async fn join(
             joined = &mut joining => match joined {
                 Ok(j) => break j,
                 Err(e) => {
-                    page.close(GOING_AWAY, &e.to_string()).await;
-                    return Err(e.to_string());
+                    // The engine's own words (the chat is closing, a broker error) as detail.
+                    let why = Said::new("gw-join-failed").arg("detail", e);
+                    return Err(page.close(GOING_AWAY, &why).await);
                 }
             },
             incoming = page.ws.next() => match incoming {
                 Some(Ok(WsMessage::Text(body))) => {
                     if let Err(e) = post(hub, author, room_name, body.as_str()).await {
-                        let refusal = text_frame(&json!({"type": "error", "error": e}).to_string());
-                        page.write(&[&refusal]).await?;
+                        page.refuse(&e).await?;
                     }
                 }
                 Some(Ok(WsMessage::Close(_))) | None => return Err("the page closed".into()),
@@ -493,13 +496,26 @@ async fn join(
     Ok(joined)
 }
 
+/// Most bytes of a close frame's reason (RFC 6455 §5.5: 125 for the payload, 2 of them the
+/// code).
+const CLOSE_REASON_BYTES: usize = 123;
+
+/// `reason` cut at a character boundary to fit a close frame (a longer one would not be sent).
+fn close_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(CLOSE_REASON_BYTES);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
 /// The bytes of each frame of a batch.
 fn wires(batch: &[Arc<Frame>]) -> Vec<&[u8]> {
     batch.iter().map(|f| &f.wire[..]).collect()
 }
 
-/// A page's post: checked, limited, queued for the broker.
-async fn post(hub: &Hub, author: &Author, room: &str, body: &str) -> Result<(), String> {
+/// A page's post: checked, limited, queued for the broker; the refusal, for the page's language.
+async fn post(hub: &Hub, author: &Author, room: &str, body: &str) -> Result<(), Said> {
     #[derive(Deserialize)]
     struct Post {
         mensaje: String,
@@ -507,12 +523,15 @@ async fn post(hub: &Hub, author: &Author, room: &str, body: &str) -> Result<(), 
     let text = match serde_json::from_str::<Post>(body) {
         Ok(p) => p.mensaje,
         Err(_) if !body.trim_start().starts_with('{') => body.to_owned(),
-        Err(e) => return Err(format!("expected {{\"mensaje\": \"…\"}}: {e}")),
+        Err(e) => return Err(Said::new("gw-bad-json").arg("detail", e)),
     };
-    check_text(&text, hub.config.limits.max_text_bytes)?;
+    check_text(&text, hub.config.limits.max_text_bytes).map_err(|e| e.said())?;
     // One bucket for the client, whatever the number of its pages and API posts.
     post_allowed(hub, author).map_err(|(_, why)| why)?;
     let mut message = Message::new(author.name.as_str(), text, room);
     message.verificado = author.verified;
-    hub.outbox.post(message).await.map_err(|e| e.to_string())
+    hub.outbox
+        .post(message)
+        .await
+        .map_err(|e| Said::new("gw-not-queued").arg("detail", e))
 }

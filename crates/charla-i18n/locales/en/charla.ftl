@@ -402,11 +402,61 @@ password-file-empty = the password file { $file } is empty
 ## The chat rules' refusals (charla-chat's check_room / check_name / check_text), as the chats say them
 
 rule-room = a room is 1 to 64 letters, digits, '.', '_' or '-'
-rule-name-length = a name is 1 to { $first } characters
+rule-name-length = a name is 1 to { $max } characters
 rule-name-control = the name has a control character ({ $code }); remove it
 rule-name-bidi = the name has a character that changes the direction of the text ({ $code }): it can make a name look like another; remove it
 rule-name-invisible = the name has an invisible character ({ $code }): it makes a name look like another; remove it
 rule-name-mark = the name has the mark of a verified name; remove it
-rule-name-marks = at most { $first } accents or marks on one letter of a name
+rule-name-marks = at most { $max } accents or marks on one letter of a name
 rule-text-empty = the message is empty
-rule-text-long = the message has { $first } bytes; the limit is { $second }
+rule-text-long = the message has { $len } bytes; the limit is { $max }
+
+## What `charla web` tells a page or an API client (bodies of refusals, `error` frames, close
+## reasons), in the language of the request. Technical detail stays in parentheses.
+
+gw-bad-json = expected {"{"}"mensaje": "…"{"}"} ({ $detail })
+gw-bad-page = cannot read that page of history ({ $detail })
+gw-archive-away = the archive cannot answer now ({ $detail })
+gw-body-late = the request body did not arrive within { $secs } s
+gw-body-too-large = the request body is over { $max } bytes (or broken off)
+gw-broker-away = the broker is away ({ $detail }); try again shortly
+gw-broker-refused = the broker refused it ({ $detail })
+gw-broker-slow = the broker did not answer in time
+gw-closing = the gateway is shutting down
+gw-host = this gateway does not serve the host name '{ $host }'; start it with --allowed-host to serve it
+gw-idle = nothing from the page for { $secs } s, not even a pong
+gw-join-failed = cannot join the room ({ $detail })
+gw-max-rooms = this gateway already serves its most rooms ({ $max }); join one of them, or try again when some are left
+gw-name-held = the name '{ $name }' is already online in room '{ $room }'; pick another
+gw-names-full = too many names online; try again later
+gw-no-upgrade = this connection cannot be upgraded to a WebSocket (HTTP/1.1 only)
+gw-not-an-id = before={ $id }: not a message id
+gw-not-queued = the message could not be queued ({ $detail })
+gw-not-your-name = you are '{ $name }': you cannot post as '{ $asked }'
+gw-origin = a page on { $origin } may not use this gateway; start it with --allowed-origin { $origin } to allow it
+gw-origin-cross-site = a page on another site ({ $origin }) may not use this gateway; start it with --allowed-origin to allow one
+gw-page-limit = limit: 1 to { $max } messages
+gw-password-needed = this gateway asks for a password
+gw-password-wrong = wrong password
+gw-password-wrong-room = wrong password for room '{ $room }'
+gw-proxy-only = this gateway takes its users from a trusted proxy; connect through it
+gw-proxy-silent = the proxy did not say who you are
+gw-proxy-user = the proxy's user: { $reason }
+gw-room-closed = the room closed
+gw-search-needs-archive = searching needs the archive: start the gateway with --archive postgres://…
+gw-text-frames = send text frames
+gw-token-algorithm = the token is signed with another algorithm
+gw-token-expired = the token has expired
+gw-token-invalid = not a valid token ({ $detail })
+gw-token-needed = this gateway asks for a token (JWT)
+gw-token-no-key = the gateway has no key to check tokens with
+gw-token-room = your token does not open room '{ $room }'
+gw-token-signature = the token's signature is not valid
+gw-token-sub = the token's sub: { $reason }
+gw-too-fast = too fast: at most { $rate } messages per second from one client; wait { $wait } s
+gw-too-many-reads = too many requests: at most { $rate } a second from one client
+gw-too-slow = too slow: fell { $count } messages behind the room; reload to catch up
+gw-unread-pongs = sent { $count } pings without reading their pongs
+gw-websocket-key = missing or bad Sec-WebSocket-Key
+gw-websocket-only = this address takes WebSocket connections only
+gw-websocket-version = WebSocket version 13 only

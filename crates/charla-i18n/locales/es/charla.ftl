@@ -407,11 +407,62 @@ password-file-empty = el archivo de contraseña { $file } está vacío
 ## Los rechazos de las reglas del chat (check_room / check_name / check_text de charla-chat)
 
 rule-room = una sala tiene de 1 a 64 letras, dígitos, '.', '_' o '-'
-rule-name-length = un nombre tiene de 1 a { $first } caracteres
+rule-name-length = un nombre tiene de 1 a { $max } caracteres
 rule-name-control = el nombre lleva un carácter de control ({ $code }); quítalo
 rule-name-bidi = el nombre lleva un carácter que cambia la dirección del texto ({ $code }): puede hacer que un nombre parezca otro; quítalo
 rule-name-invisible = el nombre lleva un carácter invisible ({ $code }): hace que un nombre parezca otro; quítalo
 rule-name-mark = el nombre lleva la marca de un nombre verificado; quítala
-rule-name-marks = como mucho { $first } acentos o marcas sobre una letra de un nombre
+rule-name-marks = como mucho { $max } acentos o marcas sobre una letra de un nombre
 rule-text-empty = el mensaje está vacío
-rule-text-long = el mensaje tiene { $first } bytes; el límite es { $second }
+rule-text-long = el mensaje tiene { $len } bytes; el límite es { $max }
+
+## Lo que `charla web` dice a una página o a un cliente de la API (cuerpos de los rechazos,
+## tramas `error`, motivos de cierre), en el idioma de la petición. El detalle técnico va
+## entre paréntesis.
+
+gw-bad-json = se esperaba {"{"}"mensaje": "…"{"}"} ({ $detail })
+gw-bad-page = no se puede leer esa página del historial ({ $detail })
+gw-archive-away = el archivo no puede responder ahora ({ $detail })
+gw-body-late = el cuerpo de la petición no llegó en { $secs } s
+gw-body-too-large = el cuerpo de la petición pasa de { $max } bytes (o llegó cortado)
+gw-broker-away = el broker no está ({ $detail }); vuelve a intentarlo en un momento
+gw-broker-refused = el broker lo rechazó ({ $detail })
+gw-broker-slow = el broker no respondió a tiempo
+gw-closing = la pasarela se está cerrando
+gw-host = esta pasarela no sirve el host '{ $host }'; arráncala con --allowed-host para servirlo
+gw-idle = nada de la página en { $secs } s, ni siquiera un pong
+gw-join-failed = no se puede entrar en la sala ({ $detail })
+gw-max-rooms = esta pasarela ya sirve su máximo de salas ({ $max }); entra en una de ellas, o vuelve a intentarlo cuando se libere alguna
+gw-name-held = «{ $name }» ya está conectado en la sala '{ $room }'; elige otro nombre
+gw-names-full = demasiados nombres conectados; inténtalo más tarde
+gw-no-upgrade = esta conexión no puede pasar a WebSocket (solo HTTP/1.1)
+gw-not-an-id = before={ $id }: no es el id de un mensaje
+gw-not-queued = no se pudo poner el mensaje en cola ({ $detail })
+gw-not-your-name = eres '{ $name }': no puedes publicar como '{ $asked }'
+gw-origin = una página de { $origin } no puede usar esta pasarela; arráncala con --allowed-origin { $origin } para permitirlo
+gw-origin-cross-site = una página de otro sitio ({ $origin }) no puede usar esta pasarela; arráncala con --allowed-origin para permitir uno
+gw-page-limit = limit: de 1 a { $max } mensajes
+gw-password-needed = esta pasarela pide una contraseña
+gw-password-wrong = contraseña incorrecta
+gw-password-wrong-room = contraseña incorrecta para la sala '{ $room }'
+gw-proxy-only = esta pasarela toma sus usuarios de un proxy de confianza; conéctate a través de él
+gw-proxy-silent = el proxy no dijo quién eres
+gw-proxy-user = el usuario del proxy: { $reason }
+gw-room-closed = la sala se cerró
+gw-search-needs-archive = buscar necesita el archivo: arranca la pasarela con --archive postgres://…
+gw-text-frames = envía tramas de texto
+gw-token-algorithm = el token está firmado con otro algoritmo
+gw-token-expired = el token ha caducado
+gw-token-invalid = no es un token válido ({ $detail })
+gw-token-needed = esta pasarela pide un token (JWT)
+gw-token-no-key = la pasarela no tiene clave para comprobar tokens
+gw-token-room = tu token no abre la sala '{ $room }'
+gw-token-signature = la firma del token no es válida
+gw-token-sub = el sub del token: { $reason }
+gw-too-fast = demasiado rápido: como mucho { $rate } mensajes por segundo de un cliente; espera { $wait } s
+gw-too-many-reads = demasiadas peticiones: como mucho { $rate } por segundo de un cliente
+gw-too-slow = demasiado lento: la página se quedó { $count } mensajes atrás; recarga para ponerte al día
+gw-unread-pongs = envió { $count } pings sin leer sus pongs
+gw-websocket-key = falta Sec-WebSocket-Key o no es válida
+gw-websocket-only = esta dirección solo acepta conexiones WebSocket
+gw-websocket-version = solo la versión 13 de WebSocket

@@ -35,7 +35,8 @@ pub struct ArchiveArgs {
 pub async fn run(settings: &Settings, args: ArchiveArgs) -> Result<ExitCode> {
     super::chat_mode(args.mode, settings.lang)?;
     for room in &args.room {
-        charla_chat::check_room(room).map_err(anyhow::Error::msg)?;
+        charla_chat::check_room(room)
+            .map_err(|e| anyhow::anyhow!(e.said().in_lang(settings.lang)))?;
     }
     let archive = super::open_archive(&args.archive).await?;
     let link = super::chat_link(settings).await?;

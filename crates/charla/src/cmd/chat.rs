@@ -52,7 +52,7 @@ pub async fn run(settings: &Settings, args: ChatArgs) -> Result<ExitCode> {
         .or_else(|| settings.file.name.clone())
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "Usuario".to_owned());
-    let said = |e: String| anyhow::anyhow!(charla_tui::refusal::said(settings.lang, &e));
+    let said = |e: charla_chat::Refusal| anyhow::anyhow!(e.said().in_lang(settings.lang));
     let name = charla_chat::check_name(&name, charla_chat::MAX_NAME_CHARS).map_err(said)?;
     let room = args.room.unwrap_or_else(|| "general".to_owned());
     charla_chat::check_room(&room).map_err(said)?;
