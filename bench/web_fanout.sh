@@ -8,7 +8,8 @@
 #
 #   bench/web_fanout.sh                      # CLIENTS=1000 RATE=1000 DURATION=10
 #   env: CLIENTS, RATE, DURATION (seconds), MODE (stream | broadcast), BROKER (a URL instead of a
-#   private charla serve), LINGER_MS (the gateways' --linger-ms, default 2), PIN=1 (broker+gateways on core 0, load generator on core 1)
+#   private charla serve), CHARLA (the charla binary to measure instead of this tree's release
+#   build), FANOUT (the load generator, already built), LINGER_MS (the gateways' --linger-ms, default 2), PIN=1 (broker+gateways on core 0, load generator on core 1)
 #
 # The load generator is crates/charla-web/examples/fanout.rs (tokio-tungstenite).
 set -uo pipefail
@@ -20,10 +21,18 @@ seconds=${DURATION:-10}   # (not SECONDS: bash's own clock)
 mode=${MODE:-stream}
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-cargo build --release -q -p charla || exit 1
-cargo build --release -q -p charla-web --example fanout || exit 1
-charla=$PWD/target/release/charla
-fanout=$PWD/target/release/examples/fanout
+if [ -n "${CHARLA:-}" ]; then
+  charla=$CHARLA   # another build to measure (e.g. the current release), same load generator
+else
+  cargo build --release -q -p charla || exit 1
+  charla=$PWD/target/release/charla
+fi
+if [ -n "${FANOUT:-}" ]; then
+  fanout=$FANOUT   # a load generator already built
+else
+  cargo build --release -q -p charla-web --example fanout || exit 1
+  fanout=$PWD/target/release/examples/fanout
+fi
 source bench/lib.sh fanout
 server_cpus=""; client_cpus=""
 if [ "${PIN:-0}" = 1 ]; then server_cpus="taskset -c 0"; client_cpus="taskset -c 1"; fi
