@@ -38,3 +38,13 @@ pub enum ChatError {
     #[error("the chat is closing")]
     Closed,
 }
+
+impl ChatError {
+    /// The error for a person, in the catalogue (the broker's own words stay as detail).
+    pub fn said(&self) -> charla_i18n::Said {
+        match self {
+            ChatError::Broker(e) => charla_i18n::Said::new("chat-broker-error").arg("detail", e),
+            ChatError::Closed => charla_i18n::Said::new("chat-closing"),
+        }
+    }
+}

@@ -68,9 +68,10 @@ impl Engine {
         let joined = match feed.join(self.options.history).await {
             Ok(j) => j,
             Err(e) => {
-                app.push(Line::Error(
-                    lang.tr("chat-join-failed", &[("room", &room), ("reason", &e)]),
-                ));
+                app.push(Line::Error(lang.tr(
+                    "chat-join-failed",
+                    &[("room", &room), ("reason", &e.said().in_lang(lang))],
+                )));
                 return None;
             }
         };
@@ -309,7 +310,8 @@ async fn run_command(engine: &Engine, app: &mut App, command: Command) -> Option
                 .post(Message::new(app.name.as_str(), text, app.room.as_str()))
                 .await
             {
-                app.push(Line::Error(lang.tr("chat-not-sent", &[("reason", &e)])));
+                let why = e.said().in_lang(lang);
+                app.push(Line::Error(lang.tr("chat-not-sent", &[("reason", &why)])));
             }
             None
         }

@@ -44,6 +44,8 @@ async function switchLang(lang) {
     const r = await fetch("i18n.json?lang=" + encodeURIComponent(lang));
     if (r.ok) applyStrings(await r.json());
   } catch (_) { /* stays in the language it has */ }
+  // The gateway's reasons for this page (a refused post, a close) in the new language too.
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify({ lang: i18n.lang }));
 }
 
 function params() {

@@ -127,7 +127,7 @@ pub async fn post_message(
     let posted = match hub.outbox.post_confirmed(message.clone()).await {
         Ok(p) => p,
         Err(e) => {
-            let why = with_detail("gw-not-queued", e);
+            let why = Said::new("gw-not-queued").arg_said("reason", e.said());
             return error(StatusCode::SERVICE_UNAVAILABLE, &why, lang);
         }
     };

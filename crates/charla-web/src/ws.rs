@@ -13,7 +13,9 @@
 //! - `error` `{error}` — a post was refused (too long, too fast, empty); the socket stays.
 //!
 //! Page → server: `{"mensaje": "text"}` (or the bare text). The gateway stamps the name,
-//! the room, the time and a fresh id.
+//! the room, the time and a fresh id. `{"lang": "es"|"en"}` changes the language of what the
+//! gateway tells this page from then on (`error` frames, the close reason): the page's
+//! language switch, without reconnecting (and so without a leave and a join for the others).
 //!
 //! A page that falls `page_backlog` messages behind its room is closed with code 1008 and the
 //! reason, rather than slowing the room or holding memory for it; so is a page that sends
@@ -256,6 +258,30 @@ impl PageSocket {
         reason.to_string()
     }
 
+    /// What the page sent as text: a change of its language, or a post (checked, limited,
+    /// queued for the broker; the refusal comes back).
+    async fn take(
+        &mut self,
+        hub: &Hub,
+        author: &Author,
+        room: &str,
+        body: &str,
+    ) -> Result<(), Said> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Switch {
+            lang: String,
+        }
+        if let Ok(Switch { lang }) = serde_json::from_str::<Switch>(body) {
+            // A language the gateway does not speak leaves the page's as it was.
+            if let Ok(lang) = lang.parse() {
+                self.lang = lang;
+            }
+            return Ok(());
+        }
+        post(hub, author, room, body).await
+    }
+
     /// Tell the page a post was refused (an `error` frame in its language).
     async fn refuse(&mut self, why: &Said) -> Result<(), String> {
         let text = json!({"type": "error", "error": why.in_lang(self.lang)}).to_string();
@@ -436,7 +462,7 @@ async fn session(
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => return format!("socket error: {e}"),
                 };
-                if let Err(e) = post(&hub, &author, &room_name, body.as_str()).await {
+                if let Err(e) = page.take(&hub, &author, &room_name, body.as_str()).await {
                     if let Err(why) = page.refuse(&e).await {
                         return why;
                     }
@@ -463,14 +489,13 @@ async fn join(
             joined = &mut joining => match joined {
                 Ok(j) => break j,
                 Err(e) => {
-                    // The engine's own words (the chat is closing, a broker error) as detail.
-                    let why = Said::new("gw-join-failed").arg("detail", e);
+                    let why = Said::new("gw-join-failed").arg_said("reason", e.said());
                     return Err(page.close(GOING_AWAY, &why).await);
                 }
             },
             incoming = page.ws.next() => match incoming {
                 Some(Ok(WsMessage::Text(body))) => {
-                    if let Err(e) = post(hub, author, room_name, body.as_str()).await {
+                    if let Err(e) = page.take(hub, author, room_name, body.as_str()).await {
                         page.refuse(&e).await?;
                     }
                 }
@@ -533,5 +558,5 @@ async fn post(hub: &Hub, author: &Author, room: &str, body: &str) -> Result<(), 
     hub.outbox
         .post(message)
         .await
-        .map_err(|e| Said::new("gw-not-queued").arg("detail", e))
+        .map_err(|e| Said::new("gw-not-queued").arg_said("reason", e.said()))
 }

@@ -167,6 +167,28 @@ fn a_spanish_page_is_refused_and_closed_in_spanish() {
         // Vic's page (English) holds the gateway's one room and the name.
         let mut vic = Page::open(&gateway.ws_url("charla", "Vic")).await;
         vic.until("history", LONG).await;
+        // English until the page's language switch says otherwise, on the same socket.
+        vic.say(" ").await;
+        let english = vic.until("error", LONG).await;
+        assert!(
+            english["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("the message"),
+            "{english}"
+        );
+        vic.ws
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                r#"{"lang": "es"}"#.into(),
+            ))
+            .await
+            .expect("send");
+        vic.say(" ").await;
+        let switched = vic.until("error", LONG).await;
+        assert_spanish(
+            "after the switch",
+            switched["error"].as_str().unwrap_or_default(),
+        );
 
         // Another client asking for Vic's name; a page asking for a second room.
         let (code, body) = request(

@@ -285,6 +285,8 @@ chat-status-scrolled = scrolled up (PageDown)
 chat-panel-rooms = rooms
 chat-panel-online = online ({ $count })
 chat-needs-terminal = charla chat draws on a terminal; for scripts and pipes use `charla send` and `charla listen`
+chat-closing = the chat is closing
+chat-broker-error = the broker answered with an error ({ $detail })
 chat-unsent = ⚠️  { $count } message(s) could not be sent: the broker is unreachable
 chat-no-log = ⚠️  cannot write the chat's log file { $file } ({ $reason }); log lines are dropped
 
@@ -425,13 +427,13 @@ gw-broker-slow = the broker did not answer in time
 gw-closing = the gateway is shutting down
 gw-host = this gateway does not serve the host name '{ $host }'; start it with --allowed-host to serve it
 gw-idle = nothing from the page for { $secs } s, not even a pong
-gw-join-failed = cannot join the room ({ $detail })
+gw-join-failed = cannot join the room: { $reason }
 gw-max-rooms = this gateway already serves its most rooms ({ $max }); join one of them, or try again when some are left
 gw-name-held = the name '{ $name }' is already online in room '{ $room }'; pick another
 gw-names-full = too many names online; try again later
 gw-no-upgrade = this connection cannot be upgraded to a WebSocket (HTTP/1.1 only)
 gw-not-an-id = before={ $id }: not a message id
-gw-not-queued = the message could not be queued ({ $detail })
+gw-not-queued = the message could not be queued: { $reason }
 gw-not-your-name = you are '{ $name }': you cannot post as '{ $asked }'
 gw-origin = a page on { $origin } may not use this gateway; start it with --allowed-origin { $origin } to allow it
 gw-origin-cross-site = a page on another site ({ $origin }) may not use this gateway; start it with --allowed-origin to allow one

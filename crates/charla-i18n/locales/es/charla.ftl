@@ -68,6 +68,8 @@ chat-status-scrolled = desplazado hacia arriba (AvPág)
 chat-panel-rooms = salas
 chat-panel-online = en línea ({ $count })
 chat-needs-terminal = charla chat dibuja en una terminal; para scripts y tuberías usa `charla send` y `charla listen`
+chat-closing = el chat se está cerrando
+chat-broker-error = el broker respondió con un error ({ $detail })
 chat-unsent = ⚠️  { $count } mensaje(s) no se pudieron enviar: el broker no responde
 chat-no-log = ⚠️  no se puede escribir el registro del chat { $file } ({ $reason }); las líneas de registro se descartan
 
@@ -431,13 +433,13 @@ gw-broker-slow = el broker no respondió a tiempo
 gw-closing = la pasarela se está cerrando
 gw-host = esta pasarela no sirve el host '{ $host }'; arráncala con --allowed-host para servirlo
 gw-idle = nada de la página en { $secs } s, ni siquiera un pong
-gw-join-failed = no se puede entrar en la sala ({ $detail })
+gw-join-failed = no se puede entrar en la sala: { $reason }
 gw-max-rooms = esta pasarela ya sirve su máximo de salas ({ $max }); entra en una de ellas, o vuelve a intentarlo cuando se libere alguna
 gw-name-held = «{ $name }» ya está conectado en la sala '{ $room }'; elige otro nombre
 gw-names-full = demasiados nombres conectados; inténtalo más tarde
 gw-no-upgrade = esta conexión no puede pasar a WebSocket (solo HTTP/1.1)
 gw-not-an-id = before={ $id }: no es el id de un mensaje
-gw-not-queued = no se pudo poner el mensaje en cola ({ $detail })
+gw-not-queued = no se pudo poner el mensaje en cola: { $reason }
 gw-not-your-name = eres '{ $name }': no puedes publicar como '{ $asked }'
 gw-origin = una página de { $origin } no puede usar esta pasarela; arráncala con --allowed-origin { $origin } para permitirlo
 gw-origin-cross-site = una página de otro sitio ({ $origin }) no puede usar esta pasarela; arráncala con --allowed-origin para permitir uno
