@@ -132,6 +132,11 @@ impl Presence {
         lock(&self.shared).roster.online(room)
     }
 
+    /// Whether `name` is online in `room` (a lookup: no copy of the room's names).
+    pub fn is_online(&self, room: &str, name: &str) -> bool {
+        lock(&self.shared).roster.is_online(room, name)
+    }
+
     /// Names online in `room` that were proved (every session of theirs), sorted.
     pub fn verified(&self, room: &str) -> Vec<String> {
         lock(&self.shared).roster.verified(room)

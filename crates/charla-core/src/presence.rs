@@ -225,6 +225,11 @@ impl Roster {
             .unwrap_or_default()
     }
 
+    /// Whether `name` is online in `room`.
+    pub fn is_online(&self, room: &str, name: &str) -> bool {
+        self.rooms.get(room).is_some_and(|m| m.contains_key(name))
+    }
+
     /// Whether `name` is online in `room` with every session proved.
     pub fn is_verified(&self, room: &str, name: &str) -> bool {
         self.rooms

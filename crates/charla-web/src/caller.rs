@@ -170,7 +170,8 @@ pub fn admit(
     }
     let name = charla_chat::check_name(asked, max)?;
     let key = ClientKey::of_ip(client.ip);
-    let online = hub.presence.online(room).contains(&name);
+    // A lookup, not `online(room)`: that copies every name in the room, at each join.
+    let online = hub.presence.is_online(room, &name);
     let hold = match from {
         Asked::Page => Some(hub.names.hold(room, &name, &key, online)?),
         Asked::Api => {
