@@ -1,5 +1,5 @@
 //! The built binary speaks one language at a time: every subcommand's `--help`, a failed
-//! connection and a refused command line, under `--lang es` and under `LANG=es_ES.UTF-8`, have no English line (and under
+//! connection, a refused command line and `charla web`'s refused flags, under `--lang es` and under `LANG=es_ES.UTF-8`, have no English line (and under
 //! `--lang en`, no Spanish one). Issue 18, finding 12.
 
 mod common;
@@ -101,6 +101,33 @@ fn refused(lang_args: &[&str], env_lang: &str) -> String {
     text(&out.stderr)
 }
 
+/// `charla web` with flags it refuses itself (after clap took them, before any connection):
+/// the error lines.
+fn web_refused(lang_args: &[&str], env_lang: &str, web_args: &[&str]) -> String {
+    let mut cmd = charla("redis://127.0.0.1:1");
+    cmd.env("LANG", env_lang)
+        .args(lang_args)
+        .arg("web")
+        .args(web_args);
+    let out = run(&mut cmd, b"");
+    assert_eq!(out.status.code(), Some(1), "web {web_args:?}");
+    text(&out.stderr)
+}
+
+/// The refusals `web_refused` checks: the flags, and a phrase of the line in each language.
+const WEB_REFUSALS: [(&[&str], &str, &str); 2] = [
+    (
+        &["--rate", "0"],
+        "--rate debe ser mayor que 0",
+        "--rate must be above 0",
+    ),
+    (
+        &["--auth", "password"],
+        "--auth password necesita --auth-password-file",
+        "--auth password needs --auth-password-file",
+    ),
+];
+
 #[test]
 fn spanish_help_and_errors_have_no_english_line() {
     for (flags, env) in [(&["--lang", "es"][..], "C.UTF-8"), (&[][..], "es_ES.UTF-8")] {
@@ -131,6 +158,11 @@ fn spanish_help_and_errors_have_no_english_line() {
             "{err}"
         );
         bad.extend(offending(&err, ENGLISH));
+        for (web_args, spanish, _) in WEB_REFUSALS {
+            let err = web_refused(flags, env, web_args);
+            assert!(err.contains(spanish), "{err}");
+            bad.extend(offending(&err, ENGLISH));
+        }
         assert!(
             bad.is_empty(),
             "English under {flags:?} LANG={env}:\n{}",
@@ -156,6 +188,11 @@ fn english_help_and_errors_have_no_spanish_line() {
     let err = refused(&["--lang", "en"], "es_ES.UTF-8");
     assert!(err.contains("the connection was refused"), "{err}");
     bad.extend(offending(&err, SPANISH));
+    for (web_args, _, english) in WEB_REFUSALS {
+        let err = web_refused(&["--lang", "en"], "es_ES.UTF-8", web_args);
+        assert!(err.contains(english), "{err}");
+        bad.extend(offending(&err, SPANISH));
+    }
     assert!(
         bad.is_empty(),
         "Spanish under --lang en:\n{}",

@@ -401,6 +401,34 @@ password-not-utf8 = CHARLA_PASSWORD is not valid UTF-8 text
 password-file-unreadable = cannot read the password file { $file }
 password-file-empty = the password file { $file } is empty
 
+## Refused flags and failed steps of the subcommands (an OS or library reason follows after ": ")
+
+web-max-message-bytes = --max-message-bytes: 1 to { $max } bytes
+web-rate = --rate must be above 0 and --burst at least 1
+web-read-rate = --read-rate must be above 0 and --read-burst at least 1
+web-timeouts = --header-timeout must be at least 1 s and --idle-timeout at least 3 s
+web-auth-stray-file = --auth-password-file goes with --auth password, --jwt-secret-file and --jwt-public-key-file with --auth jwt
+web-auth-password-file = --auth password needs --auth-password-file FILE
+web-auth-jwt-key = --auth jwt needs one of --jwt-secret-file (HS256) or --jwt-public-key-file (RS256)
+web-auth-proxy-trusted = --auth proxy needs --trusted-proxy CIDR: the user header is only believed from the proxy, or anyone could send it
+file-unreadable = cannot read { $path }
+file-not-utf8 = { $path } is not UTF-8 text
+serve-password-twice = the password is given twice (--requirepass-file and --requirepass or CHARLA_REQUIREPASS): give it once
+serve-repairing = repairing { $path }
+since-before-1970 = --since { $text }: before 1970
+since-bad = --since { $text }: expected a date-time (2026-11-24T14:30:00Z), unix seconds, or an age such as 90s, 10m, 2h, 1d
+archive-unreachable = cannot open the archive { $url } — is PostgreSQL running there, and the URL postgres://USER@HOST:PORT/DATABASE? ({ $detail })
+archive-cannot-list = { $backend } cannot list its rooms: name them with --room
+send-after = after { $count } messages sent
+bench-rate = --rate must be at least 1 message per second
+bench-subscribing = subscribing
+bench-publishing = publishing
+bench-consuming = consuming
+bench-producer-task = producer task
+bench-consumer-task = consumer task
+bench-merging = merging histograms
+bench-consumers-late = consumers did not finish within 10 minutes
+
 ## The chat rules' refusals (charla-chat's check_room / check_name / check_text), as the chats say them
 
 rule-room = a room is 1 to 64 letters, digits, '.', '_' or '-'

@@ -406,6 +406,34 @@ password-not-utf8 = CHARLA_PASSWORD no es texto UTF-8 válido
 password-file-unreadable = no se puede leer el archivo de contraseña { $file }
 password-file-empty = el archivo de contraseña { $file } está vacío
 
+## Opciones rechazadas y pasos fallidos de los subcomandos (la razón del sistema o de la biblioteca sigue tras ": ")
+
+web-max-message-bytes = --max-message-bytes: de 1 a { $max } bytes
+web-rate = --rate debe ser mayor que 0 y --burst al menos 1
+web-read-rate = --read-rate debe ser mayor que 0 y --read-burst al menos 1
+web-timeouts = --header-timeout debe ser al menos 1 s y --idle-timeout al menos 3 s
+web-auth-stray-file = --auth-password-file va con --auth password; --jwt-secret-file y --jwt-public-key-file, con --auth jwt
+web-auth-password-file = --auth password necesita --auth-password-file ARCHIVO
+web-auth-jwt-key = --auth jwt necesita --jwt-secret-file (HS256) o --jwt-public-key-file (RS256), uno de los dos
+web-auth-proxy-trusted = --auth proxy necesita --trusted-proxy CIDR: la cabecera del usuario solo se cree si viene del proxy, o cualquiera podría enviarla
+file-unreadable = no se puede leer { $path }
+file-not-utf8 = { $path } no es texto UTF-8
+serve-password-twice = la contraseña se da dos veces (--requirepass-file y --requirepass o CHARLA_REQUIREPASS): dala una sola vez
+serve-repairing = al reparar { $path }
+since-before-1970 = --since { $text }: anterior a 1970
+since-bad = --since { $text }: se esperaba una fecha y hora (2026-11-24T14:30:00Z), segundos unix o una antigüedad como 90s, 10m, 2h, 1d
+archive-unreachable = no se puede abrir el archivo { $url }: ¿está PostgreSQL en marcha allí, y la URL es postgres://USUARIO@HOST:PUERTO/BASE_DE_DATOS? ({ $detail })
+archive-cannot-list = { $backend } no puede listar sus salas: nómbralas con --room
+send-after = tras enviar { $count } mensajes
+bench-rate = --rate debe ser al menos 1 mensaje por segundo
+bench-subscribing = al suscribirse
+bench-publishing = al publicar
+bench-consuming = al consumir
+bench-producer-task = tarea productora
+bench-consumer-task = tarea consumidora
+bench-merging = al juntar los histogramas
+bench-consumers-late = los consumidores no terminaron en 10 minutos
+
 ## Los rechazos de las reglas del chat (check_room / check_name / check_text de charla-chat)
 
 rule-room = una sala tiene de 1 a 64 letras, dígitos, '.', '_' o '-'

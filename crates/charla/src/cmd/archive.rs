@@ -38,7 +38,7 @@ pub async fn run(settings: &Settings, args: ArchiveArgs) -> Result<ExitCode> {
         charla_chat::check_room(room)
             .map_err(|e| anyhow::anyhow!(e.said().in_lang(settings.lang)))?;
     }
-    let archive = super::open_archive(&args.archive).await?;
+    let archive = super::open_archive(&args.archive, settings.lang).await?;
     let link = super::chat_link(settings).await?;
     let stream_groups = link.broker().await.1.capabilities().stream_groups;
     let archiver =
@@ -46,10 +46,10 @@ pub async fn run(settings: &Settings, args: ArchiveArgs) -> Result<ExitCode> {
     if args.room.is_empty() {
         let (_, broker) = link.broker().await;
         if !broker.capabilities().list_rooms {
-            anyhow::bail!(
-                "{} cannot list its rooms: name them with --room",
-                broker.backend()
-            );
+            let backend = broker.backend();
+            anyhow::bail!(settings
+                .lang
+                .tr("archive-cannot-list", &[("backend", &backend)]));
         }
     }
     for room in &args.room {

@@ -91,8 +91,9 @@ pub struct BenchArgs {
 }
 
 pub async fn run(settings: &Settings, mut args: BenchArgs) -> Result<ExitCode> {
+    let lang = settings.lang;
     if let Some(rate) = args.rate {
-        anyhow::ensure!(rate > 0, "--rate must be at least 1 message per second");
+        anyhow::ensure!(rate > 0, lang.tr("bench-rate", &[]));
         if let Some(text) = &args.duration {
             let duration = charla_core::parse_age(text)
                 .with_context(|| settings.lang.tr("bench-bad-duration", &[("text", &text)]))?;
@@ -149,7 +150,10 @@ pub async fn run(settings: &Settings, mut args: BenchArgs) -> Result<ExitCode> {
                 sub = sub.group(group.as_str());
             }
         }
-        let mut subscriber = broker.subscribe(sub).await.context("subscribing")?;
+        let mut subscriber = broker
+            .subscribe(sub)
+            .await
+            .with_context(|| lang.tr("bench-subscribing", &[]))?;
         let delivered = delivered.clone();
         let progress = progress.clone();
         let done_tx = done_tx.clone();
@@ -260,7 +264,9 @@ pub async fn run(settings: &Settings, mut args: BenchArgs) -> Result<ExitCode> {
         }));
     }
     for p in producers {
-        p.await.context("producer task")?.context("publishing")?;
+        p.await
+            .with_context(|| lang.tr("bench-producer-task", &[]))?
+            .with_context(|| lang.tr("bench-publishing", &[]))?;
     }
     let sent_at = started.elapsed();
     let sent_rate = args.messages as f64 / sent_at.as_secs_f64().max(1e-6);
@@ -278,10 +284,13 @@ pub async fn run(settings: &Settings, mut args: BenchArgs) -> Result<ExitCode> {
     });
     let results = wait
         .await
-        .context("consumers did not finish within 10 minutes")?;
+        .with_context(|| lang.tr("bench-consumers-late", &[]))?;
     for r in results {
-        let (h, last, mine) = r.context("consumer task")?.context("consuming")?;
-        hist.add(&h).context("merging histograms")?;
+        let (h, last, mine) = r
+            .with_context(|| lang.tr("bench-consumer-task", &[]))?
+            .with_context(|| lang.tr("bench-consuming", &[]))?;
+        hist.add(&h)
+            .with_context(|| lang.tr("bench-merging", &[]))?;
         finished = finished.max(last);
         received += mine;
     }
@@ -318,7 +327,6 @@ pub async fn run(settings: &Settings, mut args: BenchArgs) -> Result<ExitCode> {
             })
         );
     } else {
-        let lang = settings.lang;
         println!(
             "{}",
             lang.tr(

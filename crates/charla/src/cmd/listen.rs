@@ -81,7 +81,7 @@ pub async fn run(settings: &Settings, args: ListenArgs) -> Result<ExitCode> {
     } else if let Some(id) = &args.from {
         StartFrom::After(id.clone())
     } else if let Some(time) = &args.since {
-        StartFrom::After(format!("@{}", super::since_secs(time)?))
+        StartFrom::After(format!("@{}", super::since_secs(time, lang)?))
     } else {
         StartFrom::Latest
     };

@@ -56,13 +56,12 @@ pub async fn chat_link(settings: &Settings) -> Result<std::sync::Arc<charla_chat
         .map_err(|e| anyhow::anyhow!(explain(settings, &e)))
 }
 
-/// The archive database, or one line saying why not.
-pub async fn open_archive(url: &str) -> Result<charla_archive::Archive> {
+/// The archive database, or one line saying why not (the driver's English reason last, in
+/// parentheses, as [`explain`] does for the broker).
+pub async fn open_archive(url: &str, lang: charla_i18n::Lang) -> Result<charla_archive::Archive> {
     charla_archive::Archive::open(url).await.map_err(|e| {
-        anyhow::anyhow!(
-            "{e} (archive {}) — is PostgreSQL running there, and the URL postgres://USER@HOST:PORT/DATABASE?",
-            charla_archive::redact(url)
-        )
+        let url = charla_archive::redact(url);
+        anyhow::anyhow!(lang.tr("archive-unreachable", &[("url", &url), ("detail", &e)]))
     })
 }
 
@@ -150,7 +149,7 @@ fn os_code(reason: &str) -> String {
 
 /// `--since`: a date-time (RFC 3339), unix seconds, or an age back from now (`90s`, `10m`,
 /// `2h`, `1d`), as unix seconds.
-pub fn since_secs(text: &str) -> anyhow::Result<u64> {
+pub fn since_secs(text: &str, lang: charla_i18n::Lang) -> anyhow::Result<u64> {
     let text = text.trim();
     let now = chrono::Utc::now().timestamp().max(0) as u64;
     if let Ok(secs) = text.parse::<u64>() {
@@ -158,21 +157,23 @@ pub fn since_secs(text: &str) -> anyhow::Result<u64> {
     }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return u64::try_from(t.timestamp())
-            .map_err(|_| anyhow::anyhow!("--since {text}: before 1970"));
+            .map_err(|_| anyhow::anyhow!(lang.tr("since-before-1970", &[("text", &text)])));
     }
     // A bare number was unix seconds above: what is left is an age with its unit.
     match charla_core::parse_age(text) {
         Some(age) => Ok(now.saturating_sub(age.as_secs())),
-        None => anyhow::bail!(
-            "--since {text}: expected a date-time (2026-11-24T14:30:00Z), unix seconds, or an \
-             age such as 90s, 10m, 2h, 1d"
-        ),
+        None => anyhow::bail!(lang.tr("since-bad", &[("text", &text)])),
     }
 }
 
 #[cfg(test)]
 mod since_tests {
-    use super::since_secs;
+    use charla_i18n::Lang;
+
+    /// English, the language the expectations below do not depend on.
+    fn since_secs(text: &str) -> anyhow::Result<u64> {
+        super::since_secs(text, Lang::En)
+    }
 
     #[test]
     fn since_takes_times_seconds_and_ages() {
@@ -182,5 +183,8 @@ mod since_tests {
         let ten_min = since_secs("10m").expect("age");
         assert!((now - 601..=now - 599).contains(&ten_min));
         assert!(since_secs("yesterday").is_err());
+        // A refused --since is said in the chosen language.
+        let es = super::since_secs("yesterday", Lang::Es).expect_err("refused");
+        assert!(es.to_string().contains("se esperaba"), "{es}");
     }
 }

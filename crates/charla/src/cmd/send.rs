@@ -397,16 +397,14 @@ async fn piped_loop(
                             eprintln!("{}", lang.error_line(&said));
                         }
                         Err(e) => {
-                            return Err(e.context(format!(
-                                "after {} messages sent",
-                                sent_before + ok.len() as u64
-                            )))
+                            let count = sent_before + ok.len() as u64;
+                            return Err(e.context(lang.tr("send-after", &[("count", &count)])));
                         }
                     }
                 }
                 ok
             }
-            Err(e) => return Err(e.context(format!("after {sent_before} messages sent"))),
+            Err(e) => return Err(e.context(lang.tr("send-after", &[("count", &sent_before)]))),
         };
         counts.sent += sent.len() as u64;
         if !quiet {

@@ -113,10 +113,7 @@ fn parse_output_limit(s: &str) -> Result<OutputLimit, String> {
 
 pub async fn run(args: ServeArgs, lang: charla_i18n::Lang) -> Result<ExitCode> {
     let requirepass = match (&args.requirepass_file, args.requirepass) {
-        (Some(_), Some(_)) => anyhow::bail!(
-            "the password is given twice (--requirepass-file and --requirepass or \
-             CHARLA_REQUIREPASS): give it once"
-        ),
+        (Some(_), Some(_)) => anyhow::bail!(lang.tr("serve-password-twice", &[])),
         (Some(path), None) => Some(crate::config::read_password_file(path, lang)?),
         (None, p) => p.filter(|p| !p.is_empty()),
     };
@@ -141,7 +138,7 @@ pub async fn run(args: ServeArgs, lang: charla_i18n::Lang) -> Result<ExitCode> {
         ..ServerConfig::default()
     };
     if args.aof_repair {
-        repair(&cfg.dir.join(&cfg.appendfilename))?;
+        repair(&cfg.dir.join(&cfg.appendfilename), lang)?;
     }
     let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
         .await
@@ -178,7 +175,7 @@ pub async fn run(args: ServeArgs, lang: charla_i18n::Lang) -> Result<ExitCode> {
 }
 
 /// `--aof-repair`: cut the file to its longest sound prefix and say what went.
-fn repair(path: &std::path::Path) -> Result<()> {
+fn repair(path: &std::path::Path, lang: charla_i18n::Lang) -> Result<()> {
     if !path.exists() {
         eprintln!(
             "--aof-repair: {} does not exist, nothing to repair",
@@ -187,7 +184,7 @@ fn repair(path: &std::path::Path) -> Result<()> {
         return Ok(());
     }
     let r = charla_server::aof::repair(path)
-        .with_context(|| format!("repairing {}", path.display()))?;
+        .with_context(|| lang.tr("serve-repairing", &[("path", &path.display())]))?;
     if r.new_len == r.old_len {
         eprintln!(
             "--aof-repair: {} is sound ({} commands), left unchanged",

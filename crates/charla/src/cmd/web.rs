@@ -144,10 +144,11 @@ pub struct WebArgs {
 
 /// The authenticator `--auth` and its files describe; the flags of another mode are refused
 /// rather than silently ignored.
-fn auth(args: &WebArgs) -> Result<charla_web::auth::Auth> {
+fn auth(args: &WebArgs, lang: charla_i18n::Lang) -> Result<charla_web::auth::Auth> {
     use charla_web::auth::{Auth, Mode};
     let read = |path: &std::path::Path| {
-        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+        std::fs::read(path)
+            .with_context(|| lang.tr("file-unreadable", &[("path", &path.display())]))
     };
     let stray = match args.auth {
         Mode::Password => args.jwt_secret_file.is_some() || args.jwt_public_key_file.is_some(),
@@ -159,19 +160,16 @@ fn auth(args: &WebArgs) -> Result<charla_web::auth::Auth> {
         }
     };
     if stray {
-        anyhow::bail!(
-            "--auth-password-file goes with --auth password, --jwt-secret-file and \
-             --jwt-public-key-file with --auth jwt"
-        );
+        anyhow::bail!(lang.tr("web-auth-stray-file", &[]));
     }
     Ok(match args.auth {
         Mode::None => Auth::default(),
         Mode::Password => {
             let Some(path) = &args.auth_password_file else {
-                anyhow::bail!("--auth password needs --auth-password-file FILE");
+                anyhow::bail!(lang.tr("web-auth-password-file", &[]));
             };
             let text = String::from_utf8(read(path)?)
-                .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
+                .with_context(|| lang.tr("file-not-utf8", &[("path", &path.display())]))?;
             Auth::password(&text)?
         }
         Mode::Jwt => match (&args.jwt_secret_file, &args.jwt_public_key_file) {
@@ -185,16 +183,11 @@ fn auth(args: &WebArgs) -> Result<charla_web::auth::Auth> {
                 Auth::jwt_hs256(&secret[..end])?
             }
             (None, Some(key)) => Auth::jwt_rs256(&read(key)?)?,
-            _ => anyhow::bail!(
-                "--auth jwt needs one of --jwt-secret-file (HS256) or --jwt-public-key-file (RS256)"
-            ),
+            _ => anyhow::bail!(lang.tr("web-auth-jwt-key", &[])),
         },
         Mode::Proxy => {
             if args.trusted_proxy.is_empty() {
-                anyhow::bail!(
-                    "--auth proxy needs --trusted-proxy CIDR: the user header is only believed \
-                     from the proxy, or anyone could send it"
-                );
+                anyhow::bail!(lang.tr("web-auth-proxy-trusted", &[]));
             }
             Auth::proxy(&args.auth_header)?
         }
@@ -202,24 +195,22 @@ fn auth(args: &WebArgs) -> Result<charla_web::auth::Auth> {
 }
 
 pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
-    super::chat_mode(args.mode, settings.lang)?;
+    let lang = settings.lang;
+    super::chat_mode(args.mode, lang)?;
     if args.max_message_bytes == 0 || args.max_message_bytes > charla_core::MAX_MESSAGE_BYTES / 2 {
-        anyhow::bail!(
-            "--max-message-bytes: 1 to {} bytes",
-            charla_core::MAX_MESSAGE_BYTES / 2
-        );
+        let max = charla_core::MAX_MESSAGE_BYTES / 2;
+        anyhow::bail!(lang.tr("web-max-message-bytes", &[("max", &max)]));
     }
     if !(args.rate > 0.0 && args.burst >= 1.0) {
-        anyhow::bail!("--rate must be above 0 and --burst at least 1");
+        anyhow::bail!(lang.tr("web-rate", &[]));
     }
     if !(args.read_rate > 0.0 && args.read_burst >= 1.0) {
-        anyhow::bail!("--read-rate must be above 0 and --read-burst at least 1");
+        anyhow::bail!(lang.tr("web-read-rate", &[]));
     }
-    let auth = auth(&args)?;
+    let auth = auth(&args, lang)?;
     if args.header_timeout == 0 || args.idle_timeout < 3 {
-        anyhow::bail!("--header-timeout must be at least 1 s and --idle-timeout at least 3 s");
+        anyhow::bail!(lang.tr("web-timeouts", &[]));
     }
-    let lang = settings.lang;
     // Each page is a socket: the most open files the system lets this process have.
     let open_files = match charla_web::limits::raise_open_files() {
         Ok((soft, _)) => lang.tr("web-open-files", &[("count", &soft)]),
@@ -229,7 +220,7 @@ pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
         }
     };
     let archive = match &args.archive {
-        Some(url) => Some(super::open_archive(url).await?),
+        Some(url) => Some(super::open_archive(url, lang).await?),
         None => None,
     };
     let link = super::chat_link(settings).await?;
