@@ -7,15 +7,18 @@
 //! answers once the server has it, so a subscriber still hears everything published after it
 //! returns), and one task passes each message to the subscribers of its channel.
 //!
-//! What one subscriber does not take is not held for it without bound: each has a queue of
-//! [`QUEUE`] messages, and what overflows is counted as missed (`Subscriber::take_missed`), as
-//! Redis itself drops a pub/sub client whose output buffer overflows. When the connection
+//! What one subscriber does not take is held for it as Redis held it on the subscriber's own
+//! connection, and bounded the same way: past [`QUEUE_BYTES`] queued (Redis's default
+//! `client-output-buffer-limit pubsub` hard limit) the subscriber is dropped, its stream ends
+//! and its `recv` says why, as Redis disconnects a pub/sub client that falls that far behind.
+//! (A queue of a fixed number of messages that dropped the overflow lost messages a fast
+//! burst, such as `charla bench --mode broadcast`, had always received.) When the connection
 //! fails every subscriber's stream ends (its `recv` reports the loss; the caller reconnects)
 //! and the next subscriber opens a new one. A channel nobody here listens to any more is
 //! unsubscribed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use charla_core::Result;
@@ -26,14 +29,14 @@ use tokio::sync::mpsc;
 
 use crate::{map_err, Options};
 
-/// Messages queued for one subscriber that has not taken them yet.
-const QUEUE: usize = 1024;
+/// Bytes queued for one subscriber that has not taken them yet, at most.
+pub const QUEUE_BYTES: usize = 32 * 1024 * 1024;
 
 /// One subscriber's place on the shared connection.
 struct Route {
     id: u64,
-    tx: mpsc::Sender<Msg>,
-    missed: Arc<AtomicU64>,
+    tx: mpsc::UnboundedSender<Msg>,
+    queued: Arc<AtomicUsize>,
 }
 
 /// The broker's shared pub/sub connection, opened on first use.
@@ -54,10 +57,11 @@ struct Shared {
     task: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
-/// What a subscriber holds: its messages, its missed count, and (on drop) its leave.
+/// What a subscriber holds: its messages, the bytes of them queued (the taker subtracts
+/// what it takes: see [`taken`]), and (on drop) its leave.
 pub(crate) struct Subscription {
-    pub messages: mpsc::Receiver<Msg>,
-    pub missed: Arc<AtomicU64>,
+    pub messages: mpsc::UnboundedReceiver<Msg>,
+    pub queued: Arc<AtomicUsize>,
     pub leave: Leave,
 }
 
@@ -80,8 +84,8 @@ impl Channels {
     /// Listen to `channel` on the shared connection; returns once the server confirmed it.
     pub async fn subscribe(&self, channel: &str) -> Result<Subscription> {
         let shared = self.shared().await?;
-        let (tx, messages) = mpsc::channel(QUEUE);
-        let missed = Arc::new(AtomicU64::new(0));
+        let (tx, messages) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         shared
             .routes()
@@ -90,7 +94,7 @@ impl Channels {
             .push(Route {
                 id,
                 tx,
-                missed: missed.clone(),
+                queued: queued.clone(),
             });
         let leave = Leave {
             shared: Arc::downgrade(&shared),
@@ -106,7 +110,7 @@ impl Channels {
             .map_err(|e| map_err(e, &self.opts.address))?;
         Ok(Subscription {
             messages,
-            missed,
+            queued,
             leave,
         })
     }
@@ -190,11 +194,20 @@ impl Drop for Leave {
 async fn dispatch(shared: Weak<Shared>, mut stream: redis::aio::PubSubStream) {
     while let Some(msg) = stream.next().await {
         let Some(s) = shared.upgrade() else { return };
-        let routes = s.routes();
-        for route in routes.get(msg.get_channel_name()).into_iter().flatten() {
-            if route.tx.try_send(msg.clone()).is_err() {
-                route.missed.fetch_add(1, Ordering::Relaxed);
-            }
+        let mut routes = s.routes();
+        let size = size_of(&msg);
+        if let Some(list) = routes.get_mut(msg.get_channel_name()) {
+            list.retain(|route| {
+                let queued = route.queued.fetch_add(size, Ordering::Relaxed) + size;
+                if queued > QUEUE_BYTES {
+                    tracing::warn!(
+                        channel = msg.get_channel_name(),
+                        "a subscriber fell {queued} bytes behind: dropped, as Redis drops such a pub/sub client"
+                    );
+                    return false; // its sender dropped: its stream ends
+                }
+                route.tx.send(msg.clone()).is_ok()
+            });
         }
     }
     if let Some(s) = shared.upgrade() {
@@ -202,4 +215,16 @@ async fn dispatch(shared: Weak<Shared>, mut stream: redis::aio::PubSubStream) {
         // Dropping the senders ends every subscriber's stream: each reports the loss.
         s.routes().clear();
     }
+}
+
+/// What a message counts against its subscriber's queue.
+fn size_of(msg: &Msg) -> usize {
+    msg.get_payload_bytes().len() + msg.get_channel_name().len()
+}
+
+/// The subscriber took `msg` from its queue.
+pub(crate) fn taken(queued: &AtomicUsize, msg: &Msg) {
+    let _ = queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+        Some(q.saturating_sub(size_of(msg)))
+    });
 }

@@ -7,8 +7,6 @@
 //! published after that reaches this subscriber.
 
 use std::pin::Pin;
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use charla_core::{topic, AckTag, BrokerError, Delivery, Mode, Result, Subscriber, Subscription};
@@ -25,8 +23,6 @@ pub struct PubSubSubscriber {
     next_tag: u64,
     /// Chat messages only, or other JSON objects too (`Subscription::events`).
     decode: charla_core::Decoder,
-    /// Broadcast mode: messages the shared connection could not queue for this subscriber.
-    missed: Option<Arc<AtomicU64>>,
     /// Broadcast mode: leaves the channel on the shared connection when dropped.
     _leave: Option<crate::channels::Leave>,
 }
@@ -42,8 +38,14 @@ impl PubSubSubscriber {
     ) -> Result<Self> {
         if sub.mode != Mode::Routing {
             let shared = channels.subscribe(&sub.room).await?;
-            let messages = futures::stream::unfold(shared.messages, |mut rx| async move {
-                rx.recv().await.map(|m| (m, rx))
+            let queued = shared.queued;
+            let messages = futures::stream::unfold(shared.messages, move |mut rx| {
+                let queued = queued.clone();
+                async move {
+                    let m = rx.recv().await?;
+                    crate::channels::taken(&queued, &m);
+                    Some((m, rx))
+                }
             });
             return Ok(PubSubSubscriber {
                 messages: Box::pin(messages),
@@ -52,7 +54,6 @@ impl PubSubSubscriber {
                 room: sub.room,
                 opts: opts.clone(),
                 next_tag: 0,
-                missed: Some(shared.missed),
                 _leave: Some(shared.leave),
             });
         }
@@ -71,7 +72,6 @@ impl PubSubSubscriber {
             room: sub.room,
             opts: opts.clone(),
             next_tag: 0,
-            missed: None,
             _leave: None,
         })
     }
@@ -84,7 +84,10 @@ impl Subscriber for PubSubSubscriber {
             let Some(msg) = self.messages.next().await else {
                 return Err(BrokerError::Unreachable {
                     address: self.opts.address.clone(),
-                    reason: "the subscription connection closed".into(),
+                    reason:
+                        "the subscription ended: its connection closed, or this subscriber fell \
+                             too far behind (Redis drops such a pub/sub client)"
+                            .into(),
                 });
             };
             let channel = msg.get_channel_name();
@@ -115,12 +118,6 @@ impl Subscriber for PubSubSubscriber {
                 }
             }
         }
-    }
-
-    fn take_missed(&mut self) -> u64 {
-        self.missed
-            .as_ref()
-            .map_or(0, |m| m.swap(0, std::sync::atomic::Ordering::Relaxed))
     }
 
     // Pub/sub keeps nothing: there is nothing to acknowledge or give back.
