@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -26,24 +25,8 @@ fn request_with(
     extra: &str,
     body: &str,
 ) -> (u16, String, String) {
-    let mut tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    tcp.set_read_timeout(Some(LONG)).expect("timeout");
-    write!(
-        tcp,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-         {extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("request");
-    let mut response = String::new();
-    let _ = tcp.read_to_string(&mut response);
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, head.to_owned(), body.to_owned())
+    let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    common::web::request_on(tcp, "127.0.0.1", method, path, extra, body)
 }
 
 fn request(port: u16, method: &str, path: &str, body: &str) -> (u16, String, String) {

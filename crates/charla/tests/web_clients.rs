@@ -7,11 +7,11 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use charla_testkit::{unique_name, RedisServer};
-use common::web::{Gateway, Page};
+use common::web::{connect_from, request_on, Gateway, Page};
 
 const LONG: Duration = Duration::from_secs(20);
 const ME: [u8; 4] = [127, 0, 0, 1];
@@ -28,21 +28,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// A TCP connection to the gateway from `from` (std has no bind-before-connect; tokio does).
-fn connect_from(from: [u8; 4], port: u16) -> TcpStream {
-    let tcp = runtime()
-        .block_on(async {
-            let socket = tokio::net::TcpSocket::new_v4()?;
-            socket.bind(SocketAddr::from((from, 0)))?;
-            let tcp = socket.connect(SocketAddr::from((ME, port))).await?;
-            tcp.into_std()
-        })
-        .expect("connect");
-    tcp.set_nonblocking(false).expect("blocking");
-    tcp.set_read_timeout(Some(LONG)).expect("timeout");
-    tcp
-}
-
 /// One HTTP/1.1 request from `from` with extra header lines: (status, head, body).
 fn http_from(
     from: [u8; 4],
@@ -52,23 +37,8 @@ fn http_from(
     headers: &str,
     body: &str,
 ) -> (u16, String, String) {
-    let mut tcp = connect_from(from, port);
-    write!(
-        tcp,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{headers}\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("request");
-    let mut answer = String::new();
-    let _ = tcp.read_to_string(&mut answer);
-    let code = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    (code, head.to_owned(), body.to_owned())
+    let host = format!("127.0.0.1:{port}");
+    request_on(connect_from(from, port), &host, method, path, headers, body)
 }
 
 /// POST a message from `from`: (status, JSON answer).

@@ -377,26 +377,8 @@ fn request(
     headers: &str,
     body: &str,
 ) -> (u16, String) {
-    let mut tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    tcp.set_read_timeout(Some(LONG)).expect("timeout");
-    write!(
-        tcp,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{headers}\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("request");
-    let mut answer = String::new();
-    let _ = tcp.read_to_string(&mut answer);
-    let code = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let (code, _, body) = common::web::request_on(tcp, host, method, path, headers, body);
     (code, body)
 }
 

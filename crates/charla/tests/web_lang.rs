@@ -6,12 +6,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use charla_testkit::RedisServer;
-use common::web::{Gateway, Page};
+use common::web::{connect_from, request_on, Gateway, Page};
 use futures::SinkExt;
 
 const LONG: Duration = Duration::from_secs(20);
@@ -59,46 +57,8 @@ fn request(
     headers: &str,
     body: &str,
 ) -> (u16, String) {
-    // std cannot bind before connecting, tokio can; on a thread of its own, so this may be
-    // called from inside a test's runtime too.
-    let tcp = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(async {
-            let socket = tokio::net::TcpSocket::new_v4()?;
-            socket.bind(SocketAddr::from((from, 0)))?;
-            let tcp = socket
-                .connect(SocketAddr::from(([127, 0, 0, 1], port)))
-                .await?;
-            tcp.into_std()
-        })
-    })
-    .join()
-    .expect("connecting thread")
-    .expect("connect");
-    let mut tcp: TcpStream = tcp;
-    tcp.set_nonblocking(false).expect("blocking");
-    tcp.set_read_timeout(Some(LONG)).expect("timeout");
-    write!(
-        tcp,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{headers}\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write");
-    let mut answer = Vec::new();
-    let _ = tcp.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let code = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let host = format!("127.0.0.1:{port}");
+    let (code, _, body) = request_on(connect_from(from, port), &host, method, path, headers, body);
     (code, body)
 }
 

@@ -134,6 +134,64 @@ pub fn texts(body: &serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A TCP connection to the gateway on `port` from the loopback address `from` (a client of its
+/// own to the gateway's per-address limits). std cannot bind before connecting, tokio can: on a
+/// thread of its own, so a test may call this from inside its runtime too.
+pub fn connect_from(from: [u8; 4], port: u16) -> TcpStream {
+    use std::net::SocketAddr;
+    let tcp = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::from((from, 0)))?;
+            let tcp = socket
+                .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+                .await?;
+            tcp.into_std()
+        })
+    })
+    .join()
+    .expect("connecting thread")
+    .expect("connect");
+    tcp.set_nonblocking(false).expect("blocking");
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    tcp
+}
+
+/// One HTTP/1.1 request on `tcp` with `Connection: close`, `Host: host` and extra header
+/// lines (each ending in CRLF), read to the end: (status, head, body).
+pub fn request_on(
+    mut tcp: TcpStream,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String, String) {
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    write!(
+        tcp,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{headers}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("request");
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let code = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (code, head.to_owned(), body.to_owned())
+}
+
 /// One HTTP/1.1 request with `Connection: close`: (status, body).
 pub fn http(
     port: u16,
