@@ -385,13 +385,6 @@ pub async fn rooms(
 /// The rooms the broker keeps, from a copy at most [`ROOM_LIST_TTL`] old; while the broker
 /// is away, the last copy (or an error at once).
 async fn stored_rooms(hub: &Hub) -> Result<Arc<Vec<String>>, String> {
-    let cached = hub.room_list.lock().await;
-    if let Some((at, list)) = &*cached {
-        if at.elapsed() < ROOM_LIST_TTL {
-            return Ok(list.clone());
-        }
-    }
-    drop(cached);
     let fresh = async {
         // Only logged (the list is served from the last copy): in the log's English.
         let broker = broker_now(hub, Lang::En)
