@@ -23,6 +23,7 @@
 //! `?recovery_timeout_ms=`, default 60 000) and the topology is declared again;
 //! `publish` returns Ok only once RabbitMQ confirmed the message.
 
+mod dead;
 mod history;
 mod link;
 mod publisher;
@@ -34,14 +35,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use charla_core::{
-    Broker, BrokerError, BrokerInfo, BrokerUrl, Capabilities, DeadLetter, Delivery, Mode,
-    Publisher, Result, Subscriber, Subscription,
+    Broker, BrokerError, BrokerInfo, BrokerUrl, Capabilities, DeadLetter, DeadSelect, Delivery,
+    Mode, Publisher, Result, Subscriber, Subscription,
 };
-use lapin::options::{
-    BasicGetOptions, BasicNackOptions, ExchangeDeleteOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
-};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::types::AMQPValue;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use link::{map_error, reply_code, short, Link, BACKEND};
@@ -68,6 +66,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     replay: true,
     redelivered_flag: true,
     dead_letters: true,
+    dead_letter_actions: true,
     survives_restart: true,
     // Quorum queues apply settles asynchronously (see Capabilities::acks_survive_restart).
     acks_survive_restart: false,
@@ -138,6 +137,25 @@ impl AmqpBroker {
         conn.create_channel()
             .await
             .map_err(|e| map_error(&self.link.address, &e))
+    }
+
+    /// Runs one pass over a room's dead letters on a channel of its own (closed after: what
+    /// it did not ack goes back).
+    async fn dead_visit(
+        &self,
+        room: &str,
+        limit: usize,
+        select: &DeadSelect,
+        action: dead::Action,
+    ) -> Result<Vec<DeadLetter>> {
+        Self::check_room(room)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let ch = self.channel().await?;
+        let out = dead::visit(&ch, &self.link.address, room, limit, select, action).await;
+        let _ = ch.close(200, "OK".into()).await;
+        out
     }
 
     fn check_room(room: &str) -> Result<()> {
@@ -288,56 +306,22 @@ impl Broker for AmqpBroker {
     }
 
     async fn dead_letters(&self, room: &str, limit: usize) -> Result<Vec<DeadLetter>> {
-        Self::check_room(room)?;
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let map = |e: lapin::Error| map_error(&self.link.address, &e);
-        let ch = self.channel().await?;
-        let dead = short(&dead_letter_queue(room))?;
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..QueueDeclareOptions::default()
-        };
-        match ch
-            .queue_declare(dead.clone(), passive, FieldTable::default())
+        self.dead_visit(room, limit, &DeadSelect::all(), dead::Action::List)
             .await
-        {
-            Ok(_) => {}
-            Err(e) if reply_code(&e) == Some(404) => return Ok(Vec::new()),
-            Err(e) => return Err(map(e)),
-        }
-        // Read without removing: get each (unacked), then give them all back in order.
-        let mut out = Vec::new();
-        let mut last_tag = None;
-        while out.len() < limit {
-            match ch
-                .basic_get(dead.clone(), BasicGetOptions { no_ack: false })
-                .await
-                .map_err(map)?
-            {
-                Some(m) => {
-                    last_tag = Some(m.delivery.delivery_tag);
-                    out.push(DeadLetter {
-                        payload: m.delivery.data,
-                    });
-                }
-                None => break,
-            }
-        }
-        if let Some(tag) = last_tag {
-            ch.basic_nack(
-                tag,
-                BasicNackOptions {
-                    multiple: true,
-                    requeue: true,
-                },
-            )
-            .await
-            .map_err(map)?;
-        }
-        let _ = ch.close(200, "OK".into()).await;
-        Ok(out)
+    }
+
+    async fn replay_dead(&self, room: &str, select: &DeadSelect) -> Result<usize> {
+        let done = self
+            .dead_visit(room, usize::MAX, select, dead::Action::Replay)
+            .await?;
+        Ok(done.len())
+    }
+
+    async fn purge_dead(&self, room: &str, select: &DeadSelect) -> Result<usize> {
+        let done = self
+            .dead_visit(room, usize::MAX, select, dead::Action::Purge)
+            .await?;
+        Ok(done.len())
     }
 
     async fn history(

@@ -9,7 +9,8 @@ use tokio::time::Instant;
 
 use async_trait::async_trait;
 use charla_core::{
-    AckTag, BrokerError, Delivery, Mode, Result, StartFrom, Subscriber, Subscription,
+    AckTag, BrokerError, DeadLetter, DeadReason, Delivery, Failure, Mode, Result, StartFrom,
+    Subscriber, Subscription,
 };
 use futures::{FutureExt, StreamExt};
 use lapin::options::{
@@ -22,7 +23,7 @@ use lapin::{BasicProperties, Channel, Confirmation, Consumer};
 use crate::link::{map_error, short, Link, BACKEND};
 use crate::topology::{
     dead_letter_queue, declare_fanout, declare_private_queue, declare_queue, declare_stream,
-    declare_topic, QueueKind, DEAD_REASON_HEADER, DELIVERIES_HEADER, DELIVERY_COUNT_HEADER,
+    declare_topic, QueueKind, DEAD_HEADER_PREFIX, DELIVERIES_HEADER, DELIVERY_COUNT_HEADER,
 };
 
 /// Bits of an [`AckTag`] that hold the AMQP delivery tag; the bits above hold the channel's
@@ -74,7 +75,7 @@ pub(crate) struct AmqpSubscriber {
     /// Requeueing and dead-lettering: a confirm-mode channel.
     side_channel: Option<Channel>,
     /// Queue mode: poison deliveries waiting to be dead-lettered on the current channel.
-    poison: Vec<(u64, Pending, String)>,
+    poison: Vec<(u64, Pending, Failure)>,
     /// Consecutive failures, and when the first of them happened.
     failures: u32,
     failing_since: Option<Instant>,
@@ -297,7 +298,7 @@ impl AmqpSubscriber {
                                 properties: d.properties,
                                 nacks: 0,
                             },
-                            why.to_string(),
+                            Failure::new(DeadReason::of_decode_error(&why)).error(&why.to_string()),
                         ));
                     }
                     _ => {
@@ -337,22 +338,26 @@ impl AmqpSubscriber {
         }))
     }
 
-    /// Dead-letters one delivery: publishes it to `<room>.dead` (confirmed) with the reason
-    /// in a header, then acks the original. Done by charla rather than by a nack to the
-    /// dead-letter exchange so that it is confirmed (RabbitMQ's own dead-lettering is
-    /// asynchronous) and works on queues declared without charla's arguments.
+    /// Dead-letters one delivery: publishes it to `<room>.dead` (confirmed) with why in
+    /// headers (`x-charla-dead-reason`, `-attempts`, `-error`, …: [`DeadLetter::fields`]),
+    /// then acks the original. Done by charla rather than by a nack to the dead-letter
+    /// exchange so that it is confirmed (RabbitMQ's own dead-lettering is asynchronous), keeps
+    /// the reason, and works on queues declared without charla's arguments.
     async fn dead_letter(
         &mut self,
         ch: &Channel,
         tag: u64,
         pending: Pending,
-        reason: &str,
+        failure: &Failure,
     ) -> Result<()> {
         let mut headers = pending.properties.headers().clone().unwrap_or_default();
-        headers.insert(
-            DEAD_REASON_HEADER.into(),
-            AMQPValue::LongString(LongString::from(reason.as_bytes().to_vec())),
-        );
+        let dead = DeadLetter::new(Vec::new(), &self.sub.room, Mode::Queue, failure);
+        for (name, value) in dead.fields() {
+            headers.insert(
+                format!("{DEAD_HEADER_PREFIX}{name}").into(),
+                AMQPValue::LongString(LongString::from(value.into_bytes())),
+            );
+        }
         let properties = pending
             .properties
             .clone()
@@ -387,11 +392,13 @@ impl AmqpSubscriber {
         let nacks = pending.nacks + 1;
         if nacks >= u64::from(self.max_deliveries) {
             tracing::warn!(room = %self.sub.room, "dead-lettering a message nacked {nacks} times");
-            let reason = format!(
-                "nacked with requeue {nacks} times (max_deliveries {})",
-                self.max_deliveries
-            );
-            return self.dead_letter(ch, tag, pending, &reason).await;
+            let failure = Failure::new(DeadReason::MaxDeliveries)
+                .attempts(u32::try_from(nacks).unwrap_or(u32::MAX))
+                .error(&format!(
+                    "nacked with requeue {nacks} times (max_deliveries {})",
+                    self.max_deliveries
+                ));
+            return self.dead_letter(ch, tag, pending, &failure).await;
         }
         let mut headers = pending.properties.headers().clone().unwrap_or_default();
         headers.insert(
@@ -471,14 +478,14 @@ impl AmqpSubscriber {
                 return Ok(());
             };
             let ch = active.channel.clone();
-            let (tag, why) = (*tag, why.clone());
+            let (tag, failure) = (*tag, why.clone());
             let pending = Pending {
                 payload: pending.payload.clone(),
                 properties: pending.properties.clone(),
                 nacks: pending.nacks,
             };
-            tracing::warn!(room = %self.sub.room, "dead-lettering a message that is not a chat message: {why}");
-            self.dead_letter(&ch, tag, pending, &why).await?;
+            tracing::warn!(room = %self.sub.room, "dead-lettering a message that is not a chat message: {}", failure.error);
+            self.dead_letter(&ch, tag, pending, &failure).await?;
             self.poison.remove(0);
         }
         Ok(())
@@ -725,20 +732,32 @@ impl Subscriber for AmqpSubscriber {
     }
 
     async fn nack(&mut self, tag: AckTag, requeue: bool) -> Result<()> {
+        if !requeue {
+            return self.reject(tag, Failure::new(DeadReason::Nacked)).await;
+        }
         let Some((ch, dtag, pending)) = self.settle_target(tag)? else {
             return Ok(());
         };
-        let result = if requeue {
-            self.requeue(&ch, dtag, pending).await
-        } else {
-            self.dead_letter(
-                &ch,
-                dtag,
-                pending,
-                "rejected by the consumer (nack without requeue)",
-            )
-            .await
+        let result = self.requeue(&ch, dtag, pending).await;
+        match result {
+            Err(e) if e.is_transient() => {
+                tracing::warn!("nack not delivered ({e}); the message will be delivered again");
+                self.drop_active();
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    async fn reject(&mut self, tag: AckTag, failure: Failure) -> Result<()> {
+        let Some((ch, dtag, pending)) = self.settle_target(tag)? else {
+            return Ok(());
         };
+        let mut failure = failure;
+        if failure.attempts == 0 {
+            failure.attempts = u32::try_from(pending.nacks + 1).unwrap_or(u32::MAX);
+        }
+        let result = self.dead_letter(&ch, dtag, pending, &failure).await;
         match result {
             Err(e) if e.is_transient() => {
                 tracing::warn!("nack not delivered ({e}); the message will be delivered again");

@@ -40,8 +40,9 @@ pub const DEFAULT_TOPIC_EXCHANGE: &str = "charla.topic";
 pub const DELIVERIES_HEADER: &str = "x-charla-deliveries";
 /// Quorum queues: how many times RabbitMQ gave the message back before this delivery.
 pub const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
-/// Header on a dead letter saying why it was dead-lettered.
-pub const DEAD_REASON_HEADER: &str = "x-charla-dead-reason";
+/// Prefix of the headers on a dead letter saying why it was dead-lettered
+/// (`x-charla-dead-reason`, `x-charla-dead-attempts`, …: `DeadLetter::fields`).
+pub const DEAD_HEADER_PREFIX: &str = "x-charla-dead-";
 
 /// The dead-letter queue of a room.
 pub fn dead_letter_queue(room: &str) -> String {

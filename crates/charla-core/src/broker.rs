@@ -18,6 +18,7 @@
 
 use async_trait::async_trait;
 
+use crate::dead::{DeadLetter, DeadSelect, Failure};
 use crate::error::Result;
 use crate::message::Message;
 use crate::mode::{Capabilities, Mode};
@@ -158,13 +159,6 @@ pub struct Delivery {
     pub tag: AckTag,
 }
 
-/// A message that could not be processed, kept for an operator to look at.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    /// The payload exactly as it was on the broker.
-    pub payload: Vec<u8>,
-}
-
 /// A connection to one broker.
 #[async_trait]
 pub trait Broker: Send + Sync {
@@ -183,8 +177,33 @@ pub trait Broker: Send + Sync {
     /// A consumer. Fails at once when the mode (or group/replay) is unsupported.
     async fn subscribe(&self, subscription: Subscription) -> Result<Box<dyn Subscriber>>;
 
-    /// Poison messages of a room, oldest first, at most `limit`.
+    /// Dead letters of a room (poison, too many deliveries, rejected), oldest first, at most
+    /// `limit`, each with why it died.
     async fn dead_letters(&self, room: &str, limit: usize) -> Result<Vec<DeadLetter>>;
+
+    /// Puts the selected dead letters of `room` back where they came from (the room's queue,
+    /// or its stream), each marked as replayed ([`DeadLetter::replay_payload`]), and removes
+    /// them from the dead letters. Returns how many. Safe to run twice: a dead letter leaves
+    /// only once its message is back, and is never put back twice.
+    async fn replay_dead(&self, room: &str, select: &DeadSelect) -> Result<usize> {
+        let _ = (room, select);
+        Err(self.dead_letters_unsupported("replay"))
+    }
+
+    /// Removes the selected dead letters of `room` for good. Returns how many.
+    async fn purge_dead(&self, room: &str, select: &DeadSelect) -> Result<usize> {
+        let _ = (room, select);
+        Err(self.dead_letters_unsupported("purge"))
+    }
+
+    /// The refusal of a dead-letter action a backend does not offer.
+    fn dead_letters_unsupported(&self, action: &str) -> crate::BrokerError {
+        crate::BrokerError::Unsupported {
+            backend: self.backend(),
+            mode: Mode::Queue,
+            reason: format!("this broker cannot {action} dead letters"),
+        }
+    }
 
     /// Remove a room's messages and bookkeeping (tests and `charla` housekeeping).
     async fn purge(&self, mode: Mode, room: &str) -> Result<()>;
@@ -283,8 +302,13 @@ pub trait Subscriber: Send {
     }
 
     /// The message was not processed. `requeue` gives it to a consumer again (up to the
-    /// backend's delivery limit, after which it is dead-lettered); otherwise it is dead-lettered.
+    /// backend's delivery limit, after which it is dead-lettered with the reason
+    /// `max-deliveries`); otherwise it is dead-lettered with the reason `nacked`.
     async fn nack(&mut self, tag: AckTag, requeue: bool) -> Result<()>;
+
+    /// The message cannot be processed: dead-letter it now, keeping `failure` (the reason,
+    /// the attempts, the last error) with it. Settled when this returns.
+    async fn reject(&mut self, tag: AckTag, failure: Failure) -> Result<()>;
 
     /// How many messages this subscriber missed since the last call because the broker's
     /// retention removed them before they were read (a stream trimmed past entries no one had

@@ -42,6 +42,11 @@ pub struct Message {
     /// refused it. Only written when non-zero, so fresh messages stay small.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub deliveries: u32,
+    /// How many times an operator put this message back from the dead letters (`charla dead
+    /// --replay`): kept through re-encoding so that a second death shows as one. Only
+    /// written when non-zero.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replays: u32,
     /// The gateway that took this message had authenticated its sender (`charla web --auth
     /// jwt|proxy`): `usuario` is who they proved to be, and the chats show a mark beside it.
     /// Only written when true, so other messages keep the seed-compatible format unchanged.
@@ -107,6 +112,7 @@ impl Message {
             room: room.into(),
             ts_us: now.timestamp_micros(),
             deliveries: 0,
+            replays: 0,
             verificado: false,
             event: None,
         }
@@ -129,6 +135,7 @@ impl Message {
             room: room.into(),
             ts_us: 0,
             deliveries,
+            replays: 0,
             verificado: false,
             event: Some(Box::new(object)),
         }

@@ -76,6 +76,9 @@ pub struct Capabilities {
     pub redelivered_flag: bool,
     /// Poison messages are kept somewhere readable (`Broker::dead_letters`).
     pub dead_letters: bool,
+    /// Dead letters can be replayed and purged one by one (`Broker::replay_dead`,
+    /// `Broker::purge_dead`). Kafka's dead-letter topic is an append-only log: not there.
+    pub dead_letter_actions: bool,
     /// Messages survive the broker process restarting (given the broker's own persistence).
     pub survives_restart: bool,
     /// An acknowledgement that returned Ok also survives the broker restarting at once: the

@@ -200,7 +200,7 @@ impl Admin {
         settings: &Settings,
         topic: &str,
         limit: usize,
-    ) -> Result<Vec<Vec<u8>>> {
+    ) -> Result<Vec<(Vec<u8>, Vec<(String, String)>)>> {
         let consumer = plain_consumer(settings)?;
         let topic = topic.to_owned();
         let settings2 = settings.clone();
@@ -225,7 +225,7 @@ impl Admin {
                     match consumer.poll(ADMIN_TIMEOUT) {
                         Some(Ok(m)) => {
                             next = m.offset() + 1;
-                            out.push(m.payload().unwrap_or_default().to_vec());
+                            out.push((m.payload().unwrap_or_default().to_vec(), text_headers(&m)));
                         }
                         Some(Err(e)) => return Err(err(e)),
                         None => {
@@ -241,6 +241,33 @@ impl Admin {
         })
         .await?
     }
+}
+
+/// Prefix of the record headers on a dead letter saying why it died
+/// (`x-charla-dead-reason`, …: `DeadLetter::fields`).
+pub const DEAD_HEADER_PREFIX: &str = "x-charla-dead-";
+
+/// A dead letter's fields as record headers.
+pub(crate) fn dead_headers(letter: &charla_core::DeadLetter) -> rdkafka::message::OwnedHeaders {
+    letter.fields().into_iter().fold(
+        rdkafka::message::OwnedHeaders::new(),
+        |headers, (name, value)| {
+            headers.insert(rdkafka::message::Header {
+                key: &format!("{DEAD_HEADER_PREFIX}{name}"),
+                value: Some(value.as_bytes()),
+            })
+        },
+    )
+}
+
+/// A record's headers whose values are text.
+fn text_headers(m: &rdkafka::message::BorrowedMessage<'_>) -> Vec<(String, String)> {
+    use rdkafka::message::{Headers, Message as _};
+    m.headers().map_or_else(Vec::new, |h| {
+        h.iter()
+            .filter_map(|h| Some((h.key.to_owned(), String::from_utf8(h.value?.to_vec()).ok()?)))
+            .collect()
+    })
 }
 
 pub(crate) fn is_unknown_topic(e: &rdkafka::error::KafkaError) -> bool {

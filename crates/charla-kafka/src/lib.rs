@@ -48,7 +48,7 @@ use charla_core::{
 };
 use rdkafka::producer::{FutureProducer, Producer};
 
-pub use admin::{dead_letter_topic, queue_group, topic_name, RESERVED_PREFIX};
+pub use admin::{dead_letter_topic, queue_group, topic_name, DEAD_HEADER_PREFIX, RESERVED_PREFIX};
 use client::{blocking, Settings, Tracing};
 
 /// What Kafka can do through charla.
@@ -65,6 +65,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     // and nothing on the record says so: only nacked ones come back flagged.
     redelivered_flag: false,
     dead_letters: true,
+    dead_letter_actions: false,
     survives_restart: true,
     // An ack is a synchronous offset commit the group coordinator stored.
     acks_survive_restart: true,
@@ -199,7 +200,15 @@ impl Broker for KafkaBroker {
             .await?;
         Ok(payloads
             .into_iter()
-            .map(|payload| DeadLetter { payload })
+            .map(|(payload, headers)| {
+                DeadLetter::from_fields(payload, room, |name| {
+                    let key = format!("{DEAD_HEADER_PREFIX}{name}");
+                    headers
+                        .iter()
+                        .find(|(k, _)| *k == key)
+                        .map(|(_, v)| v.clone())
+                })
+            })
             .collect())
     }
 

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use charla_core::{
-    topic, AckTag, BrokerError, Delivery, Message, Mode, Result, StartFrom, Subscriber,
-    Subscription,
+    topic, AckTag, BrokerError, DeadLetter, DeadReason, Delivery, Failure, Message, Mode, Result,
+    StartFrom, Subscriber, Subscription,
 };
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -230,10 +230,12 @@ struct Held {
     redelivered: bool,
 }
 
-/// A payload on its way to the dead-letter topic; settled once it is there.
+/// A payload on its way to the dead-letter topic (with why, as record headers); settled
+/// once it is there.
 struct Poison {
     room: String,
     payload: Vec<u8>,
+    failure: Failure,
     settles: Option<(Partition, i64, u64)>,
 }
 
@@ -245,6 +247,8 @@ pub struct KafkaSubscriber {
     book: Arc<Mutex<Book>>,
     /// Acks become commits (queue, stream in a group); otherwise nothing is committed.
     commits: bool,
+    /// The subscription's mode: recorded with a dead letter (where a replay puts it back).
+    mode: Mode,
     /// Only these topics are delivered (routing: the exact pattern).
     pattern: Option<String>,
     /// A group of this subscriber's own, deleted on close (routing).
@@ -388,6 +392,7 @@ impl KafkaSubscriber {
             feed: Some(feed),
             book,
             commits,
+            mode: sub.mode,
             pattern,
             own_group: (sub.mode == Mode::Routing).then_some(group).flatten(),
             decode: sub.decoder(),
@@ -453,9 +458,11 @@ impl KafkaSubscriber {
                     p.0,
                     p.1
                 );
+                let failure = Failure::new(DeadReason::of_decode_error(&e)).error(&e.to_string());
                 self.poison.push_back(Poison {
                     room: p.0.clone(),
                     payload,
+                    failure,
                     settles: Some(settles),
                 });
                 None
@@ -525,6 +532,7 @@ impl KafkaSubscriber {
             self.poison.push_back(Poison {
                 room: record.partition.0.clone(),
                 payload: record.payload,
+                failure: Failure::new(DeadReason::MaxDeliveries).attempts(before),
                 settles: Some((record.partition, offset, epoch)),
             });
             return Ok(None);
@@ -579,9 +587,12 @@ impl KafkaSubscriber {
         while let Some(poison) = self.poison.front() {
             let dead = crate::admin::dead_letter_topic(&poison.room)?;
             self.shared.ensure_topic(&dead).await?;
+            let letter = DeadLetter::new(Vec::new(), &poison.room, self.mode, &poison.failure);
+            let headers = crate::admin::dead_headers(&letter);
             let record = rdkafka::producer::FutureRecord::to(&dead)
                 .key(&poison.room)
-                .payload(&poison.payload);
+                .payload(&poison.payload)
+                .headers(headers);
             self.shared
                 .producer
                 .send(record, rdkafka::util::Timeout::Never)
@@ -912,6 +923,22 @@ impl Subscriber for KafkaSubscriber {
             self.retry.push_back(tag.0);
             return Ok(());
         }
+        let failure = if requeue {
+            Failure::new(DeadReason::MaxDeliveries)
+        } else {
+            Failure::new(DeadReason::Nacked)
+        };
+        let attempts = h.message.deliveries;
+        self.reject(tag, failure.attempts(attempts)).await
+    }
+
+    async fn reject(&mut self, tag: AckTag, failure: Failure) -> Result<()> {
+        if !self.held.contains_key(&tag.0) {
+            return Err(BrokerError::InvalidArgument(format!(
+                "unknown or already settled ack tag {}",
+                tag.0
+            )));
+        }
         if !self.commits {
             // Nothing is kept for group-less readers: a nack just lets the message go.
             self.held.remove(&tag.0);
@@ -923,6 +950,7 @@ impl Subscriber for KafkaSubscriber {
         self.poison.push_back(Poison {
             room: h.partition.0.clone(),
             payload: h.message.encode(),
+            failure,
             settles: Some((h.partition, h.offset, h.epoch)),
         });
         self.flush_poison().await

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use async_trait::async_trait;
 use charla_core::{
-    topic, AckTag, Broker, BrokerError, BrokerInfo, BrokerUrl, Capabilities, DeadLetter, Delivery,
-    Message, Mode, Publisher, Result, StartFrom, Subscriber, Subscription,
+    topic, AckTag, Broker, BrokerError, BrokerInfo, BrokerUrl, Capabilities, DeadLetter,
+    DeadReason, DeadSelect, Delivery, Failure, Message, Mode, Publisher, Result, StartFrom,
+    Subscriber, Subscription,
 };
 use tokio::sync::{mpsc, Notify};
 
@@ -25,6 +26,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     replay: true,
     redelivered_flag: true,
     dead_letters: true,
+    dead_letter_actions: true,
     survives_restart: false,
     acks_survive_restart: true,
     publisher_resends: false,
@@ -48,7 +50,7 @@ struct Hub {
     queues: Mutex<HashMap<String, Arc<MemQueue>>>,
     streams: Mutex<HashMap<String, Arc<MemStream>>>,
     subscribers: Mutex<Vec<PubSubEntry>>,
-    dead: Mutex<HashMap<String, Vec<Payload>>>,
+    dead: Mutex<HashMap<String, Vec<DeadLetter>>>,
 }
 
 impl Hub {
@@ -66,12 +68,27 @@ impl Hub {
             .clone()
     }
 
-    fn dead_letter(&self, room: &str, payload: Payload, reason: &str) {
-        tracing::warn!(room, reason, "message moved to the dead letters");
+    fn dead_letter(&self, room: &str, mode: Mode, payload: &[u8], failure: &Failure) {
+        tracing::warn!(room, reason = %failure.reason, error = %failure.error, "message moved to the dead letters");
+        let dead = DeadLetter::new(payload.to_vec(), room, mode, failure);
         lock(&self.dead)
             .entry(room.to_owned())
             .or_default()
-            .push(payload);
+            .push(dead);
+    }
+
+    /// Takes the selected dead letters of `room` out (under the lock, so two operators never
+    /// take the same one).
+    fn take_dead(&self, room: &str, select: &DeadSelect) -> Vec<DeadLetter> {
+        let mut dead = lock(&self.dead);
+        let Some(list) = dead.get_mut(room) else {
+            return Vec::new();
+        };
+        let (taken, kept) = std::mem::take(list)
+            .into_iter()
+            .partition(|d| select.matches(d));
+        *list = kept;
+        taken
     }
 }
 
@@ -206,15 +223,22 @@ impl Broker for MemoryBroker {
     async fn dead_letters(&self, room: &str, limit: usize) -> Result<Vec<DeadLetter>> {
         Ok(lock(&self.hub.dead)
             .get(room)
-            .map(|v| {
-                v.iter()
-                    .take(limit)
-                    .map(|p| DeadLetter {
-                        payload: p.to_vec(),
-                    })
-                    .collect()
-            })
+            .map(|v| v.iter().take(limit).cloned().collect())
             .unwrap_or_default())
+    }
+
+    async fn replay_dead(&self, room: &str, select: &DeadSelect) -> Result<usize> {
+        // Taken out and put back in one step of this process: nothing between them can fail.
+        let taken = self.hub.take_dead(room, select);
+        for dead in &taken {
+            let mode = dead.mode.unwrap_or(Mode::Queue);
+            self.hub.deliver(mode, room, dead.replay_payload().into());
+        }
+        Ok(taken.len())
+    }
+
+    async fn purge_dead(&self, room: &str, select: &DeadSelect) -> Result<usize> {
+        Ok(self.hub.take_dead(room, select).len())
     }
 
     async fn history(
@@ -325,9 +349,16 @@ struct MemPublisher {
 
 impl MemPublisher {
     fn deliver(&self, payload: Payload) {
-        match self.mode {
+        self.hub.deliver(self.mode, &self.room, payload);
+    }
+}
+
+impl Hub {
+    /// Puts a payload in a room: what a publisher and a dead-letter replay do.
+    fn deliver(&self, mode: Mode, room: &str, payload: Payload) {
+        match mode {
             Mode::Queue => {
-                let q = self.hub.queue(&self.room);
+                let q = self.queue(room);
                 lock(&q.items).push_back(Item {
                     payload,
                     deliveries: 0,
@@ -335,14 +366,14 @@ impl MemPublisher {
                 q.notify.notify_waiters();
             }
             Mode::Broadcast | Mode::Routing => {
-                let mut subs = lock(&self.hub.subscribers);
+                let mut subs = lock(&self.subscribers);
                 subs.retain(|s| !s.tx.is_closed());
-                for s in subs.iter().filter(|s| s.filter.accepts(&self.room)) {
+                for s in subs.iter().filter(|s| s.filter.accepts(room)) {
                     let _ = s.tx.send(payload.clone());
                 }
             }
             Mode::Stream => {
-                let s = self.hub.stream(&self.room);
+                let s = self.stream(room);
                 let mut st = lock(&s.state);
                 st.last_seq += 1;
                 let seq = st.last_seq;
@@ -404,11 +435,9 @@ impl QueueSubscriber {
     fn give_back(&mut self, mut item: Item) {
         item.deliveries += 1;
         if item.deliveries >= self.max_deliveries {
-            self.hub.dead_letter(
-                &self.room,
-                item.payload,
-                "delivered too many times without an ack",
-            );
+            let failure = Failure::new(DeadReason::MaxDeliveries).attempts(item.deliveries);
+            self.hub
+                .dead_letter(&self.room, Mode::Queue, &item.payload, &failure);
         } else {
             lock(&self.queue.items).push_front(item);
             self.queue.notify.notify_waiters();
@@ -432,7 +461,7 @@ impl Subscriber for QueueSubscriber {
             match (self.decode)(&item.payload, &self.room, self.limit) {
                 Err(e) => self
                     .hub
-                    .dead_letter(&self.room, item.payload, &e.to_string()),
+                    .dead_letter(&self.room, Mode::Queue, &item.payload, &poison(&e)),
                 Ok(mut message) => {
                     message.deliveries = item.deliveries;
                     let tag = self.next_tag;
@@ -465,9 +494,20 @@ impl Subscriber for QueueSubscriber {
         if requeue {
             self.give_back(item);
         } else {
+            let failure = Failure::new(DeadReason::Nacked).attempts(item.deliveries + 1);
             self.hub
-                .dead_letter(&self.room, item.payload, "rejected by the consumer");
+                .dead_letter(&self.room, Mode::Queue, &item.payload, &failure);
         }
+        Ok(())
+    }
+
+    async fn reject(&mut self, tag: AckTag, failure: Failure) -> Result<()> {
+        let item = self
+            .inflight
+            .remove(&tag.0)
+            .ok_or_else(|| unknown_tag(tag))?;
+        self.hub
+            .dead_letter(&self.room, Mode::Queue, &item.payload, &failure);
         Ok(())
     }
 
@@ -485,6 +525,11 @@ impl Drop for QueueSubscriber {
             self.give_back(item);
         }
     }
+}
+
+/// The failure of a payload the decoder refused.
+fn poison(e: &charla_core::DecodeError) -> Failure {
+    Failure::new(DeadReason::of_decode_error(e)).error(&e.to_string())
 }
 
 fn unknown_tag(tag: AckTag) -> BrokerError {
@@ -554,6 +599,10 @@ impl Subscriber for PubSubSubscriber {
         Ok(())
     }
 
+    async fn reject(&mut self, _tag: AckTag, _failure: Failure) -> Result<()> {
+        Ok(()) // nothing is kept in broadcast: there is nothing to dead-letter
+    }
+
     async fn close(self: Box<Self>) -> Result<()> {
         Ok(())
     }
@@ -619,7 +668,8 @@ enum Take {
         payload: Payload,
         deliveries: u32,
     },
-    Dead(Payload, &'static str),
+    /// Delivered this many times without an ack.
+    Dead(Payload, u32),
     Nothing,
 }
 
@@ -660,7 +710,7 @@ impl StreamSubscriber {
             };
             if deliveries >= self.max_deliveries {
                 group.pending.remove(&seq);
-                return Take::Dead(payload, "delivered too many times without an ack");
+                return Take::Dead(payload, deliveries);
             }
             group
                 .pending
@@ -685,6 +735,20 @@ impl StreamSubscriber {
         }
     }
 
+    /// Settles a group's pending entry by moving a copy to the dead letters.
+    fn dead_letter_entry(&mut self, seq: u64, failure: &Failure) {
+        let deliveries = self.with_group(|g| g.pending.remove(&seq)).flatten();
+        let payload = entry_at(&lock(&self.stream.state).entries, seq).cloned();
+        if let Some(payload) = payload {
+            let mut failure = failure.clone();
+            if failure.attempts == 0 {
+                failure.attempts = deliveries.map_or(1, |(_, d)| d + 1);
+            }
+            self.hub
+                .dead_letter(&self.room, Mode::Stream, &payload, &failure);
+        }
+    }
+
     fn settle(&mut self, tag: AckTag) -> Result<u64> {
         self.inflight.remove(&tag.0).ok_or_else(|| unknown_tag(tag))
     }
@@ -706,7 +770,11 @@ impl Subscriber for StreamSubscriber {
             notified.as_mut().enable();
             match self.take() {
                 Take::Nothing => notified.await,
-                Take::Dead(payload, reason) => self.hub.dead_letter(&self.room, payload, reason),
+                Take::Dead(payload, deliveries) => {
+                    let failure = Failure::new(DeadReason::MaxDeliveries).attempts(deliveries);
+                    self.hub
+                        .dead_letter(&self.room, Mode::Stream, &payload, &failure)
+                }
                 Take::Entry {
                     seq,
                     payload,
@@ -716,7 +784,8 @@ impl Subscriber for StreamSubscriber {
                         if self.group.is_some() {
                             // Settle it in the group so it is not handed out again.
                             self.with_group(|g| g.pending.remove(&seq));
-                            self.hub.dead_letter(&self.room, payload, &e.to_string());
+                            self.hub
+                                .dead_letter(&self.room, Mode::Stream, &payload, &poison(&e));
                         } else {
                             tracing::warn!(room = %self.room, seq, "skipped a stream entry: {e}");
                         }
@@ -761,13 +830,17 @@ impl Subscriber for StreamSubscriber {
             });
             self.stream.notify.notify_waiters();
         } else {
-            self.with_group(|g| g.pending.remove(&seq));
-            let payload = entry_at(&lock(&self.stream.state).entries, seq).cloned();
-            if let Some(payload) = payload {
-                self.hub
-                    .dead_letter(&self.room, payload, "rejected by the consumer");
-            }
+            self.dead_letter_entry(seq, &Failure::new(DeadReason::Nacked));
         }
+        Ok(())
+    }
+
+    async fn reject(&mut self, tag: AckTag, failure: Failure) -> Result<()> {
+        if self.group.is_none() {
+            return Ok(()); // a plain reader settles nothing: the entry stays in the stream
+        }
+        let seq = self.settle(tag)?;
+        self.dead_letter_entry(seq, &failure);
         Ok(())
     }
 

@@ -106,6 +106,14 @@ impl Broker for Defective {
         self.inner.dead_letters(room, limit).await
     }
 
+    async fn replay_dead(&self, room: &str, select: &charla_core::DeadSelect) -> Result<usize> {
+        self.inner.replay_dead(room, select).await
+    }
+
+    async fn purge_dead(&self, room: &str, select: &charla_core::DeadSelect) -> Result<usize> {
+        self.inner.purge_dead(room, select).await
+    }
+
     async fn purge(&self, mode: Mode, room: &str) -> Result<()> {
         self.inner.purge(mode, room).await
     }
@@ -216,6 +224,10 @@ impl Subscriber for DefectiveSubscriber {
 
     async fn nack(&mut self, tag: AckTag, requeue: bool) -> Result<()> {
         self.inner.nack(tag, requeue).await
+    }
+
+    async fn reject(&mut self, tag: AckTag, failure: charla_core::Failure) -> Result<()> {
+        self.inner.reject(tag, failure).await
     }
 
     async fn close(self: Box<Self>) -> Result<()> {

@@ -21,6 +21,7 @@
 //! crate (`protocol=resp3`).
 
 mod channels;
+mod dead;
 mod ids;
 mod keys;
 mod pubsub;
@@ -32,8 +33,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use charla_core::{
-    Broker, BrokerError, BrokerInfo, BrokerUrl, Capabilities, DeadLetter, Delivery, Message, Mode,
-    Publisher, Result, Subscriber, Subscription,
+    Broker, BrokerError, BrokerInfo, BrokerUrl, Capabilities, DeadLetter, DeadSelect, Delivery,
+    Message, Mode, Publisher, Result, Subscriber, Subscription,
 };
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
@@ -50,6 +51,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     replay: true,
     redelivered_flag: true,
     dead_letters: true,
+    dead_letter_actions: true,
     // Decided per server at connect: see `RedisBroker::survives_restart`.
     survives_restart: false,
     // An ack is a command Redis answers after applying it (and logging it, with the AOF).
@@ -292,21 +294,19 @@ impl Broker for RedisBroker {
     }
 
     async fn dead_letters(&self, room: &str, limit: usize) -> Result<Vec<DeadLetter>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         let mut conn = self.conn.clone();
-        let payloads: Vec<Vec<u8>> = redis::cmd("LRANGE")
-            .arg(keys::dead(room))
-            .arg(0)
-            .arg(limit.saturating_sub(1).min(i64::MAX as usize) as i64)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| map_err(e, &self.opts.address))?;
-        Ok(payloads
-            .into_iter()
-            .map(|payload| DeadLetter { payload })
-            .collect())
+        dead::list(&mut conn, &self.opts, room, limit).await
+    }
+
+    async fn replay_dead(&self, room: &str, select: &DeadSelect) -> Result<usize> {
+        // WATCH needs a connection of its own: the shared one carries other callers' commands.
+        let mut conn = open(&self.client, &self.opts, Some(Duration::from_secs(30))).await?;
+        dead::settle(&mut conn, &self.opts, room, select, dead::Action::Replay).await
+    }
+
+    async fn purge_dead(&self, room: &str, select: &DeadSelect) -> Result<usize> {
+        let mut conn = open(&self.client, &self.opts, Some(Duration::from_secs(30))).await?;
+        dead::settle(&mut conn, &self.opts, room, select, dead::Action::Purge).await
     }
 
     async fn history(
@@ -392,46 +392,59 @@ impl RedisPublisher {
             return Ok(());
         }
         let mut pipe = redis::pipe();
-        match self.mode {
-            Mode::Queue => {
-                pipe.cmd("LPUSH").arg(&self.room).arg(payloads).ignore();
-            }
-            Mode::Broadcast | Mode::Routing => {
-                for p in payloads {
-                    pipe.cmd("PUBLISH").arg(&self.room).arg(p).ignore();
-                }
-            }
-            Mode::Stream => {
-                // Retention, as configured: by count in XADD, by age in XADD when that is the
-                // only limit, else in one XTRIM after the batch (XADD takes one strategy).
-                let min_id = self.opts.stream_max_age.map(|age| {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap_or_default();
-                    format!("{}-0", now.saturating_sub(age).as_millis())
-                });
-                for p in payloads {
-                    let xadd = pipe.cmd("XADD").arg(&self.room);
-                    if self.opts.stream_maxlen > 0 {
-                        xadd.arg("MAXLEN").arg("~").arg(self.opts.stream_maxlen);
-                    } else if let Some(min_id) = &min_id {
-                        xadd.arg("MINID").arg("~").arg(min_id);
-                    }
-                    xadd.arg("*").arg(stream::PAYLOAD_FIELD).arg(p).ignore();
-                }
-                if let (true, Some(min_id)) = (self.opts.stream_maxlen > 0, &min_id) {
-                    pipe.cmd("XTRIM")
-                        .arg(&self.room)
-                        .arg("MINID")
-                        .arg("~")
-                        .arg(min_id)
-                        .ignore();
-                }
-            }
-        }
+        add_sends(&mut pipe, self.mode, &self.room, &self.opts, payloads);
         pipe.query_async::<()>(&mut self.conn)
             .await
             .map_err(|e| map_err(e, &self.opts.address))
+    }
+}
+
+/// The commands that put encoded payloads in a room (a publish, a dead-letter replay): one
+/// LPUSH for a queue batch (the list keeps their order for right-hand consumers), PUBLISH or
+/// XADD (with the configured retention) per payload otherwise.
+pub(crate) fn add_sends(
+    pipe: &mut redis::Pipeline,
+    mode: Mode,
+    room: &str,
+    opts: &Options,
+    payloads: &[Vec<u8>],
+) {
+    match mode {
+        Mode::Queue => {
+            pipe.cmd("LPUSH").arg(room).arg(payloads).ignore();
+        }
+        Mode::Broadcast | Mode::Routing => {
+            for p in payloads {
+                pipe.cmd("PUBLISH").arg(room).arg(p).ignore();
+            }
+        }
+        Mode::Stream => {
+            // Retention, as configured: by count in XADD, by age in XADD when that is the
+            // only limit, else in one XTRIM after the batch (XADD takes one strategy).
+            let min_id = opts.stream_max_age.map(|age| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                format!("{}-0", now.saturating_sub(age).as_millis())
+            });
+            for p in payloads {
+                let xadd = pipe.cmd("XADD").arg(room);
+                if opts.stream_maxlen > 0 {
+                    xadd.arg("MAXLEN").arg("~").arg(opts.stream_maxlen);
+                } else if let Some(min_id) = &min_id {
+                    xadd.arg("MINID").arg("~").arg(min_id);
+                }
+                xadd.arg("*").arg(stream::PAYLOAD_FIELD).arg(p).ignore();
+            }
+            if let (true, Some(min_id)) = (opts.stream_maxlen > 0, &min_id) {
+                pipe.cmd("XTRIM")
+                    .arg(room)
+                    .arg("MINID")
+                    .arg("~")
+                    .arg(min_id)
+                    .ignore();
+            }
+        }
     }
 }
 

@@ -129,6 +129,10 @@ impl Subscriber for PubSubSubscriber {
         Ok(())
     }
 
+    async fn reject(&mut self, _tag: AckTag, _failure: charla_core::Failure) -> Result<()> {
+        Ok(())
+    }
+
     async fn close(self: Box<Self>) -> Result<()> {
         Ok(())
     }

@@ -36,7 +36,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use charla_core::{AckTag, BrokerError, Delivery, Result, Subscriber, Subscription};
+use charla_core::{
+    AckTag, BrokerError, DeadLetter, DeadReason, Delivery, Failure, Mode, Result, Subscriber,
+    Subscription,
+};
 use redis::aio::MultiplexedConnection;
 use redis::Value;
 
@@ -503,7 +506,9 @@ impl QueueSubscriber {
                 }
                 Err(e) => {
                     tracing::warn!(room = %self.room, "moved a bad message to {}: {e}", self.dead);
-                    self.move_out(&payload, &payload, true).await?;
+                    let failure =
+                        Failure::new(DeadReason::of_decode_error(&e)).error(&e.to_string());
+                    self.dead_letter(&payload, &failure).await?;
                 }
             }
         }
@@ -596,17 +601,27 @@ impl QueueSubscriber {
         }
     }
 
+    /// Moves a message of our processing list to the dead letters with why.
+    async fn dead_letter(&mut self, payload: &[u8], failure: &Failure) -> Result<bool> {
+        let dead = DeadLetter::new(payload.to_vec(), &self.room, Mode::Queue, failure);
+        self.move_out(payload, &dead.encode(), true).await
+    }
+
     /// Give a message back for another delivery, or dead-letter it once it has had enough.
     async fn requeue(&mut self, payload: &[u8]) -> Result<bool> {
         match crate::bump_deliveries(payload) {
             Some((bumped, n)) if n < self.opts.max_deliveries => {
                 self.move_out(payload, &bumped, false).await
             }
-            Some(_) => {
+            Some((_, n)) => {
                 tracing::warn!(room = %self.room, "message delivered {} times without an ack: moved to {}", self.opts.max_deliveries, self.dead);
-                self.move_out(payload, payload, true).await
+                let failure = Failure::new(DeadReason::MaxDeliveries).attempts(n);
+                self.dead_letter(payload, &failure).await
             }
-            None => self.move_out(payload, payload, true).await,
+            None => {
+                let failure = Failure::new(DeadReason::NotJson);
+                self.dead_letter(payload, &failure).await
+            }
         }
     }
 
@@ -768,8 +783,19 @@ impl Subscriber for QueueSubscriber {
             self.requeue(&payload).await.map(drop)
         } else {
             tracing::warn!(room = %self.room, "message rejected by the consumer: moved to {}", self.dead);
-            self.move_out(&payload, &payload, true).await.map(drop)
+            let failure = Failure::new(DeadReason::Nacked).attempts(attempts_of(&payload));
+            self.dead_letter(&payload, &failure).await.map(drop)
         }
+    }
+
+    async fn reject(&mut self, tag: AckTag, failure: Failure) -> Result<()> {
+        let payload = self
+            .inflight
+            .remove(&tag.0)
+            .ok_or_else(|| unknown_tag(tag))?;
+        self.flush_acks().await?;
+        tracing::warn!(room = %self.room, reason = %failure.reason, "message rejected by the consumer: moved to {}", self.dead);
+        self.dead_letter(&payload, &failure).await.map(drop)
     }
 
     async fn close(mut self: Box<Self>) -> Result<()> {
@@ -842,4 +868,11 @@ pub(crate) fn default_consumer_name() -> String {
         std::process::id(),
         &rand[rand.len() - 6..].to_ascii_lowercase()
     )
+}
+
+/// Deliveries of a payload so far, counting this one: its `deliveries` field (raised on each
+/// redelivery) plus one.
+fn attempts_of(payload: &[u8]) -> u32 {
+    charla_core::Message::decode_any(payload, "", usize::MAX)
+        .map_or(1, |m| m.deliveries.saturating_add(1))
 }

@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use charla_core::{
-    AckTag, BrokerError, Delivery, Message, Result, StartFrom, Subscriber, Subscription,
+    AckTag, BrokerError, DeadLetter, DeadReason, Delivery, Failure, Message, Mode, Result,
+    StartFrom, Subscriber, Subscription,
 };
 use redis::aio::MultiplexedConnection;
 use redis::streams::{
@@ -509,7 +510,9 @@ impl StreamSubscriber {
             if p.times_delivered as u32 >= self.opts.max_deliveries {
                 let payload = self.payload_of(&p.id).await?;
                 tracing::warn!(room = %self.room, id = %p.id, "entry delivered {} times without an ack: moved to {}", p.times_delivered, self.dead);
-                self.dead_letter(&p.id, payload).await?;
+                let failure = Failure::new(DeadReason::MaxDeliveries)
+                    .attempts(u32::try_from(p.times_delivered).unwrap_or(u32::MAX));
+                self.dead_letter(&p.id, payload, &failure).await?;
             }
         }
         let claimed: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
@@ -547,9 +550,11 @@ impl StreamSubscriber {
     async fn next_fetched(&mut self) -> Result<Option<Delivery>> {
         while let Some(entry) = self.fetched.pop_front() {
             let decoded = match &entry.payload {
-                Some(p) => (self.decode)(p, &self.room, self.opts.max_message_bytes)
-                    .map_err(|e| e.to_string()),
-                None => Err(format!("entry has no '{PAYLOAD_FIELD}' field")),
+                Some(p) => (self.decode)(p, &self.room, self.opts.max_message_bytes).map_err(|e| {
+                    Failure::new(DeadReason::of_decode_error(&e)).error(&e.to_string())
+                }),
+                None => Err(Failure::new(DeadReason::NotJson)
+                    .error(&format!("entry has no '{PAYLOAD_FIELD}' field"))),
             };
             match decoded {
                 Ok(mut message) => {
@@ -571,14 +576,15 @@ impl StreamSubscriber {
                         1,
                         "a pending stream entry was removed by retention before it was acknowledged",
                     );
-                    self.dead_letter(&entry.id, None).await?;
+                    self.dead_letter(&entry.id, None, &Failure::new(DeadReason::Unknown))
+                        .await?;
                 }
-                Err(reason) if self.group.is_some() => {
-                    tracing::warn!(room = %self.room, id = %entry.id, "moved a bad entry to {}: {reason}", self.dead);
-                    self.dead_letter(&entry.id, entry.payload).await?;
+                Err(failure) if self.group.is_some() => {
+                    tracing::warn!(room = %self.room, id = %entry.id, "moved a bad entry to {}: {}", self.dead, failure.error);
+                    self.dead_letter(&entry.id, entry.payload, &failure).await?;
                 }
-                Err(reason) => {
-                    tracing::warn!(room = %self.room, id = %entry.id, "skipped a bad entry: {reason}")
+                Err(failure) => {
+                    tracing::warn!(room = %self.room, id = %entry.id, "skipped a bad entry: {}", failure.error)
                 }
             }
         }
@@ -599,12 +605,21 @@ impl StreamSubscriber {
             .and_then(|(_, mut f)| f.remove(PAYLOAD_FIELD)))
     }
 
-    /// Copy to the dead letters and settle in the group, in one transaction.
-    async fn dead_letter(&mut self, id: &str, payload: Option<Vec<u8>>) -> Result<()> {
+    /// Copy to the dead letters (with why) and settle in the group, in one transaction.
+    async fn dead_letter(
+        &mut self,
+        id: &str,
+        payload: Option<Vec<u8>>,
+        failure: &Failure,
+    ) -> Result<()> {
         let mut pipe = redis::pipe();
         pipe.atomic();
         if let Some(p) = payload {
-            pipe.cmd("RPUSH").arg(&self.dead).arg(p).ignore();
+            let dead = DeadLetter::new(p, &self.room, Mode::Stream, failure);
+            pipe.cmd("RPUSH")
+                .arg(&self.dead)
+                .arg(dead.encode())
+                .ignore();
         }
         if let Some(group) = &self.group {
             pipe.cmd("XACK").arg(&self.room).arg(group).arg(id).ignore();
@@ -807,7 +822,9 @@ impl Subscriber for StreamSubscriber {
         if !requeue {
             tracing::warn!(room = %self.room, %id, "entry rejected by the consumer: moved to {}", self.dead);
             let payload = self.payload_of(&id).await?;
-            return self.dead_letter(&id, payload).await;
+            return self
+                .dead_letter(&id, payload, &Failure::new(DeadReason::Nacked))
+                .await;
         }
         // Claiming it again counts a delivery on the server; hand it out again unless it has
         // had enough.
@@ -840,7 +857,8 @@ impl Subscriber for StreamSubscriber {
         let payload = fields.remove(PAYLOAD_FIELD);
         if times >= self.opts.max_deliveries {
             tracing::warn!(room = %self.room, %id, "entry delivered {times} times without an ack: moved to {}", self.dead);
-            return self.dead_letter(&id, payload).await;
+            let failure = Failure::new(DeadReason::MaxDeliveries).attempts(times);
+            return self.dead_letter(&id, payload, &failure).await;
         }
         self.fetched.push_front(Entry {
             exists: true,
@@ -849,6 +867,20 @@ impl Subscriber for StreamSubscriber {
             deliveries: times.saturating_sub(1).max(1),
         });
         Ok(())
+    }
+
+    async fn reject(&mut self, tag: AckTag, failure: Failure) -> Result<()> {
+        if self.group.is_none() {
+            return Ok(()); // a plain reader settles nothing: the entry stays in the stream
+        }
+        let id = self
+            .inflight
+            .remove(&tag.0)
+            .ok_or_else(|| unknown_tag(tag))?;
+        self.flush_acks().await?;
+        tracing::warn!(room = %self.room, %id, reason = %failure.reason, "entry rejected by the consumer: moved to {}", self.dead);
+        let payload = self.payload_of(&id).await?;
+        self.dead_letter(&id, payload, &failure).await
     }
 
     async fn close(mut self: Box<Self>) -> Result<()> {

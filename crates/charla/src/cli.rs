@@ -15,7 +15,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::cmd::{archive, bench, chat, check, listen, send, serve, web};
+use crate::cmd::{archive, bench, chat, check, dead, listen, send, serve, web, work};
 use crate::config::GlobalArgs;
 
 #[derive(Debug, Parser)]
@@ -50,4 +50,8 @@ pub enum Command {
     Archive(archive::ArchiveArgs),
     /// Serve the browser chat: a page, a WebSocket and an HTTP API over the broker's rooms
     Web(web::WebArgs),
+    /// Run a command once per message of a queue, with retries, timeouts and dead letters
+    Work(work::WorkArgs),
+    /// See a room's dead letters and why they died; replay or purge them
+    Dead(dead::DeadArgs),
 }

@@ -63,6 +63,8 @@ fn main() -> std::process::ExitCode {
             Command::Archive(args) => cmd::archive::run(&settings, args).await,
             Command::Chat(args) => cmd::chat::run(&settings, args).await,
             Command::Web(args) => cmd::web::run(&settings, args).await,
+            Command::Work(args) => cmd::work::run(&settings, args).await,
+            Command::Dead(args) => cmd::dead::run(&settings, args).await,
         }
     });
     // Blocking stdin readers may still be parked on a read: do not wait for them.

@@ -329,6 +329,16 @@ impl Broker for Wire {
         self.inner.dead_letters(room, limit).await
     }
 
+    async fn replay_dead(&self, room: &str, select: &charla_core::DeadSelect) -> Result<usize> {
+        self.faults.alive(self.generation)?;
+        self.inner.replay_dead(room, select).await
+    }
+
+    async fn purge_dead(&self, room: &str, select: &charla_core::DeadSelect) -> Result<usize> {
+        self.faults.alive(self.generation)?;
+        self.inner.purge_dead(room, select).await
+    }
+
     async fn purge(&self, mode: Mode, room: &str) -> Result<()> {
         self.faults.alive(self.generation)?;
         self.inner.purge(mode, room).await
@@ -431,6 +441,11 @@ impl Subscriber for WireSubscriber {
     async fn nack(&mut self, tag: AckTag, requeue: bool) -> Result<()> {
         self.faults.alive(self.generation)?;
         self.inner.nack(tag, requeue).await
+    }
+
+    async fn reject(&mut self, tag: AckTag, failure: charla_core::Failure) -> Result<()> {
+        self.faults.alive(self.generation)?;
+        self.inner.reject(tag, failure).await
     }
 
     fn take_missed(&mut self) -> u64 {

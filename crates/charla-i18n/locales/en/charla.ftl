@@ -54,6 +54,7 @@ value-WHEN = WHEN
 value-LIMIT = LIMIT
 value-SUBCOMMAND = COMMAND
 value-RATE = RATE
+value-MIN--MAX = MIN..MAX
 
 ## --help: the commands
 
@@ -160,6 +161,24 @@ cmd-chat-about = Chat in the terminal: rooms, history, who is online (`charla ch
 cmd-chat-after = While the chat's screen is up, log lines (warnings, reconnects; more with -v) go to $XDG_STATE_HOME/charla/chat.log (~/.local/state/charla/chat.log), not to the terminal; /help in the chat names the file.
 cmd-archive-about = Store rooms' messages in PostgreSQL, in a consumer group that catches up after outages
 cmd-web-about = Serve the browser chat: a page, a WebSocket and an HTTP API over the broker's rooms
+cmd-work-about = Run a command once per message of a queue, with retries, timeouts and dead letters
+cmd-work-after = How it works:
+      Each message is taken from the room's queue and COMMAND runs for it, directly (no shell:
+      write sh -c '…' for one), with the message as JSON on stdin and in the environment:
+      CHARLA_ID, CHARLA_ROOM, CHARLA_USUARIO, CHARLA_MENSAJE, CHARLA_ATTEMPT (1, 2, …) and
+      CHARLA_DELIVERIES (how many times the broker handed it out before).
+      Exit status 0 acknowledges the message. A failure (another status, a signal, or running past
+      --timeout, when its whole process group is killed) is retried by this worker after the
+      --backoff wait, holding the message meanwhile; after --max-deliveries attempts it goes to the
+      dead letters with the reason and the end of its stderr.
+      SIGTERM or Ctrl+C: nothing new is taken, running commands get --grace to finish, then are
+      killed; unfinished messages go back to the queue. A second signal stops at once.
+
+    Examples:
+      charla work --room fotos -- ./resize.sh                  # one at a time
+      charla work --room fotos --concurrency 4 --timeout 2m -- convert-one
+      charla work --room mails --json -- sh -c 'send-mail "$CHARLA_MENSAJE"'
+      redis-cli LRANGE 'charla:{"{"}fotos{"}"}:dead' 0 -1         # what died, and why
 cmd-help-about = Print this message or the help of the given subcommand(s)
 
 ## --help: the arguments (arg-COMMAND-ID, or arg-ID for the global and shared ones)
@@ -238,6 +257,61 @@ arg-verbose = More log output on stderr (-v info, -vv debug); RUST_LOG overrides
 arg-mode = Delivery mode: queue, broadcast, stream or routing [default: queue]
 arg-room = Room: the queue, channel, stream or topic name on the broker (a pattern when listening in routing mode) [default: chat_cola; chat_stream in stream mode; chat.general / chat.# in routing mode]
 arg-web-max-rooms = Rooms the gateway reads at once (each is a subscription on the broker); a page asking for one more is refused with the reason (503). Rooms no page reads any more are let go within a minute
+arg-work-concurrency = Commands run at once (each holds one message)
+arg-work-timeout = Kill a command (its whole process group) that runs longer than this: 500ms, 30s, 5m; it counts as a failed attempt
+arg-work-max-deliveries = Attempts before a message goes to the dead letters, earlier deliveries of it included
+arg-work-backoff = Wait before a retry: MIN, doubled after each failed attempt up to MAX, times a random 0.5 to 1.5
+arg-work-grace = On SIGTERM or Ctrl+C, how long running commands may go on before they are killed
+arg-work-json = Print one JSON object per event (NDJSON) instead of text
+arg-work-command = The command to run for each message, with its arguments, after `--` (no shell)
+cmd-dead-about = See a room's dead letters and why they died; replay or purge them
+cmd-dead-after = What a dead letter is:
+      A message that could not be processed: not JSON or too large (not-json, too-large),
+      delivered too many times without an ack (max-deliveries), refused by a consumer (nacked),
+      or whose `charla work` command kept failing (command-failed: exit 3, timeout). Each keeps
+      the reason, the attempts, when it failed first and last, the last error and how many
+      times it was replayed.
+
+    Examples:
+      charla dead --room fotos                         # list: id, reason, attempts, age, sender
+      charla dead --room fotos --stats                 # how many per reason
+      charla dead --room fotos --replay --all          # put them all back in the room
+      charla dead --room fotos --replay --reason timeout
+      charla dead --room fotos --purge --older-than 7d
+      charla dead --room fotos --json                  # one JSON object per dead letter
+
+    A replay or a purge needs a selection (--id, --all, --reason, --older-than), says how many
+    it touched, and is safe to run twice. Kafka keeps dead letters in an append-only topic:
+    there they can be listed, not replayed or purged one by one.
+arg-dead-stats = Count the dead letters by reason instead of listing them
+arg-dead-replay = Put the selected dead letters back in the room, marked as replayed
+arg-dead-purge = Remove the selected dead letters for good
+arg-dead-id = Only these dead letters (the ids of the listing); repeat for several
+arg-dead-all = Every dead letter of the room
+arg-dead-reason = Only dead letters of this reason (not-json, too-large, max-deliveries, command-failed, timeout, nacked, unknown)
+arg-dead-older-than = Only dead letters that died longer ago than this (90s, 10m, 2h, 7d)
+arg-dead-limit = List at most this many [default: 100]
+arg-dead-json = Print JSON (one object per dead letter, or one object of counts)
+dead-select-needed = say which dead letters: --id ID, --all, --reason REASON or --older-than AGE
+dead-replayed = { $count ->
+    [one] 1 dead letter of { $room } put back in the room
+   *[other] { $count } dead letters of { $room } put back in the room
+}
+dead-purged = { $count ->
+    [one] 1 dead letter of { $room } removed
+   *[other] { $count } dead letters of { $room } removed
+}
+dead-none = { $room } has no dead letters
+dead-total = { $count } dead letters in { $room }
+dead-attempts = { $count ->
+    [one] 1 attempt
+   *[other] { $count } attempts
+}
+dead-replays = { $count ->
+    [one] replayed once
+   *[other] replayed { $count } times
+}
+dead-age-bad = --older-than { $text }: expected an age such as 90s, 10m, 2h, 7d
 arg-web-read-rate = GET /api/… requests a client may make per second, sustained, over all its pages (beyond it: 429 with Retry-After)
 arg-web-read-burst = GET /api/… requests a client may make in a burst above --read-rate
 arg-web-trusted-proxy = A reverse proxy in front of the gateway (repeatable): an address or a range such as 10.0.0.0/8. Only from these is the client's address taken from X-Forwarded-For / Forwarded (the rightmost hop that is not a trusted proxy), and, with --auth proxy, the user from --auth-header; from anyone else those headers are ignored

@@ -21,6 +21,61 @@ sent-total = Mensajes enviados: { $count }
 reconnecting = ⚠️  Se perdió el broker ({ $reason }); reintentando en { $secs } s
 error-line = ❌ Error: { $reason }
 arg-web-max-rooms = Salas que la pasarela lee a la vez (cada una es una suscripción en el broker); una página que pide una más se rechaza con el motivo (503). Las salas que ya no lee ninguna página se sueltan en menos de un minuto
+arg-work-concurrency = Órdenes ejecutadas a la vez (cada una retiene un mensaje)
+arg-work-timeout = Matar una orden (todo su grupo de procesos) que dure más que esto: 500ms, 30s, 5m; cuenta como un intento fallido
+arg-work-max-deliveries = Intentos antes de que un mensaje vaya a los mensajes muertos, contando sus entregas anteriores
+arg-work-backoff = Espera antes de un reintento: MÍN, duplicado tras cada intento fallido hasta MÁX, por un factor al azar entre 0,5 y 1,5
+arg-work-grace = Con SIGTERM o Ctrl+C, cuánto pueden seguir las órdenes en marcha antes de matarlas
+arg-work-json = Imprimir un objeto JSON por evento (NDJSON) en lugar de texto
+arg-work-command = La orden que se ejecuta para cada mensaje, con sus argumentos, tras `--` (sin shell)
+cmd-dead-about = Ver las cartas muertas de una sala y por qué murieron; reenviarlas o borrarlas
+cmd-dead-after = Qué es una carta muerta:
+      Un mensaje que no se pudo procesar: no es JSON o es demasiado grande (not-json,
+      too-large), se entregó demasiadas veces sin confirmación (max-deliveries), un consumidor
+      lo rechazó (nacked), o el comando de `charla work` siguió fallando (command-failed: exit
+      3, timeout). Cada una guarda el motivo, los intentos, cuándo falló la primera y la última
+      vez, el último error y cuántas veces se reenvió.
+
+    Ejemplos:
+      charla dead --room fotos                         # lista: id, motivo, intentos, edad, remitente
+      charla dead --room fotos --stats                 # cuántas por motivo
+      charla dead --room fotos --replay --all          # devolverlas todas a la sala
+      charla dead --room fotos --replay --reason timeout
+      charla dead --room fotos --purge --older-than 7d
+      charla dead --room fotos --json                  # un objeto JSON por carta muerta
+
+    Reenviar o borrar pide una selección (--id, --all, --reason, --older-than), dice cuántas
+    tocó y se puede repetir sin riesgo. Kafka guarda las cartas muertas en un tema que solo
+    crece: allí se pueden listar, no reenviar ni borrar una a una.
+arg-dead-stats = Contar las cartas muertas por motivo en vez de listarlas
+arg-dead-replay = Devolver a la sala las cartas muertas elegidas, marcadas como reenviadas
+arg-dead-purge = Borrar para siempre las cartas muertas elegidas
+arg-dead-id = Solo estas cartas muertas (los id de la lista); repítelo para varias
+arg-dead-all = Todas las cartas muertas de la sala
+arg-dead-reason = Solo las cartas muertas de este motivo (not-json, too-large, max-deliveries, command-failed, timeout, nacked, unknown)
+arg-dead-older-than = Solo las cartas muertas que murieron hace más de esto (90s, 10m, 2h, 7d)
+arg-dead-limit = Listar como mucho estas [por defecto: 100]
+arg-dead-json = Imprimir JSON (un objeto por carta muerta, o un objeto con los recuentos)
+dead-select-needed = di qué cartas muertas: --id ID, --all, --reason MOTIVO o --older-than EDAD
+dead-replayed = { $count ->
+    [one] 1 carta muerta de { $room } devuelta a la sala
+   *[other] { $count } cartas muertas de { $room } devueltas a la sala
+}
+dead-purged = { $count ->
+    [one] 1 carta muerta de { $room } borrada
+   *[other] { $count } cartas muertas de { $room } borradas
+}
+dead-none = { $room } no tiene cartas muertas
+dead-total = { $count } cartas muertas en { $room }
+dead-attempts = { $count ->
+    [one] 1 intento
+   *[other] { $count } intentos
+}
+dead-replays = { $count ->
+    [one] reenviada una vez
+   *[other] reenviada { $count } veces
+}
+dead-age-bad = --older-than { $text }: se esperaba una edad como 90s, 10m, 2h, 7d
 arg-web-read-rate = Peticiones GET /api/… por segundo que puede hacer un cliente, sostenidas, sumando todas sus páginas (más allá: 429 con Retry-After)
 arg-web-read-burst = Peticiones GET /api/… que un cliente puede hacer de golpe por encima de --read-rate
 arg-web-trusted-proxy = Un proxy inverso delante de la pasarela (repetible): una dirección o un rango como 10.0.0.0/8. Solo de estos se toma la dirección del cliente de X-Forwarded-For / Forwarded (el último salto que no es un proxy de confianza), y, con --auth proxy, el usuario de --auth-header; de cualquier otro esas cabeceras se ignoran
@@ -108,6 +163,7 @@ value-WHEN = CUÁNDO
 value-LIMIT = LÍMITE
 value-SUBCOMMAND = COMANDO
 value-RATE = RITMO
+value-MIN--MAX = MÍN..MÁX
 
 ## --help: los comandos
 
@@ -217,6 +273,24 @@ cmd-chat-about = Chatear en la terminal: salas, historial, quién está en líne
 cmd-chat-after = Mientras la pantalla del chat está abierta, las líneas de registro (avisos, reconexiones; más con -v) van a $XDG_STATE_HOME/charla/chat.log (~/.local/state/charla/chat.log), no a la terminal; /ayuda en el chat nombra el archivo.
 cmd-archive-about = Guardar los mensajes de las salas en PostgreSQL, en un grupo de consumidores que se pone al día tras los cortes
 cmd-web-about = Servir el chat del navegador: una página, un WebSocket y una API HTTP sobre las salas del broker
+cmd-work-about = Ejecutar una orden por cada mensaje de una cola, con reintentos, límites de tiempo y mensajes muertos
+cmd-work-after = Cómo funciona:
+      Cada mensaje se toma de la cola de la sala y COMANDO se ejecuta para él, directamente (sin
+      shell: escribe sh -c '…' si quieres uno), con el mensaje en JSON por la entrada estándar y en
+      el entorno: CHARLA_ID, CHARLA_ROOM, CHARLA_USUARIO, CHARLA_MENSAJE, CHARLA_ATTEMPT (1, 2, …)
+      y CHARLA_DELIVERIES (cuántas veces lo entregó antes el broker).
+      Un código de salida 0 confirma el mensaje. Un fallo (otro código, una señal, o pasar de
+      --timeout, y entonces se mata todo su grupo de procesos) lo reintenta este mismo trabajador
+      tras la espera de --backoff, sin soltar el mensaje; tras --max-deliveries intentos va a los
+      mensajes muertos con el motivo y el final de su salida de errores.
+      SIGTERM o Ctrl+C: no se toma nada nuevo, las órdenes en marcha tienen --grace para terminar
+      y luego se matan; los mensajes sin terminar vuelven a la cola. Una segunda señal para en el acto.
+
+    Ejemplos:
+      charla work --room fotos -- ./redimensionar.sh           # de una en una
+      charla work --room fotos --concurrency 4 --timeout 2m -- convertir-una
+      charla work --room correos --json -- sh -c 'enviar-correo "$CHARLA_MENSAJE"'
+      redis-cli LRANGE 'charla:{"{"}fotos{"}"}:dead' 0 -1         # qué murió, y por qué
 cmd-help-about = Mostrar esta ayuda o la de los comandos indicados
 
 ## --help: los argumentos (arg-COMANDO-ID, o arg-ID para los globales y compartidos)

@@ -358,6 +358,12 @@ pub async fn queue_endless_nack_goes_to_dead_letters(ctx: &Ctx<'_>) {
     let m = Message::decode(&dead[0].payload, &room, usize::MAX)
         .expect("the dead letter is the message");
     assert_eq!(m.id, sent[0].id);
+    assert_eq!(
+        dead[0].reason,
+        charla_core::DeadReason::MaxDeliveries,
+        "the dead letter says why: {:?}",
+        dead[0]
+    );
     sub.close().await.expect("close");
     b.purge(Mode::Queue, &room).await.expect("purge");
 }
@@ -390,6 +396,8 @@ pub async fn queue_poison_message_is_dead_lettered(ctx: &Ctx<'_>) {
         let dead = b.dead_letters(&room, 10).await.expect("dead letters");
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].payload, b"{this is not json");
+        assert_eq!(dead[0].reason, charla_core::DeadReason::NotJson);
+        assert!(!dead[0].error.is_empty(), "the decoder's complaint is kept");
     }
     sub.close().await.expect("close");
     b.purge(Mode::Queue, &room).await.expect("purge");

@@ -11,6 +11,7 @@
 
 mod basic;
 mod child;
+mod dead;
 mod faults;
 
 use std::future::Future;
@@ -123,6 +124,8 @@ pub enum Need {
     Replay,
     Routing,
     DeadLetters,
+    /// Dead letters can be replayed and purged (`Capabilities::dead_letter_actions`).
+    DeadLetterActions,
     /// A stream room's recent messages can be read back (`Broker::history`).
     History,
     /// The broker lists the rooms it keeps (`Broker::rooms`).
@@ -188,6 +191,11 @@ impl Need {
             Need::Replay => (c.stream && c.replay, "no stream replay"),
             Need::Routing => (c.routing, "no routing mode"),
             Need::DeadLetters => (c.dead_letters, "no readable dead letters"),
+            Need::DeadLetterActions => (
+                c.dead_letters && c.dead_letter_actions,
+                "dead letters cannot be replayed or purged one by one (Kafka's dead-letter \
+                 topic is an append-only log)",
+            ),
             Need::History => (
                 c.stream && c.history,
                 "the backend cannot read a stream room's history back (Capabilities::history)",
@@ -268,6 +276,11 @@ pub static CASES: &[Case] = &[
         [Queue, DeadLetters]
     ),
     case!(basic::queue_poison_message_is_dead_lettered, [Queue]),
+    case!(dead::dead_letters_say_why, [Queue, DeadLetters]),
+    case!(
+        dead::dead_letters_replay_and_purge,
+        [Queue, DeadLetters, DeadLetterActions]
+    ),
     case!(
         basic::other_applications_events_reach_subscribers_that_ask,
         [Queue]

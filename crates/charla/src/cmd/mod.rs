@@ -5,10 +5,12 @@ pub mod archive;
 pub mod bench;
 pub mod chat;
 pub mod check;
+pub mod dead;
 pub mod listen;
 pub mod send;
 pub mod serve;
 pub mod web;
+pub mod work;
 
 use anyhow::Result;
 use charla_core::{Broker, BrokerError};

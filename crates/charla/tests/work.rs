@@ -1,0 +1,416 @@
+//! `charla work` end to end: real `charla` processes running real commands for messages of a
+//! queue on a private redis-server (and `charla serve`): every task runs once across workers,
+//! failures are retried and dead-lettered with why, a timeout kills the command's whole
+//! process group, SIGTERM lets the running task finish and gives the rest back, and a worker
+//! killed mid-task loses nothing. Each case has a hard time limit and fails by name.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use charla_testkit::{unique_name, RedisServer};
+use common::*;
+
+/// The longest any case may take before it fails by name.
+const CASE_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs `body` on a thread and fails with `name` if it takes longer than [`CASE_LIMIT`].
+fn within(name: &str, body: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        body();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(CASE_LIMIT) {
+        Ok(()) => handle.join().expect("case thread"),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!("the case ended without reporting"),
+        },
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{name}: did not finish within {CASE_LIMIT:?}")
+        }
+    }
+}
+
+fn charla_serve() -> RedisServer {
+    RedisServer::start_charla(Path::new(env!("CARGO_BIN_EXE_charla")), &[])
+}
+
+/// A fresh directory for a case's files.
+fn case_dir(name: &str) -> PathBuf {
+    let dir = sandbox().join(unique_name(name));
+    std::fs::create_dir_all(&dir).expect("case dir");
+    dir
+}
+
+/// Queue `n` tasks in `room` (one message per stdin line).
+fn send_tasks(url: &str, room: &str, n: usize) {
+    let lines: String = (0..n).map(|i| format!("task {i}\n")).collect();
+    ok(&run(
+        charla(url).args(["send", "--room", room, "--name", "t", "--quiet"]),
+        lines.as_bytes(),
+    ));
+}
+
+/// A `charla work` on `room` with `args` before `--` and `command` after it.
+fn worker(url: &str, room: &str, args: &[&str], command: &[&str]) -> Child {
+    charla(url)
+        .args(["work", "--room", room])
+        .args(args)
+        .arg("--")
+        .args(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start charla work")
+}
+
+/// The lines of a file (none when it does not exist yet).
+fn lines_of(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Wait until `path` has at least `n` lines.
+fn wait_lines(path: &Path, n: usize, limit: Duration) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let lines = lines_of(path);
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} has {} of {n} lines",
+            path.display(),
+            lines.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `sh -c SCRIPT` with `$FILE` meaning `file`.
+fn append_id_script(file: &Path) -> String {
+    format!("echo \"$CHARLA_ID\" >> '{}'", file.display())
+}
+
+/// SIGTERM, then the worker's exit within 30 s: its output.
+fn stop(child: Child) -> std::process::Output {
+    signal(&child, "TERM");
+    wait(child, Duration::from_secs(30))
+}
+
+/// Pids of `sleep` processes whose command line contains `marker` (the worker's own argv
+/// holds the script, so only `sleep`s count).
+fn processes_with(marker: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|raw| {
+                    let line = String::from_utf8_lossy(&raw).replace('\0', " ");
+                    line.starts_with("sleep ") && line.contains(marker)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// A `sleep` argument no other process has: `30.<pid><n>`.
+fn unique_sleep(n: u32) -> String {
+    format!("30.{}{n}", std::process::id())
+}
+
+fn kill_all(pids: &[u32]) {
+    for pid in pids {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+}
+
+fn three_workers_share_300_tasks(url: String) {
+    let room = unique_name("work-share-");
+    let dir = case_dir("share-");
+    let file = dir.join("done.txt");
+    let script = append_id_script(&file);
+    let workers: Vec<Child> = (0..3)
+        .map(|_| worker(&url, &room, &["--concurrency", "2"], &["sh", "-c", &script]))
+        .collect();
+    send_tasks(&url, &room, 300);
+    wait_lines(&file, 300, Duration::from_secs(90));
+    // Time for a duplicate to show up, were there one.
+    std::thread::sleep(Duration::from_millis(1500));
+    for w in workers {
+        let out = stop(w);
+        let stdout = ok(&out);
+        assert!(!stdout.contains("failed"), "{stdout}");
+    }
+    let lines = lines_of(&file);
+    let unique: HashSet<&String> = lines.iter().collect();
+    assert_eq!(unique.len(), 300, "unique ids");
+    assert_eq!(lines.len(), 300, "each task ran exactly once");
+}
+
+#[test]
+fn three_workers_share_300_tasks_on_redis_server() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let url = server.url();
+    within("three_workers_share_300_tasks_on_redis_server", move || {
+        three_workers_share_300_tasks(url)
+    });
+}
+
+#[test]
+fn three_workers_share_300_tasks_on_charla_serve() {
+    let server = charla_serve();
+    let url = server.url();
+    within("three_workers_share_300_tasks_on_charla_serve", move || {
+        three_workers_share_300_tasks(url)
+    });
+}
+
+#[test]
+fn a_command_that_always_fails_is_dead_lettered_with_why() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (url, port) = (server.url(), server.port());
+    within(
+        "a_command_that_always_fails_is_dead_lettered_with_why",
+        move || {
+            let room = unique_name("work-fail-");
+            send_tasks(&url, &room, 1);
+            let mut w = worker(
+                &url,
+                &room,
+                &["--max-deliveries", "3", "--backoff", "10ms..50ms"],
+                &["sh", "-c", "echo boom >&2; exit 3"],
+            );
+            let lines = Lines::of(&mut w);
+            let failed = lines.until("failed ", 2, Duration::from_secs(30));
+            assert!(
+                failed[1].contains("exit 3 (attempt 2/3, retry in"),
+                "{failed:?}"
+            );
+            let dead = lines.until("dead ", 1, Duration::from_secs(30));
+            assert!(dead[0].contains("exit 3 after 3 attempts"), "{dead:?}");
+            wait_after_term(w);
+            let rest = lines.rest();
+            assert!(
+                rest.contains("summary") || !rest.contains("failed "),
+                "{rest}"
+            );
+            let key = format!("charla:{{{room}}}:dead");
+            let entries = redis_cli(port, &["LRANGE", &key, "0", "-1"]);
+            assert!(entries.contains("command-failed: exit 3"), "{entries}");
+            assert!(entries.contains("boom"), "{entries}");
+            assert!(entries.contains(r#""attempts":"3""#), "{entries}");
+            assert_eq!(redis_cli(port, &["LLEN", &room]).trim(), "0");
+        },
+    );
+}
+
+/// SIGTERM a worker whose stdout is read elsewhere; its exit must be 0. Returns stderr.
+fn wait_after_term(w: Child) -> String {
+    let out = stop(w);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stderr)
+}
+
+#[test]
+fn a_timeout_kills_the_whole_process_group_and_dead_letters() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (url, port) = (server.url(), server.port());
+    within(
+        "a_timeout_kills_the_whole_process_group_and_dead_letters",
+        move || {
+            let room = unique_name("work-timeout-");
+            let marker = unique_sleep(1);
+            send_tasks(&url, &room, 1);
+            let script = format!("sleep {marker} & sleep {marker}");
+            let started = Instant::now();
+            let mut w = worker(
+                &url,
+                &room,
+                &["--timeout", "1s", "--max-deliveries", "1"],
+                &["sh", "-c", &script],
+            );
+            let lines = Lines::of(&mut w);
+            // Both sleeps run (the test would prove nothing otherwise)…
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while processes_with(&format!("sleep {marker}")).len() < 2 {
+                assert!(Instant::now() < deadline, "the command's sleeps never ran");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // …and the timeout kills both, not only the shell.
+            let dead = lines.until("dead ", 1, Duration::from_secs(30));
+            let took = started.elapsed();
+            assert!(dead[0].contains("timeout after 1 attempts"), "{dead:?}");
+            assert!(took >= Duration::from_secs(1), "{took:?}");
+            // SIGKILL is delivered at once, but dying takes a moment.
+            let mut survivors = processes_with(&format!("sleep {marker}"));
+            for _ in 0..20 {
+                if survivors.is_empty() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+                survivors = processes_with(&format!("sleep {marker}"));
+            }
+            kill_all(&survivors);
+            assert!(survivors.is_empty(), "children left running: {survivors:?}");
+            wait_after_term(w);
+            let key = format!("charla:{{{room}}}:dead");
+            let entries = redis_cli(port, &["LRANGE", &key, "0", "-1"]);
+            assert!(entries.contains(r#""reason":"timeout""#), "{entries}");
+        },
+    );
+}
+
+#[test]
+fn sigterm_lets_the_running_task_finish_and_gives_the_rest_back() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (url, port) = (server.url(), server.port());
+    within(
+        "sigterm_lets_the_running_task_finish_and_gives_the_rest_back",
+        move || {
+            let room = unique_name("work-term-");
+            let dir = case_dir("term-");
+            let (started, done) = (dir.join("started.txt"), dir.join("done.txt"));
+            send_tasks(&url, &room, 3);
+            let script = format!(
+                "echo \"$CHARLA_ID\" >> '{}'; sleep 2; {}",
+                started.display(),
+                append_id_script(&done)
+            );
+            let w = worker(&url, &room, &["--concurrency", "1"], &["sh", "-c", &script]);
+            let first = wait_lines(&started, 1, Duration::from_secs(30));
+            let out = stop(w);
+            let stdout = ok(&out);
+            assert_eq!(
+                lines_of(&done),
+                first,
+                "the running task finished: {stdout}"
+            );
+            assert_eq!(redis_cli(port, &["LLEN", &room]).trim(), "2", "{stdout}");
+
+            let again = worker(&url, &room, &[], &["sh", "-c", &append_id_script(&done)]);
+            wait_lines(&done, 3, Duration::from_secs(30));
+            std::thread::sleep(Duration::from_millis(500));
+            ok(&stop(again));
+            let lines = lines_of(&done);
+            let unique: HashSet<&String> = lines.iter().collect();
+            assert_eq!((lines.len(), unique.len()), (3, 3), "{lines:?}");
+        },
+    );
+}
+
+#[test]
+fn a_worker_killed_mid_task_loses_nothing() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let url = charla_testkit::with_option(&server.url(), "consumer_ttl_ms", 1000);
+    within("a_worker_killed_mid_task_loses_nothing", move || {
+        let room = unique_name("work-kill-");
+        let dir = case_dir("kill-");
+        let (started, done) = (dir.join("started.txt"), dir.join("done.txt"));
+        let marker = unique_sleep(2);
+        send_tasks(&url, &room, 1);
+        let script = format!(
+            "echo \"$CHARLA_ID\" >> '{}'; sleep {marker}",
+            started.display()
+        );
+        let mut first = worker(&url, &room, &[], &["sh", "-c", &script]);
+        let id = wait_lines(&started, 1, Duration::from_secs(30));
+        signal(&first, "KILL");
+        let _ = first.wait();
+        // Its command is an orphan now, in a group of its own: not the test's to keep.
+        kill_all(&processes_with(&format!("sleep {marker}")));
+
+        let second = worker(&url, &room, &[], &["sh", "-c", &append_id_script(&done)]);
+        let ran = wait_lines(&done, 1, Duration::from_secs(60));
+        assert_eq!(ran, id);
+        ok(&stop(second));
+    });
+}
+
+#[test]
+fn a_second_signal_during_the_grace_stops_at_once_and_loses_nothing() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (url, port) = (server.url(), server.port());
+    within(
+        "a_second_signal_during_the_grace_stops_at_once",
+        move || {
+            let room = unique_name("work-twice-");
+            let dir = case_dir("twice-");
+            let started = dir.join("started.txt");
+            let marker = unique_sleep(3);
+            send_tasks(&url, &room, 1);
+            let script = format!(
+                "echo \"$CHARLA_ID\" >> '{}'; sleep {marker}",
+                started.display()
+            );
+            let w = worker(&url, &room, &["--grace", "60s"], &["sh", "-c", &script]);
+            wait_lines(&started, 1, Duration::from_secs(30));
+            let begun = Instant::now();
+            signal(&w, "TERM");
+            std::thread::sleep(Duration::from_millis(500));
+            signal(&w, "INT");
+            let out = wait(w, Duration::from_secs(20));
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            assert!(
+                begun.elapsed() < Duration::from_secs(10),
+                "{:?}",
+                begun.elapsed()
+            );
+            assert!(
+                text(&out.stdout).contains("given back"),
+                "{}",
+                text(&out.stdout)
+            );
+            assert!(processes_with(&format!("sleep {marker}")).is_empty());
+            assert_eq!(redis_cli(port, &["LLEN", &room]).trim(), "1", "given back");
+        },
+    );
+}
+
+#[test]
+fn a_command_that_does_not_exist_stops_the_worker_and_keeps_the_message() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (url, port) = (server.url(), server.port());
+    within(
+        "a_command_that_does_not_exist_stops_the_worker",
+        move || {
+            let room = unique_name("work-missing-");
+            send_tasks(&url, &room, 1);
+            let w = worker(&url, &room, &[], &["/nonexistent/charla-work-test"]);
+            let out = wait(w, Duration::from_secs(30));
+            assert!(!out.status.success());
+            let stderr = text(&out.stderr);
+            assert!(stderr.contains("/nonexistent/charla-work-test"), "{stderr}");
+            assert_eq!(redis_cli(port, &["LLEN", &room]).trim(), "1", "{stderr}");
+        },
+    );
+}
