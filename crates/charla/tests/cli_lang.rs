@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 
-const SUBCOMMANDS: [&str; 10] = [
-    "", "check", "send", "listen", "bench", "serve", "chat", "archive", "web", "work",
+const SUBCOMMANDS: [&str; 11] = [
+    "", "check", "send", "listen", "bench", "serve", "chat", "archive", "web", "work", "dead",
 ];
 
 /// Words and headings only English text has (clap's headings, the libraries' error words,
