@@ -312,6 +312,15 @@ dead-replays = { $count ->
    *[other] replayed { $count } times
 }
 dead-age-bad = --older-than { $text }: expected an age such as 90s, 10m, 2h, 7d
+work-start = working on { $room } ({ $mode }), { $count } at a time: { $command }
+work-done = ok { $id } { $secs }s
+work-failed = failed { $id } { $why } (attempt { $attempt }/{ $max }, retry in { $secs }s)
+work-dead = dead { $id } { $why } after { $count ->
+    [one] 1 attempt
+   *[other] { $count } attempts
+}
+work-given-back = given back { $id } (stopping)
+work-summary = done { $done }, failed attempts { $failed }, dead { $dead }, given back { $back }
 arg-web-read-rate = GET /api/… requests a client may make per second, sustained, over all its pages (beyond it: 429 with Retry-After)
 arg-web-read-burst = GET /api/… requests a client may make in a burst above --read-rate
 arg-web-trusted-proxy = A reverse proxy in front of the gateway (repeatable): an address or a range such as 10.0.0.0/8. Only from these is the client's address taken from X-Forwarded-For / Forwarded (the rightmost hop that is not a trusted proxy), and, with --auth proxy, the user from --auth-header; from anyone else those headers are ignored

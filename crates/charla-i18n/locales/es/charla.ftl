@@ -76,6 +76,15 @@ dead-replays = { $count ->
    *[other] reenviada { $count } veces
 }
 dead-age-bad = --older-than { $text }: se esperaba una edad como 90s, 10m, 2h, 7d
+work-start = trabajando en { $room } ({ $mode }), { $count } a la vez: { $command }
+work-done = ok { $id } { $secs }s
+work-failed = falló { $id } { $why } (intento { $attempt }/{ $max }, reintento en { $secs }s)
+work-dead = muerto { $id } { $why } tras { $count ->
+    [one] 1 intento
+   *[other] { $count } intentos
+}
+work-given-back = devuelto { $id } (parando)
+work-summary = hechos { $done }, intentos fallidos { $failed }, muertos { $dead }, devueltos { $back }
 arg-web-read-rate = Peticiones GET /api/… por segundo que puede hacer un cliente, sostenidas, sumando todas sus páginas (más allá: 429 con Retry-After)
 arg-web-read-burst = Peticiones GET /api/… que un cliente puede hacer de golpe por encima de --read-rate
 arg-web-trusted-proxy = Un proxy inverso delante de la pasarela (repetible): una dirección o un rango como 10.0.0.0/8. Solo de estos se toma la dirección del cliente de X-Forwarded-For / Forwarded (el último salto que no es un proxy de confianza), y, con --auth proxy, el usuario de --auth-header; de cualquier otro esas cabeceras se ignoran

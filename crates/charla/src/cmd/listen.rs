@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
-use charla_core::{Delivery, Mode, StartFrom, Subscriber, Subscription};
+use charla_core::{Delivery, Mode, StartFrom, Subscription};
 use clap::Args;
 use serde::Serialize;
 
@@ -167,7 +167,7 @@ pub async fn run(settings: &Settings, args: ListenArgs) -> Result<ExitCode> {
                 };
                 report(&e, Duration::from_millis(200));
                 let reconnected = tokio::select! {
-                    r = reconnect(&settings.broker, &subscription, report) => r,
+                    r = super::resubscribe(&settings.broker, &subscription, report) => r,
                     _ = &mut shutdown => break Ok(()),
                 };
                 match reconnected {
@@ -192,24 +192,6 @@ pub async fn run(settings: &Settings, args: ListenArgs) -> Result<ExitCode> {
         println!("\n{bye}");
     }
     outcome.map(|()| ExitCode::SUCCESS)
-}
-
-async fn reconnect(
-    url: &str,
-    subscription: &Subscription,
-    report: impl Fn(&charla_core::BrokerError, Duration),
-) -> Result<(Box<dyn charla_core::Broker>, Box<dyn Subscriber>), charla_core::BrokerError> {
-    loop {
-        let broker = crate::connect::connect_with_retry(url, u32::MAX, &report).await?;
-        match broker.subscribe(subscription.clone()).await {
-            Ok(sub) => return Ok((broker, sub)),
-            Err(e) if e.is_transient() => {
-                report(&e, Duration::from_secs(1));
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 struct Printer {

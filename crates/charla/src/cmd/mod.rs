@@ -44,6 +44,32 @@ pub async fn connect_or_start(settings: &Settings) -> Result<Box<dyn Broker>> {
     }
 }
 
+/// Connect again and subscribe again after the broker went away, retrying transient failures
+/// for as long as it takes (`report` says each wait): `listen` and `work` carry on this way.
+pub async fn resubscribe(
+    url: &str,
+    subscription: &charla_core::Subscription,
+    report: impl Fn(&charla_core::BrokerError, std::time::Duration),
+) -> Result<
+    (
+        Box<dyn charla_core::Broker>,
+        Box<dyn charla_core::Subscriber>,
+    ),
+    charla_core::BrokerError,
+> {
+    loop {
+        let broker = crate::connect::connect_with_retry(url, u32::MAX, &report).await?;
+        match broker.subscribe(subscription.clone()).await {
+            Ok(sub) => return Ok((broker, sub)),
+            Err(e) if e.is_transient() => {
+                report(&e, std::time::Duration::from_secs(1));
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The chats' connection: the configured broker (the embedded one started first when nothing
 /// was named and nothing answers, as for `send`), re-made by the chat engine when it breaks.
 pub async fn chat_link(settings: &Settings) -> Result<std::sync::Arc<charla_chat::Link>> {

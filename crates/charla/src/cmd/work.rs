@@ -232,18 +232,27 @@ pub async fn run(settings: &Settings, args: WorkArgs) -> Result<ExitCode> {
         .events(true);
     let broker = super::connect_or_start(settings).await?;
     let sub = broker
-        .subscribe(subscription)
+        .subscribe(subscription.clone())
         .await
         .map_err(|e| anyhow::anyhow!(super::explain(settings, &e)))?;
-    let out = Printer { json: args.json };
+    let lang = settings.lang;
+    let out = Printer {
+        json: args.json,
+        lang,
+    };
+    let command = args.command.join(" ");
     out.event(
         json!({"event": "start", "room": room, "mode": mode.as_str(),
                "concurrency": concurrency, "command": args.command}),
         || {
-            format!(
-                "working on {room} ({}), {concurrency} at a time: {}",
-                mode.as_str(),
-                args.command.join(" ")
+            lang.tr(
+                "work-start",
+                &[
+                    ("room", &room),
+                    ("mode", &mode.as_str()),
+                    ("count", &concurrency),
+                    ("command", &command),
+                ],
             )
         },
         true,
@@ -255,22 +264,34 @@ pub async fn run(settings: &Settings, args: WorkArgs) -> Result<ExitCode> {
         max_deliveries: args.max_deliveries,
         backoff: args.backoff,
     });
-    let mut worker = Worker::new(sub, plan, concurrency, out);
+    let link = Link {
+        broker,
+        url: settings.broker.clone(),
+        subscription,
+    };
+    let mut worker = Worker::new(sub, plan, concurrency, out, link);
     let outcome = worker.work(args.grace).await;
-    let Worker { sub, counts, .. } = worker;
+    let Worker {
+        sub, counts, link, ..
+    } = worker;
     if let Err(e) = sub.close().await {
         tracing::warn!(
             "closing the subscription (unacked messages come back after the consumer timeout): {e}"
         );
     }
-    drop(broker);
+    drop(link);
     out.event(
         json!({"event": "summary", "done": counts.done, "failed": counts.failed,
                "dead": counts.dead, "given_back": counts.given_back}),
         || {
-            format!(
-                "done {}, failed attempts {}, dead {}, given back {}",
-                counts.done, counts.failed, counts.dead, counts.given_back
+            lang.tr(
+                "work-summary",
+                &[
+                    ("done", &counts.done),
+                    ("failed", &counts.failed),
+                    ("dead", &counts.dead),
+                    ("back", &counts.given_back),
+                ],
             )
         },
         true,
@@ -282,6 +303,7 @@ pub async fn run(settings: &Settings, args: WorkArgs) -> Result<ExitCode> {
 #[derive(Clone, Copy)]
 struct Printer {
     json: bool,
+    lang: charla_i18n::Lang,
 }
 
 impl Printer {
@@ -302,8 +324,16 @@ impl Printer {
     }
 }
 
+/// What the worker needs to subscribe again after the broker went away.
+struct Link {
+    broker: Box<dyn charla_core::Broker>,
+    url: String,
+    subscription: Subscription,
+}
+
 struct Worker {
     sub: Box<dyn Subscriber>,
+    link: Link,
     plan: Arc<Plan>,
     concurrency: usize,
     running: usize,
@@ -316,11 +346,18 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(sub: Box<dyn Subscriber>, plan: Arc<Plan>, concurrency: usize, out: Printer) -> Self {
+    fn new(
+        sub: Box<dyn Subscriber>,
+        plan: Arc<Plan>,
+        concurrency: usize,
+        out: Printer,
+        link: Link,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let (stop, _) = watch::channel(Stop::Run);
         Worker {
             sub,
+            link,
             plan,
             concurrency,
             running: 0,
@@ -346,6 +383,11 @@ impl Worker {
             tokio::select! {
                 d = self.sub.recv(), if room => match d {
                     Ok(d) => self.start(d),
+                    Err(e) if e.is_transient() => match self.reconnect(e, shutdown.as_mut()).await {
+                        Ok(true) => {}
+                        Ok(false) => break, // stopped while reconnecting
+                        Err(e) => failure = Some(e),
+                    },
                     Err(e) => failure = Some(anyhow::anyhow!("receiving from {}: {e}", self.plan.room)),
                 },
                 Some(report) = self.rx.recv() => self.settle(report).await,
@@ -358,6 +400,37 @@ impl Worker {
             (None, Some(e)) => Err(e),
             (None, None) => Ok(()),
         }
+    }
+
+    /// The broker went away: let the commands running finish (their messages are theirs until
+    /// then; an ack that cannot reach the broker means the message comes again, at least
+    /// once), then connect and subscribe again, for as long as it takes. `Ok(false)` when a
+    /// signal came meanwhile.
+    async fn reconnect(
+        &mut self,
+        why: charla_core::BrokerError,
+        mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> Result<bool> {
+        let lang = self.out.lang;
+        let report = |e: &charla_core::BrokerError, d: Duration| {
+            eprintln!("{}", lang.reconnecting(&e.to_string(), d.as_secs_f64()));
+        };
+        report(&why, Duration::from_millis(200));
+        while self.running > 0 {
+            tokio::select! {
+                Some(report) = self.rx.recv() => self.settle(report).await,
+                _ = &mut shutdown => return Ok(false),
+            }
+        }
+        let again = tokio::select! {
+            r = super::resubscribe(&self.link.url, &self.link.subscription, report) => r,
+            _ = &mut shutdown => return Ok(false),
+        };
+        let (broker, sub) = again.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let old = std::mem::replace(&mut self.sub, sub);
+        let _ = old.close().await; // its connection is gone; what it held comes back anyway
+        self.link.broker = broker;
+        Ok(true)
     }
 
     /// Take nothing new; let running commands finish up to `grace` (a second signal ends it
@@ -407,7 +480,19 @@ impl Worker {
                     why.add_to(json!({"event": "failed", "id": id,
                            "reason": why.reason().to_string(), "attempt": attempt,
                            "max_deliveries": max, "retry_in_ms": delay.as_millis() as u64})),
-                    || format!("failed {id} {why} (attempt {attempt}/{max}, retry in {secs:.1}s)"),
+                    || {
+                        let secs = format!("{secs:.1}");
+                        self.out.lang.tr(
+                            "work-failed",
+                            &[
+                                ("id", &id),
+                                ("why", &why),
+                                ("attempt", &attempt),
+                                ("max", &max),
+                                ("secs", &secs),
+                            ],
+                        )
+                    },
                     false,
                 );
                 return;
@@ -422,7 +507,7 @@ impl Worker {
                 self.counts.given_back += 1;
                 self.out.event(
                     json!({"event": "given-back", "id": id}),
-                    || format!("given back {id} (stopping)"),
+                    || self.out.lang.tr("work-given-back", &[("id", &id)]),
                     false,
                 );
             }
@@ -442,7 +527,12 @@ impl Worker {
         self.out.event(
             json!({"event": "done", "id": id, "exit": 0, "attempt": attempt,
                    "duration_ms": duration.as_millis() as u64}),
-            || format!("ok {id} {secs:.2}s"),
+            || {
+                let secs = format!("{secs:.2}");
+                self.out
+                    .lang
+                    .tr("work-done", &[("id", &id), ("secs", &secs)])
+            },
             false,
         );
     }
@@ -457,7 +547,12 @@ impl Worker {
         self.counts.dead += 1;
         self.out.event(
             why.add_to(json!({"event": "dead", "id": id, "reason": reason, "attempts": attempts})),
-            || format!("dead {id} {why} after {attempts} attempts"),
+            || {
+                self.out.lang.tr(
+                    "work-dead",
+                    &[("id", &id), ("why", &why), ("count", &attempts)],
+                )
+            },
             false,
         );
     }
