@@ -47,6 +47,14 @@ pub struct Message {
     /// written when non-zero.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub replays: u32,
+    /// A reply's correlation: the id of the message it answers (`charla work --notify`
+    /// answers each task). Only written when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// How the task this message answers ended (`charla work --notify`). Only written when
+    /// set; boxed so that chat messages stay small.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Box<crate::task::TaskOutcome>>,
     /// The gateway that took this message had authenticated its sender (`charla web --auth
     /// jwt|proxy`): `usuario` is who they proved to be, and the chats show a mark beside it.
     /// Only written when true, so other messages keep the seed-compatible format unchanged.
@@ -113,6 +121,8 @@ impl Message {
             ts_us: now.timestamp_micros(),
             deliveries: 0,
             replays: 0,
+            correlation_id: None,
+            task: None,
             verificado: false,
             event: None,
         }
@@ -136,6 +146,8 @@ impl Message {
             ts_us: 0,
             deliveries,
             replays: 0,
+            correlation_id: None,
+            task: None,
             verificado: false,
             event: Some(Box::new(object)),
         }

@@ -463,3 +463,101 @@ fn a_broker_restart_mid_run_loses_no_task() {
         );
     });
 }
+
+/// `send --wait` publishes a task and waits for the worker's notice: exit 0 and the command's
+/// output for a task done, the command's exit code and stderr for one that died.
+#[test]
+fn send_wait_gets_the_workers_notice() {
+    within("send_wait_gets_the_workers_notice", || {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let url = server.url();
+        let (good, bad) = (unique_name("work-wait-ok-"), unique_name("work-wait-bad-"));
+        let w1 = worker(
+            &url,
+            &good,
+            &["--notify"],
+            &["sh", "-c", "echo \"hecho $CHARLA_MENSAJE\""],
+        );
+        let w2 = worker(
+            &url,
+            &bad,
+            &["--notify", "--max-deliveries", "1"],
+            &["sh", "-c", "echo mal >&2; exit 3"],
+        );
+        let done = run(
+            charla(&url).args([
+                "send",
+                "--room",
+                &good,
+                "--wait",
+                "--timeout",
+                "30s",
+                "foto1",
+            ]),
+            b"",
+        );
+        assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));
+        let said = text(&done.stdout);
+        assert!(
+            said.contains("done") && said.contains("hecho foto1"),
+            "{said}"
+        );
+        let died = run(
+            charla(&url).args([
+                "send",
+                "--room",
+                &bad,
+                "--wait",
+                "--timeout",
+                "30s",
+                "--json",
+                "x",
+            ]),
+            b"",
+        );
+        assert_eq!(
+            died.status.code(),
+            Some(3),
+            "the command's exit code: {}",
+            text(&died.stderr)
+        );
+        let notice: serde_json::Value =
+            serde_json::from_str(text(&died.stdout).lines().last().expect("the notice"))
+                .expect("JSON");
+        assert_eq!(notice["task"]["status"], "dead");
+        assert_eq!(notice["task"]["exit"], 3);
+        assert_eq!(notice["task"]["stderr"], "mal");
+        assert_eq!(notice["task"]["reason"], "command-failed: exit 3");
+        assert!(notice["correlation_id"].is_string());
+        for w in [w1, w2] {
+            assert!(stop(w).status.success());
+        }
+    });
+}
+
+/// With no worker, `send --wait` gives up after --timeout with 124 and a reason; the task
+/// stays queued for a worker to come.
+#[test]
+fn send_wait_times_out_cleanly_without_a_worker() {
+    within("send_wait_times_out_cleanly_without_a_worker", || {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let room = unique_name("work-nobody-");
+        let started = Instant::now();
+        let out = run(
+            charla(&server.url()).args(["send", "--room", &room, "--wait", "--timeout", "1s", "x"]),
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(124));
+        assert!(
+            text(&out.stderr).contains("no notice"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(started.elapsed() < Duration::from_secs(20));
+        assert_eq!(redis_cli(server.port(), &["LLEN", &room]).trim(), "1");
+    });
+}

@@ -264,6 +264,7 @@ arg-work-backoff = Wait before a retry: MIN, doubled after each failed attempt u
 arg-work-grace = On SIGTERM or Ctrl+C, how long running commands may go on before they are killed
 arg-work-json = Print one JSON object per event (NDJSON) instead of text
 arg-work-command = The command to run for each message, with its arguments, after `--` (no shell)
+arg-work-notify = Publish one completion message per task to ROOM (broadcast) [default ROOM: the room's name and `.done`]: its id as correlation id, status, exit code or signal, duration, the first lines of its output; what `charla send --wait` waits for
 cmd-dead-about = See a room's dead letters and why they died; replay or purge them
 cmd-dead-after = What a dead letter is:
       A message that could not be processed: not JSON or too large (not-json, too-large),
@@ -321,6 +322,13 @@ work-dead = dead { $id } { $why } after { $count ->
 }
 work-given-back = given back { $id } (stopping)
 work-summary = done { $done }, failed attempts { $failed }, dead { $dead }, given back { $back }
+work-notice-done = ✅ task { $id } done in { $secs } s
+work-notice-dead = ❌ task { $id } died: { $why }
+send-wait-timeout = no notice for task { $id } within { $secs } s (does a `charla work --notify` run on that room?); the task stays queued
+arg-send-wait = Send MESSAGE as a task and wait for its completion notice from `charla work --notify`; exit with the task's status (124 when none comes within --timeout)
+arg-send-timeout = With --wait: how long to wait for the notice
+arg-send-reply-room = With --wait: the room the notices come on [default: the room's name and `.done`]
+arg-send-json = With --wait: print the notice as JSON
 arg-web-read-rate = GET /api/… requests a client may make per second, sustained, over all its pages (beyond it: 429 with Retry-After)
 arg-web-read-burst = GET /api/… requests a client may make in a burst above --read-rate
 arg-web-trusted-proxy = A reverse proxy in front of the gateway (repeatable): an address or a range such as 10.0.0.0/8. Only from these is the client's address taken from X-Forwarded-For / Forwarded (the rightmost hop that is not a trusted proxy), and, with --auth proxy, the user from --auth-header; from anyone else those headers are ignored

@@ -28,6 +28,7 @@ arg-work-backoff = Espera antes de un reintento: MÍN, duplicado tras cada inten
 arg-work-grace = Con SIGTERM o Ctrl+C, cuánto pueden seguir las órdenes en marcha antes de matarlas
 arg-work-json = Imprimir un objeto JSON por evento (NDJSON) en lugar de texto
 arg-work-command = La orden que se ejecuta para cada mensaje, con sus argumentos, tras `--` (sin shell)
+arg-work-notify = Publicar un mensaje de fin por tarea en SALA (difusión) [SALA por defecto: el nombre de la sala y `.done`]: su id como id de correlación, estado, código de salida o señal, duración, las primeras líneas de su salida; lo que espera `charla send --wait`
 cmd-dead-about = Ver las cartas muertas de una sala y por qué murieron; reenviarlas o borrarlas
 cmd-dead-after = Qué es una carta muerta:
       Un mensaje que no se pudo procesar: no es JSON o es demasiado grande (not-json,
@@ -85,6 +86,13 @@ work-dead = muerto { $id } { $why } tras { $count ->
 }
 work-given-back = devuelto { $id } (parando)
 work-summary = hechos { $done }, intentos fallidos { $failed }, muertos { $dead }, devueltos { $back }
+work-notice-done = ✅ tarea { $id } hecha en { $secs } s
+work-notice-dead = ❌ tarea { $id } muerta: { $why }
+send-wait-timeout = ningún aviso de la tarea { $id } en { $secs } s (¿corre un `charla work --notify` en esa sala?); la tarea sigue en la cola
+arg-send-wait = Enviar MENSAJE como tarea y esperar su aviso de fin de `charla work --notify`; sale con el estado de la tarea (124 si no llega en --timeout)
+arg-send-timeout = Con --wait: cuánto esperar el aviso
+arg-send-reply-room = Con --wait: la sala por la que llegan los avisos [por defecto: el nombre de la sala y `.done`]
+arg-send-json = Con --wait: imprimir el aviso como JSON
 arg-web-read-rate = Peticiones GET /api/… por segundo que puede hacer un cliente, sostenidas, sumando todas sus páginas (más allá: 429 con Retry-After)
 arg-web-read-burst = Peticiones GET /api/… que un cliente puede hacer de golpe por encima de --read-rate
 arg-web-trusted-proxy = Un proxy inverso delante de la pasarela (repetible): una dirección o un rango como 10.0.0.0/8. Solo de estos se toma la dirección del cliente de X-Forwarded-For / Forwarded (el último salto que no es un proxy de confianza), y, con --auth proxy, el usuario de --auth-header; de cualquier otro esas cabeceras se ignoran

@@ -7,6 +7,7 @@ pub mod chat;
 pub mod check;
 pub mod dead;
 pub mod listen;
+pub mod reply;
 pub mod send;
 pub mod serve;
 pub mod web;
@@ -68,6 +69,12 @@ pub async fn resubscribe(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// A duration flag (`--timeout 30s`): 500ms, 30s, 5m, 1h, or seconds.
+pub fn duration_arg(text: &str) -> std::result::Result<std::time::Duration, String> {
+    charla_core::parse_age(text)
+        .ok_or_else(|| format!("'{text}' is not a duration (500ms, 30s, 5m, 1h)"))
 }
 
 /// The chats' connection: the configured broker (the embedded one started first when nothing

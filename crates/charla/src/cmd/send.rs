@@ -44,6 +44,24 @@ pub struct SendArgs {
     #[arg(long, short = 'q')]
     pub quiet: bool,
 
+    /// Send MESSAGE as a task and wait for its completion notice from `charla work --notify`;
+    /// exit with the task's status (124 when none comes within --timeout)
+    #[arg(long, requires = "message")]
+    pub wait: bool,
+
+    /// With --wait: how long to wait for the notice
+    #[arg(long, value_name = "DURATION", default_value = "60s", requires = "wait",
+          value_parser = super::duration_arg)]
+    pub timeout: Duration,
+
+    /// With --wait: the room the notices come on [default: the room's name and `.done`]
+    #[arg(long, value_name = "ROOM", requires = "wait")]
+    pub reply_room: Option<String>,
+
+    /// With --wait: print the notice as JSON
+    #[arg(long, requires = "wait")]
+    pub json: bool,
+
     /// The message to send (words are joined with spaces). Without it, lines are read from
     /// stdin: interactively from a terminal, one message per line from a pipe. Options are
     /// options wherever they stand; after `--` everything is message text (`-- --room`).
@@ -72,7 +90,21 @@ pub async fn run(settings: &Settings, args: SendArgs) -> Result<ExitCode> {
         let name = name.unwrap_or_else(|| DEFAULT_NAME.to_owned());
         let text = args.message.join(" ");
         let m = Message::new(name, text, sender.room.as_str());
+        // Listening for the notice before the task goes out: a quick worker is not missed.
+        let mut replies = match args.wait {
+            true => Some(
+                super::reply::listen(&*sender.broker, &sender.room, args.reply_room.as_deref())
+                    .await
+                    .map_err(|e| anyhow::anyhow!(super::explain(settings, &e)))?,
+            ),
+            false => None,
+        };
         sender.send(std::slice::from_ref(&m)).await?;
+        if let Some(replies) = replies.as_mut() {
+            let code = super::reply::wait(lang, &mut **replies, &m, args.timeout, args.json).await;
+            sender.close();
+            return code;
+        }
         if !args.quiet {
             println!("{}", lang.sent(&visible(&m.usuario), &visible(&m.mensaje)));
         }
