@@ -184,6 +184,30 @@ fn three_workers_share_300_tasks_on_charla_serve() {
 }
 
 #[test]
+fn three_workers_share_300_tasks_on_rabbitmq() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    if !runtime.block_on(charla_testkit::rabbitmq::rabbitmq_available()) {
+        return;
+    }
+    let _shared = charla_testkit::rabbitmq::shared_use();
+    let url = charla_testkit::rabbitmq::amqp_url();
+    within("three_workers_share_300_tasks_on_rabbitmq", move || {
+        three_workers_share_300_tasks(url)
+    });
+}
+
+#[test]
+fn three_workers_share_300_tasks_on_kafka() {
+    let Some(server) = charla_testkit::KafkaServer::start() else {
+        return;
+    };
+    let url = server.url();
+    within("three_workers_share_300_tasks_on_kafka", move || {
+        three_workers_share_300_tasks(url)
+    });
+}
+
+#[test]
 fn a_command_that_always_fails_is_dead_lettered_with_why() {
     let Some(server) = RedisServer::start() else {
         return;
@@ -559,5 +583,31 @@ fn send_wait_times_out_cleanly_without_a_worker() {
         );
         assert!(started.elapsed() < Duration::from_secs(20));
         assert_eq!(redis_cli(server.port(), &["LLEN", &room]).trim(), "1");
+    });
+}
+
+/// A task that runs far longer than the broker's consumer liveness window (here the Redis
+/// queue's heartbeat TTL, 1 s) keeps its delivery: the second worker never gets it.
+#[test]
+fn a_long_task_is_not_given_to_a_second_worker() {
+    within("a_long_task_is_not_given_to_a_second_worker", || {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let url = format!("{}?consumer_ttl_ms=1000", server.url());
+        let room = unique_name("work-long-");
+        let file = case_dir("work-long-").join("ids");
+        let script = format!("sleep 5; {}", append_id_script(&file));
+        let workers: Vec<Child> = (0..2)
+            .map(|_| worker(&url, &room, &[], &["sh", "-c", &script]))
+            .collect();
+        send_tasks(&url, &room, 1);
+        wait_lines(&file, 1, Duration::from_secs(30));
+        // Had the other worker taken it over, its run would end within these seconds too.
+        std::thread::sleep(Duration::from_secs(6));
+        for w in workers {
+            assert!(stop(w).status.success());
+        }
+        assert_eq!(lines_of(&file).len(), 1, "ran once: {:?}", lines_of(&file));
     });
 }

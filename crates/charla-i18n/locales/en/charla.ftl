@@ -322,6 +322,7 @@ work-dead = dead { $id } { $why } after { $count ->
 }
 work-given-back = given back { $id } (stopping)
 work-summary = done { $done }, failed attempts { $failed }, dead { $dead }, given back { $back }
+work-amqp-long = ⚠️  --timeout is { $minutes } min: RabbitMQ closes a channel whose delivery stays unacknowledged past its consumer_timeout (30 min by default), and the task is then given to another worker while it still runs here. Raise consumer_timeout in rabbitmq.conf (or by policy on the queue, RabbitMQ 3.12+) above the longest task.
 work-notice-done = ✅ task { $id } done in { $secs } s
 work-notice-dead = ❌ task { $id } died: { $why }
 send-wait-timeout = no notice for task { $id } within { $secs } s (does a `charla work --notify` run on that room?); the task stays queued

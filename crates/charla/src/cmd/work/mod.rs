@@ -79,6 +79,9 @@ pub struct WorkArgs {
     pub command: Vec<String>,
 }
 
+/// RabbitMQ's default `consumer_timeout`: a delivery unacked this long closes its channel.
+const RABBITMQ_CONSUMER_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
 #[derive(Default)]
 struct Counts {
     done: u64,
@@ -100,6 +103,12 @@ pub async fn run(settings: &Settings, args: WorkArgs) -> Result<ExitCode> {
         .await
         .map_err(|e| anyhow::anyhow!(super::explain(settings, &e)))?;
     let lang = settings.lang;
+    if broker.backend() == "amqp" && args.timeout > RABBITMQ_CONSUMER_TIMEOUT {
+        // RabbitMQ closes a channel whose delivery stays unacked past its consumer_timeout
+        // (30 minutes by default; per queue only from 3.12): the task would run twice.
+        let minutes = args.timeout.as_secs() / 60;
+        eprintln!("{}", lang.tr("work-amqp-long", &[("minutes", &minutes)]));
+    }
     let out = Printer {
         json: args.json,
         lang,
