@@ -264,6 +264,7 @@ arg-work-backoff = Wait before a retry: MIN, doubled after each failed attempt u
 arg-work-grace = On SIGTERM or Ctrl+C, how long running commands may go on before they are killed
 arg-work-json = Print one JSON object per event (NDJSON) instead of text
 arg-work-command = The command to run for each message, with its arguments, after `--` (no shell)
+arg-work-count = Exit once this many tasks were taken and finished (scripts, benchmarks)
 arg-work-notify = Publish one completion message per task to ROOM (broadcast) [default ROOM: the room's name and `.done`]: its id as correlation id, status, exit code or signal, duration, the first lines of its output; what `charla send --wait` waits for
 cmd-dead-about = See a room's dead letters and why they died; replay or purge them
 cmd-dead-after = What a dead letter is:

@@ -28,6 +28,7 @@ arg-work-backoff = Espera antes de un reintento: MÍN, duplicado tras cada inten
 arg-work-grace = Con SIGTERM o Ctrl+C, cuánto pueden seguir las órdenes en marcha antes de matarlas
 arg-work-json = Imprimir un objeto JSON por evento (NDJSON) en lugar de texto
 arg-work-command = La orden que se ejecuta para cada mensaje, con sus argumentos, tras `--` (sin shell)
+arg-work-count = Salir cuando se hayan tomado y terminado tantas tareas (scripts, mediciones)
 arg-work-notify = Publicar un mensaje de fin por tarea en SALA (difusión) [SALA por defecto: el nombre de la sala y `.done`]: su id como id de correlación, estado, código de salida o señal, duración, las primeras líneas de su salida; lo que espera `charla send --wait`
 cmd-dead-about = Ver las cartas muertas de una sala y por qué murieron; reenviarlas o borrarlas
 cmd-dead-after = Qué es una carta muerta:

@@ -70,6 +70,10 @@ pub struct WorkArgs {
     #[arg(long, value_name = "ROOM", num_args = 0..=1, default_missing_value = "")]
     pub notify: Option<String>,
 
+    /// Exit once this many tasks were taken and finished (scripts, benchmarks)
+    #[arg(long, short = 'c', value_name = "N")]
+    pub count: Option<u64>,
+
     /// Print one JSON object per event (NDJSON) instead of text
     #[arg(long)]
     pub json: bool,
@@ -143,6 +147,7 @@ pub async fn run(settings: &Settings, args: WorkArgs) -> Result<ExitCode> {
         subscription,
     };
     let mut worker = Worker::new(sub, plan, concurrency, out, link);
+    worker.left = args.count;
     if let Some(notify) = args.notify {
         let room = match notify.trim() {
             "" => charla_core::task::reply_room(&worker.plan.room),
@@ -216,8 +221,21 @@ struct Link {
     subscription: Subscription,
 }
 
+/// A task whose command succeeded, waiting for its ack (see [`Worker::settle_ready`]).
+struct Done {
+    tag: AckTag,
+    id: String,
+    attempt: u32,
+    duration: Duration,
+    output: job::Output,
+}
+
 struct Worker {
     sub: Box<dyn Subscriber>,
+    /// Succeeded tasks not acknowledged yet.
+    done: Vec<Done>,
+    /// Tasks still to take (`--count`); `None`: no end.
+    left: Option<u64>,
     link: Link,
     notifier: Option<Notifier>,
     plan: Arc<Plan>,
@@ -243,6 +261,8 @@ impl Worker {
         let (stop, _) = watch::channel(Stop::Run);
         Worker {
             sub,
+            done: Vec::new(),
+            left: None,
             link,
             notifier: None,
             plan,
@@ -266,7 +286,10 @@ impl Worker {
             if self.broken.is_some() || failure.is_some() {
                 break;
             }
-            let room = self.running < self.concurrency;
+            if self.left == Some(0) && self.running == 0 {
+                break; // --count reached
+            }
+            let room = self.running < self.concurrency && self.left != Some(0);
             tokio::select! {
                 d = self.sub.recv(), if room => match d {
                     Ok(d) => self.start(d),
@@ -277,7 +300,7 @@ impl Worker {
                     },
                     Err(e) => failure = Some(anyhow::anyhow!("receiving from {}: {e}", self.plan.room)),
                 },
-                Some(report) = self.rx.recv() => self.settle(report).await,
+                Some(report) = self.rx.recv() => self.settle_ready(report).await,
                 _ = &mut shutdown => break,
             }
         }
@@ -305,7 +328,7 @@ impl Worker {
         report(&why, Duration::from_millis(200));
         while self.running > 0 {
             tokio::select! {
-                Some(report) = self.rx.recv() => self.settle(report).await,
+                Some(report) = self.rx.recv() => self.settle_ready(report).await,
                 _ = &mut shutdown => return Ok(false),
             }
         }
@@ -334,7 +357,7 @@ impl Worker {
         let mut killing = false;
         while self.running > 0 {
             tokio::select! {
-                Some(report) = self.rx.recv() => self.settle(report).await,
+                Some(report) = self.rx.recv() => self.settle_ready(report).await,
                 _ = &mut deadline, if !killing => killing = true,
                 _ = &mut again, if !killing => killing = true,
             }
@@ -346,6 +369,9 @@ impl Worker {
 
     fn start(&mut self, delivery: Delivery) {
         self.running += 1;
+        if let Some(left) = self.left.as_mut() {
+            *left = left.saturating_sub(1);
+        }
         let job = Job {
             plan: Arc::clone(&self.plan),
             delivery,
@@ -395,11 +421,13 @@ impl Worker {
                 attempt,
                 duration,
                 output,
-            } => {
-                self.done(tag, &id, attempt, duration).await;
-                let outcome = notify::outcome(TaskStatus::Done, None, attempt, duration, output);
-                self.notify(&id, outcome).await;
-            }
+            } => self.done.push(Done {
+                tag,
+                id,
+                attempt,
+                duration,
+                output,
+            }),
             End::Dead {
                 why,
                 failure,
@@ -427,23 +455,46 @@ impl Worker {
         }
     }
 
-    async fn done(&mut self, tag: AckTag, id: &str, attempt: u32, duration: Duration) {
-        if let Err(e) = self.sub.ack(tag).await {
-            tracing::warn!("acknowledging {id} failed (it will be delivered again): {e}");
+    /// Settles `first` and every report already waiting, then acknowledges the tasks done
+    /// among them in one call: one round trip for a burst of quick tasks instead of one each.
+    async fn settle_ready(&mut self, first: Report) {
+        self.settle(first).await;
+        while let Ok(report) = self.rx.try_recv() {
+            self.settle(report).await;
         }
-        self.counts.done += 1;
-        let secs = duration.as_secs_f64();
-        self.out.event(
-            json!({"event": "done", "id": id, "exit": 0, "attempt": attempt,
-                   "duration_ms": duration.as_millis() as u64}),
-            || {
-                let secs = format!("{secs:.2}");
-                self.out
-                    .lang
-                    .tr("work-done", &[("id", &id), ("secs", &secs)])
-            },
-            false,
-        );
+        self.flush_done().await;
+    }
+
+    /// Acknowledges the finished tasks, then says so (and notifies) for each.
+    async fn flush_done(&mut self) {
+        if self.done.is_empty() {
+            return;
+        }
+        let done = std::mem::take(&mut self.done);
+        let tags: Vec<AckTag> = done.iter().map(|d| d.tag).collect();
+        if let Err(e) = self.sub.ack_many(&tags).await {
+            tracing::warn!(
+                "acknowledging {} tasks failed (they will be delivered again): {e}",
+                tags.len()
+            );
+        }
+        for d in done {
+            self.counts.done += 1;
+            let secs = format!("{:.2}", d.duration.as_secs_f64());
+            let id = d.id.as_str();
+            self.out.event(
+                json!({"event": "done", "id": id, "exit": 0, "attempt": d.attempt,
+                       "duration_ms": d.duration.as_millis() as u64}),
+                || {
+                    self.out
+                        .lang
+                        .tr("work-done", &[("id", &id), ("secs", &secs)])
+                },
+                false,
+            );
+            let outcome = notify::outcome(TaskStatus::Done, None, d.attempt, d.duration, d.output);
+            self.notify(&d.id, outcome).await;
+        }
     }
 
     async fn notify(&mut self, id: &str, outcome: charla_core::TaskOutcome) {
