@@ -26,7 +26,8 @@ pub use link::{Connector, Link, Status};
 pub use outbox::{Outbox, Posted};
 pub use presence::{Presence, Session};
 pub use rules::{
-    check_name, check_room, check_text, Refusal, DEFAULT_MAX_TEXT_BYTES, MAX_NAME_CHARS,
+    check_name, check_room, check_text, is_invisible, Refusal, DEFAULT_MAX_TEXT_BYTES,
+    MAX_NAME_CHARS,
 };
 
 /// What went wrong, said so a person can act on it.

@@ -134,6 +134,12 @@ const CHECK_MARKS: &[(char, char)] = &[
     ('\u{1F5F8}', '\u{1F5F8}'),
 ];
 
+/// Whether `c` draws nothing or turns the text around it (bidi controls, zero-width and
+/// invisible characters): what a name may not hold, and what a shown file name loses.
+pub fn is_invisible(c: char) -> bool {
+    in_ranges(c, BIDI_CONTROLS) || in_ranges(c, INVISIBLE)
+}
+
 fn in_ranges(c: char, ranges: &[(char, char)]) -> bool {
     ranges.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
 }

@@ -55,6 +55,12 @@ pub struct Message {
     /// set; boxed so that chat messages stay small.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<Box<crate::task::TaskOutcome>>,
+    /// A file this message is about: in a task, the path of the file to work on (an upload
+    /// through `charla web --uploads`, given to `charla work`'s command as `CHARLA_FILE`); in
+    /// a chat message, the name of an uploaded file or its thumbnail, which the gateway
+    /// serves under `/uploads/`. Only written when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// The gateway that took this message had authenticated its sender (`charla web --auth
     /// jwt|proxy`): `usuario` is who they proved to be, and the chats show a mark beside it.
     /// Only written when true, so other messages keep the seed-compatible format unchanged.
@@ -123,6 +129,7 @@ impl Message {
             replays: 0,
             correlation_id: None,
             task: None,
+            file: None,
             verificado: false,
             event: None,
         }
@@ -148,6 +155,7 @@ impl Message {
             replays: 0,
             correlation_id: None,
             task: None,
+            file: None,
             verificado: false,
             event: Some(Box::new(object)),
         }

@@ -71,7 +71,43 @@ function messageLine(m) {
   const li = line("message", [["time", m.hora || ""], ...who, ["text", m.mensaje]]);
   if (m.verificado) li.querySelector(".verified").title = t("page-verified");
   li.dataset.id = m.id;
+  // A picture the gateway keeps (an upload, a worker's thumbnail): only its own names, which
+  // it makes up, are ever put in an address.
+  if (typeof m.file === "string" && SERVED_NAME.test(m.file)) {
+    const img = document.createElement("img");
+    img.className = "upload";
+    img.src = "uploads/" + m.file;
+    img.alt = m.mensaje;
+    img.loading = "lazy";
+    li.appendChild(img);
+  }
   return li;
+}
+
+const SERVED_NAME = /^[0-9A-HJKMNP-TV-Z]{26}(\.thumb)?\.(jpg|png|gif|webp)$/;
+
+// Sends a picture to the room; the worker's thumbnail comes back as a message of the room.
+async function upload(file) {
+  if (!file || !state.room || !state.name) return;
+  if (state.maxUpload && file.size > state.maxUpload) {
+    notice(t("page-upload-failed", { reason: file.size + " > " + state.maxUpload + " bytes" }), "error");
+    return;
+  }
+  notice(t("page-uploading", { file: file.name }));
+  const form = new FormData();
+  form.append("usuario", state.name);
+  form.append("file", file, file.name);
+  try {
+    const url = withLang("api/rooms/" + encodeURIComponent(state.room) + "/uploads");
+    const r = await fetch(url, { method: "POST", body: form, headers: authHeaders() });
+    if (!r.ok) {
+      let reason = r.status + "";
+      try { reason = (await r.json()).error || reason; } catch (_) { /* not JSON */ }
+      notice(t("page-upload-failed", { reason }), "error");
+    }
+  } catch (e) {
+    notice(t("page-upload-failed", { reason: String(e) }), "error");
+  }
 }
 
 function atBottom() { const el = $("messages"); return el.scrollHeight - el.scrollTop - el.clientHeight < 40; }
@@ -172,6 +208,8 @@ function connect() {
         state.canOlder = !!f.history;
         $("older").hidden = true;
         $("search-box").hidden = !f.archive;
+        state.maxUpload = f.uploads || 0;
+        $("attach").hidden = !f.uploads;
         break;
       case "history":
         for (const m of f.messages) addMessage(m);
@@ -329,6 +367,15 @@ window.addEventListener("DOMContentLoaded", () => {
     if (!text.trim() || !state.ws || state.ws.readyState !== WebSocket.OPEN) return;
     state.ws.send(JSON.stringify({ mensaje: text }));
     $("text").value = "";
+  });
+  $("attach").addEventListener("click", () => $("file").click());
+  $("file").addEventListener("change", () => { upload($("file").files[0]); $("file").value = ""; });
+  // A picture dropped anywhere on the chat is sent, where the gateway takes them.
+  $("chat").addEventListener("dragover", (ev) => { if (state.maxUpload) ev.preventDefault(); });
+  $("chat").addEventListener("drop", (ev) => {
+    if (!state.maxUpload) return;
+    ev.preventDefault();
+    upload(ev.dataTransfer.files[0]);
   });
   $("join-form").addEventListener("submit", (ev) => {
     ev.preventDefault();

@@ -24,11 +24,33 @@ pub fn max_body_bytes(hub: &Hub) -> usize {
     hub.config.limits.max_text_bytes * 6 + 1024
 }
 
+/// Room for an upload's form around its file (boundaries, headers, the name field).
+const FORM_OVERHEAD: usize = 64 * 1024;
+
+/// How long an upload's body may take to arrive (a picture from a phone on a slow network).
+const UPLOAD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The size and deadline of a request's body, and what is said past that size: an upload's
+/// (`--uploads`: the file's limit), or any other's.
+fn body_bounds(hub: &Hub, path: &str) -> (usize, std::time::Duration, Said) {
+    match &hub.config.uploads {
+        Some(up) if path.starts_with("/api/rooms/") && path.ends_with("/uploads") => (
+            up.max_bytes + FORM_OVERHEAD,
+            hub.config.header_timeout.max(UPLOAD_DEADLINE),
+            Said::new("gw-upload-too-large").arg("max", up.max_bytes),
+        ),
+        _ => {
+            let max = max_body_bytes(hub);
+            let too_large = Said::new("gw-body-too-large").arg("max", max);
+            (max, hub.config.header_timeout, too_large)
+        }
+    }
+}
+
 pub async fn bounded(State(hub): State<Arc<Hub>>, request: Request, next: Next) -> Response {
     let lang = crate::language::in_request(&request);
     let (parts, body) = request.into_parts();
-    let max = max_body_bytes(&hub);
-    let deadline = hub.config.header_timeout;
+    let (max, deadline, too_large) = body_bounds(&hub, parts.uri.path());
     let refuse = |status: StatusCode, why: Said| {
         // The connection is not reused: what is left of the body would be read as a request.
         let mut response = (status, Json(json!({"error": why.in_lang(lang)}))).into_response();
@@ -43,10 +65,7 @@ pub async fn bounded(State(hub): State<Arc<Hub>>, request: Request, next: Next) 
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
-        Ok(Err(_)) => refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Said::new("gw-body-too-large").arg("max", max),
-        ),
+        Ok(Err(_)) => refuse(StatusCode::PAYLOAD_TOO_LARGE, too_large),
         Err(_) => refuse(
             StatusCode::REQUEST_TIMEOUT,
             Said::new("gw-body-late").arg("secs", deadline.as_secs()),

@@ -93,6 +93,8 @@ pub struct Hub {
     pub reads: crate::client::RateTable,
     /// Which client holds each name in each room (when names are not proved).
     pub names: Arc<crate::auth::Names>,
+    /// Uploads waiting for their worker's notice (`--uploads`).
+    pub waiting_uploads: crate::files::WaitingUploads,
     closing: std::sync::atomic::AtomicBool,
     /// Pages connected now (the shutdown waits for their goodbyes).
     pages: watch::Sender<usize>,
@@ -142,6 +144,7 @@ impl Hub {
             posts,
             reads,
             names: Arc::default(),
+            waiting_uploads: Default::default(),
             closing: std::sync::atomic::AtomicBool::new(false),
             pages: watch::channel(0).0,
         });

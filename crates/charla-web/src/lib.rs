@@ -26,10 +26,12 @@ pub mod body;
 pub mod caller;
 pub mod client;
 pub mod conn;
+pub mod files;
 pub mod guard;
 pub mod hub;
 pub mod language;
 pub mod limits;
+pub mod uploads;
 pub mod wire;
 pub mod ws;
 
@@ -85,7 +87,28 @@ pub struct WebConfig {
     /// Rooms the gateway reads at once (a page asking for one more is refused with the
     /// reason); rooms no page reads any more are let go within a minute.
     pub max_rooms: usize,
+    /// `--uploads DIR`: pictures taken and turned into tasks (see [`uploads`]).
+    pub uploads: Option<UploadConfig>,
 }
+
+/// How a gateway takes uploads (`--uploads DIR`; see [`uploads`]).
+#[derive(Debug, Clone)]
+pub struct UploadConfig {
+    /// Where the files are kept: absolute, since each task names its file's full path.
+    pub dir: std::path::PathBuf,
+    /// The queue room each upload's task goes to (what `charla work --room` reads).
+    pub room: String,
+    /// The largest file taken.
+    pub max_bytes: usize,
+    /// The language of what the gateway says in rooms about uploads.
+    pub lang: charla_i18n::Lang,
+}
+
+/// Default of [`UploadConfig::room`].
+pub const DEFAULT_UPLOAD_ROOM: &str = "uploads";
+
+/// Default of [`UploadConfig::max_bytes`]: 10 MiB.
+pub const MAX_UPLOAD_BYTES: usize = 10 * 1024 * 1024;
 
 /// Default of [`WebConfig::max_rooms`].
 pub const MAX_ROOMS: usize = 1000;
@@ -111,6 +134,7 @@ impl Default for WebConfig {
             trusted_proxies: Vec::new(),
             exposed: false,
             max_rooms: MAX_ROOMS,
+            uploads: None,
         }
     }
 }
@@ -129,6 +153,12 @@ pub fn router(hub: Arc<Hub>, guard: Arc<guard::Guard>) -> Router {
             "/api/rooms/{room}/messages",
             post(api::post_message).get(api::messages),
         )
+        // The body is bounded by `body::bounded` (to --max-upload-bytes for this route).
+        .route(
+            "/api/rooms/{room}/uploads",
+            post(uploads::post_upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/uploads/{name}", get(uploads::file))
         .with_state(hub.clone())
         .layer(axum::middleware::from_fn_with_state(
             hub.clone(),
@@ -158,6 +188,9 @@ pub async fn serve(
         &hub.config.allowed_origins,
     );
     let app = router(hub.clone(), Arc::new(guard));
+    if hub.config.uploads.is_some() {
+        tokio::spawn(uploads::relay(Arc::downgrade(&hub)));
+    }
     let closing = hub.clone();
     let limits = conn::ConnLimits {
         header_timeout: hub.config.header_timeout,

@@ -314,7 +314,9 @@ async fn session(
             "verified": author.verified,
             "unverified_names": hub.config.exposed && !hub.config.auth.verifies_names(),
             "history": hub.broker_keeps_history() || hub.archive().is_some(),
-            "archive": hub.archive().is_some()})
+            "archive": hub.archive().is_some(),
+            // The page shows its 📎 button only where pictures are taken (`--uploads`).
+            "uploads": hub.config.uploads.as_ref().map(|u| u.max_bytes)})
         .to_string(),
         crate::hub::status_frame(&hub.link.status().borrow()),
     ]

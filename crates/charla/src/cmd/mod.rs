@@ -71,6 +71,22 @@ pub async fn resubscribe(
     }
 }
 
+/// A size flag (`--max-upload-bytes 10MiB`): bytes, or with a unit as redis.conf writes
+/// them (`k`/`m`/`g` powers of 1000, `kb`/`mb`/`gb` powers of 1024); `KiB`/`MiB`/`GiB` too.
+pub fn size_arg(text: &str) -> std::result::Result<usize, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let plain = ["kib", "mib", "gib"]
+        .iter()
+        .find_map(|iec| {
+            lower
+                .strip_suffix(iec)
+                .map(|n| format!("{n}{}b", &iec[..1]))
+        })
+        .unwrap_or(lower);
+    charla_server::config::parse_size(&plain)
+        .ok_or_else(|| format!("{text:?} is not a size (e.g. 1048576, 512mb, 10MiB, 1gb)"))
+}
+
 /// A duration flag (`--timeout 30s`): 500ms, 30s, 5m, 1h, or seconds.
 pub fn duration_arg(text: &str) -> std::result::Result<std::time::Duration, String> {
     charla_core::parse_age(text)

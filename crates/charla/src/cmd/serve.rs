@@ -72,11 +72,11 @@ pub struct ServeArgs {
     pub maxclients: usize,
 
     /// Largest argument a client may send, e.g. 512mb (Redis's proto-max-bulk-len)
-    #[arg(long, default_value = "512mb", value_parser = parse_size, value_name = "SIZE")]
+    #[arg(long, default_value = "512mb", value_parser = super::size_arg, value_name = "SIZE")]
     pub proto_max_bulk_len: usize,
 
     /// Most bytes one client's unfinished request may take, e.g. 1gb (client-query-buffer-limit)
-    #[arg(long, default_value = "1gb", value_parser = parse_size, value_name = "SIZE")]
+    #[arg(long, default_value = "1gb", value_parser = super::size_arg, value_name = "SIZE")]
     pub client_query_buffer_limit: usize,
 
     /// Disconnect a subscriber whose unread messages pass HARD, or stay above SOFT for SECS
@@ -100,11 +100,6 @@ pub struct ServeArgs {
     /// redis-check-aof --fix), printing what was cut
     #[arg(long)]
     pub aof_repair: bool,
-}
-
-fn parse_size(s: &str) -> Result<usize, String> {
-    charla_server::config::parse_size(s)
-        .ok_or_else(|| format!("{s:?} is not a size (e.g. 1048576, 512mb, 1gb)"))
 }
 
 fn parse_output_limit(s: &str) -> Result<OutputLimit, String> {

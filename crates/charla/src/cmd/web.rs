@@ -100,6 +100,22 @@ pub struct WebArgs {
     #[arg(long, default_value_t = charla_web::MAX_ROOMS, value_name = "N")]
     pub max_rooms: usize,
 
+    /// Take pictures at POST /api/rooms/ROOM/uploads (and the page's 📎 button) and keep them
+    /// in DIR; each becomes a task in --upload-room for `charla work`, and the workers'
+    /// notices (`charla work --notify`) are said in the room, with the thumbnail
+    #[arg(long, value_name = "DIR")]
+    pub uploads: Option<std::path::PathBuf>,
+
+    /// With --uploads: the queue room the tasks go to
+    #[arg(long, value_name = "ROOM", default_value = charla_web::DEFAULT_UPLOAD_ROOM,
+          requires = "uploads")]
+    pub upload_room: String,
+
+    /// With --uploads: the largest picture taken (10MiB, 512kb, …)
+    #[arg(long, value_name = "SIZE", default_value = "10MiB", value_parser = super::size_arg,
+          requires = "uploads")]
+    pub max_upload_bytes: usize,
+
     /// GET /api/… requests a client may make per second, sustained, over all its pages
     /// (beyond it: 429 with Retry-After)
     #[arg(long, default_value_t = charla_web::limits::READS_PER_SEC, value_name = "N")]
@@ -194,6 +210,23 @@ fn auth(args: &WebArgs, lang: charla_i18n::Lang) -> Result<charla_web::auth::Aut
     })
 }
 
+/// `--uploads DIR` made ready: the directory created if missing, and absolute.
+fn uploads(args: &WebArgs, lang: charla_i18n::Lang) -> Result<Option<charla_web::UploadConfig>> {
+    let Some(dir) = &args.uploads else {
+        return Ok(None);
+    };
+    let dir = charla_web::files::prepare(dir)
+        .with_context(|| lang.tr("web-uploads-dir", &[("dir", &dir.display())]))?;
+    charla_chat::check_room(&args.upload_room)
+        .map_err(|e| anyhow::anyhow!("--upload-room: {}", e.said().in_lang(lang)))?;
+    Ok(Some(charla_web::UploadConfig {
+        dir,
+        room: args.upload_room.clone(),
+        max_bytes: args.max_upload_bytes.max(1),
+        lang,
+    }))
+}
+
 pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
     let lang = settings.lang;
     super::chat_mode(args.mode, lang)?;
@@ -251,6 +284,7 @@ pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
         auth,
         trusted_proxies: args.trusted_proxy.clone(),
         exposed: false,
+        uploads: uploads(&args, lang)?,
     };
     let archive = args
         .archive
@@ -275,6 +309,11 @@ pub async fn run(settings: &Settings, args: WebArgs) -> Result<ExitCode> {
             ],
         )
     );
+    if let Some(up) = &config.uploads {
+        let args: [(&str, &dyn std::fmt::Display); 2] =
+            [("dir", &up.dir.display()), ("room", &up.room)];
+        eprintln!("{}", lang.tr("web-uploads", &args));
+    }
     if args.auth == charla_web::auth::Mode::None && !address.ip().is_loopback() {
         eprintln!(
             "{}",

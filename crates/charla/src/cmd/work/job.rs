@@ -289,6 +289,10 @@ impl Job {
             .env("CHARLA_MENSAJE", clean(&m.mensaje))
             .env("CHARLA_ATTEMPT", attempt.to_string())
             .env("CHARLA_DELIVERIES", m.deliveries.to_string())
+            .env(
+                "CHARLA_FILE",
+                m.file.as_deref().map(clean).unwrap_or_default(),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
