@@ -14,8 +14,9 @@ fn web_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../compat/web")
 }
 
-#[test]
-fn two_pages_on_two_gateways_and_no_script_injection() {
+/// Debian's Chromium, when it and node with compat/web's playwright-core are here; otherwise
+/// the missing service is reported (a failure under CI=true).
+fn browser() -> Option<String> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let has_node = Command::new("node")
         .arg("--version")
@@ -29,8 +30,16 @@ fn two_pages_on_two_gateways_and_no_script_injection() {
         service_missing(
             "node, Debian's chromium and compat/web's playwright-core (apt-get install chromium; cd compat/web && npm ci)",
         );
-        return;
+        return None;
     }
+    Some(chromium)
+}
+
+#[test]
+fn two_pages_on_two_gateways_and_no_script_injection() {
+    let Some(chromium) = browser() else {
+        return;
+    };
     let server = RedisServer::start_charla(std::path::Path::new(env!("CARGO_BIN_EXE_charla")), &[]);
     // With the PostgreSQL archive, so the page's search box is tested too.
     let Some(db) = ScratchDatabase::new() else {
@@ -70,21 +79,9 @@ fn two_pages_on_two_gateways_and_no_script_injection() {
 /// when there is something older. Screenshots in target/page-screens/ (issue 18, finding 12).
 #[test]
 fn the_page_speaks_the_browsers_language_on_a_phone_and_a_desktop() {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let has_node = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_node
-        || !PathBuf::from(&chromium).exists()
-        || !web_dir().join("node_modules/playwright-core").is_dir()
-    {
-        service_missing(
-            "node, Debian's chromium and compat/web's playwright-core (apt-get install chromium; cd compat/web && npm ci)",
-        );
+    let Some(chromium) = browser() else {
         return;
-    }
+    };
     let server = RedisServer::start_charla(std::path::Path::new(env!("CARGO_BIN_EXE_charla")), &[]);
     // Two messages shown on joining, of three: the page has one older to offer.
     let gateway = Gateway::start(&server.url(), &["--history", "2"]);
@@ -112,6 +109,81 @@ fn the_page_speaks_the_browsers_language_on_a_phone_and_a_desktop() {
     assert!(
         out.status.success() && stdout.contains("OK"),
         "the page test failed:\n{stdout}\n{stderr}\n{}",
+        gateway.log_text()
+    );
+}
+
+/// Exercise 2 in the browser (compat/web/upload.mjs): a picture chosen with the page's 📎
+/// button, three `charla work` replicas running ImageMagick's `convert -thumbnail 200x200`,
+/// and the thumbnail shown to the uploader with "miniatura lista". CHARLA_UPLOAD_SCREENSHOT
+/// keeps a picture of the page (the README's).
+#[test]
+fn an_upload_in_the_browser_comes_back_as_a_thumbnail() {
+    let Some(chromium) = browser() else {
+        return;
+    };
+    let has_convert = Command::new("convert")
+        .arg("-version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_convert {
+        service_missing("ImageMagick's convert (apt-get install imagemagick)");
+        return;
+    }
+    let server = RedisServer::start_charla(std::path::Path::new(env!("CARGO_BIN_EXE_charla")), &[]);
+    let dir = common::sandbox().join(unique_name("subidas-"));
+    let queue = unique_name("fotos-");
+    let gateway = Gateway::start(
+        &server.url(),
+        &[
+            "--uploads",
+            dir.to_str().expect("utf-8 path"),
+            "--upload-room",
+            &queue,
+        ],
+    );
+    let thumbnail = r#"convert "$CHARLA_FILE" -thumbnail 200x200 "${CHARLA_FILE%.*}.thumb.png""#;
+    let mut workers: Vec<std::process::Child> = (0..3)
+        .map(|_| {
+            common::charla(&server.url())
+                .args(["work", "--room", &queue, "--concurrency", "2", "--notify"])
+                .args(["--", "sh", "-c", thumbnail])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start charla work")
+        })
+        .collect();
+    let picture = common::sandbox().join(format!("{}.png", unique_name("foto-")));
+    let made = Command::new("convert")
+        .args(["-size", "640x480", "gradient:skyblue-navy"])
+        .arg(&picture)
+        .status()
+        .expect("convert");
+    assert!(made.success(), "a picture to upload");
+    let shot = std::env::var("CHARLA_UPLOAD_SCREENSHOT").unwrap_or_default();
+    let mut cmd = Command::new("node");
+    cmd.current_dir(web_dir())
+        .arg("upload.mjs")
+        .arg(format!("http://127.0.0.1:{}", gateway.port))
+        .arg(unique_name("sala-"))
+        .arg(&picture)
+        .env("CHROMIUM", &chromium);
+    if !shot.is_empty() {
+        cmd.arg(&shot);
+    }
+    let out = common::run(&mut cmd, b"");
+    for w in workers.iter_mut() {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    let stdout = common::text(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("OK:"),
+        "the upload test failed:\n{stdout}\n{}\n{}",
+        common::text(&out.stderr),
         gateway.log_text()
     );
 }
