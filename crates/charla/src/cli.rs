@@ -49,7 +49,7 @@ pub enum Command {
     /// Store rooms' messages in PostgreSQL, in a consumer group that catches up after outages
     Archive(archive::ArchiveArgs),
     /// Serve the browser chat: a page, a WebSocket and an HTTP API over the broker's rooms
-    Web(web::WebArgs),
+    Web(Box<web::WebArgs>),
     /// Run a command once per message of a queue, with retries, timeouts and dead letters
     Work(work::WorkArgs),
     /// See a room's dead letters and why they died; replay or purge them

@@ -62,7 +62,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => cmd::serve::run(args, settings.lang).await,
             Command::Archive(args) => cmd::archive::run(&settings, args).await,
             Command::Chat(args) => cmd::chat::run(&settings, args).await,
-            Command::Web(args) => cmd::web::run(&settings, args).await,
+            Command::Web(args) => cmd::web::run(&settings, *args).await,
             Command::Work(args) => cmd::work::run(&settings, args).await,
             Command::Dead(args) => cmd::dead::run(&settings, args).await,
         }
