@@ -42,7 +42,7 @@ try {
       for (const w of expect[lang].other) if (visible.includes(w)) await fail(`${lang} ${width}: "${w}" of the other language is shown`);
       const scroll = await page.evaluate(() => document.documentElement.scrollWidth);
       if (scroll > width) await fail(`${lang} ${width}: the page is ${scroll} px wide`);
-      for (const id of ["#text", "#send-form button"]) {
+      for (const id of ["#text", "#send-form button[type=submit]"]) {
         const box = await page.locator(id).boundingBox();
         if (!box || box.x < 0 || box.x + box.width > width || box.width < 40) await fail(`${lang} ${width}: ${id} is not fully visible (${JSON.stringify(box)})`);
       }
@@ -69,13 +69,13 @@ try {
   await page.goto(`${url}/?room=${encodeURIComponent(room)}&name=Ana`);
   await page.locator("#status", { hasText: "conectado" }).waitFor({ timeout: 15000 });
   await page.selectOption("#lang", "en");
-  await page.locator("#send-form button", { hasText: "Send" }).waitFor({ timeout: 5000 });
+  await page.locator("#send-form button[type=submit]", { hasText: "Send" }).waitFor({ timeout: 5000 });
   await page.locator("#status", { hasText: "connected" }).waitFor({ timeout: 5000 });
   await page.reload();
-  await page.locator("#send-form button", { hasText: "Send" }).waitFor({ timeout: 5000 });
+  await page.locator("#send-form button[type=submit]", { hasText: "Send" }).waitFor({ timeout: 5000 });
   // A name the gateway refuses: the reason, in the page's language, and no retry loop.
   await page.selectOption("#lang", "es");
-  await page.locator("#send-form button", { hasText: "Enviar" }).waitFor({ timeout: 5000 });
+  await page.locator("#send-form button[type=submit]", { hasText: "Enviar" }).waitFor({ timeout: 5000 });
   await page.fill("#name", "Ana\u202egnp.exe");
   await page.press("#name", "Enter");
   await page.locator("#status", { hasText: "U+202E" }).waitFor({ timeout: 5000 });

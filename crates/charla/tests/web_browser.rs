@@ -141,6 +141,9 @@ fn an_upload_in_the_browser_comes_back_as_a_thumbnail() {
             dir.to_str().expect("utf-8 path"),
             "--upload-room",
             &queue,
+            // What the gateway says in rooms is in its language: the workshop's.
+            "--lang",
+            "es",
         ],
     );
     let thumbnail = r#"convert "$CHARLA_FILE" -thumbnail 200x200 "${CHARLA_FILE%.*}.thumb.png""#;
@@ -156,7 +159,10 @@ fn an_upload_in_the_browser_comes_back_as_a_thumbnail() {
                 .expect("start charla work")
         })
         .collect();
-    let picture = common::sandbox().join(format!("{}.png", unique_name("foto-")));
+    // The gateway and its broker are this test's own: plain names read well in the picture.
+    let folder = common::sandbox().join(unique_name("fotos-"));
+    std::fs::create_dir_all(&folder).expect("a folder for the picture");
+    let picture = folder.join("gato.png");
     let made = Command::new("convert")
         .args(["-size", "640x480", "gradient:skyblue-navy"])
         .arg(&picture)
@@ -168,7 +174,7 @@ fn an_upload_in_the_browser_comes_back_as_a_thumbnail() {
     cmd.current_dir(web_dir())
         .arg("upload.mjs")
         .arg(format!("http://127.0.0.1:{}", gateway.port))
-        .arg(unique_name("sala-"))
+        .arg("fotos")
         .arg(&picture)
         .env("CHROMIUM", &chromium);
     if !shot.is_empty() {
