@@ -101,11 +101,22 @@ pub async fn run(settings: &Settings, args: WorkArgs) -> Result<ExitCode> {
     let subscription = Subscription::new(mode, room.as_str())
         .prefetch(concurrency)
         .events(true);
-    let broker = super::connect_or_start(settings).await?;
-    let sub = broker
-        .subscribe(subscription.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!(super::explain(settings, &e)))?;
+    // Listening for signals from the start: a SIGTERM while connecting (a Kafka group join
+    // takes seconds) ends the worker cleanly, having taken nothing.
+    let shutdown = crate::signal::shutdown();
+    tokio::pin!(shutdown);
+    let connect = async {
+        let broker = super::connect_or_start(settings).await?;
+        let sub = broker
+            .subscribe(subscription.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!(super::explain(settings, &e)))?;
+        anyhow::Ok((broker, sub))
+    };
+    let (broker, sub) = tokio::select! {
+        connected = connect => connected?,
+        _ = &mut shutdown => return Ok(ExitCode::SUCCESS),
+    };
     let lang = settings.lang;
     if broker.backend() == "amqp" && args.timeout > RABBITMQ_CONSUMER_TIMEOUT {
         // RabbitMQ closes a channel whose delivery stays unacked past its consumer_timeout
@@ -160,7 +171,7 @@ pub async fn run(settings: &Settings, args: WorkArgs) -> Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!(super::explain(settings, &e)))?;
         worker.notifier = Some(notifier);
     }
-    let outcome = worker.work(args.grace).await;
+    let outcome = worker.work(args.grace, shutdown.as_mut()).await;
     let Worker {
         sub, counts, link, ..
     } = worker;
@@ -278,9 +289,11 @@ impl Worker {
     }
 
     /// Receive and run until a signal (then drain for `grace`) or a broken command or broker.
-    async fn work(&mut self, grace: Duration) -> Result<()> {
-        let shutdown = crate::signal::shutdown();
-        tokio::pin!(shutdown);
+    async fn work(
+        &mut self,
+        grace: Duration,
+        mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> Result<()> {
         let mut failure: Option<anyhow::Error> = None;
         loop {
             if self.broken.is_some() || failure.is_some() {
