@@ -11,7 +11,7 @@
 #
 #   bench/work_vs_xargs.sh                       # N=2000 RUNS=5, redis-server and charla serve
 #   env: N, RUNS, BACKENDS ("redis serve amqp kafka"; amqp uses the local RabbitMQ,
-#   kafka a KAFKA=host:port broker), CHARLA (the binary; default this tree's release build),
+#   kafka a tansu it starts, or a KAFKA=host:port broker), CHARLA (the binary; default this tree's release build),
 #   PIN=1 (brokers on core 0; charla work, xargs and their commands on core 1)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -52,7 +52,18 @@ start_broker() {
       for _ in $(seq 100); do up "$port" && break; sleep 0.05; done
       url="redis://127.0.0.1:$port" ;;
     amqp) url="amqp://guest:guest@127.0.0.1:5672/%2f" ;;
-    kafka) url="kafka://${KAFKA:-127.0.0.1:9092}" ;;
+    kafka)
+      if [ -n "${KAFKA:-}" ]; then url="kafka://$KAFKA"; return; fi
+      # tansu (SQLite storage) on a free port, as the tests run it
+      local tansu port
+      tansu=${CHARLA_TANSU:-$(command -v tansu || echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu")}
+      port=$(free_port)
+      (cd "$work" && exec $server_cpus "$tansu" broker --listener-url "tcp://127.0.0.1:$port" \
+        --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine sqlite://tansu.db \
+        >"$work/tansu.log" 2>&1) &
+      broker_pid=$!; pids+=("$broker_pid")
+      for _ in $(seq 200); do up "$port" && break; sleep 0.05; done
+      url="kafka://127.0.0.1:$port" ;;
   esac
 }
 
