@@ -107,3 +107,88 @@ fn a_bad_age_is_refused_in_the_users_language() {
         text(&out.stderr)
     );
 }
+
+/// `charla dead --replay --all` SIGKILLed half way through 5 000 dead letters, then run
+/// again: every message is back in the room exactly once (each dead letter moves in one
+/// transaction: its message in, the entry out), on redis-server and on `charla serve`.
+#[test]
+fn a_replay_killed_half_way_loses_nothing_and_doubles_nothing() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let serve = RedisServer::start_charla(std::path::Path::new(env!("CARGO_BIN_EXE_charla")), &[]);
+    for server in [&redis, &serve] {
+        replay_killed_half_way(server);
+    }
+}
+
+fn replay_killed_half_way(server: &RedisServer) {
+    const N: usize = 5_000;
+    let room = unique_name("dead-crash-");
+    let dead_key = format!("charla:{{{room}}}:dead");
+    for chunk in 0..N / 1000 {
+        let mut args = vec!["RPUSH".to_owned(), dead_key.clone()];
+        args.extend((0..1000).map(|i| {
+            let n = chunk * 1000 + i;
+            format!(r#"{{"usuario":"t","mensaje":"m {n}","id":"m{n:08}"}}"#)
+        }));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        redis_cli(server.port(), &args);
+    }
+    let mut replay = charla(&server.url())
+        .args(["dead", "--room", &room, "--replay", "--all"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start charla dead");
+    let started = std::time::Instant::now();
+    loop {
+        let moved: usize = redis_cli(server.port(), &["LLEN", &room])
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        if moved >= 100 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the replay did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    replay.kill().expect("SIGKILL");
+    let _ = replay.wait();
+    let len = |key: &str| -> usize {
+        redis_cli(server.port(), &["LLEN", key])
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    let (back, still_dead) = (len(&room), len(&dead_key));
+    eprintln!("FAULT dead replay killed: {back} replayed, {still_dead} still dead of {N}");
+    assert!(
+        back < N,
+        "killed before the end (else the case shows nothing)"
+    );
+    assert_eq!(
+        back + still_dead,
+        N,
+        "each message either back or still dead"
+    );
+    let again = ok(&run(
+        charla(&server.url()).args(["dead", "--room", &room, "--replay", "--all"]),
+        b"",
+    ));
+    assert!(
+        again.contains(&format!("{still_dead} dead letters")),
+        "{again}"
+    );
+    assert_eq!(len(&dead_key), 0);
+    let all = redis_cli(server.port(), &["LRANGE", &room, "0", "-1"]);
+    let ids: std::collections::HashSet<&str> = all
+        .lines()
+        .filter_map(|l| l.split(r#""id":""#).nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(all.lines().count(), N, "exactly once each");
+    assert_eq!(ids.len(), N, "every id once");
+}
