@@ -77,7 +77,7 @@ pub struct Capabilities {
     /// Poison messages are kept somewhere readable (`Broker::dead_letters`).
     pub dead_letters: bool,
     /// Dead letters can be replayed and purged one by one (`Broker::replay_dead`,
-    /// `Broker::purge_dead`). Kafka's dead-letter topic is an append-only log: not there.
+    /// `Broker::purge_dead`).
     pub dead_letter_actions: bool,
     /// Messages survive the broker process restarting (given the broker's own persistence).
     pub survives_restart: bool,

@@ -193,19 +193,20 @@ impl Admin {
         .await?
     }
 
-    /// Up to `limit` records of a topic, oldest first per partition (partitions in order);
-    /// an absent topic has none.
-    pub async fn read_topic(
+    /// Up to `limit` records of a topic, oldest first per partition (partitions in order),
+    /// from the first one stored at or after `since_ms` when given; an absent topic has none.
+    pub async fn read_records(
         &self,
         settings: &Settings,
         topic: &str,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<(String, String)>)>> {
+        since_ms: Option<i64>,
+    ) -> Result<Vec<Stored>> {
         let consumer = plain_consumer(settings)?;
         let topic = topic.to_owned();
-        let settings2 = settings.clone();
+        let settings = settings.clone();
         blocking(move || {
-            let err = |e| settings2.error(e);
+            let err = |e| settings.error(e);
             let ends = match partition_ends(&consumer, &topic) {
                 Ok(ends) => ends,
                 Err(e) if is_unknown_topic(&e) => return Ok(Vec::new()),
@@ -213,24 +214,28 @@ impl Admin {
             };
             let mut out = Vec::new();
             for (partition, low, high) in ends {
-                if out.len() >= limit || high <= low {
+                let start = match since_ms {
+                    Some(t) => first_at(&consumer, &topic, partition, t).map_err(err)?,
+                    None => Some(low),
+                };
+                let Some(start) = start.filter(|s| *s < high && out.len() < limit) else {
                     continue;
-                }
+                };
                 let mut tpl = TopicPartitionList::new();
-                tpl.add_partition_offset(&topic, partition, Offset::Offset(low))
+                tpl.add_partition_offset(&topic, partition, Offset::Offset(start))
                     .map_err(err)?;
                 consumer.assign(&tpl).map_err(err)?;
-                let mut next = low;
+                let mut next = start;
                 while next < high && out.len() < limit {
                     match consumer.poll(ADMIN_TIMEOUT) {
                         Some(Ok(m)) => {
                             next = m.offset() + 1;
-                            out.push((m.payload().unwrap_or_default().to_vec(), text_headers(&m)));
+                            out.push(Stored::of(&m));
                         }
                         Some(Err(e)) => return Err(err(e)),
                         None => {
                             return Err(BrokerError::Unavailable {
-                                address: settings2.address.clone(),
+                                address: settings.address.clone(),
                                 reason: format!("reading {topic} timed out"),
                             })
                         }
@@ -240,6 +245,55 @@ impl Admin {
             Ok(out)
         })
         .await?
+    }
+}
+
+/// The offset of the first record of a partition stored at or after `time_ms` (`None`: none
+/// is). Blocking.
+fn first_at<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    time_ms: i64,
+) -> rdkafka::error::KafkaResult<Option<i64>> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(time_ms))?;
+    let found = consumer.offsets_for_times(tpl, ADMIN_TIMEOUT)?;
+    Ok(found
+        .find_partition(topic, partition)
+        .and_then(|e| match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        }))
+}
+
+/// A record as read back: where it is, its key, payload and text headers.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Stored {
+    fn of(m: &rdkafka::message::BorrowedMessage<'_>) -> Stored {
+        Stored {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            payload: m.payload().unwrap_or_default().to_vec(),
+            headers: text_headers(m),
+        }
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 

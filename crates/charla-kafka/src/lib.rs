@@ -32,6 +32,7 @@
 
 mod admin;
 mod client;
+mod dead;
 mod feed;
 mod history;
 mod publisher;
@@ -43,8 +44,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use charla_core::{
-    Broker, BrokerError, BrokerInfo, BrokerUrl, Capabilities, DeadLetter, Delivery, Mode,
-    Publisher, Result, Subscriber, Subscription,
+    Broker, BrokerError, BrokerInfo, BrokerUrl, Capabilities, DeadLetter, DeadSelect, Delivery,
+    Mode, Publisher, Result, Subscriber, Subscription,
 };
 use rdkafka::producer::{FutureProducer, Producer};
 
@@ -65,7 +66,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     // and nothing on the record says so: only nacked ones come back flagged.
     redelivered_flag: false,
     dead_letters: true,
-    dead_letter_actions: false,
+    dead_letter_actions: true,
     survives_restart: true,
     // An ack is a synchronous offset commit the group coordinator stored.
     acks_survive_restart: true,
@@ -192,24 +193,15 @@ impl Broker for KafkaBroker {
     }
 
     async fn dead_letters(&self, room: &str, limit: usize) -> Result<Vec<DeadLetter>> {
-        let topic = dead_letter_topic(room)?;
-        let payloads = self
-            .shared
-            .admin
-            .read_topic(&self.shared.settings, &topic, limit)
-            .await?;
-        Ok(payloads
-            .into_iter()
-            .map(|(payload, headers)| {
-                DeadLetter::from_fields(payload, room, |name| {
-                    let key = format!("{DEAD_HEADER_PREFIX}{name}");
-                    headers
-                        .iter()
-                        .find(|(k, _)| *k == key)
-                        .map(|(_, v)| v.clone())
-                })
-            })
-            .collect())
+        dead::list(&self.shared, room, limit).await
+    }
+
+    async fn replay_dead(&self, room: &str, select: &DeadSelect) -> Result<usize> {
+        dead::replay(&self.shared, room, select).await
+    }
+
+    async fn purge_dead(&self, room: &str, select: &DeadSelect) -> Result<usize> {
+        dead::purge(&self.shared, room, select).await
     }
 
     async fn history(
@@ -231,6 +223,7 @@ impl Broker for KafkaBroker {
         let mut topics = vec![topic_name(room)?.to_owned()];
         if mode.is_durable() {
             topics.push(dead_letter_topic(room)?);
+            topics.push(dead::settled_topic(room)?);
         }
         {
             let mut known = self.shared.known_topics();

@@ -352,3 +352,119 @@ async fn bad_url_options_are_refused() {
         }
     }
 }
+
+/// A replay that died half way (its `replaying` step written; for one dead letter its message
+/// already published again, for the other not yet) is finished by the next replay without
+/// doubling or losing either: the one already back is found in the room's topic and only
+/// marked, the other is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_that_died_half_way_is_finished_without_doubles() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::Message as _;
+
+    let Some(server) = KafkaServer::start() else {
+        return;
+    };
+    let broker = connect(&server).await;
+    let room = unique_name("kdead-");
+    let sent = messages(&room, 2);
+    let mut publisher = broker
+        .publisher(Mode::Queue, &room)
+        .await
+        .expect("publisher");
+    publisher.publish_batch(&sent).await.expect("publish");
+    let mut sub = broker
+        .subscribe(Subscription::new(Mode::Queue, room.as_str()))
+        .await
+        .expect("subscribe");
+    for _ in 0..2 {
+        let d = recv(&mut *sub).await.expect("a message");
+        let failure = charla_core::Failure::new(charla_core::DeadReason::Timeout);
+        sub.reject(d.tag, failure).await.expect("reject");
+    }
+    // Where the two dead records are, read as any Kafka client would.
+    let dead_topic = charla_kafka::dead_letter_topic(&room).expect("topic");
+    let reader: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", server.bootstrap())
+        .set("group.id", "test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition_offset(&dead_topic, p, rdkafka::Offset::Beginning)
+            .expect("partition");
+    }
+    reader.assign(&tpl).expect("assign");
+    let mut dead = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while dead.len() < 2 && Instant::now() < deadline {
+        if let Some(Ok(m)) = reader.poll(Duration::from_millis(500)) {
+            let letter =
+                charla_core::DeadLetter::bare(m.payload().unwrap_or_default().to_vec(), &room);
+            dead.push((format!("{}:{}", m.partition(), m.offset()), letter));
+        }
+    }
+    assert_eq!(dead.len(), 2, "two dead records");
+    // The replay that died: both `replaying`, the first one's message already back.
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", server.bootstrap())
+        .create()
+        .expect("producer");
+    let settled = format!("charla-dead-settled.{room}");
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", server.bootstrap())
+            .create()
+            .expect("admin");
+    let topic =
+        rdkafka::admin::NewTopic::new(&settled, 1, rdkafka::admin::TopicReplication::Fixed(1));
+    admin
+        .create_topics([&topic], &rdkafka::admin::AdminOptions::new())
+        .await
+        .expect("the steps' topic");
+    let now = charla_core::dead::now_us() / 1000;
+    for (identity, _) in &dead {
+        let step = format!("replaying {now}");
+        let record = FutureRecord::to(&settled).key(identity).payload(&step);
+        producer
+            .send(record, rdkafka::util::Timeout::Never)
+            .await
+            .expect("step");
+    }
+    let first = dead[0].1.replay_payload();
+    publisher
+        .publish_raw(&first)
+        .await
+        .expect("the first one back");
+
+    let replayed = broker
+        .replay_dead(&room, &charla_core::DeadSelect::all())
+        .await
+        .expect("replay");
+    assert_eq!(replayed, 2);
+    let mut got: Vec<String> = Vec::new();
+    while let Ok(Ok(d)) = tokio::time::timeout(Duration::from_secs(8), sub.recv()).await {
+        assert_eq!(d.message.replays, 1, "marked as replayed");
+        got.push(d.message.id.clone());
+        sub.ack(d.tag).await.expect("ack");
+    }
+    got.sort();
+    let mut want: Vec<String> = sent.iter().map(|m| m.id.clone()).collect();
+    want.sort();
+    assert_eq!(got, want, "each back once: none doubled, none lost");
+    assert!(broker
+        .dead_letters(&room, 10)
+        .await
+        .expect("dead")
+        .is_empty());
+    assert_eq!(
+        broker
+            .replay_dead(&room, &charla_core::DeadSelect::all())
+            .await
+            .expect("again"),
+        0
+    );
+    sub.close().await.expect("close");
+}

@@ -286,8 +286,8 @@ cmd-dead-after = What a dead letter is:
       charla dead --room fotos --json                  # one JSON object per dead letter
 
     A replay or a purge needs a selection (--id, --all, --reason, --older-than), says how many
-    it touched, and is safe to run twice. Kafka keeps dead letters in an append-only topic:
-    there they can be listed, not replayed or purged one by one.
+    it touched, and is safe to run twice: a message is never put back twice, and a replay
+    stopped half way loses none (on every broker; on RabbitMQ at least once, with the same id).
 arg-dead-stats = Count the dead letters by reason instead of listing them
 arg-dead-replay = Put the selected dead letters back in the room, marked as replayed
 arg-dead-purge = Remove the selected dead letters for good

@@ -50,8 +50,9 @@ cmd-dead-after = Qué es una carta muerta:
       charla dead --room fotos --json                  # un objeto JSON por carta muerta
 
     Reenviar o borrar pide una selección (--id, --all, --reason, --older-than), dice cuántas
-    tocó y se puede repetir sin riesgo. Kafka guarda las cartas muertas en un tema que solo
-    crece: allí se pueden listar, no reenviar ni borrar una a una.
+    tocó y se puede repetir sin riesgo: un mensaje nunca vuelve dos veces, y un reenvío cortado
+    a medias no pierde ninguno (en todos los brokers; en RabbitMQ al menos una vez, con el
+    mismo id).
 arg-dead-stats = Contar las cartas muertas por motivo en vez de listarlas
 arg-dead-replay = Devolver a la sala las cartas muertas elegidas, marcadas como reenviadas
 arg-dead-purge = Borrar para siempre las cartas muertas elegidas

@@ -193,8 +193,8 @@ impl Need {
             Need::DeadLetters => (c.dead_letters, "no readable dead letters"),
             Need::DeadLetterActions => (
                 c.dead_letters && c.dead_letter_actions,
-                "dead letters cannot be replayed or purged one by one (Kafka's dead-letter \
-                 topic is an append-only log)",
+                "the backend cannot replay or purge dead letters one by one \
+                 (Capabilities::dead_letter_actions)",
             ),
             Need::History => (
                 c.stream && c.history,
