@@ -611,3 +611,74 @@ fn a_long_task_is_not_given_to_a_second_worker() {
         assert_eq!(lines_of(&file).len(), 1, "ran once: {:?}", lines_of(&file));
     });
 }
+
+/// On a terminal (a tmux pane) a worker keeps a progress line under its task lines: counts,
+/// commands running and tasks a second, redrawn in place, never mixed into a task line.
+#[test]
+fn a_terminal_shows_a_progress_line() {
+    within("a_terminal_shows_a_progress_line", || {
+        let has_tmux = std::process::Command::new("tmux")
+            .arg("-V")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !has_tmux {
+            charla_testkit::service_missing("tmux (apt-get install tmux)");
+            return;
+        }
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let room = unique_name("work-tty-");
+        send_tasks(&server.url(), &room, 20);
+        let socket = unique_name("charla-work-tmux");
+        let tmux = |args: &[&str]| {
+            let out = std::process::Command::new("tmux")
+                .args(["-L", &socket])
+                .args(args)
+                .output()
+                .expect("tmux");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let command = format!(
+            "exec env LANG=C.UTF-8 CHARLA_NO_AUTOSTART=1 HOME={home} XDG_CONFIG_HOME={home} \
+             {charla} --broker {url} work --room {room} --concurrency 2 -- sleep 0.3",
+            home = sandbox().display(),
+            charla = env!("CARGO_BIN_EXE_charla"),
+            url = server.url(),
+        );
+        tmux(&[
+            "new-session",
+            "-d",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            "-s",
+            "w",
+            &command,
+        ]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut screen = String::new();
+        while Instant::now() < deadline {
+            screen = tmux(&["capture-pane", "-p", "-t", "w"]);
+            if screen.contains("done 20 ·") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        tmux(&["kill-server"]);
+        assert!(
+            screen.contains("done 20 · failed 0 · dead 0 · running 0"),
+            "{screen}"
+        );
+        let task_lines = screen.lines().filter(|l| l.starts_with("ok ")).count();
+        assert_eq!(task_lines, 20, "each task's line whole: {screen}");
+        assert!(
+            screen
+                .lines()
+                .all(|l| !(l.starts_with("ok ") && l.contains("running"))),
+            "no progress mixed into a task line: {screen}"
+        );
+    });
+}

@@ -326,6 +326,7 @@ work-dead = dead { $id } { $why } after { $count ->
 }
 work-given-back = given back { $id } (stopping)
 work-summary = done { $done }, failed attempts { $failed }, dead { $dead }, given back { $back }
+work-progress = done { $done } · failed { $failed } · dead { $dead } · running { $running } · { $rate }/s
 work-amqp-long = ⚠️  --timeout is { $minutes } min: RabbitMQ closes a channel whose delivery stays unacknowledged past its consumer_timeout (30 min by default), and the task is then given to another worker while it still runs here. Raise consumer_timeout in rabbitmq.conf (or by policy on the queue, RabbitMQ 3.12+) above the longest task.
 work-notice-done = ✅ task { $id } done in { $secs } s
 work-notice-dead = ❌ task { $id } died: { $why }

@@ -91,6 +91,7 @@ work-dead = muerto { $id } { $why } tras { $count ->
 }
 work-given-back = devuelto { $id } (parando)
 work-summary = hechos { $done }, intentos fallidos { $failed }, muertos { $dead }, devueltos { $back }
+work-progress = hechos { $done } · fallidos { $failed } · muertos { $dead } · corriendo { $running } · { $rate }/s
 work-amqp-long = ⚠️  --timeout es de { $minutes } min: RabbitMQ cierra el canal cuya entrega sigue sin confirmar pasado su consumer_timeout (30 min por defecto), y la tarea pasa a otro trabajador mientras aquí sigue corriendo. Sube consumer_timeout en rabbitmq.conf (o por política en la cola, RabbitMQ 3.12+) por encima de la tarea más larga.
 work-notice-done = ✅ tarea { $id } hecha en { $secs } s
 work-notice-dead = ❌ tarea { $id } muerta: { $why }

@@ -31,11 +31,13 @@ use crate::config::{Route, Settings};
 mod backoff;
 mod job;
 mod notify;
+mod output;
 
 use super::duration_arg as duration;
 use backoff::{backoff, Backoff};
 use job::{End, Job, Plan, Report, Stop, Why};
 use notify::Notifier;
+use output::{Printer, Rate};
 
 #[derive(Debug, Args)]
 pub struct WorkArgs {
@@ -124,10 +126,7 @@ pub async fn run(settings: &Settings, args: WorkArgs) -> Result<ExitCode> {
         let minutes = args.timeout.as_secs() / 60;
         eprintln!("{}", lang.tr("work-amqp-long", &[("minutes", &minutes)]));
     }
-    let out = Printer {
-        json: args.json,
-        lang,
-    };
+    let out = Printer::new(args.json, lang);
     let command = args.command.join(" ");
     out.event(
         json!({"event": "start", "room": room, "mode": mode.as_str(),
@@ -200,31 +199,6 @@ pub async fn run(settings: &Settings, args: WorkArgs) -> Result<ExitCode> {
     outcome.map(|()| ExitCode::SUCCESS)
 }
 
-/// Where events go: a text line, or one JSON object on stdout.
-#[derive(Clone, Copy)]
-struct Printer {
-    json: bool,
-    lang: charla_i18n::Lang,
-}
-
-impl Printer {
-    /// `text` lines go to stdout, or to stderr when `banner` (start and summary).
-    fn event(&self, object: serde_json::Value, text: impl FnOnce() -> String, banner: bool) {
-        use std::io::Write;
-        let line = if self.json {
-            object.to_string()
-        } else {
-            super::visible(&text()).into_owned()
-        };
-        // A reader that went away is no reason to stop working.
-        if banner && !self.json {
-            let _ = writeln!(std::io::stderr(), "{line}");
-        } else {
-            let _ = writeln!(std::io::stdout(), "{line}");
-        }
-    }
-}
-
 /// What the worker needs to subscribe again after the broker went away.
 struct Link {
     broker: Box<dyn charla_core::Broker>,
@@ -243,6 +217,8 @@ struct Done {
 
 struct Worker {
     sub: Box<dyn Subscriber>,
+    /// Tasks finished a second, for the progress line.
+    rate: Rate,
     /// Succeeded tasks not acknowledged yet.
     done: Vec<Done>,
     /// Tasks still to take (`--count`); `None`: no end.
@@ -272,6 +248,7 @@ impl Worker {
         let (stop, _) = watch::channel(Stop::Run);
         Worker {
             sub,
+            rate: Rate::default(),
             done: Vec::new(),
             left: None,
             link,
@@ -295,6 +272,8 @@ impl Worker {
         mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
     ) -> Result<()> {
         let mut failure: Option<anyhow::Error> = None;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             if self.broken.is_some() || failure.is_some() {
                 break;
@@ -314,6 +293,7 @@ impl Worker {
                     Err(e) => failure = Some(anyhow::anyhow!("receiving from {}: {e}", self.plan.room)),
                 },
                 Some(report) = self.rx.recv() => self.settle_ready(report).await,
+                _ = tick.tick(), if self.out.progress => self.redraw(),
                 _ = &mut shutdown => break,
             }
         }
@@ -466,6 +446,21 @@ impl Worker {
                 self.broken.get_or_insert(why);
             }
         }
+    }
+
+    /// The progress line (on a terminal): counts, commands running, tasks a second.
+    fn redraw(&mut self) {
+        let c = &self.counts;
+        let rate = format!("{:.1}", self.rate.per_sec(c.done + c.dead));
+        let args: [(&str, &dyn std::fmt::Display); 5] = [
+            ("done", &c.done),
+            ("failed", &c.failed),
+            ("dead", &c.dead),
+            ("running", &self.running),
+            ("rate", &rate),
+        ];
+        let line = self.out.lang.tr("work-progress", &args);
+        self.out.status(&line);
     }
 
     /// Settles `first` and every report already waiting, then acknowledges the tasks done
