@@ -13,13 +13,12 @@
 
 use charla_core::{DeadLetter, DeadReason, DeadSelect, Result};
 use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicGetOptions, BasicNackOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Confirmation};
+use lapin::{BasicProperties, Channel};
 
-use crate::link::{map_error, reply_code, short, BACKEND};
+use crate::link::{map_error, publish_to_queue, reply_code, short};
 use crate::topology::{dead_letter_queue, DEAD_HEADER_PREFIX, DELIVERY_COUNT_HEADER};
 
 /// Dead letters looked through per run: each is held unacked by the channel until the end.
@@ -111,7 +110,6 @@ async fn replay(
     letter: &DeadLetter,
     properties: &BasicProperties,
 ) -> Result<()> {
-    let map = |e: lapin::Error| map_error(address, &e);
     let mut headers = FieldTable::default();
     if let Some(old) = properties.headers() {
         for (k, v) in old.inner() {
@@ -126,31 +124,16 @@ async fn replay(
         .clone()
         .with_headers(headers)
         .with_delivery_mode(2);
-    let confirm = ch
-        .basic_publish(
-            "".into(),
-            short(room)?,
-            BasicPublishOptions {
-                mandatory: true,
-                ..BasicPublishOptions::default()
-            },
-            &letter.replay_payload(),
-            properties,
-        )
-        .await
-        .map_err(map)?
-        .await
-        .map_err(map)?;
-    match confirm {
-        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
-        _ => Err(charla_core::BrokerError::backend(
-            BACKEND,
-            format!(
-                "RabbitMQ did not take the replayed message for queue '{room}' (is the room's \
-                 queue gone?); the dead letter stays"
-            ),
-        )),
-    }
+    let refused = "is the room's queue gone? The dead letter stays";
+    publish_to_queue(
+        ch,
+        address,
+        room,
+        &letter.replay_payload(),
+        properties,
+        refused,
+    )
+    .await
 }
 
 /// A dead letter from its message: charla's headers, else RabbitMQ's own.

@@ -14,13 +14,13 @@ use charla_core::{
 };
 use futures::{FutureExt, StreamExt};
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    ConfirmSelectOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Confirmation, Consumer};
+use lapin::{BasicProperties, Channel, Consumer};
 
-use crate::link::{map_error, short, Link, BACKEND};
+use crate::link::{map_error, short, Link};
 use crate::topology::{
     dead_letter_queue, declare_fanout, declare_private_queue, declare_queue, declare_stream,
     declare_topic, QueueKind, DEAD_HEADER_PREFIX, DELIVERIES_HEADER, DELIVERY_COUNT_HEADER,
@@ -425,33 +425,16 @@ impl AmqpSubscriber {
         properties: BasicProperties,
     ) -> Result<()> {
         let side = self.side_channel().await?;
-        let address = self.link.address.clone();
-        let map = |e: lapin::Error| map_error(&address, &e);
-        let confirm = side
-            .basic_publish(
-                "".into(),
-                short(queue)?,
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                payload,
-                properties,
-            )
-            .await
-            .map_err(map)?
-            .await
-            .map_err(map)?;
-        match confirm {
-            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
-            _ => Err(BrokerError::backend(
-                BACKEND,
-                format!(
-                    "RabbitMQ did not take the message for queue '{queue}'; \
-                     the original stays unacked and comes back"
-                ),
-            )),
-        }
+        let refused = "the original stays unacked and comes back";
+        crate::link::publish_to_queue(
+            &side,
+            &self.link.address,
+            queue,
+            payload,
+            properties,
+            refused,
+        )
+        .await
     }
 
     async fn side_channel(&mut self) -> Result<Channel> {
@@ -468,6 +451,19 @@ impl AmqpSubscriber {
             .map_err(map)?;
         self.side_channel = Some(ch.clone());
         Ok(ch)
+    }
+
+    /// A nack or reject that could not reach RabbitMQ is no error for the caller: the
+    /// connection is gone with the delivery, which RabbitMQ hands out again.
+    fn settled_or_redelivered(&mut self, result: Result<()>) -> Result<()> {
+        match result {
+            Err(e) if e.is_transient() => {
+                tracing::warn!("nack not delivered ({e}); the message will be delivered again");
+                self.drop_active();
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Dead-letters the poison deliveries taken so far; each leaves the list only once done.
@@ -739,14 +735,7 @@ impl Subscriber for AmqpSubscriber {
             return Ok(());
         };
         let result = self.requeue(&ch, dtag, pending).await;
-        match result {
-            Err(e) if e.is_transient() => {
-                tracing::warn!("nack not delivered ({e}); the message will be delivered again");
-                self.drop_active();
-                Ok(())
-            }
-            other => other,
-        }
+        self.settled_or_redelivered(result)
     }
 
     async fn reject(&mut self, tag: AckTag, failure: Failure) -> Result<()> {
@@ -758,14 +747,7 @@ impl Subscriber for AmqpSubscriber {
             failure.attempts = u32::try_from(pending.nacks + 1).unwrap_or(u32::MAX);
         }
         let result = self.dead_letter(&ch, dtag, pending, &failure).await;
-        match result {
-            Err(e) if e.is_transient() => {
-                tracing::warn!("nack not delivered ({e}); the message will be delivered again");
-                self.drop_active();
-                Ok(())
-            }
-            other => other,
-        }
+        self.settled_or_redelivered(result)
     }
 
     async fn close(mut self: Box<Self>) -> Result<()> {

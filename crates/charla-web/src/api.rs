@@ -37,7 +37,7 @@ use charla_i18n::{Lang, Said};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::caller::{admit, error, may_read, post_allowed, query_token, refused, too_fast, Asked};
+use crate::caller::{api_poster, error, may_read, query_token, refused, unavailable};
 use crate::client::Client;
 use crate::hub::Hub;
 use crate::limits::{check_room, check_text};
@@ -99,28 +99,10 @@ pub async fn post_message(
     if let Err(e) = check_text(&body.mensaje, limits.max_text_bytes) {
         return error(StatusCode::BAD_REQUEST, &e.said(), lang);
     }
-    let token = query_token(uri.query());
-    let asked = &body.usuario;
-    let author = match admit(
-        &hub,
-        &client,
-        &headers,
-        token.as_deref(),
-        &room,
-        asked,
-        Asked::Api,
-    ) {
+    let author = match api_poster(&hub, &client, &headers, &uri, &room, &body.usuario, lang) {
         Ok(a) => a,
-        Err(refusal) => return refused(&refusal, lang),
+        Err(refusal) => return refusal,
     };
-    if let Err((wait, why)) = post_allowed(&hub, &author) {
-        return too_fast(wait, &why, lang);
-    }
-    if let Status::Reconnecting { reason } = &*hub.link.status().borrow() {
-        // Not queued in this process's memory: refused now, so the client knows to try again
-        // (an accepted message that died with the gateway would be lost).
-        return unavailable(reason, lang);
-    }
     hub.archive_room(&room);
     let mut message = Message::new(author.name, body.mensaje, room);
     message.verificado = author.verified;
@@ -247,21 +229,6 @@ pub async fn messages(
 
 /// Longest a request waits for the broker before it is answered 503.
 const BROKER_CALL: Duration = Duration::from_secs(3);
-
-/// What a client is told to wait before asking again while the broker is away.
-const RETRY_AFTER_SECS: u64 = 2;
-
-/// `503` with `Retry-After`: the broker is away, ask again soon. `reason`: the link's or the
-/// broker's own words, as technical detail.
-fn unavailable(reason: &str, lang: Lang) -> Response {
-    let why = with_detail("gw-broker-away", reason);
-    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, &why, lang);
-    response.headers_mut().insert(
-        axum::http::header::RETRY_AFTER,
-        axum::http::HeaderValue::from(RETRY_AFTER_SECS),
-    );
-    response
-}
 
 /// The broker, at once: while the gateway is reconnecting a request is answered 503 with
 /// `Retry-After` now, instead of waiting (it used to hang until the broker came back).

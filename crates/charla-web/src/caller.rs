@@ -202,6 +202,53 @@ pub fn may_read(
         .map(|_| ())
 }
 
+/// Who posts through the API (a message, an upload) in `room` as `asked`: admitted (the
+/// credential, the name), within the client's posting rate, and the broker there to take it
+/// now; otherwise the answer that says why not.
+#[allow(clippy::result_large_err)] // the refusal is the response itself
+pub fn api_poster(
+    hub: &Arc<Hub>,
+    client: &Client,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    room: &str,
+    asked: &str,
+    lang: Lang,
+) -> Result<Author, Response> {
+    let token = query_token(uri.query());
+    let author = admit(
+        hub,
+        client,
+        headers,
+        token.as_deref(),
+        room,
+        asked,
+        Asked::Api,
+    )
+    .map_err(|refusal| refused(&refusal, lang))?;
+    post_allowed(hub, &author).map_err(|(wait, why)| too_fast(wait, &why, lang))?;
+    if let charla_chat::Status::Reconnecting { reason } = &*hub.link.status().borrow() {
+        // Not queued in this process's memory: refused now, so the client knows to try again
+        // (an accepted post that died with the gateway would be lost).
+        return Err(unavailable(reason, lang));
+    }
+    Ok(author)
+}
+
+/// What a client is told to wait before asking again while the broker is away.
+const RETRY_AFTER_SECS: u64 = 2;
+
+/// `503` with `Retry-After`: the broker is away, ask again soon. `reason`: the link's or the
+/// broker's own words, as technical detail.
+pub fn unavailable(reason: &str, lang: Lang) -> Response {
+    let why = Said::new("gw-broker-away").arg("detail", reason);
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, &why, lang);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    response
+}
+
 /// Take one post from `author`'s bucket (shared by all the client's pages and its API
 /// posts); the refusal says how long to wait.
 pub fn post_allowed(hub: &Hub, author: &Author) -> Result<(), (Duration, Said)> {

@@ -23,12 +23,12 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use charla_chat::{check_room, Status};
+use charla_chat::check_room;
 use charla_core::{Message, Mode, Subscription, TaskOutcome, TaskStatus};
 use charla_i18n::{Lang, Said};
 use serde_json::json;
 
-use crate::caller::{admit, error, post_allowed, query_token, refused, too_fast, Asked};
+use crate::caller::{api_poster, error};
 use crate::client::Client;
 use crate::files::{self, Waiting};
 use crate::hub::Hub;
@@ -77,26 +77,10 @@ pub async fn post_upload(
         let why = Said::new("gw-upload-not-picture");
         return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, &why, lang);
     };
-    let token = query_token(uri.query());
-    let author = match admit(
-        &hub,
-        &client,
-        &headers,
-        token.as_deref(),
-        &room,
-        &form.usuario,
-        Asked::Api,
-    ) {
+    let author = match api_poster(&hub, &client, &headers, &uri, &room, &form.usuario, lang) {
         Ok(a) => a,
-        Err(refusal) => return refused(&refusal, lang),
+        Err(refusal) => return refusal,
     };
-    if let Err((wait, why)) = post_allowed(&hub, &author) {
-        return too_fast(wait, &why, lang);
-    }
-    if let Status::Reconnecting { reason } = &*hub.link.status().borrow() {
-        let why = Said::new("gw-broker-away").arg("detail", reason);
-        return error(StatusCode::SERVICE_UNAVAILABLE, &why, lang);
-    }
     let stored = match files::store(&config.dir, &form.bytes, kind).await {
         Ok(name) => name,
         Err(e) => {
