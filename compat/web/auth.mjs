@@ -3,18 +3,14 @@
 // the right one in; under --auth jwt the token's name replaces the typed one and its messages
 // carry the verified mark; a gateway listening on the network says names are not verified.
 // Usage: node auth.mjs URL_PASSWORD PASSWORD URL_JWT TOKEN URL_LAN ROOM
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 
 const [urlPw, password, urlJwt, token, urlLan, room] = process.argv.slice(2);
 if (!room) {
   console.error("usage: node auth.mjs URL_PASSWORD PASSWORD URL_JWT TOKEN URL_LAN ROOM");
   process.exit(2);
 }
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const fail = async (why) => { console.error("FAIL: " + why); await browser.close(); process.exit(1); };
 // Connected: the status line is up (whatever language it speaks).
 const connected = (page) => page.waitForFunction(() => {

@@ -1,19 +1,14 @@
 // Two pages on two `charla web` gateways, in headless Chromium (Debian's, /usr/bin/chromium):
 // a message typed in one appears in the other; a script-injection attempt shows as text and
 // runs nothing. Usage: node e2e.mjs URL_A URL_B ROOM [SCREENSHOT.png]
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 
 const [urlA, urlB, room, screenshot] = process.argv.slice(2);
 if (!urlA || !urlB || !room) {
   console.error("usage: node e2e.mjs URL_A URL_B ROOM [SCREENSHOT.png]");
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-const browser = await chromium.launch({
-  executablePath,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const fail = async (why) => { console.error("FAIL: " + why); await browser.close(); process.exit(1); };
 try {
   const open = async (url, name) => {

@@ -5,18 +5,14 @@
 // endless "reconnecting"; "Older messages" shows only when there is something older (the
 // gateway runs with --history 2 and the room holds 3 messages).
 // Usage: node screens.mjs URL ROOM OUTDIR (screenshots go to OUTDIR/page-<lang>-<width>.png)
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 
 const [url, room, outdir] = process.argv.slice(2);
 if (!url || !room || !outdir) {
   console.error("usage: node screens.mjs URL ROOM OUTDIR");
   process.exit(2);
 }
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const fail = async (why) => { console.error("FAIL: " + why); await browser.close(); process.exit(1); };
 const expect = {
   es: { connected: "conectado", words: ["Salas", "En línea", "Enviar"], other: ["Rooms", "Online", "Send", "connected", "Older"] },

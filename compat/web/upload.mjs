@@ -2,18 +2,14 @@
 // 📎 button goes to `charla web --uploads`, a `charla work` turns it into a thumbnail, and the
 // uploader's page shows "miniatura lista" with the thumbnail (at most 200×200 px).
 // Usage: node upload.mjs URL ROOM PICTURE [SCREENSHOT.png]
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 
 const [url, room, picture, screenshot] = process.argv.slice(2);
 if (!url || !room || !picture) {
   console.error("usage: node upload.mjs URL ROOM PICTURE [SCREENSHOT.png]");
   process.exit(2);
 }
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const fail = async (why) => { console.error("FAIL: " + why); await browser.close(); process.exit(1); };
 try {
   const page = await browser.newPage({ viewport: { width: 900, height: 600 }, locale: "es-ES" });

@@ -134,18 +134,8 @@ fn an_upload_in_the_browser_comes_back_as_a_thumbnail() {
     let server = RedisServer::start_charla(std::path::Path::new(env!("CARGO_BIN_EXE_charla")), &[]);
     let dir = common::sandbox().join(unique_name("subidas-"));
     let queue = unique_name("fotos-");
-    let gateway = Gateway::start(
-        &server.url(),
-        &[
-            "--uploads",
-            dir.to_str().expect("utf-8 path"),
-            "--upload-room",
-            &queue,
-            // What the gateway says in rooms is in its language: the workshop's.
-            "--lang",
-            "es",
-        ],
-    );
+    // What the gateway says in rooms is in its language: the workshop's.
+    let gateway = Gateway::with_uploads(&server.url(), &dir, &queue, &["--lang", "es"]);
     let thumbnail = r#"convert "$CHARLA_FILE" -thumbnail 200x200 "${CHARLA_FILE%.*}.thumb.png""#;
     let mut workers: Vec<std::process::Child> = (0..3)
         .map(|_| {

@@ -5,14 +5,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use charla_testkit::{unique_name, RedisServer};
-use common::web::{Gateway, Page};
+use common::web::{read_answer, Gateway, Page};
 use common::*;
 
 /// A 1×1 PNG.
@@ -42,16 +42,8 @@ fn upload(port: u16, path: &str, usuario: &str, file_name: &str, bytes: &[u8]) -
     );
     let _ = tcp.write_all(head.as_bytes());
     let _ = tcp.write_all(&body); // refused early: the rest is not read, and that is fine
-    let mut answer = Vec::new();
-    let _ = tcp.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let code = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (code, body.to_owned())
+    let (code, _, body) = read_answer(tcp);
+    (code, String::from_utf8_lossy(&body).into_owned())
 }
 
 fn worker(url: &str, room: &str, args: &[&str], script: &str) -> Child {
@@ -90,15 +82,7 @@ async fn an_upload_becomes_a_task_and_its_thumbnail_is_said_in_the_room() {
     let dir = sandbox().join(unique_name("uploads-"));
     let queue = unique_name("up-q-");
     let room = unique_name("up-room-");
-    let gateway = Gateway::start(
-        &server.url(),
-        &[
-            "--uploads",
-            dir.to_str().expect("utf-8 path"),
-            "--upload-room",
-            &queue,
-        ],
-    );
+    let gateway = Gateway::with_uploads(&server.url(), &dir, &queue, &[]);
     let mut w = worker(
         &server.url(),
         &queue,
@@ -161,20 +145,8 @@ fn get_raw(port: u16, path: &str) -> (u16, String, Vec<u8>) {
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     )
     .expect("request");
-    let mut answer = Vec::new();
-    let _ = tcp.read_to_end(&mut answer);
-    let split = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(answer.len());
-    let head = String::from_utf8_lossy(&answer[..split]).to_lowercase();
-    let body = answer.get(split + 4..).unwrap_or_default().to_vec();
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, head, body)
+    let (code, head, body) = read_answer(tcp);
+    (code, head.to_lowercase(), body)
 }
 
 #[test]
@@ -184,15 +156,7 @@ fn bad_uploads_get_clear_errors_and_leave_nothing() {
     };
     let dir = sandbox().join(unique_name("uploads-bad-"));
     let queue = unique_name("up-bad-q-");
-    let gateway = Gateway::start(
-        &server.url(),
-        &[
-            "--uploads",
-            dir.to_str().expect("utf-8 path"),
-            "--upload-room",
-            &queue,
-        ],
-    );
+    let gateway = Gateway::with_uploads(&server.url(), &dir, &queue, &[]);
     let path = "/api/rooms/fotos/uploads";
     // 50 MB: refused on its size, with the limit said; nothing kept.
     let big = vec![0xFFu8; 50 * 1024 * 1024];
@@ -247,15 +211,7 @@ async fn a_failed_thumbnail_is_said_with_the_workers_error() {
     let dir = sandbox().join(unique_name("uploads-fail-"));
     let queue = unique_name("up-fail-q-");
     let room = unique_name("up-fail-room-");
-    let gateway = Gateway::start(
-        &server.url(),
-        &[
-            "--uploads",
-            dir.to_str().expect("utf-8 path"),
-            "--upload-room",
-            &queue,
-        ],
-    );
+    let gateway = Gateway::with_uploads(&server.url(), &dir, &queue, &[]);
     let mut w = worker(
         &server.url(),
         &queue,

@@ -7,76 +7,16 @@
 mod common;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use charla_testkit::{unique_name, RedisServer};
+use common::work::*;
 use common::*;
-
-/// The longest any case may take before it fails by name.
-const CASE_LIMIT: Duration = Duration::from_secs(120);
-
-/// Runs `body` on a thread and fails with `name` if it takes longer than [`CASE_LIMIT`].
-fn within(name: &str, body: impl FnOnce() + Send + 'static) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        body();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(CASE_LIMIT) {
-        Ok(()) => handle.join().expect("case thread"),
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(()) => unreachable!("the case ended without reporting"),
-        },
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-            panic!("{name}: did not finish within {CASE_LIMIT:?}")
-        }
-    }
-}
 
 fn charla_serve() -> RedisServer {
     RedisServer::start_charla(Path::new(env!("CARGO_BIN_EXE_charla")), &[])
-}
-
-/// A fresh directory for a case's files.
-fn case_dir(name: &str) -> PathBuf {
-    let dir = sandbox().join(unique_name(name));
-    std::fs::create_dir_all(&dir).expect("case dir");
-    dir
-}
-
-/// Queue `n` tasks in `room` (one message per stdin line).
-fn send_tasks(url: &str, room: &str, n: usize) {
-    let lines: String = (0..n).map(|i| format!("task {i}\n")).collect();
-    ok(&run(
-        charla(url).args(["send", "--room", room, "--name", "t", "--quiet"]),
-        lines.as_bytes(),
-    ));
-}
-
-/// A `charla work` on `room` with `args` before `--` and `command` after it.
-fn worker(url: &str, room: &str, args: &[&str], command: &[&str]) -> Child {
-    charla(url)
-        .args(["work", "--room", room])
-        .args(args)
-        .arg("--")
-        .args(command)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start charla work")
-}
-
-/// The lines of a file (none when it does not exist yet).
-fn lines_of(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Wait until `path` has at least `n` lines.
@@ -95,17 +35,6 @@ fn wait_lines(path: &Path, n: usize, limit: Duration) -> Vec<String> {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// `sh -c SCRIPT` with `$FILE` meaning `file`.
-fn append_id_script(file: &Path) -> String {
-    format!("echo \"$CHARLA_ID\" >> '{}'", file.display())
-}
-
-/// SIGTERM, then the worker's exit within 30 s: its output.
-fn stop(child: Child) -> std::process::Output {
-    signal(&child, "TERM");
-    wait(child, Duration::from_secs(30))
 }
 
 /// Pids of `sleep` processes whose command line contains `marker` (the worker's own argv

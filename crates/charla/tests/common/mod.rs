@@ -233,3 +233,4 @@ impl Drop for KillOnDrop {
     }
 }
 pub mod web;
+pub mod work;

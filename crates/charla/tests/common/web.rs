@@ -57,6 +57,19 @@ impl Gateway {
         gateway
     }
 
+    /// `charla web --uploads DIR --upload-room QUEUE` and `extra` flags.
+    pub fn with_uploads(
+        broker: &str,
+        dir: &std::path::Path,
+        queue: &str,
+        extra: &[&str],
+    ) -> Gateway {
+        let dir = dir.to_str().expect("a UTF-8 path");
+        let mut args = vec!["--uploads", dir, "--upload-room", queue];
+        args.extend_from_slice(extra);
+        Gateway::start(broker, &args)
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -180,16 +193,26 @@ pub fn request_on(
         body.len()
     )
     .expect("request");
+    let (code, head, body) = read_answer(tcp);
+    (code, head, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// An HTTP/1.1 answer read to the end of the connection: (status, head, body bytes).
+pub fn read_answer(mut tcp: TcpStream) -> (u16, String, Vec<u8>) {
     let mut answer = Vec::new();
     let _ = tcp.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let code = answer
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(answer.len());
+    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+    let body = answer.get(split + 4..).unwrap_or_default().to_vec();
+    let code = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    (code, head.to_owned(), body.to_owned())
+    (code, head, body)
 }
 
 /// One HTTP/1.1 request with `Connection: close`: (status, body).
