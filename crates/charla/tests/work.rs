@@ -19,24 +19,6 @@ fn charla_serve() -> RedisServer {
     RedisServer::start_charla(Path::new(env!("CARGO_BIN_EXE_charla")), &[])
 }
 
-/// Wait until `path` has at least `n` lines.
-fn wait_lines(path: &Path, n: usize, limit: Duration) -> Vec<String> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let lines = lines_of(path);
-        if lines.len() >= n {
-            return lines;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} has {} of {n} lines",
-            path.display(),
-            lines.len()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Pids of `sleep` processes whose command line contains `marker` (the worker's own argv
 /// holds the script, so only `sleep`s count).
 fn processes_with(marker: &str) -> Vec<u32> {

@@ -10,31 +10,12 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use charla_testkit::proxy::{socket_addr_of, FaultProxy};
 use charla_testkit::{unique_name, with_option, RedisServer};
 use common::work::*;
 use common::*;
-
-/// Wait until `path` has at least `n` distinct lines.
-fn wait_unique_lines(path: &Path, n: usize, limit: Duration) -> Vec<String> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let lines = lines_of(path);
-        let unique: HashSet<&String> = lines.iter().collect();
-        if unique.len() >= n {
-            return lines;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} has {} of {n} distinct lines",
-            path.display(),
-            unique.len()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Prints the case's FAULT line from the ids a file collected and returns the number lost.
 fn fault_line(case: &str, sent: usize, ran: &[String]) -> usize {

@@ -80,3 +80,40 @@ pub fn stop(child: Child) -> std::process::Output {
     signal(&child, "TERM");
     wait(child, Duration::from_secs(30))
 }
+
+/// Wait until `count` of the lines of `path` reaches `n` (`what` names what is counted when
+/// it does not in time).
+pub fn wait_counted(
+    path: &Path,
+    n: usize,
+    limit: Duration,
+    what: &str,
+    count: impl Fn(&[String]) -> usize,
+) -> Vec<String> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let lines = lines_of(path);
+        let counted = count(&lines);
+        if counted >= n {
+            return lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} has {counted} of {n} {what}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Wait until `path` has at least `n` lines.
+pub fn wait_lines(path: &Path, n: usize, limit: Duration) -> Vec<String> {
+    wait_counted(path, n, limit, "lines", <[String]>::len)
+}
+
+/// Wait until `path` has at least `n` distinct lines.
+pub fn wait_unique_lines(path: &Path, n: usize, limit: Duration) -> Vec<String> {
+    wait_counted(path, n, limit, "distinct lines", |lines| {
+        lines.iter().collect::<std::collections::HashSet<_>>().len()
+    })
+}
