@@ -235,6 +235,38 @@ fn extract_name(text: &str) -> Option<String> {
     Some(text[start..end].to_owned())
 }
 
+/// Publishes to a queue by name through the default exchange (`mandatory`: a queue that is
+/// not there is a refusal, not a silent drop) on a confirm-mode channel, and waits for
+/// RabbitMQ's confirm. `refused` ends the error said when RabbitMQ does not take it (what that
+/// means for the caller).
+pub(crate) async fn publish_to_queue(
+    ch: &lapin::Channel,
+    address: &str,
+    queue: &str,
+    payload: &[u8],
+    properties: lapin::BasicProperties,
+    refused: &str,
+) -> Result<(), BrokerError> {
+    let map = |e: lapin::Error| map_error(address, &e);
+    let options = lapin::options::BasicPublishOptions {
+        mandatory: true,
+        ..lapin::options::BasicPublishOptions::default()
+    };
+    let confirm = ch
+        .basic_publish("".into(), short(queue)?, options, payload, properties)
+        .await
+        .map_err(map)?
+        .await
+        .map_err(map)?;
+    match confirm {
+        lapin::Confirmation::Ack(None) | lapin::Confirmation::NotRequested => Ok(()),
+        _ => Err(BrokerError::backend(
+            BACKEND,
+            format!("RabbitMQ did not take the message for queue '{queue}'; {refused}"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,37 +303,5 @@ mod tests {
         assert!(short(&"x".repeat(255)).is_ok());
         let err = short(&"x".repeat(256)).unwrap_err().to_string();
         assert!(err.contains("at most 255"), "{err}");
-    }
-}
-
-/// Publishes to a queue by name through the default exchange (`mandatory`: a queue that is
-/// not there is a refusal, not a silent drop) on a confirm-mode channel, and waits for
-/// RabbitMQ's confirm. `refused` ends the error said when RabbitMQ does not take it (what that
-/// means for the caller).
-pub(crate) async fn publish_to_queue(
-    ch: &lapin::Channel,
-    address: &str,
-    queue: &str,
-    payload: &[u8],
-    properties: lapin::BasicProperties,
-    refused: &str,
-) -> Result<(), BrokerError> {
-    let map = |e: lapin::Error| map_error(address, &e);
-    let options = lapin::options::BasicPublishOptions {
-        mandatory: true,
-        ..lapin::options::BasicPublishOptions::default()
-    };
-    let confirm = ch
-        .basic_publish("".into(), short(queue)?, options, payload, properties)
-        .await
-        .map_err(map)?
-        .await
-        .map_err(map)?;
-    match confirm {
-        lapin::Confirmation::Ack(None) | lapin::Confirmation::NotRequested => Ok(()),
-        _ => Err(BrokerError::backend(
-            BACKEND,
-            format!("RabbitMQ did not take the message for queue '{queue}'; {refused}"),
-        )),
     }
 }

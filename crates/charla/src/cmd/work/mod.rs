@@ -37,7 +37,7 @@ use super::duration_arg as duration;
 use backoff::{backoff, Backoff};
 use job::{End, Job, Plan, Report, Stop, Why};
 use notify::Notifier;
-use output::{Printer, Rate};
+use output::{Counts, Printer, Rate};
 
 #[derive(Debug, Args)]
 pub struct WorkArgs {
@@ -88,14 +88,6 @@ pub struct WorkArgs {
 /// RabbitMQ's default `consumer_timeout`: a delivery unacked this long closes its channel.
 const RABBITMQ_CONSUMER_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
-#[derive(Default)]
-struct Counts {
-    done: u64,
-    failed: u64,
-    dead: u64,
-    given_back: u64,
-}
-
 pub async fn run(settings: &Settings, args: WorkArgs) -> Result<ExitCode> {
     let mode = settings.mode(&args.route)?;
     let room = settings.room(&args.route, mode, true);
@@ -127,23 +119,7 @@ pub async fn run(settings: &Settings, args: WorkArgs) -> Result<ExitCode> {
         eprintln!("{}", lang.tr("work-amqp-long", &[("minutes", &minutes)]));
     }
     let out = Printer::new(args.json, lang);
-    let command = args.command.join(" ");
-    out.event(
-        json!({"event": "start", "room": room, "mode": mode.as_str(),
-               "concurrency": concurrency, "command": args.command}),
-        || {
-            lang.tr(
-                "work-start",
-                &[
-                    ("room", &room),
-                    ("mode", &mode.as_str()),
-                    ("count", &concurrency),
-                    ("command", &command),
-                ],
-            )
-        },
-        true,
-    );
+    out.start(&room, mode, concurrency, &args.command);
     let plan = Arc::new(Plan {
         command: args.command,
         room,
@@ -180,22 +156,7 @@ pub async fn run(settings: &Settings, args: WorkArgs) -> Result<ExitCode> {
         );
     }
     drop(link);
-    out.event(
-        json!({"event": "summary", "done": counts.done, "failed": counts.failed,
-               "dead": counts.dead, "given_back": counts.given_back}),
-        || {
-            lang.tr(
-                "work-summary",
-                &[
-                    ("done", &counts.done),
-                    ("failed", &counts.failed),
-                    ("dead", &counts.dead),
-                    ("back", &counts.given_back),
-                ],
-            )
-        },
-        true,
-    );
+    out.summary(&counts);
     outcome.map(|()| ExitCode::SUCCESS)
 }
 

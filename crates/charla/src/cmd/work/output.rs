@@ -6,6 +6,18 @@
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
+use charla_core::Mode;
+use serde_json::json;
+
+/// What a worker did, for its progress line and its last line.
+#[derive(Default)]
+pub(super) struct Counts {
+    pub(super) done: u64,
+    pub(super) failed: u64,
+    pub(super) dead: u64,
+    pub(super) given_back: u64,
+}
+
 /// Where events go.
 #[derive(Clone, Copy)]
 pub(super) struct Printer {
@@ -48,6 +60,43 @@ impl Printer {
         } else {
             let _ = writeln!(std::io::stdout(), "{line}");
         }
+    }
+
+    /// The worker's first line: where it works, how many at a time, on what.
+    pub(super) fn start(&self, room: &str, mode: Mode, concurrency: usize, command: &[String]) {
+        let text = command.join(" ");
+        self.event(
+            json!({"event": "start", "room": room, "mode": mode.as_str(),
+                   "concurrency": concurrency, "command": command}),
+            || {
+                let args: [(&str, &dyn std::fmt::Display); 4] = [
+                    ("room", &room),
+                    ("mode", &mode.as_str()),
+                    ("count", &concurrency),
+                    ("command", &text),
+                ];
+                self.lang.tr("work-start", &args)
+            },
+            true,
+        );
+    }
+
+    /// The worker's last line: what it did.
+    pub(super) fn summary(&self, counts: &Counts) {
+        self.event(
+            json!({"event": "summary", "done": counts.done, "failed": counts.failed,
+                   "dead": counts.dead, "given_back": counts.given_back}),
+            || {
+                let args: [(&str, &dyn std::fmt::Display); 4] = [
+                    ("done", &counts.done),
+                    ("failed", &counts.failed),
+                    ("dead", &counts.dead),
+                    ("back", &counts.given_back),
+                ];
+                self.lang.tr("work-summary", &args)
+            },
+            true,
+        );
     }
 
     /// Replaces the progress line (no newline: the next event or redraw clears it).
