@@ -166,7 +166,8 @@ cmd-work-after = How it works:
       Each message is taken from the room's queue and COMMAND runs for it, directly (no shell:
       write sh -c '…' for one), with the message as JSON on stdin and in the environment:
       CHARLA_ID, CHARLA_ROOM, CHARLA_USUARIO, CHARLA_MENSAJE, CHARLA_ATTEMPT (1, 2, …) and
-      CHARLA_DELIVERIES (how many times the broker handed it out before).
+      CHARLA_DELIVERIES (how many times the broker handed it out before), and CHARLA_FILE (the
+  full path of an upload through `charla web --uploads`, empty otherwise).
       Exit status 0 acknowledges the message. A failure (another status, a signal, or running past
       --timeout, when its whole process group is killed) is retried by this worker after the
       --backoff wait, holding the message meanwhile; after --max-deliveries attempts it goes to the

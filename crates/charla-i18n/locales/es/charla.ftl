@@ -33,53 +33,53 @@ arg-work-json = Imprimir un objeto JSON por evento (NDJSON) en lugar de texto
 arg-work-command = La orden que se ejecuta para cada mensaje, con sus argumentos, tras `--` (sin shell)
 arg-work-count = Salir cuando se hayan tomado y terminado tantas tareas (scripts, mediciones)
 arg-work-notify = Publicar un mensaje de fin por tarea en SALA (difusión) [SALA por defecto: el nombre de la sala y `.done`]: su id como id de correlación, estado, código de salida o señal, duración, las primeras líneas de su salida; lo que espera `charla send --wait`
-cmd-dead-about = Ver las cartas muertas de una sala y por qué murieron; reenviarlas o borrarlas
-cmd-dead-after = Qué es una carta muerta:
+cmd-dead-about = Ver los mensajes muertos de una sala y por qué murieron; reenviarlos o borrarlos
+cmd-dead-after = Qué es un mensaje muerto:
       Un mensaje que no se pudo procesar: no es JSON o es demasiado grande (not-json,
       too-large), se entregó demasiadas veces sin confirmación (max-deliveries), un consumidor
       lo rechazó (nacked), o el comando de `charla work` siguió fallando (command-failed: exit
-      3, timeout). Cada una guarda el motivo, los intentos, cuándo falló la primera y la última
+      3, timeout). Cada uno guarda el motivo, los intentos, cuándo falló la primera y la última
       vez, el último error y cuántas veces se reenvió.
 
     Ejemplos:
       charla dead --room fotos                         # lista: id, motivo, intentos, edad, remitente
-      charla dead --room fotos --stats                 # cuántas por motivo
-      charla dead --room fotos --replay --all          # devolverlas todas a la sala
+      charla dead --room fotos --stats                 # cuántos por motivo
+      charla dead --room fotos --replay --all          # devolverlos todos a la sala
       charla dead --room fotos --replay --reason timeout
       charla dead --room fotos --purge --older-than 7d
-      charla dead --room fotos --json                  # un objeto JSON por carta muerta
+      charla dead --room fotos --json                  # un objeto JSON por mensaje muerto
 
-    Reenviar o borrar pide una selección (--id, --all, --reason, --older-than), dice cuántas
+    Reenviar o borrar pide una selección (--id, --all, --reason, --older-than), dice cuántos
     tocó y se puede repetir sin riesgo: un mensaje nunca vuelve dos veces, y un reenvío cortado
     a medias no pierde ninguno (en todos los brokers; en RabbitMQ al menos una vez, con el
     mismo id).
-arg-dead-stats = Contar las cartas muertas por motivo en vez de listarlas
-arg-dead-replay = Devolver a la sala las cartas muertas elegidas, marcadas como reenviadas
-arg-dead-purge = Borrar para siempre las cartas muertas elegidas
-arg-dead-id = Solo estas cartas muertas (los id de la lista); repítelo para varias
-arg-dead-all = Todas las cartas muertas de la sala
-arg-dead-reason = Solo las cartas muertas de este motivo (not-json, too-large, max-deliveries, command-failed, timeout, nacked, unknown)
-arg-dead-older-than = Solo las cartas muertas que murieron hace más de esto (90s, 10m, 2h, 7d)
+arg-dead-stats = Contar los mensajes muertos por motivo en vez de listarlos
+arg-dead-replay = Devolver a la sala los mensajes muertos elegidos, marcados como reenviados
+arg-dead-purge = Borrar para siempre los mensajes muertos elegidos
+arg-dead-id = Solo estos mensajes muertos (los id de la lista); repítelo para varios
+arg-dead-all = Todos los mensajes muertos de la sala
+arg-dead-reason = Solo los mensajes muertos de este motivo (not-json, too-large, max-deliveries, command-failed, timeout, nacked, unknown)
+arg-dead-older-than = Solo los mensajes muertos que murieron hace más de esto (90s, 10m, 2h, 7d)
 arg-dead-limit = Listar como mucho estas [por defecto: 100]
-arg-dead-json = Imprimir JSON (un objeto por carta muerta, o un objeto con los recuentos)
-dead-select-needed = di qué cartas muertas: --id ID, --all, --reason MOTIVO o --older-than EDAD
+arg-dead-json = Imprimir JSON (un objeto por mensaje muerto, o un objeto con los recuentos)
+dead-select-needed = di qué mensajes muertos: --id ID, --all, --reason MOTIVO o --older-than EDAD
 dead-replayed = { $count ->
-    [one] 1 carta muerta de { $room } devuelta a la sala
-   *[other] { $count } cartas muertas de { $room } devueltas a la sala
+    [one] 1 mensaje muerto de { $room } devuelto a la sala
+   *[other] { $count } mensajes muertos de { $room } devueltos a la sala
 }
 dead-purged = { $count ->
-    [one] 1 carta muerta de { $room } borrada
-   *[other] { $count } cartas muertas de { $room } borradas
+    [one] 1 mensaje muerto de { $room } borrado
+   *[other] { $count } mensajes muertos de { $room } borrados
 }
-dead-none = { $room } no tiene cartas muertas
-dead-total = { $count } cartas muertas en { $room }
+dead-none = { $room } no tiene mensajes muertos
+dead-total = { $count } mensajes muertos en { $room }
 dead-attempts = { $count ->
     [one] 1 intento
    *[other] { $count } intentos
 }
 dead-replays = { $count ->
-    [one] reenviada una vez
-   *[other] reenviada { $count } veces
+    [one] reenviado una vez
+   *[other] reenviado { $count } veces
 }
 dead-age-bad = --older-than { $text }: se esperaba una edad como 90s, 10m, 2h, 7d
 work-start = trabajando en { $room } ({ $mode }), { $count } a la vez: { $command }
@@ -304,7 +304,8 @@ cmd-work-after = Cómo funciona:
       Cada mensaje se toma de la cola de la sala y COMANDO se ejecuta para él, directamente (sin
       shell: escribe sh -c '…' si quieres uno), con el mensaje en JSON por la entrada estándar y en
       el entorno: CHARLA_ID, CHARLA_ROOM, CHARLA_USUARIO, CHARLA_MENSAJE, CHARLA_ATTEMPT (1, 2, …)
-      y CHARLA_DELIVERIES (cuántas veces lo entregó antes el broker).
+      y CHARLA_DELIVERIES (cuántas veces lo entregó antes el broker), y CHARLA_FILE (la ruta
+      completa de una subida por `charla web --uploads`; vacía si no la hay).
       Un código de salida 0 confirma el mensaje. Un fallo (otro código, una señal, o pasar de
       --timeout, y entonces se mata todo su grupo de procesos) lo reintenta este mismo trabajador
       tras la espera de --backoff, sin soltar el mensaje; tras --max-deliveries intentos va a los
