@@ -53,6 +53,26 @@ pub struct GlobalArgs {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides
     #[arg(long, short = 'v', action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+
+    /// Log lines as text, or as one JSON object each (for a log collector): time, level,
+    /// message and fields
+    #[arg(
+        long,
+        env = "CHARLA_LOG_FORMAT",
+        global = true,
+        value_name = "FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text each, coloured on a terminal.
+    Text,
+    /// One JSON object each (tracing's JSON format).
+    Json,
 }
 
 /// Where messages go or come from.

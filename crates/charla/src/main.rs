@@ -35,7 +35,7 @@ fn main() -> std::process::ExitCode {
     // `charla chat` sends its log lines to a file while its screen is up (cmd/chat.rs): no
     // colour codes in them.
     let colour = colour_wanted() && !matches!(cli.command, Command::Chat(_));
-    init_logging(cli.global.verbose, colour);
+    init_logging(cli.global.verbose, colour, cli.global.log_format);
     let settings = match Settings::resolve(&cli.global) {
         Ok(s) => s,
         Err(e) => {
@@ -86,7 +86,8 @@ fn colour_wanted() -> bool {
 }
 
 /// Warnings (poison messages, reconnects) always reach stderr; `-v` adds more, RUST_LOG rules.
-fn init_logging(verbose: u8, colour: bool) {
+/// `--log-format json` writes each line as one JSON object, for a log collector.
+fn init_logging(verbose: u8, colour: bool, format: crate::config::LogFormat) {
     // lapin and rdkafka log their own lines for conditions charla already reports in one line
     // of its own (wrong password, broker restarting, broker unreachable): keep them out unless
     // RUST_LOG asks (librdkafka's own log reaches `tracing` at debug level, target librdkafka).
@@ -97,10 +98,11 @@ fn init_logging(verbose: u8, colour: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let lines = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(colour)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        crate::config::LogFormat::Text => lines.with_target(false).with_ansi(colour).try_init(),
+        crate::config::LogFormat::Json => lines.json().with_ansi(false).try_init(),
+    };
 }

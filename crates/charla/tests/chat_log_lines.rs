@@ -145,3 +145,36 @@ fn no_color_is_honoured_on_a_terminal() {
         warn_lines[1]
     );
 }
+
+/// `--log-format json` (or CHARLA_LOG_FORMAT=json) writes each log line as one JSON object a
+/// log collector can read: its level, its message and its fields.
+#[test]
+fn log_lines_can_be_json_for_a_collector() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    for how in ["flag", "env"] {
+        let room = poisoned_room(&server);
+        let mut listen = charla(&server.url());
+        listen
+            .env_remove("RUST_LOG")
+            .args(["listen", "--room", &room, "--count", "1"]);
+        match how {
+            "flag" => listen.args(["--log-format", "json"]),
+            _ => listen.env("CHARLA_LOG_FORMAT", "json"),
+        };
+        let out = run(&mut listen, b"");
+        assert!(ok(&out).contains("[a] after"));
+        let stderr = text(&out.stderr);
+        let warning = stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["level"] == "WARN")
+            .unwrap_or_else(|| panic!("a JSON warning line ({how}): {stderr}"));
+        let message = warning["fields"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("bad message"), "{warning}");
+        assert_eq!(warning["fields"]["room"], room.as_str(), "{warning}");
+        assert!(warning["timestamp"].is_string(), "{warning}");
+        assert!(!stderr.contains("\x1b["), "no colour codes: {stderr:?}");
+    }
+}

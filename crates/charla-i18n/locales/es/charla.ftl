@@ -393,6 +393,8 @@ arg-partitions = Kafka: particiones de los temas que crea charla (un tema que ya
 arg-config = Archivo de configuración (TOML) [por defecto: ./charla.toml, luego ~/.config/charla/config.toml]
 arg-lang = Idioma de la salida: en o es [por defecto: según LANG]
 arg-verbose = Más registro en stderr (-v info, -vv debug); RUST_LOG manda
+arg-log-format = Líneas de registro como texto, o como un objeto JSON cada una (para un recolector de registros): hora, nivel, mensaje y campos
+value-FORMAT = FORMATO
 arg-mode = Modo de entrega: queue, broadcast, stream o routing [por defecto: queue]
 arg-room = Sala: el nombre de la cola, canal, stream o tema en el broker (un patrón al escuchar en modo routing) [por defecto: chat_cola; chat_stream en modo stream; chat.general / chat.# en modo routing]
 
