@@ -19,25 +19,6 @@ fn charla_serve() -> RedisServer {
     RedisServer::start_charla(Path::new(env!("CARGO_BIN_EXE_charla")), &[])
 }
 
-/// Pids of `sleep` processes whose command line contains `marker` (the worker's own argv
-/// holds the script, so only `sleep`s count).
-fn processes_with(marker: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|raw| {
-                    let line = String::from_utf8_lossy(&raw).replace('\0', " ");
-                    line.starts_with("sleep ") && line.contains(marker)
-                })
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
 /// A `sleep` argument no other process has: `30.<pid><n>`.
 fn unique_sleep(n: u32) -> String {
     format!("30.{}{n}", std::process::id())

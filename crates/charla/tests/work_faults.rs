@@ -33,19 +33,8 @@ fn fault_line(case: &str, sent: usize, ran: &[String]) -> usize {
 /// Process groups of `sleep` processes whose command line contains `marker` (an orphaned
 /// command of a killed worker leads a group of its own: the shell and its sleep).
 fn groups_sleeping(marker: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut groups: Vec<u32> = entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|raw| {
-                    let line = String::from_utf8_lossy(&raw).replace('\0', " ");
-                    line.starts_with("sleep ") && line.contains(marker)
-                })
-                .unwrap_or(false)
-        })
+    let mut groups: Vec<u32> = processes_with(marker)
+        .into_iter()
         .filter_map(|pid| {
             // /proc/PID/stat: "pid (comm) state ppid pgrp …"; comm is `sleep` here.
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -117,3 +117,22 @@ pub fn wait_unique_lines(path: &Path, n: usize, limit: Duration) -> Vec<String> 
         lines.iter().collect::<std::collections::HashSet<_>>().len()
     })
 }
+
+/// Pids of `sleep` processes whose command line contains `marker` (the worker's own argv
+/// holds the script, so only `sleep`s count).
+pub fn processes_with(marker: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|raw| {
+                    let line = String::from_utf8_lossy(&raw).replace('\0', " ");
+                    line.starts_with("sleep ") && line.contains(marker)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
