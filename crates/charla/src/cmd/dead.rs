@@ -95,14 +95,21 @@ pub async fn run(settings: &Settings, args: DeadArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let limit = args.limit.unwrap_or(DEFAULT_LIMIT);
-    let read = if args.stats { usize::MAX } else { limit };
-    let dead: Vec<DeadLetter> = broker
+    // A selection or the counts look at every dead letter; a plain listing at the first ones.
+    let read = match args.stats || select != DeadSelect::all() {
+        true => usize::MAX,
+        false => limit,
+    };
+    let mut dead: Vec<DeadLetter> = broker
         .dead_letters(&room, read)
         .await
         .map_err(explain)?
         .into_iter()
         .filter(|d| select.matches(d))
         .collect();
+    if !args.stats {
+        dead.truncate(limit);
+    }
     if args.stats {
         print_stats(settings, &room, &dead, args.json);
     } else {
