@@ -30,11 +30,16 @@ const FORM_OVERHEAD: usize = 64 * 1024;
 /// How long an upload's body may take to arrive (a picture from a phone on a slow network).
 const UPLOAD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// Whether a request is an upload (`--uploads`).
+fn is_upload(hub: &Hub, path: &str) -> bool {
+    hub.config.uploads.is_some() && path.starts_with("/api/rooms/") && path.ends_with("/uploads")
+}
+
 /// The size and deadline of a request's body, and what is said past that size: an upload's
 /// (`--uploads`: the file's limit), or any other's.
 fn body_bounds(hub: &Hub, path: &str) -> (usize, std::time::Duration, Said) {
     match &hub.config.uploads {
-        Some(up) if path.starts_with("/api/rooms/") && path.ends_with("/uploads") => (
+        Some(up) if is_upload(hub, path) => (
             up.max_bytes + FORM_OVERHEAD,
             hub.config.header_timeout.max(UPLOAD_DEADLINE),
             Said::new("gw-upload-too-large").arg("max", up.max_bytes),
@@ -59,6 +64,24 @@ pub async fn bounded(State(hub): State<Arc<Hub>>, request: Request, next: Next) 
             axum::http::HeaderValue::from_static("close"),
         );
         response
+    };
+    // An upload's body is held whole while it arrives and is kept: at most this many at once
+    // (memory about that many times --max-upload-bytes, whatever the clients do); one more is
+    // told to come back, not queued.
+    let _slot = match is_upload(&hub, parts.uri.path()) {
+        true => match hub.upload_slots.clone().try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            Err(_) => {
+                let why = Said::new("gw-uploads-busy").arg("count", crate::UPLOADS_AT_ONCE);
+                let mut response = refuse(StatusCode::SERVICE_UNAVAILABLE, why);
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("2"),
+                );
+                return response;
+            }
+        },
+        false => None,
     };
     match tokio::time::timeout(deadline, axum::body::to_bytes(body, max)).await {
         Ok(Ok(bytes)) => {

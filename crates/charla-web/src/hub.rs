@@ -95,6 +95,8 @@ pub struct Hub {
     pub names: Arc<crate::auth::Names>,
     /// Uploads waiting for their worker's notice (`--uploads`).
     pub waiting_uploads: crate::files::WaitingUploads,
+    /// Uploads being received now: at most [`crate::UPLOADS_AT_ONCE`] (see `body::bounded`).
+    pub upload_slots: Arc<tokio::sync::Semaphore>,
     closing: std::sync::atomic::AtomicBool,
     /// Pages connected now (the shutdown waits for their goodbyes).
     pages: watch::Sender<usize>,
@@ -145,6 +147,7 @@ impl Hub {
             reads,
             names: Arc::default(),
             waiting_uploads: Default::default(),
+            upload_slots: Arc::new(tokio::sync::Semaphore::new(crate::UPLOADS_AT_ONCE)),
             closing: std::sync::atomic::AtomicBool::new(false),
             pages: watch::channel(0).0,
         });

@@ -107,6 +107,11 @@ pub struct UploadConfig {
 /// Default of [`UploadConfig::room`].
 pub const DEFAULT_UPLOAD_ROOM: &str = "uploads";
 
+/// Uploads received at once: each body is held whole while it arrives, so the gateway's
+/// memory for uploads stays near this many times `--max-upload-bytes` however many clients
+/// send; one more gets `503` with `Retry-After`.
+pub const UPLOADS_AT_ONCE: usize = 8;
+
 /// Default of [`UploadConfig::max_bytes`]: 10 MiB.
 pub const MAX_UPLOAD_BYTES: usize = 10 * 1024 * 1024;
 

@@ -42,8 +42,15 @@ fn dead_lists_counts_replays_and_purges() {
         "id, reason and a preview: {listing}"
     );
     // A selection looks past the first dead letters (the not-json one comes first).
-    let picked = ok(&dead(&server, &room, &["--limit", "1", "--reason", "unknown"]));
-    assert!(picked.contains("foto rota") && !picked.contains("not-json"), "{picked}");
+    let picked = ok(&dead(
+        &server,
+        &room,
+        &["--limit", "1", "--reason", "unknown"],
+    ));
+    assert!(
+        picked.contains("foto rota") && !picked.contains("not-json"),
+        "{picked}"
+    );
     let stats: serde_json::Value =
         serde_json::from_str(ok(&dead(&server, &room, &["--stats", "--json"])).trim())
             .expect("one JSON object");

@@ -245,3 +245,73 @@ async fn a_failed_thumbnail_is_said_with_the_workers_error() {
     let _ = w.kill();
     let _ = w.wait();
 }
+
+/// Clients that start uploads and never finish them hold at most `UPLOADS_AT_ONCE` bodies:
+/// the next upload is told to come back (503, Retry-After), the gateway's memory stays near
+/// that many times the upload limit, and once they are gone an upload goes through again.
+#[test]
+fn unfinished_uploads_are_bounded_and_do_not_lock_others_out() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let dir = sandbox().join(unique_name("uploads-slow-"));
+    let queue = unique_name("up-slow-q-");
+    let gateway = Gateway::with_uploads(&server.url(), &dir, &queue, &[]);
+    let rss = || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", gateway.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = rss();
+    // Forty clients announce 10 MB and send 9.5 of them, then stall.
+    let held: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let mut tcp = TcpStream::connect(("127.0.0.1", gateway.port)).expect("connect");
+            let head = "POST /api/rooms/fotos/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                        Content-Type: multipart/form-data; boundary=x\r\n\
+                        Content-Length: 10000000\r\n\r\n";
+            let _ = tcp.write_all(head.as_bytes());
+            let _ = tcp.write_all(&vec![b'a'; 9_500_000]);
+            tcp
+        })
+        .collect();
+    let grown_kib = rss().saturating_sub(before);
+    eprintln!("40 stalled 10 MB uploads: gateway RSS +{grown_kib} KiB");
+    // 8 bodies of at most 10 MiB + the form, with room for the allocator's slack.
+    assert!(
+        grown_kib < 8 * 11 * 1024 * 2,
+        "memory bounded: +{grown_kib} KiB"
+    );
+    let (code, body) = upload(
+        gateway.port,
+        "/api/rooms/fotos/uploads",
+        "Ana",
+        "a.png",
+        PNG,
+    );
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("uploads are arriving already"), "{body}");
+    drop(held);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, body) = upload(
+            gateway.port,
+            "/api/rooms/fotos/uploads",
+            "Ana",
+            "a.png",
+            PNG,
+        );
+        if code == 201 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "uploads go through once the stalled ones are gone: {code} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

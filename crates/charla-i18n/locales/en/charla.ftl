@@ -595,6 +595,7 @@ gw-websocket-key = missing or bad Sec-WebSocket-Key
 gw-websocket-only = this address takes WebSocket connections only
 gw-websocket-version = WebSocket version 13 only
 gw-uploads-off = this gateway takes no uploads (start it with --uploads DIR)
+gw-uploads-busy = { $count } uploads are arriving already; try again in a moment
 gw-upload-form = expected a form (multipart/form-data) with a 'file' and your 'usuario'
 gw-upload-no-file = the form has no 'file'
 gw-upload-too-large = the file is over { $max } bytes (--max-upload-bytes)

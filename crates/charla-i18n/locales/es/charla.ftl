@@ -602,6 +602,7 @@ gw-websocket-key = falta Sec-WebSocket-Key o no es válida
 gw-websocket-only = esta dirección solo acepta conexiones WebSocket
 gw-websocket-version = solo la versión 13 de WebSocket
 gw-uploads-off = esta pasarela no acepta subidas (arráncala con --uploads DIR)
+gw-uploads-busy = ya están llegando { $count } subidas; inténtalo de nuevo en un momento
 gw-upload-form = se esperaba un formulario (multipart/form-data) con un 'file' y tu 'usuario'
 gw-upload-no-file = el formulario no trae 'file'
 gw-upload-too-large = el archivo pasa de { $max } bytes (--max-upload-bytes)
