@@ -333,7 +333,9 @@ fn killed_listener_loses_nothing() {
     };
     let room = unique_name("kill-");
     let url = format!("{}?consumer_ttl_ms=1000", server.url());
-    let sent: Vec<String> = (1..=200).map(|i| format!("m{i}")).collect();
+    // Enough that the victim cannot take them all between its first line and the kill, even
+    // when the machine is slow to deliver the signal (200 once were: the case proved nothing).
+    let sent: Vec<String> = (1..=5000).map(|i| format!("m{i}")).collect();
     let input = sent.join("\n") + "\n";
     ok(&run(
         charla(&url).args(["send", "--room", &room, "--name", "a", "--quiet"]),
